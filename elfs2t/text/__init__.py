@@ -1,0 +1,1 @@
+"""Text: tokenizer + frozen text encoder latents, and text normalisation for scoring."""
