@@ -1,0 +1,183 @@
+"""Scoring: WER/CER/BLEU/chrF against hand computations, normalisers, missing ids, results table."""
+import json
+
+import pytest
+
+from elfs2t.config import ConfigError, structure
+from elfs2t.results import collect_results, write_results_table
+from elfs2t.score import ScoreConfig, align, score_files, score_texts
+from elfs2t.text.normalize import default_normalize, get_normalizer, load_english_spelling_mapping
+from elfs2t.textfile import write_text
+
+
+def test_wer_two_errors_of_four():
+    report, aligns = score_texts({"u": "a b c d"}, {"u": "a x c"}, ScoreConfig(metric="wer"))
+    c = report.counts["WER"]
+    assert (c.ref_len, c.sub, c.dele, c.ins, c.hits) == (4, 1, 1, 0, 2)
+    assert report.scores["WER"] == pytest.approx(50.0)
+    assert aligns["align.txt"].splitlines() == [
+        "u ref  a b c d",
+        "u hyp  a x c ***",
+        "u op   C S C D",
+        "u #csid 2 1 1 0",
+    ]
+
+
+def test_corpus_wer_pools_counts_and_insertions():
+    refs = {"a": "one two", "b": "three four five six"}
+    hyps = {"a": "one two extra words", "b": "three four five six"}
+    report, _ = score_texts(refs, hyps, ScoreConfig(metric="wer"))
+    # 2 insertions over 6 reference words (not the mean of per-utterance rates, 50%).
+    assert report.scores["WER"] == pytest.approx(100 * 2 / 6)
+    assert report.counts["WER"].ins == 2
+
+
+def test_cer_by_hand():
+    report, _ = score_texts({"u": "abcd"}, {"u": "abd"}, ScoreConfig(metric="cer"))
+    assert report.scores["CER"] == pytest.approx(25.0)
+    assert align("ab", "xb", unit="char") == [("S", "a", "x"), ("C", "b", "b")]
+
+
+def test_normalisation_applies_before_wer():
+    refs = {"u": "Hello, World! It\u2019s fine."}
+    hyps = {"u": "hello world it's FINE"}
+    report, _ = score_texts(refs, hyps, ScoreConfig(metric="all"))
+    assert report.scores["WER"] == 0.0 and report.scores["CER"] == 0.0
+    report_none, _ = score_texts(refs, hyps, ScoreConfig(metric="wer", normalizer="none"))
+    assert report_none.scores["WER"] == pytest.approx(100.0)  # every word differs in case/punctuation
+
+
+def test_default_normalizer_rules():
+    assert default_normalize("  Don't  STOP--now! ") == "don't stop now"
+    assert default_normalize("'quoted' rock 'n' roll") == "quoted rock n roll"
+    assert default_normalize("well-known 3.5 “yes”") == "well known 3 5 yes"
+    assert default_normalize("Grüße, STRASSE") == "grüße strasse"
+    assert default_normalize("o\u2019clock") == "o'clock"
+    assert default_normalize("...") == ""
+
+
+def test_whisper_english_normalizer_with_mapping(tmp_path):
+    mapping = tmp_path / "english.json"
+    mapping.write_text(json.dumps({"colour": "color"}))
+    norm = get_normalizer("whisper_en", mapping)
+    assert norm("Mr. Smith's colour costs twenty five dollars, um.") == "mister smith is color costs $25"
+    assert load_english_spelling_mapping(mapping) == ({"colour": "color"}, str(mapping))
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        get_normalizer("whisper_en", bad)
+    with pytest.raises(ValueError, match="unknown normalizer 'nope'"):
+        get_normalizer("nope")
+
+
+def test_bleu_identical_is_100_and_known_value():
+    refs = {"1": "The cat sat on the mat.", "2": "A quick brown fox jumps."}
+    report, _ = score_texts(refs, dict(refs), ScoreConfig(metric="bleu"))
+    assert report.scores["BLEU"] == pytest.approx(100.0)
+    assert report.scores["chrF"] == pytest.approx(100.0)
+    assert "case:mixed" in report.signatures["BLEU"] and "tok:13a" in report.signatures["BLEU"]
+    assert "case:lc" in report.signatures["BLEU_lc"]
+    # Hand computation: precisions 4/5, 3/4, 2/3, 1/2, no brevity penalty -> (0.2)^(1/4).
+    report, _ = score_texts({"u": "a b c d e"}, {"u": "a b c d f"}, ScoreConfig(metric="bleu"))
+    assert report.scores["BLEU"] == pytest.approx(100 * 0.2 ** 0.25, abs=1e-6)
+
+
+def test_bleu_cased_vs_lowercased():
+    refs = {"u": "The Cat Sat On The Mat"}
+    hyps = {"u": "the cat sat on the mat"}
+    report, _ = score_texts(refs, hyps, ScoreConfig(metric="bleu"))
+    assert report.scores["BLEU_lc"] == pytest.approx(100.0)
+    assert report.scores["BLEU"] < 50.0
+    assert report.scores["chrF_lc"] == pytest.approx(100.0) and report.scores["chrF"] < 100.0
+
+
+def test_missing_hypotheses_scored_as_empty_and_reported(tmp_path):
+    write_text(tmp_path / "ref", {"u1": "a b c d", "u2": "e f", "u3": "g"})
+    write_text(tmp_path / "hyp", {"u1": "a b c d", "zz": "stray"})
+    out = tmp_path / "test_set"
+    report = score_files(tmp_path / "hyp", tmp_path / "ref", out, ScoreConfig(metric="all"))
+    assert report.missing == ["u2", "u3"] and report.extra == ["zz"]
+    assert report.num_utts == 3
+    assert report.scores["WER"] == pytest.approx(100 * 3 / 7)  # 3 deletions over 7 words
+    text = (out / "result.txt").read_text()
+    assert "missing_hyps: 2 (scored as empty hypotheses) e.g. u2 u3" in text
+    assert "extra_hyps: 1 (no reference, not scored) e.g. zz" in text
+    assert "WER: 42.86 %" in text and "# elfs2t scoring: test_set" in text
+    assert "u3 hyp  ***" in (out / "align.txt").read_text()
+    data = json.loads((out / "result.json").read_text())
+    assert data["counts"]["WER"]["dele"] == 3 and data["missing"] == ["u2", "u3"]
+    assert (out / "align_char.txt").is_file()
+
+
+def test_refs_from_cuts_manifest(tmp_path):
+    from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
+    from lhotse.audio import AudioSource
+
+    cuts = []
+    for i, (src, tgt) in enumerate([("hallo welt", "hello world"), ("guten tag", "good day")]):
+        rec = Recording(id=f"r{i}", sources=[AudioSource(type="file", channels=[0], source="x.wav")],
+                        sampling_rate=16000, num_samples=16000, duration=1.0)
+        sup = SupervisionSegment(id=f"c{i}", recording_id=rec.id, start=0, duration=1.0, text=src,
+                                 language="de", custom={"translated_text": {"en": tgt}})
+        cuts.append(MonoCut(id=f"c{i}", start=0, duration=1.0, channel=0, recording=rec, supervisions=[sup]))
+    manifest = tmp_path / "cuts.jsonl.gz"
+    CutSet.from_cuts(cuts).to_file(manifest)
+    write_text(tmp_path / "hyp", {"c0": "hello world", "c1": "good day"})
+    report = score_files(tmp_path / "hyp", manifest, tmp_path / "st", ScoreConfig(metric="wer"), ref_target="translation:en")
+    assert report.scores["WER"] == 0.0
+    report = score_files(tmp_path / "hyp", manifest, tmp_path / "asr", ScoreConfig(metric="wer"))
+    assert report.scores["WER"] == pytest.approx(100.0)
+    with pytest.raises(ConfigError, match="translation:<tgt>"):
+        score_files(tmp_path / "hyp", manifest, tmp_path / "x", ScoreConfig(), ref_target="french")
+    with pytest.raises(ValueError, match="only applies to a cuts manifest"):
+        score_files(tmp_path / "hyp", tmp_path / "hyp", tmp_path / "x", ScoreConfig(), ref_target="transcript")
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="normalizer='fancy'"):
+        structure(ScoreConfig, {"normalizer": "fancy"})
+    with pytest.raises(ConfigError, match="bleu_tokenize='nope'"):
+        structure(ScoreConfig, {"bleu_tokenize": "nope"})
+
+
+def _result_tree(root, exp, inference, set_name, hyps, refs, metric, timing=None):
+    d = root / "exp" / exp / f"decode_{inference}" / set_name
+    write_text(root / "tmp_ref", refs)
+    write_text(root / "tmp_hyp", hyps)
+    score_files(root / "tmp_hyp", root / "tmp_ref", d, ScoreConfig(metric=metric))
+    if timing is not None:
+        (d / "timing.json").write_text(json.dumps(timing))
+
+
+def test_results_table(tmp_path):
+    _result_tree(tmp_path, "elf_s2t_tiny", "steps32_g2.0", "asr_test", {"a": "x y"}, {"a": "x z"}, "wer",
+                 {"audio_seconds": 30.0, "decode_seconds": 2.0})
+    _result_tree(tmp_path, "ar_tiny", "beam4", "st_test", {"a": "x y"}, {"a": "x y"}, "bleu")
+    rows = collect_results(tmp_path)
+    assert [(r.exp, r.inference, r.set_name) for r in rows] == [
+        ("ar_tiny", "beam4", "st_test"), ("elf_s2t_tiny", "steps32_g2.0", "asr_test")]
+    ar, elf = rows
+    assert elf.metrics["WER"] == pytest.approx(50.0) and elf.rtfx == pytest.approx(15.0)
+    assert (elf.steps, elf.guidance, elf.beam_size) == ("32", "2.0", None)
+    assert ar.beam_size == "4" and ar.rtfx is None and ar.metrics["BLEU"] == pytest.approx(0.0)
+    out = write_results_table(tmp_path, tmp_path / "RESULTS.md")
+    lines = out.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| exp"))
+    assert header == "| exp | inference | steps | guidance | beam_size | set | utts | missing | WER (%) | BLEU | BLEU_lc | chrF | chrF_lc | RTFx |"
+    elf_line = next(line for line in lines if line.startswith("| elf_s2t_tiny"))
+    assert elf_line == "| elf_s2t_tiny | steps32_g2.0 | 32 | 2.0 |  | asr_test | 1 | 0 | 50.00 |  |  |  |  | 15.0 |"
+
+
+def test_score_entry_point(tmp_path, capsys):
+    from elfs2t.bin.score import main
+
+    write_text(tmp_path / "ref", {"u1": "a b c d"})
+    write_text(tmp_path / "hyp", {"u1": "a x c"})
+    rc = main(["--hyp", str(tmp_path / "hyp"), "--ref", str(tmp_path / "ref"), "--metric", "wer",
+               "--out-dir", str(tmp_path / "exp" / "m" / "decode_g1" / "s")])
+    assert rc == 0 and "WER: 50.00 %" in capsys.readouterr().out
+    assert main(["--results-table", str(tmp_path)]) == 0
+    assert "| m | g1 | 1 | s |" in (tmp_path / "RESULTS.md").read_text()
+    (tmp_path / "bad").write_text("u1 a\nu1 b\n")
+    assert main(["--hyp", str(tmp_path / "bad"), "--ref", str(tmp_path / "ref"), "--out-dir", str(tmp_path / "o")]) == 1
+    assert f"{tmp_path / 'bad'}:2: duplicate utterance id" in capsys.readouterr().err
