@@ -1,0 +1,231 @@
+"""Shared helpers for stage 1: atomic manifest writing, done markers, audio probing and the per-split report.
+
+Every corpus preparation (:mod:`elfs2t.data.librispeech`, :mod:`elfs2t.data.covost2`, a recipe's
+``local/`` function) ends the same way::
+
+    report = SplitReport(split="de_en_train")
+    report.skip("empty_translation", "clip_12.mp3")       # a bad row: counted, never fatal
+    report.kept += 1
+    write_set(cuts, output_dir, "de_en_train")              # cuts_<set>.jsonl.gz (+ recordings, supervisions)
+    write_reports([report], output_dir / "report_covost2.json")
+
+Writes go to a temporary name in the same folder and are renamed into place, so an interrupted
+stage never leaves a half-written manifest that a re-run would trust. A set is *done* when its
+marker ``.done_<set>`` exists next to the manifests.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSet, load_manifest
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+#: How many example file names a report keeps per skip reason.
+MAX_EXAMPLES = 5
+
+
+@dataclass(kw_only=True)
+class SplitReport:
+    """What happened to the rows of one split: how many were kept, and which were skipped and why."""
+
+    split: str
+    """The set name (``asr_train``, ``de_en_dev``, ...)."""
+    kept: int = 0
+    """Rows that became cuts."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Skip reason -> count."""
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    """Skip reason -> up to :data:`MAX_EXAMPLES` example file names (or ``file:line`` for bad TSV lines)."""
+
+    def skip(self, reason: str, example: str) -> None:
+        """Count one skipped row under ``reason`` and remember ``example`` (a file name or ``file:line``)."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        examples = self.examples.setdefault(reason, [])
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(example)
+
+    @property
+    def num_skipped(self) -> int:
+        """Total skipped rows over all reasons."""
+        return sum(self.skipped.values())
+
+    def summary(self) -> str:
+        """One line: ``<split>: kept N, skipped M (reason: n e.g. a, b; ...)``."""
+        parts = [
+            f"{reason}: {count} e.g. {', '.join(self.examples.get(reason, []))}"
+            for reason, count in sorted(self.skipped.items())
+        ]
+        detail = f" ({'; '.join(parts)})" if parts else ""
+        return f"{self.split}: kept {self.kept}, skipped {self.num_skipped}{detail}"
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of the report."""
+        return {"split": self.split, "kept": self.kept, "skipped": dict(self.skipped), "examples": dict(self.examples)}
+
+
+def _atomic_target(path: Path) -> Path:
+    """Temporary sibling of ``path`` that keeps its suffixes (lhotse picks the format from them)."""
+    return path.with_name(f".tmp.{os.getpid()}.{path.name}")
+
+
+def write_manifest_atomic(manifest: CutSet | RecordingSet | SupervisionSet, path: str | Path) -> Path:
+    """Write a lhotse manifest to ``path`` through a temporary file in the same folder and rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_target(path)
+    try:
+        manifest.to_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_target(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def cuts_path(output_dir: str | Path, set_name: str) -> Path:
+    """``<output_dir>/cuts_<set>.jsonl.gz``, the stage-1 output named in docs/contracts.md."""
+    return Path(output_dir) / f"cuts_{set_name}.jsonl.gz"
+
+
+def done_marker(output_dir: str | Path, set_name: str) -> Path:
+    """The marker file whose presence means the set ``set_name`` is completely written."""
+    return Path(output_dir) / f".done_{set_name}"
+
+
+def is_done(output_dir: str | Path, set_name: str) -> bool:
+    """True when the set's marker and its cuts file both exist."""
+    return done_marker(output_dir, set_name).is_file() and cuts_path(output_dir, set_name).is_file()
+
+
+def clear_done(output_dir: str | Path, set_names: Iterable[str]) -> None:
+    """Remove the done markers of ``set_names`` (used by ``--force``) so that the sets are rebuilt."""
+    for name in set_names:
+        done_marker(output_dir, name).unlink(missing_ok=True)
+
+
+def load_set(output_dir: str | Path, set_name: str) -> CutSet:
+    """Read the cuts of a finished set back (lazily opened manifests are not used: sets are small enough)."""
+    return load_manifest(cuts_path(output_dir, set_name))
+
+
+def write_set(cuts: CutSet, output_dir: str | Path, set_name: str) -> Path:
+    """Write the cuts of one set plus its recordings and supervisions atomically, then its done marker.
+
+    The marker is removed first and written last, so a crash in between leaves the set "not done".
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    marker = done_marker(output_dir, set_name)
+    marker.unlink(missing_ok=True)
+    cuts = cuts.to_eager()
+    recordings = RecordingSet.from_recordings(c.recording for c in cuts if c.has_recording)
+    supervisions = SupervisionSet.from_segments(s for c in cuts for s in c.supervisions)
+    write_manifest_atomic(recordings, output_dir / f"recordings_{set_name}.jsonl.gz")
+    write_manifest_atomic(supervisions, output_dir / f"supervisions_{set_name}.jsonl.gz")
+    path = write_manifest_atomic(cuts, cuts_path(output_dir, set_name))
+    marker.touch()
+    logger.info("wrote %d cuts to %s", len(cuts), path)
+    return path
+
+
+def write_reports(reports: Sequence[SplitReport], path: str | Path) -> Path:
+    """Write the per-split reports as JSON to ``path`` (and a ``.txt`` summary beside it); log each line."""
+    path = Path(path)
+    for report in reports:
+        log = logger.warning if report.num_skipped else logger.info
+        log("%s", report.summary())
+    write_text_atomic(json.dumps([r.to_dict() for r in reports], indent=2) + "\n", path)
+    write_text_atomic("".join(r.summary() + "\n" for r in reports), path.with_suffix(".txt"))
+    return path
+
+
+def failure_reason(path: Path) -> str:
+    """Why an audio file could not become a recording: ``missing_audio``, ``zero_length_audio`` or
+    ``unreadable_audio`` (an empty file or a header with 0 frames counts as zero length)."""
+    if not path.is_file():
+        return "missing_audio"
+    if path.stat().st_size == 0:
+        return "zero_length_audio"
+    try:
+        import soundfile
+
+        if soundfile.info(str(path)).frames == 0:
+            return "zero_length_audio"
+    except Exception:
+        pass
+    return "unreadable_audio"
+
+
+def probe_audio(path: Path, recording_id: str) -> tuple[Recording | None, str | None]:
+    """Read the header of one audio file: ``(recording, None)`` or ``(None, reason)``.
+
+    Reasons: ``missing_audio`` (no such file), ``unreadable_audio`` (no backend can open it),
+    ``zero_length_audio`` (no samples).
+    """
+    if not path.is_file():
+        return None, "missing_audio"
+    try:
+        recording = Recording.from_file(path, recording_id=recording_id)
+    except Exception as exc:  # any decoder failure means the same thing for us: skip and report
+        logger.debug("cannot read %s: %s", path, exc)
+        return None, failure_reason(path)
+    if recording.num_samples <= 0 or recording.duration <= 0:
+        return None, "zero_length_audio"
+    return recording, None
+
+
+def probe_many(
+    items: Sequence[tuple[Path, str]], nj: int = 1, desc: str = "probing audio"
+) -> list[tuple[Recording | None, str | None]]:
+    """:func:`probe_audio` over ``(path, recording_id)`` pairs with ``nj`` threads and a progress bar.
+
+    Results come back in the order of ``items``.
+    """
+    if nj <= 1:
+        return [probe_audio(p, i) for p, i in tqdm(items, desc=desc, leave=False)]
+    with ThreadPoolExecutor(max_workers=nj) as pool:
+        return list(tqdm(pool.map(lambda it: probe_audio(*it), items), total=len(items), desc=desc, leave=False))
+
+
+def check_cuts_contract(cuts: CutSet, set_name: str) -> None:
+    """Raise ``ValueError`` naming the set and cut unless each cut follows the stage-1 contract.
+
+    One supervision per cut covering the whole recording, with a non-empty text and a language.
+    """
+    for cut in cuts:
+        where = f"set {set_name!r}, cut {cut.id!r}"
+        if len(cut.supervisions) != 1:
+            raise ValueError(f"{where}: expected exactly one supervision, got {len(cut.supervisions)}")
+        sup = cut.supervisions[0]
+        if not (sup.text or "").strip():
+            raise ValueError(f"{where}: supervision text is empty")
+        if not sup.language:
+            raise ValueError(f"{where}: supervision.language is not set")
+
+
+def prepared_sets(output_dir: str | Path, set_names: Mapping[str, object] | Iterable[str]) -> dict[str, CutSet]:
+    """Load every already finished set among ``set_names``; ``{}`` unless all of them are done."""
+    names = list(set_names)
+    if names and all(is_done(output_dir, n) for n in names):
+        return {n: load_set(output_dir, n) for n in names}
+    return {}
