@@ -1,0 +1,1 @@
+"""Flow matching for ELF: time distributions, the training objective, samplers and guidance."""

@@ -1,0 +1,208 @@
+"""ELF flow-matching objective: each formula against a hand computation on tiny tensors."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elfs2t.config import ConfigError, structure
+from elfs2t.flow.objective import (
+    FlowConfig,
+    FlowDraws,
+    draw_flow_noise,
+    flow_loss_from_draws,
+    flow_matching_loss,
+    guided_target,
+    noisy_latent,
+    velocity,
+)
+from elfs2t.flow.time import sample_logit_normal
+
+
+class ToyDenoiser(nn.Module):
+    """Follows the denoiser contract with a closed-form x_hat, and records every call."""
+
+    def __init__(self, d: int = 3, hidden: int = 4, vocab: int = 5) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(0.5))
+        self.proj = nn.Linear(d, hidden)
+        self.head = nn.Linear(hidden, vocab)
+        self.calls: list[dict] = []
+
+    def forward(self, z, t, self_cond=None, guidance=None, decode=None, cond=None, cond_mask=None, text_mask=None):
+        self.calls.append(dict(z=z.clone(), t=t.clone(), self_cond=None if self_cond is None else self_cond.clone(),
+                               guidance=None if guidance is None else guidance.clone(),
+                               decode=None if decode is None else decode.clone(),
+                               cond=None if cond is None else cond.clone(), cond_mask=cond_mask,
+                               grad=torch.is_grad_enabled()))
+        c = torch.zeros_like(z) if self_cond is None else self_cond
+        g = torch.ones_like(t) if guidance is None else guidance
+        x_hat = self.a * z + 0.25 * c + 0.1 * (g - 1)[:, None, None] + 0.01 * t[:, None, None]
+        if cond is not None:
+            x_hat = x_hat + cond.mean(dim=(1, 2))[:, None, None]
+        return SimpleNamespace(x_hat=x_hat, hidden=self.proj(z))
+
+    def token_logits(self, hidden):
+        return self.head(hidden)
+
+
+def test_path_and_velocity_by_hand():
+    x = torch.tensor([[[1.0, 2.0]]])
+    eps = torch.tensor([[[0.5, -1.0]]])
+    z = noisy_latent(x, torch.tensor([0.25]), eps, 2.0)
+    assert torch.allclose(z, torch.tensor([[[1.0, -1.0]]]))  # 0.25 x + 0.75 * 2 eps
+    v = velocity(torch.tensor([[[2.0, 0.0]]]), z, torch.tensor([0.25]), 0.05)
+    assert torch.allclose(v, torch.tensor([[[1 / 0.75, 1 / 0.75]]]))
+    # the clamp: 1 - t = 0.01 < 0.05 -> divide by 0.05
+    v = velocity(torch.tensor([[[2.0, 0.0]]]), z, torch.tensor([0.99]), 0.05)
+    assert torch.allclose(v, torch.tensor([[[20.0, 20.0]]]))
+    # per-token times (B, L)
+    z2 = noisy_latent(torch.ones(1, 2, 1), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, 1), 5.0)
+    assert torch.allclose(z2.flatten(), torch.tensor([1.0, 5.0]))
+
+
+def test_guided_target_by_hand():
+    out = guided_target(torch.ones(2, 1, 1), torch.full((2, 1, 1), 2.0), torch.full((2, 1, 1), 4.0),
+                        torch.tensor([2.0, 1.0]))
+    assert torch.allclose(out.flatten(), torch.tensor([1 + 0.5 * 2, 1.0]))
+
+
+def test_time_distribution_moments():
+    g = torch.Generator().manual_seed(0)
+    t = sample_logit_normal(200_000, -1.5, 0.8, generator=g)
+    n = torch.logit(t.double())
+    assert abs(n.mean().item() + 1.5) < 0.01 and abs(n.std().item() - 0.8) < 0.01
+    assert 0 < t.min() and t.max() < 1 and t.mean() < 0.3  # biased toward noise
+
+
+def test_draws_fractions_and_w_range():
+    cfg = FlowConfig()
+    g = torch.Generator().manual_seed(1)
+    dec, sc, logw, drop, rows = 0, 0, [], 0, 0
+    for _ in range(400):
+        d = draw_flow_noise(torch.zeros(10, 2, 3), cfg, g)
+        assert not (d.decode & d.self_cond).any()
+        assert torch.all(d.w[~d.self_cond] == 1.0)
+        w = d.w[d.self_cond]
+        assert torch.all((w >= 0.5 - 1e-6) & (w <= 5.0 + 1e-6))
+        logw += torch.log1p(w).tolist()
+        dec += int(d.decode.sum()); sc += int(d.self_cond.sum()); drop += int(d.drop.sum()); rows += 10
+        assert d.lam.shape == (10, 2) and d.eps_dec.shape == (10, 2, 3)
+    assert abs(dec / rows - 0.2) < 0.01  # exact in expectation (stochastic rounding of 0.2 B)
+    assert abs(sc / rows - 0.8 * 0.5) < 0.03
+    assert abs(drop / rows - 0.1) < 0.02
+    lo, hi = math.log(1.5), math.log(6.0)
+    assert abs(sum(logw) / len(logw) - (lo + hi) / 2) < 0.03  # log(1 + w) uniform
+
+
+def _fixed_draws() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, FlowDraws]:
+    torch.manual_seed(0)
+    B, L, d = 3, 2, 3
+    x = torch.randn(B, L, d)
+    ids = torch.tensor([[1, 2], [3, 4], [0, 1]])
+    loss_mask = torch.tensor([[True, False], [True, True], [True, True]])
+    draws = FlowDraws(
+        t=torch.tensor([0.3, 0.5, 0.2]), eps=torch.randn(B, L, d),
+        decode=torch.tensor([True, False, False]), self_cond=torch.tensor([False, False, True]),
+        w=torch.tensor([1.0, 1.0, 2.0]), lam=torch.tensor([[0.9, 0.6], [0.5, 0.5], [0.5, 0.5]]),
+        eps_dec=torch.randn(B, L, d), drop=torch.tensor([False, False, False]),
+    )
+    return x, ids, loss_mask, draws
+
+
+def test_loss_with_mixed_decode_and_denoise_rows_by_hand():
+    x, ids, loss_mask, dr = _fixed_draws()
+    cfg = FlowConfig(sigma_d=5.0)
+    net = ToyDenoiser()
+    loss, stats = flow_loss_from_draws(net, x, ids, loss_mask, cfg, dr)
+
+    # --- hand computation with the toy's closed form x_hat = a z + c/4 + (w - 1)/10 + t/100, a = 0.5
+    a = 0.5
+    # row 0 decodes: z = lam x + (1 - lam) 5 eps', t = 1; CE over its one loss position
+    z0 = dr.lam[0][:, None] * x[0] + (1 - dr.lam[0][:, None]) * 5.0 * dr.eps_dec[0]
+    ce0 = F.cross_entropy(net.head(net.proj(z0[:1])), ids[0, :1], reduction="sum")
+    # row 1: plain denoising at t = 0.5
+    t1 = 0.5
+    z1 = t1 * x[1] + (1 - t1) * 2.0 * dr.eps[1]
+    xh1 = a * z1 + t1 / 100
+    l2_1 = (((xh1 - z1) - (x[1] - z1)) / (1 - t1)).pow(2).mean(-1).sum()
+    # row 2: self-cond with w = 2 at t = 0.2
+    t2, w2 = 0.2, 2.0
+    z2 = t2 * x[2] + (1 - t2) * 2.0 * dr.eps[2]
+    xa = a * z2 + t2 / 100  # pass A, guidance 1
+    xb = a * z2 + xa / 4 + t2 / 100  # pass B, c = x_A
+    vs, va, vb = (x[2] - z2) / 0.8, (xa - z2) / 0.8, (xb - z2) / 0.8
+    target = vs + (1 - 1 / w2) * (vb - va)
+    xh2 = a * z2 + xa / 4 + (w2 - 1) / 10 + t2 / 100  # trained pass: c = x_A, guidance w
+    l2_2 = ((xh2 - z2) / 0.8 - target).pow(2).mean(-1).sum()
+    expected = (ce0 + l2_1 + l2_2) / 5  # 5 loss positions in all
+    assert torch.allclose(loss, expected, atol=1e-5)
+    assert stats["flow_mse"] == pytest.approx(float((l2_1 + l2_2).detach() / 4), rel=1e-5)
+    assert stats["ce"] == pytest.approx(float(ce0.detach()), rel=1e-5)
+    assert stats["frac_decode"] == pytest.approx(1 / 3)
+
+    # one trained forward over all rows; the two no-grad passes only over the self-cond row
+    assert [(c["z"].shape[0], c["grad"]) for c in net.calls] == [(1, False), (1, False), (3, True)]
+    trained = net.calls[-1]
+    assert trained["decode"].tolist() == [True, False, False]
+    assert torch.allclose(trained["t"], torch.tensor([1.0, 0.5, 0.2]))
+    assert torch.allclose(trained["z"][0], z0)  # per-token lambda noise for the decoding row
+    assert torch.all(trained["self_cond"][:2] == 0)
+    assert torch.allclose(trained["self_cond"][2], xa)
+    assert trained["guidance"].tolist() == [1.0, 1.0, 2.0]
+    assert net.calls[0]["guidance"].tolist() == [1.0] and net.calls[1]["guidance"].tolist() == [1.0]
+    loss.backward()
+    assert net.a.grad is not None and net.head.weight.grad.abs().sum() > 0
+
+
+def test_decode_weight_scales_ce_only():
+    x, ids, loss_mask, dr = _fixed_draws()
+    dr.self_cond[:] = False
+    l1, s1 = flow_loss_from_draws(ToyDenoiser(), x, ids, loss_mask, FlowConfig(decode_weight=1.0), dr)
+    torch.manual_seed(0)
+    net = ToyDenoiser()
+    l0, s0 = flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(decode_weight=0.0), dr)
+    assert s0["flow_mse"] == pytest.approx(s1["flow_mse"])
+    assert float(l0) == pytest.approx(s0["flow_mse"] * 4 / 5, rel=1e-5)
+
+
+def test_condition_dropout_zeros_the_slots_only():
+    x, ids, loss_mask, dr = _fixed_draws()
+    dr.drop = torch.tensor([True, False, True])
+    cond = torch.randn(3, 4, 2) + 1.0
+    cond_mask = torch.tensor([[True, True, False, False]] * 3)
+    net = ToyDenoiser()
+    flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(), dr, cond=cond, cond_mask=cond_mask)
+    seen = net.calls[-1]
+    assert seen["cond"].shape == cond.shape
+    assert torch.all(seen["cond"][0] == 0) and torch.all(seen["cond"][2] == 0)
+    assert torch.equal(seen["cond"][1], cond[1])
+    assert torch.equal(seen["cond_mask"], cond_mask)  # positions kept
+    # the self-cond passes of row 2 see the same (dropped) condition
+    assert torch.all(net.calls[0]["cond"] == 0)
+
+
+def test_flow_matching_loss_seeded_and_differentiable():
+    x = torch.randn(6, 4, 3)
+    ids = torch.randint(0, 5, (6, 4))
+    mask = torch.ones(6, 4, dtype=torch.bool)
+    net = ToyDenoiser()
+    l1, _ = flow_matching_loss(net, x, ids, mask, FlowConfig(), generator=torch.Generator().manual_seed(3))
+    l2, stats = flow_matching_loss(net, x, ids, mask, FlowConfig(), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(l1, l2) and torch.isfinite(l1)
+    l1.backward()
+    assert net.a.grad is not None
+    assert {"loss", "frac_decode", "frac_self_cond"} <= set(stats)
+    with pytest.raises(ValueError, match="loss_mask"):
+        flow_matching_loss(net, x, ids, mask[:, :2], FlowConfig())
+
+
+def test_config_validation_names_key():
+    with pytest.raises(ConfigError, match="decode_frac"):
+        structure(FlowConfig, {"decode_frac": 1.5})
+    with pytest.raises(ConfigError, match="w_high"):
+        structure(FlowConfig, {"w_low": 3.0, "w_high": 2.0})
