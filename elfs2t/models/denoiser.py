@@ -1,0 +1,277 @@
+"""The ELF denoiser F (DESIGN §2.2): a bidirectional transformer over prefix, condition and text latents.
+
+Sequence layout of one forward, with ``P`` prefix tokens, ``C`` condition slots and ``L`` text slots::
+
+    [ 4 time tokens | 4 guidance tokens | 4 mode tokens | condition (C) | text (L) ]
+    positions (RoPE): prefix unrotated; condition then text numbered 0, 1, 2, ... per row,
+    skipping padded condition slots, so row b's text starts at position cond_len[b].
+
+* Text input per position: ``text_proj(self_cond_proj([z | c]))``: ``2d -> d`` linear, then
+  ``d -> bottleneck (no bias) -> H``. ``c`` is the self-conditioning estimate (zeros when unused).
+* Time tokens: the 4 learned tokens ``t_emb_tokens (1, 4, H)`` plus the same embedding
+  ``t_embedder(t) (B, H)`` added to each of them (as in the released ELF code). Guidance tokens: the
+  same with ``self_cond_cfg_embedder(w)``; ``guidance=None`` leaves these 4 tokens out of the sequence
+  (exactly what the released code does without a scale). Mode tokens ``mode_tokens (1, 4, H)`` are
+  multiplied per row by 0 (denoising) or 1 (decoding) and always stay in the sequence.
+* Attention is bidirectional with a key-padding mask: padded condition and text slots are never
+  attended to (their own outputs are computed but meaningless).
+* Flow head: ``final_layer`` = RMSNorm -> Linear(H -> d), zero-initialised -> ``x_hat``.
+* Token head (:meth:`ElfDenoiser.token_logits`) reads the raw residual stream ``hidden`` (the last
+  block's output at text positions, before the final norm):
+  ``gelu_tanh(hidden @ proj_kernel + proj_bias) @ unembed_kernel + unembed_bias``.
+
+Parameter names are those of the released ELF PyTorch checkpoints; see
+:mod:`elfs2t.models.elf_checkpoint`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elfs2t.config import config_check
+from elfs2t.models.layers import BottleneckProj, ElfBlock, FlowHead, ScalarEmbedder, rope_tables
+
+__all__ = ["DenoiserConfig", "DenoiserOutput", "ElfDenoiser", "ELF_SIZES"]
+
+#: Published sizes (depth, hidden, heads); DESIGN §2.2.
+ELF_SIZES: dict[str, tuple[int, int, int]] = {
+    "ELF-B": (12, 768, 12),
+    "ELF-M": (24, 1056, 16),
+    "ELF-L": (32, 1280, 16),
+}
+
+
+@dataclasses.dataclass(kw_only=True)
+class DenoiserConfig:
+    """Architecture of the ELF denoiser (defaults: ELF-B over t5-small latents)."""
+
+    latent_dim: int = 512
+    """d: width of the text latents (the text encoder's hidden size)."""
+    vocab_size: int = 32100
+    """V: number of token ids the token head predicts."""
+    hidden: int = 768
+    """H: transformer width."""
+    depth: int = 12
+    """Number of transformer blocks."""
+    heads: int = 12
+    """Attention heads; H must be divisible by it and the head width must be even (RoPE pairs)."""
+    bottleneck: int = 128
+    """Width of the text input bottleneck d -> bottleneck -> H."""
+    num_time_tokens: int = 4
+    """Learned time prefix tokens."""
+    num_guidance_tokens: int = 4
+    """Learned self-conditioning-guidance prefix tokens."""
+    num_mode_tokens: int = 4
+    """Learned mode prefix tokens (x0 in denoising rows, x1 in decoding rows)."""
+    rope_theta: float = 1e4
+    """RoPE base."""
+    freq_dim: int = 256
+    """Sinusoidal features of the time / guidance embedders ([cos, sin] order)."""
+    ffn_inner: int | None = None
+    """SwiGLU inner width; null = int(8 H / 3) (ELF: 2048 for H 768)."""
+    norm_eps: float = 1e-6
+    """Epsilon of every RMSNorm."""
+
+    def validate(self) -> None:
+        """Check sizes; raises ConfigError naming the key."""
+        for key in ("latent_dim", "vocab_size", "hidden", "depth", "heads", "bottleneck", "freq_dim"):
+            value = getattr(self, key)
+            config_check(value > 0, key, value, "must be positive")
+        for key in ("num_time_tokens", "num_guidance_tokens", "num_mode_tokens"):
+            value = getattr(self, key)
+            config_check(value >= 0, key, value, "must be >= 0")
+        config_check(self.num_time_tokens > 0, "num_time_tokens", self.num_time_tokens, "must be positive")
+        config_check(self.hidden % self.heads == 0, "hidden", self.hidden, f"must be divisible by heads={self.heads}")
+        config_check((self.hidden // self.heads) % 2 == 0, "heads", self.heads,
+                     f"head width hidden/heads={self.hidden / self.heads} must be even (RoPE rotates pairs)")
+        config_check(self.ffn_inner is None or self.ffn_inner > 0, "ffn_inner", self.ffn_inner, "must be positive or null")
+        config_check(self.rope_theta > 0, "rope_theta", self.rope_theta, "must be positive")
+        config_check(self.norm_eps > 0, "norm_eps", self.norm_eps, "must be positive")
+
+    @property
+    def ffn_width(self) -> int:
+        """SwiGLU inner width actually used."""
+        return self.ffn_inner if self.ffn_inner is not None else 8 * self.hidden // 3
+
+    @classmethod
+    def from_size(cls, size: str, **kwargs) -> "DenoiserConfig":
+        """A published size (``ELF-B``, ``ELF-M``, ``ELF-L``) with other fields from ``kwargs``."""
+        if size not in ELF_SIZES:
+            raise ValueError(f"unknown ELF size {size!r}; known: {sorted(ELF_SIZES)}")
+        depth, hidden, heads = ELF_SIZES[size]
+        return cls(depth=depth, hidden=hidden, heads=heads, **kwargs)
+
+
+class DenoiserOutput(NamedTuple):
+    """Output of :class:`ElfDenoiser`."""
+
+    x_hat: torch.Tensor
+    """(B, L, d) predicted clean latents."""
+    hidden: torch.Tensor
+    """(B, L, H) residual stream at text positions (input of the token head)."""
+
+
+class ElfDenoiser(nn.Module):
+    """ELF denoiser; interface in docs/contracts.md, layout in the module docstring."""
+
+    def __init__(self, cfg: DenoiserConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        d, h = cfg.latent_dim, cfg.hidden
+        self.self_cond_proj = nn.Linear(2 * d, d)
+        self.text_proj = BottleneckProj(d, h, cfg.bottleneck)
+        self.t_embedder = ScalarEmbedder(h, cfg.freq_dim)
+        self.t_emb_tokens = nn.Parameter(torch.empty(1, cfg.num_time_tokens, h))
+        self.self_cond_cfg_embedder = ScalarEmbedder(h, cfg.freq_dim)
+        self.self_cond_cfg_tokens = nn.Parameter(torch.empty(1, cfg.num_guidance_tokens, h))
+        self.mode_tokens = nn.Parameter(torch.empty(1, cfg.num_mode_tokens, h))
+        self.blocks = nn.ModuleList(
+            [ElfBlock(h, cfg.heads, cfg.ffn_width, cfg.norm_eps) for _ in range(cfg.depth)]
+        )
+        self.proj_kernel = nn.Parameter(torch.empty(h, d))  # P: H x d
+        self.proj_bias = nn.Parameter(torch.empty(d))
+        self.unembed_kernel = nn.Parameter(torch.empty(d, cfg.vocab_size))  # U: d x V
+        self.unembed_bias = nn.Parameter(torch.empty(cfg.vocab_size))
+        self.final_layer = FlowHead(h, d, cfg.norm_eps)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """ELF's initialisation: xavier-uniform linears (zero bias), N(0, 0.02) prefix tokens,
+        xavier token head, zero flow head."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for tokens in (self.t_emb_tokens, self.self_cond_cfg_tokens, self.mode_tokens):
+            nn.init.normal_(tokens, mean=0.0, std=0.02)
+        for embedder in (self.t_embedder, self.self_cond_cfg_embedder):
+            nn.init.normal_(embedder.mlp[0].weight, std=0.02)
+            nn.init.normal_(embedder.mlp[2].weight, std=0.02)
+        nn.init.xavier_uniform_(self.proj_kernel)
+        nn.init.zeros_(self.proj_bias)
+        nn.init.xavier_uniform_(self.unembed_kernel)
+        nn.init.zeros_(self.unembed_bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters (all, or only those with ``requires_grad``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Prefix tokens in a forward with guidance given (time + guidance + mode)."""
+        c = self.cfg
+        return c.num_time_tokens + c.num_guidance_tokens + c.num_mode_tokens
+
+    # ------------------------------------------------------------------------------------------
+    def embed_text(self, z: torch.Tensor, self_cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Text input projection: ``z, c (B, L, d)`` -> ``(B, L, H)`` (``c`` = zeros when None)."""
+        z = z.to(self.self_cond_proj.weight.dtype)
+        c = torch.zeros_like(z) if self_cond is None else self_cond.to(z.dtype)
+        return self.text_proj(self.self_cond_proj(torch.cat([z, c], dim=-1)))
+
+    def embed_condition_latents(self, x_src: torch.Tensor) -> torch.Tensor:
+        """Clean source-text latents as condition tokens: ``(B, C, d)`` -> ``(B, C, H)``.
+
+        Same input projection as the text slots, with the self-conditioning channels zero
+        (text-conditional ELF, e.g. translation from a source text).
+        """
+        return self.embed_text(x_src, None)
+
+    def _prefix(self, t: torch.Tensor, guidance: torch.Tensor | None, decode: torch.Tensor) -> torch.Tensor:
+        """``(B, P, H)``: time tokens, guidance tokens (if given), mode tokens scaled by ``decode``."""
+        b = t.shape[0]
+        parts = [self.t_emb_tokens.expand(b, -1, -1) + self.t_embedder(t)[:, None, :]]
+        if guidance is not None and self.cfg.num_guidance_tokens > 0:
+            parts.append(self.self_cond_cfg_tokens.expand(b, -1, -1) + self.self_cond_cfg_embedder(guidance)[:, None, :])
+        if self.cfg.num_mode_tokens > 0:
+            gate = decode.to(self.mode_tokens.dtype)[:, None, None]  # (B, 1, 1): 0 denoise, 1 decode
+            parts.append(self.mode_tokens.expand(b, -1, -1) * gate)
+        return torch.cat(parts, dim=1)
+
+    def _check(self, name: str, x: torch.Tensor | None, shape: tuple) -> None:
+        if x is not None and tuple(x.shape) != shape:
+            raise ValueError(f"ElfDenoiser: {name} has shape {tuple(x.shape)}, expected {shape}")
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        t: torch.Tensor,
+        *,
+        self_cond: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
+        decode: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+        cond_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+    ) -> DenoiserOutput:
+        """One denoiser pass.
+
+        z (B, L, d) noisy latents; t (B,) or scalar times in [0, 1]; self_cond (B, L, d) or None;
+        guidance (B,) or scalar w, or None (guidance tokens left out); decode (B,) bool or None (all
+        denoising); cond (B, C, H) clean condition tokens or None; cond_mask (B, C) bool (True = real,
+        None = all real); text_mask (B, L) bool or None (all real).
+        Returns x_hat (B, L, d) and hidden (B, L, H).
+        """
+        cfg = self.cfg
+        if z.dim() != 3 or z.shape[-1] != cfg.latent_dim:
+            raise ValueError(f"ElfDenoiser: z has shape {tuple(z.shape)}, expected (B, L, {cfg.latent_dim})")
+        b, l_text, _ = z.shape
+        dev = z.device
+        t = torch.as_tensor(t, device=dev, dtype=torch.float32)
+        t = t.expand(b) if t.dim() == 0 else t
+        self._check("t", t, (b,))
+        if guidance is not None:
+            guidance = torch.as_tensor(guidance, device=dev, dtype=torch.float32)
+            guidance = guidance.expand(b) if guidance.dim() == 0 else guidance
+            self._check("guidance", guidance, (b,))
+        decode = torch.zeros(b, dtype=torch.bool, device=dev) if decode is None else decode.to(dev).bool()
+        self._check("decode", decode, (b,))
+        self._check("self_cond", self_cond, tuple(z.shape))
+        text_mask = torch.ones(b, l_text, dtype=torch.bool, device=dev) if text_mask is None else text_mask.to(dev).bool()
+        self._check("text_mask", text_mask, (b, l_text))
+
+        x_text = self.embed_text(z, self_cond)  # (B, L, H)
+        prefix = self._prefix(t, guidance, decode).to(x_text.dtype)  # (B, P, H)
+        n_prefix = prefix.shape[1]
+        if cond is not None:
+            if cond.dim() != 3 or cond.shape[0] != b or cond.shape[2] != cfg.hidden:
+                raise ValueError(f"ElfDenoiser: cond has shape {tuple(cond.shape)}, expected ({b}, C, {cfg.hidden})")
+            n_cond = cond.shape[1]
+            cond_mask = torch.ones(b, n_cond, dtype=torch.bool, device=dev) if cond_mask is None else cond_mask.to(dev).bool()
+            self._check("cond_mask", cond_mask, (b, n_cond))
+            cond = cond.to(x_text.dtype) * cond_mask[..., None]  # padded slots carry zeros
+            x = torch.cat([prefix, cond, x_text], dim=1)  # (B, P + C + L, H)
+        else:
+            if cond_mask is not None:
+                raise ValueError("ElfDenoiser: cond_mask given without cond")
+            n_cond = 0
+            cond_mask = torch.ones(b, 0, dtype=torch.bool, device=dev)
+            x = torch.cat([prefix, x_text], dim=1)  # (B, P + L, H)
+
+        key_mask = torch.cat([torch.ones(b, n_prefix, dtype=torch.bool, device=dev), cond_mask, text_mask], dim=1)
+        # RoPE positions: prefix -1 (unrotated); real condition slots 0..n-1; text from cond_len on.
+        cond_pos = torch.cumsum(cond_mask.long(), dim=1) - 1
+        cond_pos = torch.where(cond_mask, cond_pos, torch.full_like(cond_pos, -1))
+        cond_len = cond_mask.long().sum(dim=1, keepdim=True)  # (B, 1)
+        text_pos = cond_len + torch.arange(l_text, device=dev)[None, :]
+        positions = torch.cat([torch.full((b, n_prefix), -1, dtype=torch.long, device=dev), cond_pos, text_pos], dim=1)
+        cos, sin = rope_tables(positions, cfg.hidden // cfg.heads, cfg.rope_theta)
+
+        for block in self.blocks:
+            x = block(x, cos, sin, key_mask)
+        hidden = x[:, n_prefix + n_cond:]  # (B, L, H) raw residual stream
+        return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden)
+
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Token head on the residual stream: ``(B, L, H)`` -> ``(B, L, V)``."""
+        h = F.gelu(hidden @ self.proj_kernel.to(hidden.dtype) + self.proj_bias.to(hidden.dtype), approximate="tanh")
+        return h @ self.unembed_kernel.to(h.dtype) + self.unembed_bias.to(h.dtype)
