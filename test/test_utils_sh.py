@@ -1,0 +1,136 @@
+"""The shell helpers in utils/: option parsing, stage gating with markers, logging, launching, new recipes."""
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UTILS = Path(__file__).resolve().parents[1] / "utils"
+
+
+def bash(script: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = cwd / "t.sh"
+    path.write_text(script)
+    return subprocess.run(["bash", str(path), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=60)
+
+
+OPTS = f"""
+stage=0; stop_stage=100; foo_bar=x; force=false; nj=4
+help_message="Usage: t.sh [--stage N] [--foo-bar X]"
+. {UTILS}/parse_options.sh
+echo "stage=$stage stop=$stop_stage foo=$foo_bar force=$force nj=$nj rest=$*"
+"""
+
+
+def test_parse_options_sets_declared_variables(tmp_path):
+    r = bash(OPTS, "--stage", "3", "--stop-stage", "5", "--foo-bar=y z", "--nj", "2", "--force", "pos1", "--x",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "stage=3 stop=5 foo=y z force=true nj=2 rest=pos1 --x"  # stops at a positional
+    r = bash(OPTS, "--force", "false", "--", "--stage", cwd=tmp_path)
+    assert r.stdout.strip() == "stage=0 stop=100 foo=x force=false nj=4 rest=--stage"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--bogus", "1"], "invalid option --bogus"),
+    (["--stage"], "option --stage needs a value"),
+    (["--force=maybe"], "option --force expects true or false, got 'maybe'"),
+    (["--no-such-var", "x"], "invalid option --no-such-var"),
+    (["--nj=1", "--bad.name", "x"], "invalid option --bad.name"),
+])
+def test_parse_options_errors(tmp_path, args, message):
+    r = bash(OPTS, *args, cwd=tmp_path)
+    assert r.returncode == 1
+    assert message in r.stderr and r.stdout == ""
+
+
+def test_parse_options_help(tmp_path):
+    r = bash(OPTS, "--stage", "2", "--help", cwd=tmp_path)
+    assert r.returncode == 0
+    assert r.stdout.strip() == "Usage: t.sh [--stage N] [--foo-bar X]"
+
+
+STAGES = f"""
+set -euo pipefail
+stage=0; stop_stage=100; force=false; done_dir=exp/.done
+. {UTILS}/parse_options.sh
+. {UTILS}/stage.sh
+for n in 0 1 2 3; do
+  if stage_begin $n "step $n"; then echo "ran $n"; stage_done $n; fi
+done
+not_implemented_stage 5 "future"
+echo "end"
+"""
+
+
+def _ran(r):
+    return [int(x) for x in re.findall(r"^ran (\d)$", r.stdout, re.M)]
+
+
+def test_stage_range_markers_and_force(tmp_path):
+    r = bash(STAGES, "--stage", "1", "--stop-stage", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _ran(r) == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "exp/.done").iterdir()) == ["stage1", "stage2"]
+    r = bash(STAGES, "--stop-stage", "3", cwd=tmp_path)
+    assert _ran(r) == [0, 3]  # 1 and 2 are done
+    assert re.search(r"t\.sh:\d+ stage 1 \(step 1\): already done", r.stderr)
+    r = bash(STAGES, "--stage", "2", "--stop-stage", "3", "--force", cwd=tmp_path)
+    assert _ran(r) == [2, 3]
+
+
+def test_not_implemented_stage(tmp_path):
+    r = bash(STAGES, "--stage", "4", cwd=tmp_path)
+    assert r.returncode == 1 and "end" not in r.stdout
+    assert "stage 5 (future) is not implemented yet in this recipe" in r.stderr
+    r = bash(STAGES, "--stage", "6", cwd=tmp_path)  # out of range: silent
+    assert r.returncode == 0 and r.stdout.strip() == "end"
+
+
+def test_log_format(tmp_path):
+    r = bash(f". {UTILS}/log.sh\nlog hello world\n", cwd=tmp_path)
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] t\.sh:2 hello world\n", r.stderr)
+    r = bash(f". {UTILS}/log.sh\ndie broken\necho after\n", cwd=tmp_path)
+    assert r.returncode == 1 and "t.sh:2 ERROR: broken" in r.stderr and "after" not in r.stdout
+
+
+def _launch(*args, cwd, env=None):
+    return subprocess.run([str(UTILS / "launch.sh"), *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_launch_command_lines(tmp_path):
+    r = _launch("--dry-run", "elfs2t.bin.train", "--config", "a b.yaml", cwd=tmp_path)
+    assert r.returncode == 0 and shlex.split(r.stdout) == ["python", "-m", "elfs2t.bin.train", "--config", "a b.yaml"]
+    r = _launch("--dry-run", "--nproc", "4", "m", "--x", "1", cwd=tmp_path)
+    assert r.stdout.split() == ["torchrun", "--nnodes", "1", "--nproc_per_node", "4", "--standalone", "-m", "m",
+                                "--x", "1"]
+    r = _launch("--dry-run", "--nproc", "2", "--num-nodes", "3", "--node-rank", "1", "--rdzv-endpoint", "h:1",
+                "--rdzv-id", "job7", "m", cwd=tmp_path)
+    assert r.stdout.split() == ["torchrun", "--nnodes", "3", "--nproc_per_node", "2", "--node_rank", "1",
+                                "--rdzv_backend", "c10d", "--rdzv_endpoint", "h:1", "--rdzv_id", "job7", "-m", "m"]
+    assert _launch("--nproc", "0", "m", cwd=tmp_path).returncode == 1
+    r = _launch("--nproc", "1", cwd=tmp_path)
+    assert r.returncode == 1 and "missing MODULE" in r.stderr
+
+
+def test_launch_runs_single_process_python(tmp_path):
+    import os
+    import sys
+
+    (tmp_path / "hello_mod.py").write_text("import os, sys\nprint('args', sys.argv[1:], os.environ.get('RANK'))\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    r = _launch("--python", sys.executable, "hello_mod", "--a", "1", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "args ['--a', '1'] None"
+
+
+def test_new_recipe_name_checks(tmp_path):
+    r = subprocess.run([str(UTILS / "new_recipe.sh"), "--egs-dir", str(tmp_path), "Bad-Name"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "lower-case" in r.stderr
+    (tmp_path / "taken").mkdir()
+    r = subprocess.run([str(UTILS / "new_recipe.sh"), "--egs-dir", str(tmp_path), "taken"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "already exists" in r.stderr
