@@ -1,0 +1,58 @@
+"""The S2T dataset: batch dict contract, targets, filtering."""
+import pytest
+import torch
+
+from elfs2t.config import ConfigError, structure
+from elfs2t.data.dataset import S2TDataset, SetSpec, filter_cuts, load_sets, target_text, task_of
+from feature_fixtures import make_feature_cuts
+
+
+def test_batch_contract(tmp_path):
+    cuts = make_feature_cuts(tmp_path, ["a b", "a b c d", "x"], dim=6)
+    batch = S2TDataset()[cuts]
+    b = len(batch["cut_ids"])
+    assert b == 3 and batch["feats"].shape == (3, 40, 6) and batch["feats"].dtype == torch.float32
+    # sorted longest first; lengths and zero padding are consistent with the stored arrays
+    assert batch["feat_lens"].tolist() == [40, 20, 10]
+    assert batch["text"] == ["a b c d", "a b", "x"] and batch["task"] == ["asr"] * 3
+    for i, cid in enumerate(batch["cut_ids"]):
+        arr = torch.from_numpy(cuts[cid].load_features()).float()
+        n = batch["feat_lens"][i]
+        assert torch.equal(batch["feats"][i, :n], arr) and batch["feats"][i, n:].abs().sum() == 0
+    assert batch["duration"].tolist() == pytest.approx([0.8, 0.4, 0.2])
+
+
+def test_translation_targets_and_lowercase(tmp_path):
+    make_feature_cuts(tmp_path, ["Ein Hund", "Die Katze"], translations=["A dog", "The cat"])
+    cuts = load_sets([SetSpec(cuts=tmp_path / "cuts.jsonl.gz", target="translation:en")])
+    batch = S2TDataset(text_transform=str.lower)[cuts.to_eager()]
+    assert sorted(batch["text"]) == ["a dog", "the cat"] and batch["task"] == ["st:en", "st:en"]
+    cut = next(iter(cuts))
+    assert target_text(cut, "transcript") in {"Ein Hund", "Die Katze"}
+    with pytest.raises(KeyError, match="no translation into 'fr'"):
+        target_text(cut, "translation:fr")
+
+
+def test_target_validation_and_missing_manifest(tmp_path):
+    assert task_of("translation:de") == "st:de" and task_of("transcript") == "asr"
+    with pytest.raises(ConfigError, match="target='translate'"):
+        structure(SetSpec, {"cuts": "x", "target": "translate"})
+    with pytest.raises(FileNotFoundError, match="did stage 2 run"):
+        load_sets([SetSpec(cuts=tmp_path / "nope.jsonl.gz")])
+
+
+def test_filter_counts_each_reason(tmp_path):
+    cuts = make_feature_cuts(tmp_path, ["one two three four five six", "short", " ", "a b c d e f g h i j k l"])
+    kept, counts = filter_cuts(cuts, max_duration=2.0, max_tokens=5, count_tokens=lambda t: len(t.split()))
+    assert [c.supervisions[0].text for c in kept] == ["short"]
+    assert counts == {"kept": 1, "too_long_audio": 1, "too_long_text": 1, "empty_text": 1}
+
+
+def test_cut_without_features_is_a_clear_error(tmp_path):
+    cuts = make_feature_cuts(tmp_path, ["a b"])
+    cut = next(iter(cuts))
+    cut.features = None
+    from lhotse import CutSet
+
+    with pytest.raises(ValueError, match="no cached features: run stage 2"):
+        S2TDataset()[CutSet.from_cuts([cut])]
