@@ -1,0 +1,155 @@
+"""Training checkpoints: our own format, written atomically, with the previous ones kept.
+
+Files in ``exp/<tag>/``: ``checkpoint-<step>.pt`` (the newest ``keep_last`` are kept) and ``last.pt``
+(a hard link to — or, where links are impossible, a copy of — the newest). Each file is one
+``torch.save`` dict::
+
+    {"format": "elfs2t-checkpoint", "version": 1, "step": int, "epoch": int, "batches_in_epoch": int,
+     "model": state_dict, "ema": Ema.state_dict() | None, "optimizer": ..., "scheduler": ...,
+     "sampler": sampler state | None, "rng": [per-rank rng_state()], "config": plain dict, "time": str}
+
+Writes go to ``<name>.tmp`` then ``os.replace``: a crash never leaves a half-written ``.pt``.
+Loading uses ``weights_only=False`` (RNG states and sampler states are Python objects): load only
+checkpoints you trust. :func:`load_latest` falls back to older checkpoints when the newest cannot be read.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMAT", "CheckpointError", "rng_state", "set_rng_state", "list_checkpoints", "save_checkpoint",
+    "load_checkpoint", "load_latest",
+]
+
+FORMAT = "elfs2t-checkpoint"
+_NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read or is not an elfs2t checkpoint; the message names the file."""
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU (and CUDA, if present) generator states of this process."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            log.warning("checkpoint has %d CUDA RNG states, this machine %d devices: CUDA RNG not restored",
+                        len(cuda_states), torch.cuda.device_count())
+
+
+def list_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``checkpoint-<step>.pt`` in exp_dir, oldest first."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        return []
+    found = []
+    for path in exp_dir.iterdir():
+        m = _NAME.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_link(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int = 2) -> Path:
+    """Write ``state`` (must hold ``step``) as ``checkpoint-<step>.pt``, point ``last.pt`` at it, prune.
+
+    Returns the path of the new checkpoint. Older checkpoints beyond ``keep_last`` are deleted only after
+    the new one is complete.
+    """
+    if "step" not in state:
+        raise ValueError("save_checkpoint: state has no 'step'")
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT, "version": 1, **state}
+    path = exp_dir / f"checkpoint-{int(state['step'])}.pt"
+    _atomic_save(state, path)
+    _atomic_link(path, exp_dir / "last.pt")
+    for _, old in list_checkpoints(exp_dir)[: -max(1, keep_last)]:
+        if old != path:
+            old.unlink(missing_ok=True)
+    log.info("saved %s", path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read one checkpoint; :class:`CheckpointError` naming the file when unreadable or foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated zip, pickle errors, ...
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an elfs2t checkpoint (no format={FORMAT!r} entry)")
+    return state
+
+
+def load_latest(exp_dir: str | Path, map_location: str | torch.device = "cpu") -> Optional[dict[str, Any]]:
+    """The newest readable checkpoint of exp_dir (``last.pt`` first, then by step), or None if none exists.
+
+    An unreadable file is skipped with a warning that names it, so a crash during a write (or a corrupt
+    file) costs at most the steps since the previous checkpoint.
+    """
+    exp_dir = Path(exp_dir)
+    candidates = [exp_dir / "last.pt"] if (exp_dir / "last.pt").is_file() else []
+    candidates += [p for _, p in reversed(list_checkpoints(exp_dir))]
+    for path in candidates:
+        try:
+            state = load_checkpoint(path, map_location)
+        except CheckpointError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", RuntimeWarning, stacklevel=2)
+            log.warning("skipping unreadable checkpoint: %s", exc)
+            continue
+        state["path"] = str(path)
+        return state
+    return None

@@ -1,0 +1,56 @@
+"""Training-loop configuration."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from elfs2t.config import config_check
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Length, accumulation, intervals, precision, seeds and data-loading workers of a training run."""
+
+    max_steps: int = 10000
+    """Stop after this many optimiser steps (0: no step limit, max_epochs must be set)."""
+    max_epochs: int = 0
+    """Stop after this many passes over the training data (0: no epoch limit)."""
+    max_minutes: float = 0.0
+    """Wall-time budget of this invocation in minutes; a checkpoint is written at the stop (0: none)."""
+    grad_accum: int = 1
+    """Batches per optimiser step (gradient accumulation)."""
+    log_every: int = 50
+    """Log averaged loss, stats, learning rate and throughput every this many steps."""
+    valid_every: int = 1000
+    """Validation loss (with EMA weights) and the on_validate hook every this many steps (0: only at the end)."""
+    valid_max_batches: int = 0
+    """Use at most this many validation batches per process (0: all)."""
+    save_every: int = 1000
+    """Write a checkpoint every this many steps (and always at the end)."""
+    keep_last: int = 2
+    """Keep this many checkpoint-<step>.pt files (>= 2 keeps the previous one)."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Autocast: auto = bfloat16 on CUDA, float32 on CPU."""
+    seed: int = 1234
+    """Seed of model init noise and training randomness (each process adds its rank)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    pin_memory: bool = False
+    """Pin host memory of batches (CUDA)."""
+    find_unused_parameters: bool = False
+    """DDP: allow parameters that get no gradient in a step."""
+    progress: bool = True
+    """Show a tqdm progress bar (main process)."""
+
+    def validate(self) -> None:
+        for key in ("max_steps", "max_epochs", "valid_every", "valid_max_batches", "num_workers"):
+            value = getattr(self, key)
+            config_check(value >= 0, key, value, "must be >= 0")
+        config_check(self.max_steps > 0 or self.max_epochs > 0, "max_steps", self.max_steps,
+                     "set max_steps or max_epochs (both are 0: training would never stop)")
+        config_check(self.max_minutes >= 0, "max_minutes", self.max_minutes, "must be >= 0")
+        for key in ("grad_accum", "log_every", "save_every", "keep_last"):
+            value = getattr(self, key)
+            config_check(value >= 1, key, value, "must be >= 1")
