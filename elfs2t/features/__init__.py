@@ -1,0 +1,1 @@
+"""Whisper front end (frozen encoder) and the stage-2 feature cache."""
