@@ -140,3 +140,35 @@ def test_sampler_config_validation():
         structure(SamplerConfig, {"steps": 0})
     with pytest.raises(ConfigError, match="decode_from"):
         structure(SamplerConfig, {"decode_from": "logits"})
+
+
+def _real_denoiser():
+    from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+
+    torch.manual_seed(0)
+    net = ElfDenoiser(DenoiserConfig(latent_dim=8, vocab_size=11, hidden=32, depth=1, heads=2, bottleneck=16))
+    with torch.no_grad():
+        for p in net.final_layer.parameters():
+            p.normal_(0, 0.3)
+    return net.eval()
+
+
+def test_real_denoiser_batched_guidance_and_samplers():
+    net = _real_denoiser()
+    g = torch.Generator().manual_seed(4)
+    cond = torch.randn(2, 3, 32, generator=g)
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    z, t, c = torch.randn(2, 5, 8, generator=g), torch.tensor([0.2, 0.7]), torch.randn(2, 5, 8, generator=g)
+    w = torch.full((2,), 2.0)
+    with torch.no_grad():
+        x = guided_forward(net, z, t, c, w, guidance=3.0, cond=cond, cond_mask=mask)
+        x_c = net(z, t, self_cond=c, guidance=w, cond=cond, cond_mask=mask).x_hat
+        x_u = net(z, t, self_cond=c, guidance=w, cond=torch.zeros_like(cond), cond_mask=mask).x_hat
+        assert torch.allclose(x, x_u + 3.0 * (x_c - x_u), atol=1e-5)
+        assert torch.allclose(guided_forward(net, z, t, c, w, guidance=1.0, cond=cond, cond_mask=mask), x_c, atol=1e-6)
+    kw = dict(batch_size=2, length=5, latent_dim=8, cond=cond, cond_mask=mask)
+    ode = sample_latents(net, SamplerConfig(steps=5, guidance=2.0, seed=3), **kw)
+    sde0 = sample_latents(net, SamplerConfig(steps=5, guidance=2.0, seed=3, method="sde", gamma=0.0), **kw)
+    assert torch.allclose(ode, sde0, atol=1e-5)
+    ids = generate_ids(net, SamplerConfig(steps=5, guidance=2.0, seed=3), **kw)
+    assert ids.shape == (2, 5) and int(ids.max()) < 11
