@@ -1,0 +1,185 @@
+"""The continuous text space (DESIGN §2.1): tokenizer + frozen text encoder -> scaled latents.
+
+``x = E(ids) / sigma_lat``: the last hidden states of a frozen Hugging Face encoder, divided by one
+global scale (0.2 in ELF). Every text becomes exactly ``L = max_len`` ids::
+
+    space = TextLatentSpace(TextLatentConfig(name_or_path="t5-small", max_len=64))
+    ids = space.tokenize(["a cat sat"])   # (B, L) long
+    x = space.encode(ids)                 # (B, L, d) float32, no grad
+    space.decode(ids)                     # ["a cat sat"]
+
+Sequence convention (conditional generation, ELF): content tokens, then EOS, then EOS again up to
+``L`` (the padding *is* EOS and the model learns the EOS tail). Texts longer than the room are cut,
+and the EOS is always kept. The encoder sees the whole fixed-length sequence with full attention,
+so the tail latents are well defined.
+
+* T5-like tokenizers (no CLS token; ``t5-small``: V = 32100, pad 0, eos 1): ``[w_1 .. w_n, </s>, </s> ...]``,
+  ``n <= L - 1``. Model types ``t5``/``mt5``/``umt5`` load ``T5EncoderModel`` (the encoder only).
+* BERT-like tokenizers (with ``[CLS]``/``[SEP]``; e.g. all-MiniLM-L6-v2): ``[CLS]`` is kept at
+  position 0 because the encoder was trained with it, and ``[SEP]`` plays the role of EOS:
+  ``[CLS, w_1 .. w_n, SEP, SEP ...]``, ``n <= L - 2``. Loaded with ``AutoModel``.
+
+``decode`` cuts each row at the first EOS after the content start, drops special tokens and cleans
+tokenization spaces. The *normalised* text is ``decode(tokenize(text))`` (for uncased BERT
+vocabularies it is lower-cased with WordPiece spacing); it is a fixed point:
+``decode(tokenize(normalised)) == normalised`` whenever it fits in ``L``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from elfs2t.config import config_check
+
+__all__ = ["TextLatentConfig", "TextLatentSpace"]
+
+log = logging.getLogger(__name__)
+
+_T5_TYPES = ("t5", "mt5", "umt5")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TextLatentConfig:
+    """Frozen text encoder that defines the continuous text space."""
+
+    name_or_path: str = "t5-small"
+    """Hugging Face hub id or local directory (tokenizer + encoder), e.g. tools/models/all-MiniLM-L6-v2."""
+    max_len: int = 64
+    """L: fixed number of token positions per text (EOS included)."""
+    sigma_lat: float = 0.2
+    """Global scale: latents are encoder states divided by it."""
+    device: str = "cpu"
+    """Device the frozen encoder runs on."""
+    batch_size: int = 64
+    """Texts per encoder call in encode_texts."""
+
+    def validate(self) -> None:
+        """Check values; raises ConfigError naming the key."""
+        config_check(bool(self.name_or_path), "name_or_path", self.name_or_path, "must be a hub id or a directory")
+        config_check(self.max_len >= 3, "max_len", self.max_len, "must be >= 3")
+        config_check(self.sigma_lat > 0, "sigma_lat", self.sigma_lat, "must be positive")
+        config_check(self.batch_size > 0, "batch_size", self.batch_size, "must be positive")
+
+
+class TextLatentSpace:
+    """Tokenizer + frozen encoder (eval mode, no grad); see the module docstring for conventions."""
+
+    def __init__(self, cfg: TextLatentConfig) -> None:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
+
+        cfg.validate()
+        self.cfg = cfg
+        src = cfg.name_or_path
+        if Path(src).exists() and not Path(src).is_dir():
+            raise ValueError(f"TextLatentSpace: {src} is a file; give a model directory or a hub id")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(src)
+            model_type = AutoConfig.from_pretrained(src).model_type
+            model_cls = T5EncoderModel if model_type in _T5_TYPES else AutoModel
+            self.encoder = model_cls.from_pretrained(src)
+        except OSError as exc:
+            raise OSError(f"TextLatentSpace: cannot load text encoder {src!r}: {exc}") from exc
+        self.model_type = model_type
+        self.encoder.to(cfg.device).eval().requires_grad_(False)
+        tok = self.tokenizer
+        self.bos_id: int | None = tok.cls_token_id if model_type not in _T5_TYPES else None
+        eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+        if eos is None:
+            raise ValueError(f"TextLatentSpace: tokenizer of {src!r} has neither an EOS nor a SEP token")
+        self._eos_id = int(eos)
+        self._pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else self._eos_id
+        log.info("text latent space %s (%s): d=%d V=%d L=%d eos=%d", src, model_type, self.dim,
+                 self.vocab_size, cfg.max_len, self._eos_id)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """d: width of the latents."""
+        c = self.encoder.config
+        return int(getattr(c, "d_model", None) or c.hidden_size)
+
+    @property
+    def vocab_size(self) -> int:
+        """V: usable token ids (``len(tokenizer)``; t5-small: 32100)."""
+        return len(self.tokenizer)
+
+    @property
+    def eos_id(self) -> int:
+        """Id that ends a text and pads the tail (T5 ``</s>``, BERT ``[SEP]``)."""
+        return self._eos_id
+
+    @property
+    def pad_id(self) -> int:
+        """The tokenizer's own padding id (not used for padding here: the tail is EOS)."""
+        return self._pad_id
+
+    @property
+    def max_len(self) -> int:
+        """L."""
+        return self.cfg.max_len
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the frozen encoder."""
+        return next(self.encoder.parameters()).device
+
+    # ------------------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> ``(B, L)`` long ids, cut to fit, EOS-terminated and EOS-padded."""
+        if isinstance(texts, str):
+            raise TypeError("TextLatentSpace.tokenize expects a list of strings, got one string")
+        length = self.cfg.max_len
+        head = [] if self.bos_id is None else [self.bos_id]
+        room = length - len(head) - 1
+        rows = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        out = torch.full((len(rows), length), self._eos_id, dtype=torch.long)
+        for i, content in enumerate(rows):
+            ids = head + list(content[:room]) + [self._eos_id]
+            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
+    def num_tokens(self, texts: list[str]) -> list[int]:
+        """Content tokens per text before cutting (to report texts longer than ``L``)."""
+        return [len(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    @torch.no_grad()
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids (B, L)`` -> latents ``(B, L, d)`` = last hidden states / sigma_lat (float32, on the encoder's device).
+
+        Runs under ``torch.no_grad`` (not inference mode), so the result can enter autograd graphs.
+        """
+        if ids.dim() != 2:
+            raise ValueError(f"TextLatentSpace.encode: ids must be (B, L), got {tuple(ids.shape)}")
+        ids = ids.to(self.device)
+        mask = torch.ones_like(ids)
+        states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, d)
+        return states.float() / self.cfg.sigma_lat
+
+    def encode_texts(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> ``(ids (B, L), latents (B, L, d))``, encoded in chunks of ``batch_size``."""
+        ids = self.tokenize(texts)
+        bs = self.cfg.batch_size
+        chunks = [self.encode(ids[i: i + bs]) for i in range(0, len(ids), bs)]
+        latents = torch.cat(chunks) if chunks else torch.zeros(0, self.cfg.max_len, self.dim, device=self.device)
+        return ids, latents
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """``ids (B, L)`` -> texts: cut at the first EOS after the content start, specials dropped."""
+        if ids.dim() != 2:
+            raise ValueError(f"TextLatentSpace.decode: ids must be (B, L), got {tuple(ids.shape)}")
+        start = 0 if self.bos_id is None else 1
+        texts = []
+        for row in ids.tolist():
+            body = row[start:]
+            if self._eos_id in body:
+                body = body[: body.index(self._eos_id)]
+            text = self.tokenizer.decode(body, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+            texts.append(" ".join(text.split()))
+        return texts
+
+    def normalize(self, texts: list[str]) -> list[str]:
+        """The text as this space can represent it: ``decode(tokenize(texts))``."""
+        return self.decode(self.tokenize(texts))
