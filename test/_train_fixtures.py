@@ -24,12 +24,13 @@ class RegressionDataset(torch.utils.data.Dataset):
 class NoisyRegressor(nn.Module):
     """MLP regressor; input noise from the global RNG makes the loss depend on the RNG state."""
 
-    def __init__(self):
+    def __init__(self, noise: float = 0.05):
         super().__init__()
+        self.noise = noise
         self.net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
 
     def forward(self, batch: dict):
-        x = batch["x"] + 0.05 * torch.randn_like(batch["x"])
+        x = batch["x"] + self.noise * torch.randn_like(batch["x"])
         loss = (self.net(x) - batch["y"]).pow(2).mean()
         return loss, {"mse": float(loss.detach())}
 
@@ -45,9 +46,9 @@ def make_loader(n: int = 40, max_cuts: int = 4, shuffle: bool = True, rank: int 
                             num_workers=num_workers)
 
 
-def make_model(seed: int = 0) -> NoisyRegressor:
+def make_model(seed: int = 0, noise: float = 0.05) -> NoisyRegressor:
     torch.manual_seed(seed)
-    return NoisyRegressor()
+    return NoisyRegressor(noise)
 
 
 def optim_cfg(**kw) -> OptimConfig:

@@ -36,6 +36,8 @@ def build_sampler(
     """A DynamicBucketingSampler; ``drop_last`` defaults to ``world_size > 1`` and is forced on in DDP."""
     if max_duration is None and max_cuts is None:
         raise ValueError("build_sampler: give max_duration (seconds per batch) or max_cuts")
+    if num_buckets < 2:
+        raise ValueError(f"build_sampler: num_buckets={num_buckets} must be >= 2 (Lhotse's bucket estimation)")
     if drop_last is None:
         drop_last = world_size > 1
     elif world_size > 1 and not drop_last:
