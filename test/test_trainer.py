@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader
 
 from _train_fixtures import RegressionDataset, make_cuts, make_loader, make_model, optim_cfg, train_cfg
 from elfs2t.train.checkpoint import list_checkpoints, load_checkpoint
+from elfs2t.train.data import build_sampler
 from elfs2t.train.trainer import Trainer, batch_size_of
 
 
@@ -94,7 +95,7 @@ def test_validation_uses_ema_logs_and_does_not_disturb_training(tmp_path):
     assert out["valid"]["valid_loss"] == pytest.approx(expected)
     assert calls == [3, 6, 6]
     log = (tmp_path / "val" / "train.log").read_text()
-    assert "validation" in log and "loss=" in log
+    assert "validation" in log and "loss=" in log and "lr_muon=" in log and "lr_adam=" in log
     assert list((tmp_path / "val" / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -134,3 +135,16 @@ def test_empty_training_data_is_an_error(tmp_path):
     t = Trainer(make_model(), optim_cfg(), train_cfg(max_steps=3), tmp_path / "x", DataLoader([], batch_size=2))
     with pytest.raises(RuntimeError, match="no batches"):
         t.fit(resume=False)
+
+
+def test_sampler_ranks_split_the_data_and_drop_last_in_ddp():
+    cuts = make_cuts(21)
+    ranks = [build_sampler(cuts, max_cuts=2, shuffle=True, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    assert all(s.drop_last for s in ranks)
+    seen = [[c.id for batch in s for c in batch] for s in ranks]
+    assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1])
+    assert not build_sampler(cuts, max_cuts=2).drop_last
+    with pytest.raises(ValueError, match="max_duration"):
+        build_sampler(cuts)
+    with pytest.raises(ValueError, match="num_buckets"):
+        build_sampler(cuts, max_cuts=2, num_buckets=1)

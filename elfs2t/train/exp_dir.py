@@ -58,7 +58,7 @@ def prepare_exp_dir(
 ) -> Path:
     """Create (or safely reuse) ``exp_dir`` for ``config`` and record config, hash and command.
 
-    Raises :class:`ExpDirError` when ``exp_dir/config.yaml`` holds a different config (other than in
+    Call it on the main process only (before the other processes read the folder). Raises :class:`ExpDirError` when ``exp_dir/config.yaml`` holds a different config (other than in
     ``resumable_keys``) and ``overwrite`` is False; the message lists each differing key as old -> new.
     """
     exp_dir = Path(exp_dir)
@@ -82,10 +82,11 @@ def prepare_exp_dir(
             log.info("%s: %s changed %r -> %r", exp_dir, key, o, n)
     dump_config(config, stored)
     (exp_dir / "config.hash").write_text(config_hash(config) + "\n")
-    argv = list(sys.argv) if argv is None else list(argv)
+    # sys.orig_argv keeps "python -m elfs2t.bin.<stage> ..." as typed; argv (tests, wrappers) replaces it.
+    command = list(sys.orig_argv) if argv is None else [sys.executable, *argv]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     with open(exp_dir / "cmd.txt", "a") as fh:
-        fh.write(f"# {stamp}\n{shlex.join([sys.executable, *argv]) if argv else sys.executable}\n")
+        fh.write(f"# {stamp}\n{shlex.join(command)}\n")
     return exp_dir
 
 

@@ -243,11 +243,21 @@ class Trainer:
             elif isinstance(value, str):
                 self.writer.add_text(f"{prefix}/{key}", value, self.step)
 
+    def _lrs(self) -> dict[str, float]:
+        groups = self.optimizer.param_groups
+        if len(groups) == 1:
+            return {"lr": groups[0]["lr"]}
+        names = [("lr_muon" if g.get("use_muon") else "lr_adam") if "use_muon" in g else f"lr_{i}"
+                 for i, g in enumerate(groups)]
+        if len(set(names)) < len(names):
+            names = [f"lr_{i}" for i in range(len(groups))]
+        return {name: g["lr"] for name, g in zip(names, groups)}
+
     def _log_window(self, window: dict[str, Any], pbar: tqdm) -> float:
         stats_all = all_gather_object(window["stats"])
         stats = {k: sum(s.get(k, 0.0) for s in stats_all) / (len(stats_all) * window["steps"]) for k in stats_all[0]}
         elapsed = max(time.perf_counter() - window["start"], 1e-9)
-        values = {"loss": window["loss"] / window["steps"], "lr": self.optimizer.param_groups[0]["lr"],
+        values = {"loss": window["loss"] / window["steps"], **self._lrs(),
                   "samples_per_s": window["samples"] / elapsed, "data_wait": window["data_time"] / elapsed, **stats}
         if window["grad_norm"]:
             values["grad_norm"] = window["grad_norm"] / window["steps"]
@@ -273,6 +283,9 @@ class Trainer:
         ``valid`` (last validation results), ``resumed`` (bool).
         """
         resumed = self.resume() if resume else False
+        if not resume and any(self.exp_dir.glob("checkpoint-*.pt")):
+            log.warning("%s holds checkpoints but resume=False: training starts from scratch and will replace them",
+                        self.exp_dir)
         if self.info.is_main:
             setup_file_logging(self.exp_dir)
             from torch.utils.tensorboard import SummaryWriter
