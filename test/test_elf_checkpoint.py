@@ -1,0 +1,166 @@
+"""Released ELF checkpoint loading: key table, shapes, strictness, file discovery, config inference."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+from elfs2t.models.elf_checkpoint import (
+    ElfCheckpointError,
+    find_checkpoint_file,
+    infer_denoiser_config,
+    load_elf_checkpoint,
+    map_released_keys,
+    denoiser_from_elf_checkpoint,
+)
+
+
+def released_shapes(depth: int, hidden: int, heads: int, d: int, vocab: int, freq: int = 256,
+                    bottleneck: int = 128, n_tok: int = 4) -> dict[str, tuple[int, ...]]:
+    """Key names and shapes of the released ELF PyTorch module, written out independently of our code."""
+    ffn = int(int(hidden * 4.0) * 2 / 3)  # released SwiGLUFFN(dim, int(H * mlp_ratio=4)) -> int(hidden * 2/3)
+    shapes: dict[str, tuple[int, ...]] = {
+        "t_emb_tokens": (1, n_tok, hidden), "self_cond_cfg_tokens": (1, n_tok, hidden), "mode_tokens": (1, n_tok, hidden),
+        "proj_kernel": (hidden, d), "proj_bias": (d,), "unembed_kernel": (d, vocab), "unembed_bias": (vocab,),
+        "self_cond_proj.weight": (d, 2 * d), "self_cond_proj.bias": (d,),
+        "text_proj.proj1.weight": (bottleneck, d), "text_proj.proj2.weight": (hidden, bottleneck),
+        "text_proj.proj2.bias": (hidden,),
+        "final_layer.norm_final.weight": (hidden,), "final_layer.linear.weight": (d, hidden),
+        "final_layer.linear.bias": (d,),
+    }
+    for emb in ("t_embedder", "self_cond_cfg_embedder"):
+        shapes.update({f"{emb}.mlp.0.weight": (hidden, freq), f"{emb}.mlp.0.bias": (hidden,),
+                       f"{emb}.mlp.2.weight": (hidden, hidden), f"{emb}.mlp.2.bias": (hidden,)})
+    for i in range(depth):
+        b = f"blocks.{i}."
+        shapes.update({
+            b + "norm1.weight": (hidden,), b + "norm2.weight": (hidden,),
+            b + "attn.qkv.weight": (3 * hidden, hidden), b + "attn.qkv.bias": (3 * hidden,),
+            b + "attn.q_norm.weight": (hidden // heads,), b + "attn.k_norm.weight": (hidden // heads,),
+            b + "attn.proj.weight": (hidden, hidden), b + "attn.proj.bias": (hidden,),
+            b + "mlp.w12.weight": (2 * ffn, hidden), b + "mlp.w12.bias": (2 * ffn,),
+            b + "mlp.w3.weight": (hidden, ffn), b + "mlp.w3.bias": (hidden,),
+        })
+    return shapes
+
+
+SMALL = dict(depth=2, hidden=24, heads=2, d=8, vocab=13, freq=16, bottleneck=4)
+
+
+def small_state(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) * 0.1 for k, s in released_shapes(**SMALL).items()}
+
+
+def small_model() -> ElfDenoiser:
+    return ElfDenoiser(DenoiserConfig(latent_dim=8, vocab_size=13, hidden=24, depth=2, heads=2, bottleneck=4, freq_dim=16))
+
+
+@pytest.fixture()
+def ckpt_dir(tmp_path):
+    for step, seed in ((100, 1), (2000, 2)):
+        torch.save({"params": small_state(seed + 10), "ema_params1": small_state(seed), "step": step},
+                   tmp_path / f"checkpoint_{step}")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    return tmp_path
+
+
+def test_elf_b_key_set_and_shapes_match_our_model():
+    spec = released_shapes(depth=12, hidden=768, heads=12, d=512, vocab=32100)
+    with torch.device("meta"):
+        model = ElfDenoiser(DenoiserConfig.from_size("ELF-B", latent_dim=512, vocab_size=32100))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    mapped = {k: tuple(v.shape) for k, v in map_released_keys({k: torch.empty(s, device="meta") for k, s in spec.items()}).items()}
+    assert mapped == ours
+    cfg = infer_denoiser_config({k: torch.empty(s, device="meta") for k, s in spec.items()})
+    assert (cfg.depth, cfg.hidden, cfg.heads, cfg.latent_dim, cfg.vocab_size) == (12, 768, 12, 512, 32100)
+    assert cfg.ffn_inner is None and cfg.bottleneck == 128 and cfg.freq_dim == 256 and cfg.num_mode_tokens == 4
+
+
+def test_directory_picks_highest_step_and_values_land(ckpt_dir):
+    assert find_checkpoint_file(ckpt_dir).name == "checkpoint_2000"
+    model = small_model()
+    report = load_elf_checkpoint(model, ckpt_dir)
+    expected = small_state(2)
+    assert report["loaded"] == len(expected) and report["file"].endswith("checkpoint_2000")
+    assert torch.equal(model.blocks[1].mlp.w12.weight, expected["blocks.1.mlp.w12.weight"])
+    assert torch.equal(model.blocks[0].attn.q_norm.weight, expected["blocks.0.attn.q_norm.weight"])
+    assert torch.equal(model.proj_kernel, expected["proj_kernel"])
+    assert torch.equal(model.unembed_kernel, expected["unembed_kernel"])
+    assert torch.equal(model.final_layer.linear.weight, expected["final_layer.linear.weight"])
+    assert torch.equal(model.self_cond_cfg_embedder.mlp[2].weight, expected["self_cond_cfg_embedder.mlp.2.weight"])
+    out = model(torch.randn(1, 3, 8), torch.rand(1))
+    assert out.x_hat.abs().sum() > 0  # loaded flow head is no longer zero
+
+
+def test_which_params_and_single_file(ckpt_dir):
+    model = small_model()
+    load_elf_checkpoint(model, ckpt_dir / "checkpoint_100", which="params")
+    assert torch.equal(model.mode_tokens, small_state(11)["mode_tokens"])
+    with pytest.raises(ElfCheckpointError, match="ema_params2.*entries"):
+        load_elf_checkpoint(model, ckpt_dir, which="ema_params2")
+
+
+@pytest.mark.parametrize("damage, key", [
+    ("drop", "blocks.1.attn.k_norm.weight"),
+    ("extra", "blocks.2.norm1.weight"),
+    ("shape", "unembed_kernel"),
+])
+def test_strict_rejects_and_names_the_key(tmp_path, damage, key):
+    state = small_state(3)
+    if damage == "drop":
+        del state[key]
+    elif damage == "extra":
+        state[key] = torch.ones(24)
+    else:
+        state[key] = torch.zeros(8, 14)
+    torch.save({"ema_params1": state}, tmp_path / "checkpoint_7")
+    model = small_model()
+    before = model.proj_kernel.detach().clone()
+    with pytest.raises(ElfCheckpointError, match=key.replace(".", r"\.")) as info:
+        load_elf_checkpoint(model, tmp_path)
+    assert "checkpoint_7" in str(info.value)
+    assert torch.equal(model.proj_kernel, before)  # nothing copied on a strict failure
+    report = load_elf_checkpoint(model, tmp_path, strict=False)  # the rest loads
+    assert torch.equal(model.proj_kernel, state["proj_kernel"])
+    assert report["loaded"] == len(dict(model.named_parameters())) - (damage != "extra")
+
+
+def test_list_entry_in_released_parameter_order(tmp_path):
+    state = small_state(4)
+    model_ref = small_model()
+    # a list entry is in the released named_parameters() order, which our module reproduces
+    ordered = [state[name] for name, _ in model_ref.named_parameters()]
+    torch.save({"ema_params1": ordered, "args": argparse.Namespace(model="ELF-B")}, tmp_path / "checkpoint_1")
+    model = denoiser_from_elf_checkpoint(tmp_path)  # the Namespace needs full unpickling
+    assert model.cfg.depth == 2 and model.cfg.hidden == 24 and model.cfg.heads == 2
+    for name, p in model.named_parameters():
+        assert torch.equal(p, state[name]), name
+
+
+def test_nested_and_prefixed_dicts(tmp_path):
+    state = small_state(5)
+    nested: dict = {}
+    for name, tensor in state.items():
+        node = nested
+        parts = ("module." + name).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = tensor
+    torch.save({"ema_params1": nested}, tmp_path / "checkpoint_3")
+    model = small_model()
+    load_elf_checkpoint(model, tmp_path)
+    assert torch.equal(model.blocks[0].attn.qkv.bias, state["blocks.0.attn.qkv.bias"])
+
+
+def test_file_discovery_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint_<step>"):
+        find_checkpoint_file(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        find_checkpoint_file(tmp_path / "missing" / "deeper")
+    bad = tmp_path / "checkpoint_9"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ElfCheckpointError, match="checkpoint_9"):
+        load_elf_checkpoint(small_model(), bad)
