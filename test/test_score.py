@@ -181,3 +181,14 @@ def test_score_entry_point(tmp_path, capsys):
     (tmp_path / "bad").write_text("u1 a\nu1 b\n")
     assert main(["--hyp", str(tmp_path / "bad"), "--ref", str(tmp_path / "ref"), "--out-dir", str(tmp_path / "o")]) == 1
     assert f"{tmp_path / 'bad'}:2: duplicate utterance id" in capsys.readouterr().err
+
+
+def test_score_help_and_argument_errors(capsys):
+    from elfs2t.bin.score import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "--ref-target" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["--hyp", "x"])
+    assert exc.value.code == 2 and "--hyp, --ref and --out-dir go together" in capsys.readouterr().err

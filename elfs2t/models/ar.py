@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elfs2t.config import config_check
+from elfs2t.config import ConfigError, config_check
 from elfs2t.models.projector import AudioProjector
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ class ArConfig:
     """Train only the projector (and task embeddings); the LM stays as loaded."""
 
     def validate(self) -> None:
-        config_check(self.lm is not None or self.tokenizer is not None, "tokenizer", self.tokenizer,
-                     "is required when lm is null (a fresh LM takes its vocabulary from the tokenizer)")
+        # lm / tokenizer are checked when the model is built (ArSpeechLM): an experiment config that
+        # composes an unused ArConfig must still load.
         for key in ("layers", "hidden", "heads", "max_positions", "feat_dim", "stack", "max_text_tokens"):
             config_check(getattr(self, key) >= 1, key, getattr(self, key), "must be >= 1")
         config_check(self.hidden % self.heads == 0, "hidden", self.hidden, f"must be divisible by heads={self.heads}")
@@ -200,6 +200,9 @@ class ArSpeechLM(nn.Module):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = cfg
+        if cfg.lm is None and cfg.tokenizer is None and tokenizer is None:
+            raise ConfigError("ar.tokenizer=None: is required when ar.lm is null (a fresh LM takes its vocabulary "
+                              "from the tokenizer)")
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.lm)
         if lm is None:
             if cfg.lm is not None:
