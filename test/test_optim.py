@@ -128,3 +128,19 @@ def test_ema_state_dict_round_trip():
         assert torch.equal(other.shadow[k], ema.shadow[k])
     with pytest.raises(KeyError):
         Ema(nn.Linear(2, 2)).load_state_dict(ema.state_dict())
+
+
+def test_ema_sees_through_a_ddp_like_wrapper():
+    class Wrapper(nn.Module):  # same `.module` layout as DistributedDataParallel
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    inner = nn.Linear(2, 2)
+    ema = Ema(Wrapper(inner), decay=0.5)
+    assert set(ema.shadow) == {"weight", "bias"}
+    with torch.no_grad():
+        inner.weight.add_(4.0)
+    ema.update(Wrapper(inner))
+    with ema.swapped(Wrapper(inner)):
+        torch.testing.assert_close(inner.weight, ema.shadow["weight"])

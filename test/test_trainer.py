@@ -148,3 +148,21 @@ def test_sampler_ranks_split_the_data_and_drop_last_in_ddp():
         build_sampler(cuts)
     with pytest.raises(ValueError, match="num_buckets"):
         build_sampler(cuts, max_cuts=2, num_buckets=1)
+
+
+def test_bfloat16_autocast_when_asked(tmp_path):
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 1)
+
+        def forward(self, batch):
+            out = self.lin(batch["x"])
+            seen.append(out.dtype)
+            return (out.float() - batch["y"]).pow(2).mean(), {}
+
+    Trainer(Probe(), optim_cfg(), train_cfg(max_steps=1, dtype="bfloat16"), tmp_path / "bf", make_loader()).fit()
+    Trainer(Probe(), optim_cfg(), train_cfg(max_steps=1, dtype="auto"), tmp_path / "auto", make_loader()).fit()
+    assert seen == [torch.bfloat16, torch.float32]  # auto = float32 on CPU
