@@ -65,7 +65,7 @@ def test_join_splits_and_contract(tmp_path):
     assert sup.text == 'Er sagte "ja" dazu.'  # quotes stay literal
     assert sup.custom["translated_text"] == {"en": 'He said "yes" to it.'}
     assert sup.language == "de" and sup.speaker == "spk_1"
-    assert cut.sampling_rate == 16000
+    assert cut.sampling_rate == 16000 and sup.duration == cut.duration  # supervision covers the resampled cut
     audio = cut.load_audio()
     assert audio.shape[0] == 1 and abs(audio.shape[1] - 8000) < 1200  # 0.5 s at 16 kHz (mp3 padding aside)
     dev = sets["de_en_dev"]["c"].supervisions[0]

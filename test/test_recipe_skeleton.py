@@ -7,9 +7,11 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from lhotse import load_manifest
 
+from elfs2t.bin.prepare_data import run_local
 from test_prepare_covost2 import make_covost_tree
 from test_prepare_librispeech import make_librispeech_tree
 
@@ -36,6 +38,7 @@ def test_help_lists_the_common_options():
             assert opt in r.stdout, (name, opt)
 
 
+@pytest.mark.slow  # several python start-ups (torch import); ~20 s on a loaded 2-core machine
 def test_librispeech_stage_0_1_rerun_force_and_stage_2(tmp_path):
     corpus = make_librispeech_tree(tmp_path / "db", parts=("train-clean-100", "dev-clean"))
     recipe = copy_recipe("librispeech", tmp_path)
@@ -82,6 +85,7 @@ def test_covost2_stage_0_1(tmp_path):
     assert r.returncode == 1 and "Common Voice v4 'de' not found" in r.stderr
 
 
+@pytest.mark.slow  # two python start-ups (torch import); ~20 s on a loaded 2-core machine
 def test_mini_synth_stage_1_names_sets_per_contract(tmp_path):
     recipe = copy_recipe("mini_synth", tmp_path)
     corpus = tmp_path / "synth"
@@ -125,3 +129,39 @@ def test_new_recipe_walkthrough(tmp_path):
     assert '"missing_audio": 1' in (recipe / "data" / "manifests" / "report_local.json").read_text()
     r = run(recipe, "--stage", "3", CORPUS=str(corpus))
     assert r.returncode == 1 and "stage 3 (ELF backbone) is not implemented yet" in r.stderr
+
+
+def test_template_local_prepare_example_layout(tmp_path):
+    """The template's own local/prepare.py reads <split>/text + <split>/wav/*.wav; bad rows are reported."""
+    corpus = tmp_path / "corpus"
+    (corpus / "train" / "wav").mkdir(parents=True)
+    sf.write(corpus / "train" / "wav" / "s1-a.wav", np.full(2205, 0.1, np.float32), 22050)
+    sf.write(corpus / "train" / "wav" / "s2-b.wav", np.full(1600, 0.1, np.float32), 16000)
+    (corpus / "train" / "text").write_text("s1-a first one\ns2-b second\ns3-c no wav\ns4-d\n")
+    out = tmp_path / "m"
+    sets = run_local(ROOT / "egs" / "TEMPLATE" / "local" / "prepare.py", corpus, out, nj=1)
+    cuts = sets["train"]
+    assert sorted(c.id for c in cuts) == ["s1-a", "s2-b"]
+    assert cuts["s1-a"].sampling_rate == 16000 and cuts["s1-a"].supervisions[0].speaker == "s1"
+    assert (out / "cuts_train.jsonl.gz").is_file()
+    report = (out / "report_local.txt").read_text()
+    assert "kept 2, skipped 2" in report and "empty_text: 1 e.g. train/text:4" in report
+
+
+def test_local_prepare_output_is_checked_against_the_contract(tmp_path):
+    sf.write(tmp_path / "x.wav", np.full(1600, 0.1, np.float32), 16000)
+    script = tmp_path / "prep.py"
+    script.write_text(
+        "from lhotse import CutSet, Recording\n"
+        "from lhotse.supervision import SupervisionSegment\n"
+        "def prepare(corpus_dir, output_dir, nj):\n"
+        "    cut = Recording.from_file(corpus_dir / 'x.wav').to_cut()\n"
+        "    cut.supervisions = [SupervisionSegment(id='s', recording_id=cut.recording_id, start=0, duration=0.1,\n"
+        "                                           text='  ', language='en')]\n"
+        "    return {'dev': CutSet.from_cuts([cut])}\n")
+    with pytest.raises(ValueError, match="set 'dev', cut 'x': supervision text is empty"):
+        run_local(script, tmp_path, tmp_path / "m", nj=1)
+    assert not (tmp_path / "m" / "cuts_dev.jsonl.gz").exists()
+    script.write_text("def prepare(corpus_dir, output_dir, nj):\n    return ['not a dict']\n")
+    with pytest.raises(TypeError, match=r"prep.py: prepare\(\) must return dict\[str, CutSet\]"):
+        run_local(script, tmp_path, tmp_path / "m", nj=1)

@@ -19,10 +19,10 @@ ngpu=0                # GPUs per node (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
 conf=conf/train.yaml  # training / decoding config
 seed=0                # corpus synthesis seed
-num_train=2000        # synthesized training utterances (per task)
-num_dev=100           # dev utterances
-num_test=100          # test utterances (seen voices)
-num_test_unseen=100   # test utterances (unseen voices)
+num_train=3000        # synthesized training utterances (per task)
+num_dev=200           # dev utterances
+num_test=200          # test utterances (seen voices)
+num_test_unseen=200   # test utterances (unseen voices)
 manifest_dir=data/manifests
 
 help_message="Usage: $0 [options]

@@ -194,21 +194,20 @@ def prepare_covost2(
             if recording is None:
                 report.skip(reason, path.name)
                 continue
-            supervision = SupervisionSegment(
+            cut = recording.to_cut()
+            if recording.sampling_rate != TARGET_SAMPLE_RATE:
+                cut = cut.resample(TARGET_SAMPLE_RATE)
+            cut.supervisions = [SupervisionSegment(
                 id=recording.id,
                 recording_id=recording.id,
                 start=0.0,
-                duration=recording.duration,
+                duration=cut.duration,  # after resampling: never longer than the cut
                 channel=0,
                 text=cv_row.values["sentence"].strip(),
                 language=src_lang,
                 speaker=cv_row.values["client_id"],
                 custom={"translated_text": {tgt_lang: row.values["translation"].strip()}},
-            )
-            cut = recording.to_cut()
-            cut.supervisions = [supervision]
-            if recording.sampling_rate != TARGET_SAMPLE_RATE:
-                cut = cut.resample(TARGET_SAMPLE_RATE)
+            )]
             cuts.append(cut)
         report.kept = len(cuts)
         if not cuts:

@@ -221,6 +221,9 @@ def check_cuts_contract(cuts: CutSet, set_name: str) -> None:
             raise ValueError(f"{where}: supervision text is empty")
         if not sup.language:
             raise ValueError(f"{where}: supervision.language is not set")
+        if abs(sup.start) > 1e-3 or abs(sup.duration - cut.duration) > 1e-3:
+            raise ValueError(f"{where}: the supervision ({sup.start}+{sup.duration} s) must cover the whole "
+                             f"cut ({cut.duration} s)")
 
 
 def prepared_sets(output_dir: str | Path, set_names: Mapping[str, object] | Iterable[str]) -> dict[str, CutSet]:

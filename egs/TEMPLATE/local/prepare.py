@@ -48,11 +48,13 @@ def prepare(corpus_dir: Path, output_dir: Path, nj: int = 1) -> dict[str, CutSet
                 report.skip(reason, f"{utt_id}.wav")
                 continue
             cut = recording.to_cut()
+            if recording.sampling_rate != 16000:
+                cut = cut.resample(16000)
             cut.supervisions = [SupervisionSegment(
-                id=utt_id, recording_id=utt_id, start=0.0, duration=recording.duration, channel=0,
+                id=utt_id, recording_id=utt_id, start=0.0, duration=cut.duration, channel=0,
                 text=text, language=LANGUAGE, speaker=utt_id.split("-")[0],
             )]
-            cuts.append(cut.resample(16000) if recording.sampling_rate != 16000 else cut)
+            cuts.append(cut)
         report.kept = len(cuts)
         reports.append(report)
         sets[split_dir.name] = CutSet.from_cuts(cuts)
