@@ -164,3 +164,10 @@ def test_file_discovery_errors(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ElfCheckpointError, match="checkpoint_9"):
         load_elf_checkpoint(small_model(), bad)
+
+
+def test_hub_id_offline_gives_clear_error(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # "owner/name" does not exist locally, so it is taken as a hub id
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="embedded-language-flows/ELF-B-owt-torch.*hub id"):
+        find_checkpoint_file("embedded-language-flows/ELF-B-owt-torch")

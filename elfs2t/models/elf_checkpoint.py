@@ -114,7 +114,12 @@ def find_checkpoint_file(path_or_hub_id: str | Path) -> Path:
         from huggingface_hub import snapshot_download
 
         log.info("fetching ELF checkpoint %s from the hub", text)
-        path = Path(snapshot_download(repo_id=text))
+        try:
+            path = Path(snapshot_download(repo_id=text))
+        except Exception as exc:  # noqa: BLE001 - offline, unknown repo, auth
+            raise FileNotFoundError(
+                f"ELF checkpoint {text!r}: not a local path, and fetching it as a hub id failed: {exc}"
+            ) from exc
     steps = [(int(m.group(1)), p) for p in path.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_file()]
     if not steps:
         raise FileNotFoundError(f"{path}: no checkpoint_<step> file in this directory")

@@ -2,7 +2,7 @@
 
 Module and parameter names follow the released ELF PyTorch code (``blocks.<i>.attn.qkv``,
 ``blocks.<i>.mlp.w12``, ``final_layer.norm_final`` ...), so that released checkpoints load through an
-explicit, nearly identity key table (see :mod:`elfs2t.models.elf_checkpoint`).
+explicit identity key table (see :mod:`elfs2t.models.elf_checkpoint`).
 """
 from __future__ import annotations
 
