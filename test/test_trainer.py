@@ -144,6 +144,9 @@ def test_sampler_ranks_split_the_data_and_drop_last_in_ddp():
     seen = [[c.id for batch in s for c in batch] for s in ranks]
     assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1])
     assert not build_sampler(cuts, max_cuts=2).drop_last
+    valid = [build_sampler(cuts, max_cuts=2, shuffle=False, rank=r, world_size=2, drop_last=False) for r in (0, 1)]
+    counts = [sum(1 for _ in s) for s in valid]
+    assert counts[0] == counts[1] and sum(len(b) for b in valid[0]) + sum(len(b) for b in valid[1]) >= 21
     with pytest.raises(ValueError, match="max_duration"):
         build_sampler(cuts)
     with pytest.raises(ValueError, match="num_buckets"):

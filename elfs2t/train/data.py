@@ -4,7 +4,7 @@ The sampler yields a ``CutSet`` per batch and the dataset turns it into the batc
 (``dataset[cuts] -> dict``), as Lhotse's own datasets do; the DataLoader only adds workers and pinning.
 The sampler lives in the main process, so its ``state_dict`` is what the trainer saves for a mid-epoch
 resume. In DDP every rank builds its own loader with its ``rank`` / ``world_size``; ``drop_last`` is then
-forced on so all ranks see the same number of batches.
+on by default, so all ranks see the same number of batches.
 """
 from __future__ import annotations
 
@@ -33,16 +33,18 @@ def build_sampler(
     drop_last: Optional[bool] = None,
     buffer_size: int = 20000,
 ) -> DynamicBucketingSampler:
-    """A DynamicBucketingSampler; ``drop_last`` defaults to ``world_size > 1`` and is forced on in DDP."""
+    """A DynamicBucketingSampler; ``drop_last`` defaults to ``world_size > 1``.
+
+    Keep the default for DDP training (every rank gets the same number of full batches). ``drop_last=False``
+    with several ranks suits validation: Lhotse then spreads the last examples over all ranks (duplicating a
+    few if needed), so no rank is left without a batch.
+    """
     if max_duration is None and max_cuts is None:
         raise ValueError("build_sampler: give max_duration (seconds per batch) or max_cuts")
     if num_buckets < 2:
         raise ValueError(f"build_sampler: num_buckets={num_buckets} must be >= 2 (Lhotse's bucket estimation)")
     if drop_last is None:
         drop_last = world_size > 1
-    elif world_size > 1 and not drop_last:
-        log.warning("drop_last=False with world_size=%d: forcing drop_last=True so ranks stay in step", world_size)
-        drop_last = True
     return DynamicBucketingSampler(
         cuts, max_duration=max_duration, max_cuts=max_cuts, num_buckets=num_buckets, shuffle=shuffle,
         seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, buffer_size=buffer_size,
