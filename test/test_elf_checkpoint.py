@@ -171,3 +171,76 @@ def test_hub_id_offline_gives_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="embedded-language-flows/ELF-B-owt-torch.*hub id"):
         find_checkpoint_file("embedded-language-flows/ELF-B-owt-torch")
+
+
+def released_forward(s: dict[str, torch.Tensor], z, c, t, w, decode: bool, heads: int, attn_mask=None):
+    """Direct re-implementation of the released ELF forward from its state dict (float softmax, -1e9 mask)."""
+    import math
+
+    import torch.nn.functional as F
+
+    def rms(x, weight, eps=1e-6):
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    def sinus(v, dim):
+        half = dim // 2
+        f = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+        a = v[:, None] * f[None]
+        return torch.cat([a.cos(), a.sin()], -1)
+
+    def embed(prefix, v):
+        h = F.linear(sinus(v, s[prefix + ".mlp.0.weight"].shape[1]), s[prefix + ".mlp.0.weight"], s[prefix + ".mlp.0.bias"])
+        return F.linear(F.silu(h), s[prefix + ".mlp.2.weight"], s[prefix + ".mlp.2.bias"])
+
+    b, length, _ = z.shape
+    x = F.linear(torch.cat([z, c], -1), s["self_cond_proj.weight"], s["self_cond_proj.bias"])
+    x = F.linear(F.linear(x, s["text_proj.proj1.weight"]), s["text_proj.proj2.weight"], s["text_proj.proj2.bias"])
+    mode = s["mode_tokens"].expand(b, -1, -1) * float(decode)
+    pre = [s["t_emb_tokens"] + embed("t_embedder", t)[:, None], s["self_cond_cfg_tokens"] + embed("self_cond_cfg_embedder", w)[:, None]]
+    x = torch.cat(pre + [mode, x], 1)
+    n_pre = x.shape[1] - length
+    hid = x.shape[-1]
+    hd = hid // heads
+    freqs = 1.0 / 10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+    ang = (torch.arange(length, dtype=torch.float32)[:, None] * freqs).repeat_interleave(2, -1)
+    cos = torch.cat([torch.ones(n_pre, hd), ang.cos()])
+    sin = torch.cat([torch.zeros(n_pre, hd), ang.sin()])
+
+    def rope(v):
+        p = v.reshape(*v.shape[:-1], -1, 2)
+        return v * cos + torch.stack((-p[..., 1], p[..., 0]), -1).flatten(-2) * sin
+
+    mask = None if attn_mask is None else torch.cat([torch.ones(b, n_pre, dtype=torch.bool), attn_mask], 1)
+    i = 0
+    while f"blocks.{i}.norm1.weight" in s:
+        p = f"blocks.{i}."
+        qkv = F.linear(rms(x, s[p + "norm1.weight"]), s[p + "attn.qkv.weight"], s[p + "attn.qkv.bias"])
+        qkv = qkv.reshape(b, -1, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = rope(rms(qkv[0], s[p + "attn.q_norm.weight"])), rope(rms(qkv[1], s[p + "attn.k_norm.weight"])), qkv[2]
+        att = q @ k.transpose(-2, -1) / math.sqrt(hd)
+        if mask is not None:
+            att = att.masked_fill(~mask[:, None, None, :], -1e9)
+        a = (att.softmax(-1) @ v).transpose(1, 2).reshape(b, -1, hid)
+        x = x + F.linear(a, s[p + "attn.proj.weight"], s[p + "attn.proj.bias"])
+        u, g = F.linear(rms(x, s[p + "norm2.weight"]), s[p + "mlp.w12.weight"], s[p + "mlp.w12.bias"]).chunk(2, -1)
+        x = x + F.linear(F.silu(u) * g, s[p + "mlp.w3.weight"], s[p + "mlp.w3.bias"])
+        i += 1
+    x = x[:, n_pre:]
+    x_hat = F.linear(rms(x, s["final_layer.norm_final.weight"]), s["final_layer.linear.weight"], s["final_layer.linear.bias"])
+    logits = F.gelu(x @ s["proj_kernel"] + s["proj_bias"], approximate="tanh") @ s["unembed_kernel"] + s["unembed_bias"]
+    return x_hat, logits
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_loaded_model_matches_released_forward(tmp_path, decode):
+    state = small_state(6)
+    torch.save({"ema_params1": state}, tmp_path / "checkpoint_1")
+    model = small_model()
+    load_elf_checkpoint(model, tmp_path)
+    torch.manual_seed(0)
+    z, c, t, w = torch.randn(2, 5, 8) * 2, torch.randn(2, 5, 8), torch.rand(2), 1 + 4 * torch.rand(2)
+    text_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    ref_x, ref_logits = released_forward(state, z, c, t, w, decode, heads=2, attn_mask=text_mask)
+    out = model(z, t, self_cond=c, guidance=w, decode=torch.full((2,), decode), text_mask=text_mask)
+    assert torch.allclose(out.x_hat, ref_x, atol=1e-5)
+    assert torch.allclose(model.token_logits(out.hidden), ref_logits, atol=1e-5)
