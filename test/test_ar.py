@@ -195,3 +195,12 @@ def test_make_small_lm_dir_loads(tok_dir, tmp_path):
     assert model.lm.get_input_embeddings().num_embeddings == len(model.tokenizer)
     loss, _ = model(_batch(["Hello world"], [3]))
     assert torch.isfinite(loss)
+
+
+def test_special_tokens_never_generated(tok_dir):
+    model = _model(tok_dir)  # untrained: with tied embeddings it would echo BOS forever
+    model.eval()
+    b = _batch(["x", "y"], [5, 3], seed=6)
+    for beam in (1, 2):
+        for seq in model.generate_ids(b, max_new_tokens=8, beam_size=beam):
+            assert len(seq) == 8 and not set(seq) & {model.bos, model.pad, model.eos}

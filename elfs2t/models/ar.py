@@ -16,7 +16,8 @@ row is fed as ``inputs_embeds``::
   (``past_key_values``); with ``use_cache=False`` every step recomputes the whole sequence (slow,
   for checking). Beam search stops a row once ``beam_size`` hypotheses have ended (HF's
   ``early_stopping=True``) and ranks them by ``log p / len ** length_penalty`` (len counts EOS);
-  ``beam_size=1`` gives exactly the greedy output.
+  ``beam_size=1`` gives exactly the greedy output. Special tokens other than EOS (BOS, pad, ...) are
+  never generated.
 
 Tokenizers: ``make_small_lm`` takes any Hugging Face tokenizer directory. BOS/EOS are the
 tokenizer's bos/eos tokens, or ``[CLS]``/``[SEP]`` for BERT-style WordPiece ones (the MiniLM
@@ -157,14 +158,20 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 class _Stepper:
     """Runs the LM over a growing sequence, with the KV cache or recomputing it all each step."""
 
-    def __init__(self, lm: nn.Module, embed: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool):
-        self.lm, self.embed, self.use_cache = lm, embed, use_cache
+    def __init__(self, lm: nn.Module, embed: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool,
+                 suppress: list[int]):
+        self.lm, self.embed, self.use_cache, self.suppress = lm, embed, use_cache, suppress
         self.embeds, self.mask = embeds, mask  # (R, S, H), (R, S)
         self.pos = _positions(mask)  # (R, S)
         self.next_pos = mask.long().sum(-1)  # (R,)
         out = lm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=self.pos, use_cache=use_cache, logits_to_keep=1)
         self.past = out.past_key_values if use_cache else None
-        self.logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (R, V)
+        self.logprobs = self._logprobs(out.logits[:, -1])  # (R, V)
+
+    def _logprobs(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        logits[:, self.suppress] = float("-inf")  # never emit BOS / pad / other specials (EOS allowed)
+        return F.log_softmax(logits, dim=-1)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep / repeat / reorder rows (beam search)."""
@@ -189,7 +196,7 @@ class _Stepper:
             self.pos = torch.cat([self.pos, new_pos], dim=1)
             out = self.lm(inputs_embeds=self.embeds, attention_mask=self.mask.long(), position_ids=self.pos,
                           use_cache=False, logits_to_keep=1)
-        self.logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)
+        self.logprobs = self._logprobs(out.logits[:, -1])
 
 
 class ArSpeechLM(nn.Module):
@@ -213,6 +220,7 @@ class ArSpeechLM(nn.Module):
                     intermediate=cfg.intermediate, max_positions=cfg.max_positions))
         self.lm = lm
         self.bos, self.eos, self.pad = special_ids(self.tokenizer)
+        self.suppress = sorted({self.bos, self.pad, *self.tokenizer.all_special_ids} - {self.eos})
         vocab = self.lm.get_input_embeddings().num_embeddings
         if len(self.tokenizer) > vocab:
             raise ValueError(f"tokenizer has {len(self.tokenizer)} ids but the LM's embedding table only {vocab}")
@@ -299,7 +307,7 @@ class ArSpeechLM(nn.Module):
             raise ValueError(f"beam_size={beam_size} must be >= 1")
         max_new = max_new_tokens if max_new_tokens is not None else self.cfg.max_text_tokens + 1
         embeds, mask = self.prompt(batch)
-        stepper = _Stepper(self.lm, self.lm.get_input_embeddings(), embeds, mask, use_cache)
+        stepper = _Stepper(self.lm, self.lm.get_input_embeddings(), embeds, mask, use_cache, self.suppress)
         if beam_size == 1:
             return self._greedy(stepper, max_new)
         return self._beam(stepper, max_new, beam_size, length_penalty)
