@@ -192,3 +192,26 @@ def test_score_help_and_argument_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--hyp", "x"])
     assert exc.value.code == 2 and "--hyp, --ref and --out-dir go together" in capsys.readouterr().err
+
+
+def test_whisper_en_without_mapping_warns(monkeypatch, caplog):
+    import elfs2t.text.normalize as normalize
+
+    monkeypatch.setattr(normalize, "SPELLING_MAPPING_RESOURCES", (("no_such_package_xyz", "english.json"),))
+    with caplog.at_level("WARNING"):
+        mapping, source = normalize.load_english_spelling_mapping()
+    assert (mapping, source) == ({}, "none") and "no English spelling mapping found" in caplog.text
+    assert normalize.get_normalizer("whisper_en")("The colour, um, is fine") == "the colour is fine"
+    report, _ = score_texts({"u": "colour"}, {"u": "colour"}, ScoreConfig(normalizer="whisper_en"))
+    assert report.normalizer == "whisper_en (spelling mapping: none)"
+
+
+def test_empty_reference_side(tmp_path):
+    report, _ = score_texts({"u": "..."}, {"u": "words here"}, ScoreConfig(metric="wer"))
+    assert report.counts["WER"].ref_len == 0 and report.scores["WER"] == float("inf")
+    report, _ = score_texts({"u": ""}, {"u": ""}, ScoreConfig(metric="wer"))
+    assert report.scores["WER"] == 0.0
+    write_text(tmp_path / "ref", {"u": "!"})
+    write_text(tmp_path / "hyp", {"u": "x"})
+    score_files(tmp_path / "hyp", tmp_path / "ref", tmp_path / "exp" / "a" / "decode_b" / "c", ScoreConfig())
+    assert collect_results(tmp_path)[0].metrics["WER"] == float("inf")
