@@ -55,11 +55,14 @@ def test_sets_follow_contract(tmp_path):
     assert done_marker(out, "dev_clean").is_file()
 
 
-def test_custom_set_names(tmp_path):
+def test_custom_set_names_and_report_merging(tmp_path):
     corpus = make_librispeech_tree(tmp_path, parts=("train-clean-100", "test-other"))
-    sets = prepare_librispeech_cuts(corpus, tmp_path / "m", parts=["train-clean-100", "test-other"],
-                                    set_names={"train-clean-100": "asr_train", "test-other": "asr_test_unseen"})
+    names = {"train-clean-100": "asr_train", "test-other": "asr_test_unseen"}
+    prepare_librispeech_cuts(corpus, tmp_path / "m", parts=["test-other"], set_names=names)
+    sets = prepare_librispeech_cuts(corpus, tmp_path / "m", parts=["train-clean-100", "test-other"], set_names=names)
     assert sorted(sets) == ["asr_test_unseen", "asr_train"]
+    reports = json.loads((tmp_path / "m" / "report_librispeech.json").read_text())
+    assert [(r["split"], r["kept"]) for r in reports] == [("asr_test_unseen", 2), ("asr_train", 2)]
 
 
 def test_bad_rows_are_skipped_and_reported(tmp_path):
@@ -86,6 +89,7 @@ def test_rerun_skips_and_force_redoes(tmp_path):
     assert again["dev_clean"]["100-10-0000"].supervisions[0].text == "HELLO WORLD"
     forced = prepare_librispeech_cuts(corpus, out, parts=["dev-clean"], force=True)
     assert forced["dev_clean"]["100-10-0000"].supervisions[0].text == "GOODBYE"
+    assert [r["split"] for r in json.loads((out / "report_librispeech.json").read_text())] == ["dev_clean"]
     assert not list(out.glob(".tmp.*"))  # no temporary leftovers
 
 

@@ -18,8 +18,8 @@ from elfs2t.data.librispeech import LIBRISPEECH_PARTS, download_librispeech
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m elfs2t.bin.download_data", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m elfs2t.bin.download_data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="corpus", required=True, metavar="{librispeech,covost2}")
     ls = sub.add_parser("librispeech", help="LibriSpeech parts from OpenSLR",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

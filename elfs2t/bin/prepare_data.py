@@ -57,8 +57,7 @@ def run_local(script: Path, corpus_dir: Path, output_dir: Path, nj: int) -> dict
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m elfs2t.bin.prepare_data",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="corpus", required=True, metavar="{librispeech,covost2,local}")
 

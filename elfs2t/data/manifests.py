@@ -148,14 +148,27 @@ def write_set(cuts: CutSet, output_dir: str | Path, set_name: str) -> Path:
     return path
 
 
+def _read_reports(path: Path) -> list[SplitReport]:
+    """Reports of an earlier :func:`write_reports` to ``path``; ``[]`` when absent or unreadable."""
+    try:
+        return [SplitReport(**item) for item in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
 def write_reports(reports: Sequence[SplitReport], path: str | Path) -> Path:
-    """Write the per-split reports as JSON to ``path`` (and a ``.txt`` summary beside it); log each line."""
+    """Write the per-split reports as JSON to ``path`` (and a ``.txt`` summary beside it); log each line.
+
+    Reports already in ``path`` for other splits are kept; a split reported again is replaced.
+    """
     path = Path(path)
     for report in reports:
         log = logger.warning if report.num_skipped else logger.info
         log("%s", report.summary())
-    write_text_atomic(json.dumps([r.to_dict() for r in reports], indent=2) + "\n", path)
-    write_text_atomic("".join(r.summary() + "\n" for r in reports), path.with_suffix(".txt"))
+    merged = {r.split: r for r in _read_reports(path)}  # sets prepared by earlier runs stay in the report
+    merged.update({r.split: r for r in reports})
+    write_text_atomic(json.dumps([r.to_dict() for r in merged.values()], indent=2) + "\n", path)
+    write_text_atomic("".join(r.summary() + "\n" for r in merged.values()), path.with_suffix(".txt"))
     return path
 
 
