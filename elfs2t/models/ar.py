@@ -90,11 +90,12 @@ class ArConfig:
 # Tokenizers and fresh LMs
 # ---------------------------------------------------------------------------------------------
 def special_ids(tokenizer) -> tuple[int, int, int]:
-    """``(bos, eos, pad)`` ids: bos/eos tokens, else [CLS]/[SEP]; pad, else eos."""
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    """``(bos, eos, pad)`` ids: eos token, else [SEP]; bos token, else [CLS], else eos (GPT/Qwen style);
+    pad token, else eos."""
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
-    if bos is None or eos is None:
-        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no BOS/EOS (nor CLS/SEP) token")
+    if eos is None:
+        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no EOS (nor SEP) token")
+    bos = next((i for i in (tokenizer.bos_token_id, tokenizer.cls_token_id) if i is not None), eos)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     return bos, eos, pad
 
