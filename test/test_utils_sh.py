@@ -80,6 +80,11 @@ def test_stage_range_markers_and_force(tmp_path):
     assert _ran(r) == [2, 3]
 
 
+def test_stage_numbers_must_be_integers(tmp_path):
+    r = bash(STAGES, "--stage", "one", cwd=tmp_path)
+    assert r.returncode == 1 and "--stage must be a non-negative integer, got 'one'" in r.stderr and r.stdout == ""
+
+
 def test_not_implemented_stage(tmp_path):
     r = bash(STAGES, "--stage", "4", cwd=tmp_path)
     assert r.returncode == 1 and "end" not in r.stdout

@@ -16,6 +16,8 @@
 . "$(dirname "${BASH_SOURCE[0]}")/log.sh"
 
 : "${stage:=0}" "${stop_stage:=100}" "${force:=false}" "${done_dir:=exp/.done}"
+[[ "$stage" =~ ^[0-9]+$ ]] || die_caller "--stage must be a non-negative integer, got '$stage'"
+[[ "$stop_stage" =~ ^[0-9]+$ ]] || die_caller "--stop-stage must be a non-negative integer, got '$stop_stage'"
 
 stage_in_range() {
   [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ]
