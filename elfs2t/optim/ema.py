@@ -64,14 +64,18 @@ class Ema:
     def update(self, model: nn.Module) -> None:
         """Move the shadows toward the model's current weights."""
         d = self.current_decay()
+        shadows, values = [], []
         for name, value in self._tracked(model):
             shadow = self.shadow.get(name)
             if shadow is None:
                 raise KeyError(f"Ema.update: the model has a tensor '{name}' the EMA was not built with")
             if shadow.is_floating_point():
-                shadow.mul_(d).add_(value.detach().float(), alpha=1.0 - d)
+                shadows.append(shadow)
+                values.append(value.detach().float())
             else:
                 shadow.copy_(value)
+        if shadows:  # ema + (1 - d) (value - ema) = d ema + (1 - d) value, in one fused pass
+            torch._foreach_lerp_(shadows, values, 1.0 - d)
         self.num_updates += 1
 
     @torch.no_grad()
