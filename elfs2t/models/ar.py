@@ -239,6 +239,16 @@ class ArSpeechLM(nn.Module):
         return self.projector.linear.weight.device
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def max_text_tokens(self) -> int:
+        """Longest target text in tokens (longer ones are filtered before training)."""
+        return self.cfg.max_text_tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of one target text (after lower-casing when configured)."""
+        text = text.lower() if self.cfg.lowercase else text
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Text -> token ids (no special tokens), cut to ``max_text_tokens``."""
         texts = [t.lower() for t in texts] if self.cfg.lowercase else list(texts)

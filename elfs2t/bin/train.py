@@ -1,0 +1,113 @@
+"""Stage 4: train a speech-to-text model (ELF-S2T or the AR baseline) on cached Whisper features.
+
+    python -m elfs2t.bin.train --conf conf/train_asr.yaml --exp-dir exp/asr_elf [key.path=value ...]
+
+Runs the same code on one CPU process and under torchrun (``utils/launch.sh``) on N GPUs or CPU
+processes. ``exp-dir`` records the resolved config, the command and the logs, and is never reused
+with a different config (``--overwrite`` to force). A re-run resumes from the last checkpoint
+(mid-epoch, same sampler position) unless ``--no-resume``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from elfs2t.config import load_config, unstructure
+from elfs2t.data.dataset import S2TDataset, filter_cuts, load_sets, target_text
+from elfs2t.experiment import ExperimentConfig, build_model, hypothesis_fn
+from elfs2t.train.data import build_dataloader
+from elfs2t.train.distributed import cleanup, init_distributed
+from elfs2t.train.exp_dir import prepare_exp_dir
+from elfs2t.train.trainer import Trainer
+
+log = logging.getLogger("elfs2t.train")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m elfs2t.bin.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--conf", type=Path, required=True, help="experiment YAML (elfs2t.experiment.ExperimentConfig)")
+    p.add_argument("--exp-dir", type=Path, required=True, help="output folder exp/<tag>")
+    p.add_argument("--overwrite", action="store_true", help="reuse exp-dir even if its stored config differs")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if checkpoints exist")
+    p.add_argument("--num-valid-examples", type=int, default=4,
+                   help="dev utterances decoded and logged at each validation (0: none)")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides, e.g. optim.lr=2e-3")
+    return p
+
+
+def valid_examples_hook(cfg: ExperimentConfig, cuts, n: int):
+    """``on_validate``: decode ``n`` dev utterances and log hypothesis / reference pairs."""
+    if n <= 0 or cuts is None:
+        return None
+    from lhotse import CutSet
+
+    sample = CutSet.from_cuts(list(cuts.subset(first=n)))
+    dataset = S2TDataset(text_transform=str.lower if _lowercase(cfg) else None)
+
+    def hook(model, step):
+        batch = dataset[sample]
+        was_training = model.training
+        model.eval()
+        hyps = hypothesis_fn(model, cfg)(batch)
+        model.train(was_training)
+        errors = words = 0
+        for cid, hyp, ref in zip(batch["cut_ids"], hyps, batch["text"]):
+            log.info("step %d %s\n  REF: %s\n  HYP: %s", step, cid, ref, hyp)
+            import jiwer
+
+            words += max(len(ref.split()), 1)
+            errors += jiwer.process_words(ref or "<empty>", hyp or "<empty>").wer * max(len(ref.split()), 1)
+        return {"examples_wer": errors / max(words, 1)}
+
+    return hook
+
+
+def _lowercase(cfg: ExperimentConfig) -> bool:
+    return cfg.ar.lowercase if cfg.model == "ar" else cfg.elf.lowercase
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    # Filtered manifests are held in memory on purpose (they are small next to the features).
+    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
+    cfg = load_config(ExperimentConfig, args.conf, args.overrides)
+    info = init_distributed()
+    if info.is_main:
+        prepare_exp_dir(args.exp_dir, cfg, overwrite=args.overwrite)
+    model = build_model(cfg)
+
+    data = cfg.data
+    train_cuts, counts = filter_cuts(load_sets(data.train), data.max_utt_duration,
+                                     model.max_text_tokens, model.count_tokens)
+    if counts["kept"] == 0:
+        raise SystemExit(f"no training cuts left after filtering: {counts}")
+    train_dl = build_dataloader(train_cuts, S2TDataset(), max_duration=data.max_duration,
+                                num_buckets=max(2, min(data.num_buckets, counts["kept"])), shuffle=data.shuffle, seed=cfg.train.seed,
+                                rank=info.rank, world_size=info.world_size,
+                                num_workers=cfg.train.num_workers, pin_memory=cfg.train.pin_memory)
+    valid_cuts = valid_dl = None
+    if data.valid:
+        valid_cuts, _ = filter_cuts(load_sets(data.valid), data.max_utt_duration, model.max_text_tokens, model.count_tokens)
+        valid_dl = build_dataloader(valid_cuts, S2TDataset(), max_duration=data.max_duration, shuffle=False,
+                                    num_buckets=max(2, min(data.num_buckets, len(valid_cuts))),
+                                    rank=info.rank, world_size=info.world_size, drop_last=False)
+    mean_dur = sum(c.duration for c in train_cuts) / counts["kept"]
+    batch_size = max(1, round(data.max_duration / mean_dur)) * info.world_size * cfg.train.grad_accum
+    trainer = Trainer(model, cfg.optim, cfg.train, args.exp_dir, train_dl, valid_dl,
+                      on_validate=valid_examples_hook(cfg, valid_cuts, args.num_valid_examples),
+                      batch_size=batch_size, config=unstructure(cfg))
+    summary = trainer.fit(resume=not args.no_resume)
+    if info.is_main:
+        print(f"trained {args.exp_dir}: step {summary['step']}, stopped by {summary['stopped_by']}, "
+              f"train loss {summary['train_loss']:.4f}, valid {summary['valid']}")
+    cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

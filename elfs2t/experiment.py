@@ -1,0 +1,152 @@
+"""The top-level speech-to-text experiment config (stages 4-5) and the model registry.
+
+One YAML file per experiment composes the per-concern configs::
+
+    model: elf_s2t            # or "ar": a key of MODELS
+    elf: {...}                # ElfS2TConfig  (used when model == elf_s2t)
+    ar: {...}                 # ArConfig      (used when model == ar)
+    init: {...}               # where the denoiser / LM starts from
+    data: {...}               # DataConfig: train / valid manifests, batching
+    optim: {...}              # OptimConfig
+    train: {...}              # TrainConfig
+    decode: {...}             # DecodeConfig
+
+Adding a model is adding a builder to :data:`MODELS`, not editing the stages.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from elfs2t.config import config_check
+from elfs2t.data.dataset import SetSpec
+from elfs2t.flow.sampler import SamplerConfig
+from elfs2t.models.ar import ArConfig
+from elfs2t.models.elf_s2t import ElfS2TConfig
+from elfs2t.optim.build import OptimConfig
+from elfs2t.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Training / validation manifests and batching."""
+
+    train: list[SetSpec] = field(default_factory=list)
+    """Training sets (cuts with cached features) and their targets."""
+    valid: list[SetSpec] = field(default_factory=list)
+    """Validation sets (loss and a few decoded examples during training)."""
+    max_duration: float = 200.0
+    """Seconds of audio per batch (per process) for the dynamic bucketing sampler."""
+    num_buckets: int = 10
+    """Duration buckets of the sampler."""
+    max_utt_duration: float = 30.0
+    """Utterances longer than this are dropped (counted in the log)."""
+    shuffle: bool = True
+    """Shuffle training batches."""
+
+    def validate(self) -> None:
+        config_check(self.max_duration > 0, "max_duration", self.max_duration, "must be positive")
+
+
+@dataclass(kw_only=True)
+class InitConfig:
+    """Where trainable parts start from."""
+
+    denoiser: Optional[str] = None
+    """ELF-S2T: a stage-3 exp dir (ours), or a released ELF checkpoint (file, dir or hub id); None: scratch."""
+    strict: bool = True
+    """Refuse checkpoints whose keys or shapes do not match the model."""
+
+
+@dataclass(kw_only=True)
+class DecodeConfig:
+    """Stage-5 decoding."""
+
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """ELF-S2T sampling: steps, ODE/SDE, gamma, guidance g, self-cond guidance w."""
+    beam_size: int = 1
+    """AR baseline: beam size (1 = greedy)."""
+    max_new_tokens: int = 64
+    """AR baseline: longest hypothesis in tokens."""
+    max_duration: float = 200.0
+    """Seconds of audio per decoding batch."""
+    use_ema: bool = True
+    """Decode with the EMA weights."""
+
+    def tag(self, model: str) -> str:
+        """Folder name ``decode_<tag>`` for these settings."""
+        if model == "ar":
+            return f"beam{self.beam_size}"
+        s = self.sampler
+        return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}"
+
+
+@dataclass(kw_only=True)
+class ExperimentConfig:
+    """A stage-4/5 experiment: model, data, optimisation, training and decoding."""
+
+    model: str = "elf_s2t"
+    """Model type, a key of elfs2t.experiment.MODELS ("elf_s2t" or "ar")."""
+    elf: ElfS2TConfig = field(default_factory=ElfS2TConfig)
+    """ELF-S2T settings (model == elf_s2t)."""
+    ar: ArConfig = field(default_factory=ArConfig)
+    """AR speech-LLM settings (model == ar)."""
+    init: InitConfig = field(default_factory=InitConfig)
+    """Initialisation of the trainable parts."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Manifests and batching."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and schedule."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training loop."""
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    """Decoding."""
+
+    def validate(self) -> None:
+        config_check(self.model in MODELS, "model", self.model, f"must be one of {sorted(MODELS)}")
+
+
+def _build_elf_s2t(cfg: ExperimentConfig) -> nn.Module:
+    from elfs2t.models.elf_s2t import ElfS2T
+
+    model = ElfS2T(cfg.elf)
+    if cfg.init.denoiser:
+        from elfs2t.models.init import init_denoiser
+
+        init_denoiser(model.denoiser, cfg.init.denoiser, strict=cfg.init.strict)
+    return model
+
+
+def _build_ar(cfg: ExperimentConfig) -> nn.Module:
+    from elfs2t.models.ar import ArSpeechLM
+
+    return ArSpeechLM(cfg.ar)
+
+
+MODELS: dict[str, Callable[[ExperimentConfig], nn.Module]] = {
+    "elf_s2t": _build_elf_s2t,
+    "ar": _build_ar,
+}
+
+
+def build_model(cfg: ExperimentConfig) -> nn.Module:
+    """Build the model named by ``cfg.model`` (trainable parts initialised per ``cfg.init``)."""
+    model = MODELS[cfg.model](cfg)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("built %s with %.2fM trainable parameters", cfg.model, n / 1e6)
+    return model
+
+
+def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:
+    """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`."""
+    if cfg.model == "ar":
+        return lambda batch: model.generate(batch, max_new_tokens=cfg.decode.max_new_tokens, beam_size=cfg.decode.beam_size)
+    gen = torch.Generator().manual_seed(seed)  # sampler noise is drawn on CPU: device-independent results
+    return lambda batch: model.generate(batch, cfg.decode.sampler, generator=gen)

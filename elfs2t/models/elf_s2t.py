@@ -1,0 +1,135 @@
+"""ELF-S2T: Whisper frames -> linear projector -> clean audio prefix of the ELF denoiser (DESIGN §2.5).
+
+The condition of the denoiser is ``[task token | projected audio]`` (task token only when the config
+lists tasks); the text that follows is a sequence of noisy text-encoder latents. Training is the ELF
+flow-matching objective with audio forcing (a much noisier decoding branch, ``flow.mu_dec``) and
+condition dropout for audio classifier-free guidance; decoding samples latents with CFG and turns
+them into tokens with one decoding-mode forward.
+
+Only the projector, the task embeddings and the denoiser are trained; the Whisper features are
+cached (stage 2) and the text encoder is frozen inside :class:`TextLatentSpace`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from elfs2t.config import config_check
+from elfs2t.flow.objective import FlowConfig, flow_matching_loss
+from elfs2t.flow.sampler import SamplerConfig, decode_tokens, sample_latents
+from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+from elfs2t.models.projector import AudioProjector
+from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class ElfS2TConfig:
+    """ELF-S2T model: text latent space, denoiser, projector, objective."""
+
+    text: TextLatentConfig = field(default_factory=TextLatentConfig)
+    """Frozen text encoder that defines the latent space (and the text length L)."""
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    """Denoiser size; latent_dim and vocab_size are overwritten from the text latent space."""
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    """Flow-matching objective, incl. audio forcing (mu_dec) and condition dropout (p_drop)."""
+    feat_dim: int = 1280
+    """Width of the cached encoder frames (Whisper tiny 384, base 512, large-v3 1280)."""
+    stack: int = 1
+    """Frames stacked before the projector (k): the audio prefix has ceil(T / k) tokens."""
+    tasks: list[str] = field(default_factory=list)
+    """Task tokens (e.g. ["asr", "st:en"]); empty: no task token."""
+    lowercase: bool = False
+    """Lower-case the target text before encoding (LibriSpeech transcripts are upper-case)."""
+
+    def validate(self) -> None:
+        config_check(self.feat_dim > 0, "feat_dim", self.feat_dim, "must be positive")
+        config_check(self.stack >= 1, "stack", self.stack, "must be >= 1")
+        config_check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "must be unique")
+
+
+class ElfS2T(nn.Module):
+    """``forward(batch) -> (loss, stats)`` for training; :meth:`generate` for decoding."""
+
+    def __init__(self, cfg: ElfS2TConfig, text_space: Optional[TextLatentSpace] = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # The frozen text space is not a submodule: its weights are not ours to train or save.
+        self.text_space = text_space if text_space is not None else TextLatentSpace(cfg.text)
+        cfg.denoiser.latent_dim = self.text_space.dim
+        cfg.denoiser.vocab_size = self.text_space.vocab_size
+        self.denoiser = ElfDenoiser(cfg.denoiser)
+        hidden = cfg.denoiser.hidden
+        self.projector = AudioProjector(cfg.feat_dim, hidden, stack=cfg.stack)
+        self.task_index = {name: i for i, name in enumerate(cfg.tasks)}
+        self.task_embed = nn.Embedding(len(cfg.tasks), hidden) if cfg.tasks else None
+        if self.task_embed is not None:
+            nn.init.normal_(self.task_embed.weight, std=0.02)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def max_text_tokens(self) -> int:
+        """Content tokens that fit in the L text slots (the rest of L is EOS, and CLS for BERT-like)."""
+        return self.text_space.max_len - 1 - (0 if self.text_space.bos_id is None else 1)
+
+    def count_tokens(self, text: str) -> int:
+        """Content tokens of a target text (to filter texts that would be cut)."""
+        return self.text_space.num_tokens(self._text([text]))[0]
+
+    def _device(self) -> torch.device:
+        device = next(self.parameters()).device
+        if self.text_space.device != device:  # the frozen encoder follows the model (not a submodule)
+            self.text_space.encoder.to(device)
+        return device
+
+    def _text(self, texts: list[str]) -> list[str]:
+        return [t.lower() for t in texts] if self.cfg.lowercase else list(texts)
+
+    def condition(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[task | audio]`` condition tokens ``(B, C, H)`` and their mask ``(B, C)``."""
+        device = next(self.parameters()).device
+        feats = batch["feats"].to(device)
+        lens = batch["feat_lens"].to(device)
+        prefix, mask = self.projector(feats, lens)  # (B, T', H), (B, T')
+        if self.task_embed is None:
+            return prefix, mask
+        try:
+            idx = torch.tensor([self.task_index[t] for t in batch["task"]], device=device)
+        except KeyError as exc:
+            raise KeyError(f"task {exc} is not among the model's tasks {self.cfg.tasks}") from exc
+        task = self.task_embed(idx)[:, None, :]  # (B, 1, H)
+        ones = torch.ones(mask.shape[0], 1, dtype=torch.bool, device=device)
+        return torch.cat([task, prefix], dim=1), torch.cat([ones, mask], dim=1)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        device = self._device()
+        ids = self.text_space.tokenize(self._text(batch["text"])).to(device)  # (B, L)
+        with torch.no_grad():
+            x = self.text_space.encode(ids).to(device)  # (B, L, d)
+        cond, cond_mask = self.condition(batch)
+        loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
+        loss, stats = flow_matching_loss(self.denoiser, x, ids, loss_mask, self.cfg.flow, cond=cond, cond_mask=cond_mask)
+        stats["num_samples"] = float(ids.shape[0])
+        return loss, stats
+
+    @torch.no_grad()
+    def generate(self, batch: dict, sampler: SamplerConfig, generator: Optional[torch.Generator] = None) -> list[str]:
+        """Sample text latents conditioned on the audio (with CFG) and decode them to strings."""
+        cond, cond_mask = self.condition(batch)
+        z = sample_latents(
+            self.denoiser,
+            sampler,
+            batch_size=cond.shape[0],
+            length=self.text_space.max_len,
+            latent_dim=self.text_space.dim,
+            cond=cond,
+            cond_mask=cond_mask,
+            generator=generator,
+        )
+        ids = decode_tokens(self.denoiser, z, cond=cond, cond_mask=cond_mask)
+        return self.text_space.decode(ids)

