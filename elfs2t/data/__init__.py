@@ -1,0 +1,1 @@
+"""Corpus preparation, the training dataset and samplers (Lhotse based)."""
