@@ -97,6 +97,7 @@ class CacheReport:
     audio_seconds: float
     """Audio encoded by this run (0 when everything was cached already)."""
     wall_seconds: float
+    """Seconds from the encoder being loaded to the last shard written (merge excluded)."""
     num_encoded: int = 0
     """Utterances processed by this run (cached or failed); less than the set when resuming."""
     skipped: bool = False
@@ -223,6 +224,8 @@ def _worker(spec: WhisperFrontEnd, cfg: CacheConfig, device: str, shards: list[t
         threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // (1 if cfg.ngpu else cfg.nj))
         torch.set_num_threads(threads)
     encoder = spec.build(device=device, dtype=cfg.resolved_dtype(device))
+    if queue is not None:
+        queue.put(("ready", device, 0))
     report = (lambda n, s: queue.put(("progress", n, s))) if queue is not None else (lambda n, s: None)
     for k, cuts in shards:
         encode_shard(cuts, out_dir, k, encoder, cfg.batch_size, report)
@@ -239,7 +242,8 @@ def _worker_main(*args) -> None:  # runs in a spawned process
         raise
 
 
-def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> None:
+def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> float:
+    """Encode the pending shards; returns the time at which the first encoder was loaded."""
     devices = [f"cuda:{i}" for i in range(cfg.ngpu)] if cfg.ngpu > 0 else ["cpu"] * cfg.nj
     devices = devices[: max(1, len(pending))]
     if len(devices) == 1:
@@ -247,16 +251,17 @@ def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> None:
         encoder = spec.build(device=device, dtype=cfg.resolved_dtype(device))
         if device == "cpu" and cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
+        bar.start_t = ready = time.time()
         for k, cuts in pending:
             encode_shard(cuts, out_dir, k, encoder, cfg.batch_size, lambda n, s: _tick(bar, n, s))
-        return
+        return ready
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_worker_main, args=(spec, cfg, dev, pending[i :: len(devices)], out_dir, queue))
              for i, dev in enumerate(devices)]
     for p in procs:
         p.start()
-    running, errors = len(procs), []
+    running, errors, ready = len(procs), [], None
     while running:
         try:
             kind, a, b = queue.get(timeout=5)
@@ -266,6 +271,9 @@ def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> None:
             continue
         if kind == "progress":
             _tick(bar, a, b)
+        elif kind == "ready":
+            if ready is None:
+                bar.start_t = ready = time.time()
         elif kind == "done":
             running -= 1
         else:
@@ -276,6 +284,7 @@ def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> None:
     if errors or any(p.exitcode != 0 for p in procs):
         raise CacheError(f"{out_dir}: worker(s) failed: {errors or [p.exitcode for p in procs]}; "
                          "re-run to resume (finished shards are kept)")
+    return ready if ready is not None else time.time()
 
 
 def _tick(bar: tqdm, n: int, seconds: float) -> None:
@@ -334,11 +343,11 @@ def cache_features(cuts: CutSet | str | Path, out_dir: str | Path, cfg: CacheCon
     pending = [(k, c) for k, c in shards if not (out_dir / "shards" / f"{k}.done").is_file()]
     if len(pending) < len(shards):
         log.info("%s: resuming, %d of %d shards already done", out_dir, len(shards) - len(pending), len(shards))
-    t0 = time.time()
+    t0 = time.time()  # replaced by the time the encoder is loaded: speeds measure encoding only
     with tqdm(total=sum(len(c) for _, c in pending), desc=f"encode {out_dir.name}", unit="utt",
               dynamic_ncols=True) as bar:
         if pending:
-            _run_workers(spec, cfg, pending, out_dir, bar)
+            t0 = _run_workers(spec, cfg, pending, out_dir, bar)
     wall = time.time() - t0
     audio = sum(c.duration for _, cs in pending for c in cs)
     return _merge(out_dir, len(shards), spec, fp, audio, wall, sum(len(c) for _, c in pending))
