@@ -1,0 +1,239 @@
+"""Text-only ELF (DESIGN §2.1–2.4): a frozen text latent space + the ELF denoiser, trained on text alone.
+
+This is the stage-3 backbone of the offline recipes: pre-trained on the corpus text, then used to
+initialise ELF-S2T's denoiser. Two modes:
+
+* unconditional (``conditional: false``): ``batch = {"text": list[str]}``; the model learns the text
+  distribution and :meth:`TextElf.generate` samples ``n`` new texts;
+* conditional (``conditional: true``): ``batch = {"text": [...], "source_text": [...]}``; the source is
+  encoded by the same frozen encoder and enters as clean condition tokens through the denoiser's input
+  projection (:meth:`ElfDenoiser.embed_condition_latents`), the ELF translation setup; the condition
+  covers the source tokens up to and including its first EOS.
+
+Targets are EOS-padded to the fixed length L, and the loss covers the EOS tail, so the model learns
+where a text ends.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from elfs2t.config import config_check, unstructure
+from elfs2t.data.text_corpus import TextLineDataset, text_loader
+from elfs2t.flow.objective import FlowConfig, flow_matching_loss
+from elfs2t.flow.sampler import SamplerConfig, generate_ids
+from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+from elfs2t.optim.build import OptimConfig
+from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
+from elfs2t.train.checkpoint import list_checkpoints
+from elfs2t.train.config import TrainConfig
+from elfs2t.train.exp_dir import prepare_exp_dir
+from elfs2t.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TextElfConfig", "TextElf", "source_mask", "PretrainTextConfig", "pretrain_text", "sample_hook"]
+
+
+@dataclass(kw_only=True)
+class TextElfConfig:
+    """Text-only ELF: latent space, denoiser, objective."""
+
+    text: TextLatentConfig = field(default_factory=TextLatentConfig)
+    """Frozen text encoder that defines the latent space (and the text length L)."""
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    """Denoiser size; latent_dim and vocab_size are overwritten from the text latent space."""
+    flow: FlowConfig = field(default_factory=lambda: FlowConfig(sigma_d=5.0))
+    """Flow-matching objective (ELF unconditional: sigma_d 5.0; set 1.0 for conditional training)."""
+    conditional: bool = False
+    """Train on (source_text -> text) pairs with the source as clean condition tokens."""
+    lowercase: bool = False
+    """Lower-case texts before encoding."""
+    cache_latents: bool = True
+    """Keep each distinct text's ids and latents (CPU, fp32) after its first encoding: the encoder is frozen,
+    so this only saves time; turn off when the corpus' latents do not fit in memory."""
+
+
+def source_mask(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """``(B, C)`` bool: positions up to and including the first EOS of each row (all, if none)."""
+    is_eos = ids == eos_id
+    before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()  # EOS count strictly before each position
+    return before == 0
+
+
+class TextElf(nn.Module):
+    """``forward(batch) -> (loss, stats)`` for the trainer; :meth:`generate` to sample texts."""
+
+    def __init__(self, cfg: TextElfConfig, text_space: Optional[TextLatentSpace] = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # The frozen text space is not a submodule: its weights are not ours to train or save.
+        self.text_space = text_space if text_space is not None else TextLatentSpace(cfg.text)
+        cfg.denoiser.latent_dim = self.text_space.dim
+        cfg.denoiser.vocab_size = self.text_space.vocab_size
+        self.denoiser = ElfDenoiser(cfg.denoiser)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # text -> (ids (L,), latents (L, d))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _texts(self, texts: list[str]) -> list[str]:
+        return [t.lower() for t in texts] if self.cfg.lowercase else list(texts)
+
+    @torch.no_grad()
+    def _latents(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``(B, L)`` and clean latents ``(B, L, d)`` on the model's device."""
+        texts = self._texts(texts)
+        if not self.cfg.cache_latents:
+            ids = self.text_space.tokenize(texts)
+            x = self.text_space.encode(ids)
+            return ids.to(self.device), x.to(self.device, torch.float32)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            ids_new, x_new = self.text_space.encode_texts(missing)
+            for text, i, x in zip(missing, ids_new, x_new.float().cpu()):
+                self._cache[text] = (i, x)
+        ids = torch.stack([self._cache[t][0] for t in texts])
+        x = torch.stack([self._cache[t][1] for t in texts])
+        return ids.to(self.device), x.to(self.device)
+
+    def condition(self, source_texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source texts as clean condition tokens ``(B, C, H)`` and their mask ``(B, C)``."""
+        src_ids, x_src = self._latents(source_texts)
+        return self.denoiser.embed_condition_latents(x_src), source_mask(src_ids, self.text_space.eos_id)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        texts = batch["text"]
+        cond = cond_mask = None
+        if self.cfg.conditional:
+            if "source_text" not in batch:
+                raise KeyError("TextElf(conditional=true) needs batch['source_text'] (a tab-separated corpus)")
+            if len(batch["source_text"]) != len(texts):
+                raise ValueError(f"batch has {len(texts)} texts but {len(batch['source_text'])} source texts")
+            cond, cond_mask = self.condition(batch["source_text"])
+        ids, x = self._latents(texts)
+        loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
+        loss, stats = flow_matching_loss(self.denoiser, x, ids, loss_mask, self.cfg.flow, cond=cond,
+                                         cond_mask=cond_mask)
+        stats["num_samples"] = float(ids.shape[0])
+        return loss, stats
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n_or_sources: int | list[str],
+        sampler: SamplerConfig,
+        *,
+        batch_size: int = 64,
+        generator: Optional[torch.Generator] = None,
+    ) -> list[str]:
+        """Sample texts: ``n`` unconditional samples, or one per source text (conditional model).
+
+        Runs in batches of ``batch_size``; with no generator, one seeded with ``sampler.seed`` is used
+        for the whole call, so the same call gives the same texts.
+        """
+        if isinstance(n_or_sources, int):
+            if self.cfg.conditional:
+                raise ValueError("a conditional TextElf generates from source texts, not from a count")
+            total, sources = n_or_sources, None
+        else:
+            if not self.cfg.conditional:
+                raise ValueError("an unconditional TextElf generates from a count, not from source texts")
+            total, sources = len(n_or_sources), list(n_or_sources)
+        gen = generator if generator is not None else torch.Generator().manual_seed(sampler.seed)
+        was_training = self.training
+        self.eval()
+        out: list[str] = []
+        try:
+            for start in range(0, total, batch_size):
+                b = min(batch_size, total - start)
+                cond = cond_mask = None
+                if sources is not None:
+                    cond, cond_mask = self.condition(sources[start:start + b])
+                ids = generate_ids(self.denoiser, sampler, batch_size=b, length=self.text_space.max_len,
+                                   latent_dim=self.text_space.dim, cond=cond, cond_mask=cond_mask, generator=gen)
+                out.extend(self.text_space.decode(ids.cpu()))
+        finally:
+            self.train(was_training)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: pre-training on a text corpus
+# ---------------------------------------------------------------------------------------------
+@dataclass(kw_only=True)
+class PretrainTextConfig:
+    """Stage 3: text-only ELF pre-training (model, objective, optimiser, loop, periodic samples)."""
+
+    model: TextElfConfig = field(default_factory=TextElfConfig)
+    """The text ELF (latent space, denoiser, flow objective)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser, schedule, clipping, EMA."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Loop length, logging/validation/checkpoint intervals; samples are logged at every validation."""
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(steps=16))
+    """Sampler of the periodic samples."""
+    batch_size: int = 64
+    """Sentences per batch."""
+    num_samples: int = 4
+    """Sentences generated (with the EMA weights) and logged at every validation."""
+
+    def validate(self) -> None:
+        config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        config_check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def sample_hook(corpus: TextLineDataset, sampler: SamplerConfig, num_samples: int):
+    """``on_validate(model, step)`` hook: log ``num_samples`` generated sentences and how many are corpus lines."""
+    known = {_norm(t) for t in corpus.texts()}
+    sources = corpus.sources()[:num_samples]
+
+    def hook(model: nn.Module, step: int) -> dict:
+        if num_samples == 0:
+            return {}
+        elf = model.module if hasattr(model, "module") else model
+        samples = elf.generate(sources if elf.cfg.conditional else num_samples, sampler)
+        for i, text in enumerate(samples):
+            log.info("step %d sample %d: %s", step, i, text)
+        in_corpus = sum(_norm(s) in known for s in samples) / len(samples)
+        return {"sample_in_corpus": in_corpus, "samples": " | ".join(samples)}
+
+    return hook
+
+
+def pretrain_text(cfg: PretrainTextConfig, exp_dir: str | Path, text_file: str | Path, *,
+                  resume: bool = True, overwrite: bool = False,
+                  text_space: Optional[TextLatentSpace] = None) -> dict:
+    """Train a :class:`TextElf` on ``text_file`` (one sentence per line; ``source<TAB>target`` when
+    ``model.conditional``) into ``exp_dir`` (one process); returns the trainer's summary.
+
+    ``resume``: continue from the newest checkpoint of ``exp_dir``; without it, an ``exp_dir`` that
+    already holds checkpoints is an error (no silent restart over old checkpoints). ``overwrite``:
+    reuse ``exp_dir`` even if its stored config differs. The last samples go to ``exp_dir/samples.txt``.
+    """
+    exp_dir = Path(exp_dir)
+    if not resume and list_checkpoints(exp_dir):
+        raise FileExistsError(f"{exp_dir} already holds checkpoints: resume, or use another exp dir")
+    prepare_exp_dir(exp_dir, cfg, overwrite=overwrite)
+    corpus = TextLineDataset(text_file, paired=cfg.model.conditional)
+    model = TextElf(cfg.model, text_space=text_space)
+    log.info("text ELF: %.2fM denoiser parameters, %d sentences, L=%d, d=%d", model.denoiser.num_parameters() / 1e6,
+             len(corpus), model.text_space.max_len, model.text_space.dim)
+    loader = text_loader(corpus, cfg.batch_size)
+    trainer = Trainer(model, cfg.optim, cfg.train, exp_dir, loader,
+                      on_validate=sample_hook(corpus, cfg.sampler, cfg.num_samples),
+                      batch_size=cfg.batch_size, config=unstructure(cfg))
+    summary = trainer.fit(resume=resume)
+    samples = summary.get("valid", {}).get("samples", "")
+    (exp_dir / "samples.txt").write_text(samples.replace(" | ", "\n") + "\n" if samples else "")
+    return summary
