@@ -63,7 +63,7 @@ class SamplerConfig:
     decode_from: Literal["z", "x_hat"] = "z"
     """Decode the final z (ELF) or the last guided x_hat."""
     seed: int = 0
-    """Seed of the start noise, the churn noise and the logit_normal grid (when no generator is given)."""
+    """Seed of the logit_normal grid, and of the start and churn noise when no generator is given."""
 
     def validate(self) -> None:
         config_check(self.steps >= 1, "steps", self.steps, "must be >= 1")

@@ -48,8 +48,9 @@ class TextElfConfig:
     """Frozen text encoder that defines the latent space (and the text length L)."""
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     """Denoiser size; latent_dim and vocab_size are overwritten from the text latent space."""
-    flow: FlowConfig = field(default_factory=lambda: FlowConfig(sigma_d=5.0))
-    """Flow-matching objective (ELF unconditional: sigma_d 5.0; set 1.0 for conditional training)."""
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    """Flow-matching objective (FlowConfig defaults: the conditional ELF values; ELF unconditional uses
+    sigma_d 5.0, set flow.sigma_d for an unconditional model)."""
     conditional: bool = False
     """Train on (source_text -> text) pairs with the source as clean condition tokens."""
     lowercase: bool = False
