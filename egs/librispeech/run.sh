@@ -108,12 +108,18 @@ if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj")
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: Whisper feature caching -> dump/<encoder_tag>/{train,dev_clean,...}/cuts.jsonl.gz
+done_dir=exp/.done/$feat_tag   # per encoder tag: another --encoder / --feat-mode caches again
 if stage_begin 2 "Whisper feature caching ($feat_tag)"; then
   run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
     --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets train "${eval_sets[@]}" --dump-dir dump \
     $(force_flag)
   stage_done 2
 fi
+
+# ---------------------------------------------------------------------------------------------------
+# Stages 3-6 keep their done markers per experiment (exp/.done/<tag>/), so another --conf, --task or --exp-tag
+# runs them again instead of being skipped.
+done_dir=exp/.done/$tag
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 3: ELF backbone: fetch the released checkpoint (init.denoiser of --conf, or --elf-init) into the
