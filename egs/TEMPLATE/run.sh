@@ -14,21 +14,52 @@ stage=0               # first stage to run
 stop_stage=100        # last stage to run
 force=false           # redo stages even when their done markers exist
 nj=4                  # parallel jobs for data preparation and feature caching
-ngpu=1                # GPUs (processes) per node for training and decoding
+ngpu=1                # GPUs per node for feature caching, training and decoding (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
 conf=conf/train.yaml  # training / decoding config
 manifest_dir=data/manifests
+train_set=train       # stages 2-4: training set (a set name returned by local/prepare.py)
+valid_set=dev         # stages 2-4: validation set during training
+test_sets="test"      # stages 2, 5-6: sets decoded and scored
+target=transcript     # transcript (ASR) or translation:<lang> (S2TT; supervision.custom["translated_text"][lang])
+metric=wer            # stage 6: wer, cer, bleu (BLEU + chrF) or all
+encoder=openai/whisper-large-v3   # stage 2: Whisper (hub id or local dir); its width must equal elf.feat_dim
+feat_mode=pad30       # stage 2: pad30 (every window padded to 30 s, as Whisper was trained) or trim (faster)
+feat_batch_size=8     # stage 2: utterances per encoder forward
+elf_init=""           # stage 3-4: ELF checkpoint (file, dir or hub id) instead of init.denoiser of --conf
+exp_tag=""            # stage 4-6: experiment folder exp/<tag> (default: <conf name>_<encoder tag>)
+train_opts=""         # stage 3-4: config overrides, e.g. "train.max_steps=50000 data.max_duration=600"
+decode_opts=""        # stage 5: decoding overrides, e.g. "decode.sampler.steps=16 decode.sampler.guidance=1.5"
+node_rank=0           # stage 4: rank of this node (multi-node training)
+rdzv_endpoint=localhost:29400   # stage 4: torchrun rendezvous host:port, the same on every node
+rdzv_id=elfs2t        # stage 4: torchrun job id shared by all nodes
 
 help_message="Usage: $0 [options]
 __RECIPE__ recipe (ELF-S2T). Options (default in parentheses):
   --stage N             first stage to run ($stage)
   --stop-stage M        last stage to run ($stop_stage)
   --force true|false    redo finished stages ($force)
-  --nj N                parallel jobs for data preparation ($nj)
-  --ngpu N              GPUs per node for training/decoding ($ngpu)
+  --nj N                parallel jobs for data preparation and CPU feature caching ($nj)
+  --ngpu N              GPUs per node for feature caching, training, decoding; 0: CPU ($ngpu)
   --num-nodes N         nodes for training ($num_nodes)
   --conf FILE           training/decoding config ($conf)
   --manifest-dir DIR    stage-1 output ($manifest_dir)
+  --train-set SET       training set ($train_set)
+  --valid-set SET       validation set during training ($valid_set)
+  --test-sets \"A B\"     sets decoded and scored ($test_sets)
+  --target T            transcript or translation:<lang> ($target)
+  --metric M            wer, cer, bleu or all ($metric)
+  --encoder ID|DIR      Whisper encoder for stage 2; set elf.feat_dim to its width ($encoder)
+  --feat-mode MODE      pad30 or trim; part of the dump/ tag ($feat_mode)
+  --feat-batch-size N   utterances per encoder forward in stage 2 ($feat_batch_size)
+  --elf-init SRC        ELF checkpoint (file, dir, hub id) overriding init.denoiser of --conf ($elf_init)
+  --exp-tag TAG         experiment folder exp/TAG (default: <conf name>_<encoder tag>) ($exp_tag)
+  --train-opts \"K=V ..\" config overrides for stages 3-4, e.g. \"train.max_steps=50000\" ($train_opts)
+  --decode-opts \"K=V ..\" decoding overrides, e.g. \"decode.sampler.guidance=1.5\" ($decode_opts)
+  --node-rank N         rank of this node for multi-node training ($node_rank)
+  --rdzv-endpoint H:P   torchrun rendezvous endpoint, the same on every node ($rdzv_endpoint)
+  --rdzv-id ID          torchrun job id shared by all nodes ($rdzv_id)
+Multi-node: run the same command on every node with --num-nodes N --node-rank I --rdzv-endpoint HOST:PORT.
 Corpus location: CORPUS in db.sh (or the environment)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
@@ -50,25 +81,77 @@ if stage_begin 1 "data preparation"; then
   stage_done 1
 fi
 
-# ---------------------------------------------------------------------------------------------------
-# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/
-not_implemented_stage 2 "Whisper feature caching"
+# Stages 2-6 share the encoder tag (dump/<tag>/) and the experiment folder (exp/<exp_tag>/).
+read -r -a eval_sets <<< "$test_sets"
+feat_tag=""; tag=""
+if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
+  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --print-tag) \
+    || die "cannot read the Whisper encoder '$encoder' (--encoder)"
+  tag=${exp_tag:-$(basename "$conf" .yaml)_$feat_tag}
+fi
+read -r -a extra_train_opts <<< "$train_opts"
+read -r -a extra_decode_opts <<< "$decode_opts"
+train_overrides=("data.train=[{cuts: dump/$feat_tag/$train_set/cuts.jsonl.gz, target: '$target'}]"
+                 "data.valid=[{cuts: dump/$feat_tag/$valid_set/cuts.jsonl.gz, target: '$target'}]")
+[ -n "$elf_init" ] && train_overrides+=("init.denoiser=$elf_init")
+train_overrides+=("${extra_train_opts[@]}")
+nproc=$(( ngpu > 0 ? ngpu : 1 ))
+if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 3: ELF backbone -> exp/elf_<tag>/
-not_implemented_stage 3 "ELF backbone"
+# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/cuts.jsonl.gz
+done_dir=exp/.done/$feat_tag   # per encoder tag: another --encoder / --feat-mode caches again
+if stage_begin 2 "Whisper feature caching ($feat_tag)"; then
+  cache_sets=("$train_set"); for s in "$valid_set" "${eval_sets[@]}"; do
+    [[ " ${cache_sets[*]} " == *" $s "* ]] || cache_sets+=("$s"); done
+  run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
+    --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "${cache_sets[@]}" --dump-dir dump \
+    $(force_flag)
+  stage_done 2
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 4: flow-matching training with audio forcing -> exp/<tag>/
-not_implemented_stage 4 "training"
+# Stages 3-6 keep their done markers per experiment (exp/.done/<tag>/), so another --conf or --exp-tag
+# runs them again instead of being skipped.
+done_dir=exp/.done/$tag
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 5: CFG decoding -> hypothesis files per test set
-not_implemented_stage 5 "decoding"
+# Stage 3: ELF backbone: fetch the released checkpoint (init.denoiser of --conf, or --elf-init) into the
+# Hugging Face cache and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
+if stage_begin 3 "ELF backbone (fetch and check the released checkpoint)"; then
+  python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
+  stage_done 3
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 6: scoring -> result.txt per set, RESULTS.md
-not_implemented_stage 6 "scoring"
+# Stage 4: flow-matching training with audio forcing -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
+if stage_begin 4 "ELF-S2T training -> exp/$tag"; then
+  run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
+    --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" \
+    elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
+  stage_done 4
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 5: CFG decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref}
+if stage_begin 5 "decoding (${eval_sets[*]})"; then
+  args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s=dump/$feat_tag/$s/cuts.jsonl.gz"); done
+  run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" \
+    "${extra_decode_opts[@]}"
+  stage_done 5
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 6: scoring -> result.txt per decoded set; RESULTS.md (every experiment of this recipe)
+if stage_begin 6 "scoring ($metric)"; then
+  for dir in exp/"$tag"/decode_*/*/; do
+    [ -f "$dir/text" ] || continue
+    python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" --out-dir "$dir"
+  done
+  python -m elfs2t.bin.score --results-table . --results-out RESULTS.md
+  cat RESULTS.md
+  stage_done 6
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 7: analysis -> exp/<tag>/analysis/

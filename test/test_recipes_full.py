@@ -1,0 +1,203 @@
+"""egs/librispeech and egs/covost2 stages 1-6 end to end on tiny fixture corpora with tiny local models (a random
+Whisper, the MiniLM latent space, a tiny released-format ELF checkpoint), the shipped paper configs shrunk by
+--train-opts overrides; every run.sh option documented in --help; stage 3 offline with a hub id fails clearly."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elfs2t.bin import fetch_elf
+from test_prepare_covost2 import make_covost_tree
+from test_prepare_librispeech import make_librispeech_tree
+from test_recipe_skeleton import copy_recipe, run
+
+ROOT = Path(__file__).resolve().parents[1]
+MINILM = ROOT / "tools" / "models" / "all-MiniLM-L6-v2"
+FEAT_DIM = 64
+TINY_DENOISER = dict(hidden=32, depth=2, heads=2, bottleneck=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A random 2-layer Whisper (d_model 64, 80 mel bins) and a released-format ELF checkpoint of a tiny
+    denoiser over the MiniLM latent space (``checkpoint_<step>`` files holding ``ema_params1``)."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+    from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
+
+    root = tmp_path_factory.mktemp("models")
+    cfg = WhisperConfig(vocab_size=64, num_mel_bins=80, d_model=FEAT_DIM, encoder_layers=2, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
+                        decoder_ffn_dim=128, pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=2)
+    torch.manual_seed(0)
+    whisper = root / "whisper-rand64"
+    WhisperModel(cfg).save_pretrained(whisper)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(whisper)
+
+    space = TextLatentSpace(TextLatentConfig(name_or_path=str(MINILM), max_len=16))
+    den = ElfDenoiser(DenoiserConfig(latent_dim=space.dim, vocab_size=space.vocab_size, **TINY_DENOISER))
+    elf = root / "elf-tiny"
+    elf.mkdir()
+    torch.save({"ema_params1": den.state_dict(), "params": den.state_dict()}, elf / "checkpoint_5")
+    torch.save({"ema_params1": den.state_dict()}, elf / "checkpoint_20")  # the highest step is taken
+    return {"whisper": whisper, "elf": elf}
+
+
+def tiny_train_opts() -> str:
+    """The paper config (conf/train.yaml) shrunk to CPU size: MiniLM latents, a 2-layer denoiser, 3 steps."""
+    den = " ".join(f"elf.denoiser.{k}={v}" for k, v in TINY_DENOISER.items())
+    return (f"elf.text.name_or_path={MINILM} elf.text.max_len=16 {den} elf.feat_dim={FEAT_DIM} elf.stack=2 "
+            "data.max_duration=2 data.num_buckets=2 train.max_steps=3 train.log_every=1 train.valid_every=0 "
+            "train.save_every=3 train.num_workers=0 train.pin_memory=false train.progress=false "
+            "optim.warmup_steps=1")
+
+
+def common_args(models) -> list[str]:
+    return ["--nj", "1", "--ngpu", "0", "--encoder", str(models["whisper"]), "--feat-mode", "trim",
+            "--feat-batch-size", "2", "--elf-init", str(models["elf"]), "--train-opts", tiny_train_opts(),
+            "--decode-opts", "decode.sampler.steps=2 decode.max_duration=5"]
+
+
+def hyp_ids(path: Path) -> list[str]:
+    return sorted(line.split(maxsplit=1)[0] for line in path.read_text().splitlines() if line.strip())
+
+
+@pytest.mark.slow  # ~10 python start-ups, feature caching, 3 training steps, decoding, scoring (~50 s)
+def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
+    corpus = make_librispeech_tree(tmp_path / "db", parts=("train-clean-100", "dev-clean", "test-clean"))
+    recipe = copy_recipe("librispeech", tmp_path)
+    args = ["--stage", "1", "--stop-stage", "6", "--train-parts", "train-clean-100",
+            "--eval-parts", "dev-clean test-clean", *common_args(tiny_models)]
+    r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")
+    assert r.returncode == 0, r.stderr[-4000:]
+
+    tag = "whisper-rand64_trim"
+    for s in ("train", "dev_clean", "test_clean"):
+        assert (recipe / "dump" / tag / s / "cuts.jsonl.gz").is_file()
+    exp = recipe / "exp" / f"train_{tag}"
+    fetched = json.loads((recipe / "exp" / f"elf_train_{tag}" / "fetch.json").read_text())
+    assert fetched["file"].endswith("checkpoint_20") and fetched["loaded"] > 0
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["init"]["denoiser"] == str(tiny_models["elf"])
+    assert cfg["data"]["train"] == [{"cuts": f"dump/{tag}/train/cuts.jsonl.gz", "target": "transcript"}]
+    assert cfg["data"]["valid"][0]["cuts"] == f"dump/{tag}/dev_clean/cuts.jsonl.gz"
+    # the paper settings that the overrides leave alone
+    assert cfg["elf"]["flow"]["mu_dec"] == -0.5 and cfg["elf"]["flow"]["p_drop"] == 0.1
+    assert cfg["optim"]["name"] == "muon" and cfg["optim"]["lr"] is None and cfg["optim"]["lr_per_256"] == 1e-3
+    assert cfg["train"]["dtype"] == "auto" and cfg["decode"]["sampler"]["guidance"] == 2.0
+    (decode,) = exp.glob("decode_*")
+    assert decode.name == "decode_ode2_g2_w1"
+    for s, part_spk in (("dev_clean", 101), ("test_clean", 102)):
+        assert hyp_ids(decode / s / "text") == [f"{part_spk}-10-0000", f"{part_spk}-10-0001"]
+        assert re.search(r"^WER:\s*[0-9.]+", (decode / s / "result.txt").read_text(), re.M)
+    table = (recipe / "RESULTS.md").read_text()
+    assert f"train_{tag}" in table and "test_clean" in table and "dev_clean" in table and "WER" in table
+
+    r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")  # re-run: every stage skipped
+    assert r.returncode == 0 and len(re.findall(r"already done", r.stderr)) == 6, r.stderr[-2000:]
+
+
+@pytest.mark.slow  # two tasks (st, then source asr on the same features) (~70 s)
+def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
+    cv_dir, tsv = make_covost_tree(tmp_path / "db")
+    # a second dev clip: the training-time validation loader needs as many cuts as sampler buckets (2)
+    shutil.copy(cv_dir / "clips" / "d.mp3", cv_dir / "clips" / "e.mp3")
+    with open(cv_dir / "validated.tsv", "a") as f:
+        f.write("spk_1\te.mp3\tDanke schön.\t2\t0\t\t\t\n")
+    with open(tsv, "a") as f:
+        f.write("e.mp3\tDanke schön.\tThank you.\tspk_1\tdev\n")
+    recipe = copy_recipe("covost2", tmp_path)
+    env = dict(COMMONVOICE=str(cv_dir.parent), COVOST=str(tsv.parent), HF_HUB_OFFLINE="1")
+    args = ["--src-lang", "de", "--tgt-lang", "en", *common_args(tiny_models)]
+    r = run(recipe, "--stage", "1", "--stop-stage", "6", *args, **env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    tag = "whisper-rand64_trim"
+    exp = recipe / "exp" / f"de_en_st_train_{tag}"
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["data"]["train"] == [{"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "translation:en"}]
+    (decode,) = exp.glob("decode_*")
+    assert hyp_ids(decode / "de_en_test" / "text") == ["d"] and hyp_ids(decode / "de_en_dev" / "text") == ["c", "e"]
+    assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "How are you?"
+    result = (decode / "de_en_test" / "result.txt").read_text()
+    assert re.search(r"^BLEU:", result, re.M) and re.search(r"^chrF:", result, re.M)
+
+    # source-language ASR on the same cached features: a separate experiment, scored with WER
+    r = run(recipe, "--stage", "4", "--stop-stage", "6", "--task", "asr", *args, **env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    asr = recipe / "exp" / f"de_en_asr_train_{tag}"
+    assert yaml.safe_load((asr / "config.yaml").read_text())["data"]["train"][0]["target"] == "transcript"
+    (decode,) = asr.glob("decode_*")
+    assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "Wie geht es?"
+    assert re.search(r"^WER:", (decode / "de_en_test" / "result.txt").read_text(), re.M)
+    table = (recipe / "RESULTS.md").read_text()
+    assert f"de_en_st_train_{tag}" in table and f"de_en_asr_train_{tag}" in table and "BLEU" in table
+
+    r = run(recipe, "--task", "mt", "--stage", "4", *args, **env)
+    assert r.returncode == 1 and "--task must be st or asr" in r.stderr
+
+
+def declared_options(run_sh: Path) -> list[str]:
+    """The option variables a run.sh declares (``name=default`` lines before help_message)."""
+    head = run_sh.read_text().split("help_message=", 1)[0]
+    return [m.group(1).replace("_", "-") for m in re.finditer(r"^([a-z_][a-z0-9_]*)=", head, re.M)]
+
+
+@pytest.mark.parametrize("name", ["librispeech", "covost2", "TEMPLATE"])
+def test_help_documents_every_option(name):
+    r = subprocess.run([str(ROOT / "egs" / name / "run.sh"), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    options = declared_options(ROOT / "egs" / name / "run.sh")
+    assert {"stage", "encoder", "feat-mode", "elf-init", "train-opts", "decode-opts", "rdzv-endpoint"} <= set(options)
+    missing = [o for o in options if not re.search(rf"^\s+--{o}\b", r.stdout, re.M)]
+    assert not missing, f"{name}/run.sh --help does not document {missing}"
+
+
+@pytest.mark.parametrize("name", ["librispeech", "covost2"])
+def test_paper_configs_load_with_the_paper_settings(name):
+    from elfs2t.config import load_config
+    from elfs2t.experiment import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, ROOT / "egs" / name / "conf" / "train.yaml")
+    d = cfg.elf.denoiser
+    assert (d.hidden, d.depth, d.heads) == (768, 12, 12) and cfg.elf.feat_dim == 1280
+    assert cfg.elf.text.name_or_path == "t5-small" and cfg.init.denoiser == "embedded-language-flows/ELF-B-owt-torch"
+    assert (cfg.elf.flow.mu_dec, cfg.elf.flow.p_drop) == (-0.5, 0.1)
+    assert cfg.optim.name == "muon" and cfg.optim.lr is None and cfg.optim.lr_per_256 == 1e-3
+    assert cfg.train.dtype == "auto" and (cfg.decode.sampler.steps, cfg.decode.sampler.guidance) == (32, 2.0)
+
+
+def test_stage_3_offline_hub_id_fails_clearly(tmp_path, tiny_models):
+    recipe = copy_recipe("librispeech", tmp_path)
+    r = run(recipe, "--stage", "3", "--stop-stage", "3", "--encoder", str(tiny_models["whisper"]),
+            LIBRISPEECH=str(tmp_path), HF_HUB_OFFLINE="1")
+    assert r.returncode != 0
+    assert "cannot fetch ELF checkpoint 'embedded-language-flows/ELF-B-owt-torch': offline" in r.stderr
+    assert "--elf-init" in r.stderr
+    assert not list((recipe / "exp").rglob("stage3"))
+
+
+def test_fetch_elf_entry_point(tmp_path, tiny_models, capsys):
+    assert fetch_elf.main(["--source", str(tiny_models["elf"]), "--report", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["file"] == str(tiny_models["elf"] / "checkpoint_20")
+    assert "checkpoint_20" in capsys.readouterr().out
+    assert fetch_elf.main(["--source", str(tmp_path / "nowhere")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert fetch_elf.main(["--source", str(tmp_path / "empty")]) == 1
+    assert "no checkpoint_<step> file" in capsys.readouterr().err
+    # --conf: the checkpoint must fit the model of the config (here: a wider denoiser than the checkpoint's)
+    conf = ROOT / "egs" / "librispeech" / "conf" / "train.yaml"
+    opts = tiny_train_opts().split() + [f"init.denoiser={tiny_models['elf']}"]
+    assert fetch_elf.main(["--conf", str(conf), *opts]) == 0
+    assert "tensors loaded" in capsys.readouterr().out
+    assert fetch_elf.main(["--conf", str(conf), *opts, "elf.denoiser.hidden=48"]) == 1
+    assert "does not fit the denoiser" in capsys.readouterr().err
+    assert fetch_elf.main(["elf.feat_dim=3"]) == 1
+    assert "need --conf" in capsys.readouterr().err
