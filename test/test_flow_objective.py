@@ -255,3 +255,13 @@ def test_real_denoiser_loss_matches_direct_forwards():
                 cond=cond_d[2:], cond_mask=cond_mask[2:]).hidden
         l2 = F.cross_entropy(net.token_logits(h)[0], ids[2], reduction="sum")
     assert torch.allclose(loss, (l0 + l1 + l2) / 11, rtol=1e-4, atol=1e-5)
+
+
+def test_no_decode_rows_still_give_the_token_head_a_zero_gradient():
+    x, ids, loss_mask, dr = _fixed_draws()
+    dr.decode[:] = False
+    net = ToyDenoiser()
+    loss, stats = flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(), dr)
+    loss.backward()
+    assert "ce" not in stats
+    assert net.head.weight.grad is not None and torch.all(net.head.weight.grad == 0)  # DDP sees every parameter

@@ -250,7 +250,9 @@ def flow_loss_from_draws(
         stats["ce"] = float(ce.mean().detach())
         stats["dec_acc"] = float((logits.argmax(-1) == ids[dec_pos]).float().mean())
     else:
-        ce_sum = out.hidden.sum() * 0.0  # keeps the token head in the graph (DDP) with no effect
+        # No decoding row in this batch: a zero term keeps the token head in the graph, so that DDP
+        # (without find_unused_parameters) still sees a gradient for every parameter.
+        ce_sum = denoiser.token_logits(out.hidden[:1, :1]).sum() * 0.0
     loss = (cfg.decode_weight * ce_sum + l2_sum) / n_pos
 
     n_den = den_pos.sum()
