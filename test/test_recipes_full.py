@@ -8,7 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 
 from elfs2t.bin import fetch_elf
@@ -143,6 +145,35 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     assert r.returncode == 1 and "--task must be st or asr" in r.stderr
 
 
+@pytest.mark.slow  # a new recipe from egs/TEMPLATE, its example local/prepare.py layout, stages 1-3 (~25 s)
+def test_new_recipe_from_template_stages_1_to_3(tmp_path, tiny_models):
+    """Stages 4-6 of the template are those of egs/covost2 with the set names as options (run there in full)."""
+    egs = tmp_path / "egs"
+    r = subprocess.run([str(ROOT / "utils" / "new_recipe.sh"), "--egs-dir", str(egs), "my_corpus"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    recipe = egs / "my_corpus"
+    corpus = tmp_path / "corpus"  # the template's example layout: <split>/text + <split>/wav/<utt>.wav
+    for split, texts in (("train", ["hello world", "good morning", "see you"]), ("dev", ["thank you", "yes"]),
+                         ("eval", ["good night", "no", "maybe later"])):
+        (corpus / split / "wav").mkdir(parents=True)
+        lines = []
+        for i, text in enumerate(texts):
+            utt = f"{split}{i}"
+            sf.write(corpus / split / "wav" / f"{utt}.wav", np.full(3200 + 800 * i, 0.05, np.float32), 16000)
+            lines.append(f"{utt} {text}")
+        (corpus / split / "text").write_text("\n".join(lines) + "\n")
+    r = run(recipe, "--stage", "1", "--stop-stage", "3", "--valid-set", "dev", "--test-sets", "dev eval",
+            *common_args(tiny_models), CORPUS=str(corpus), HF_HUB_OFFLINE="1")
+    assert r.returncode == 0, r.stderr[-4000:]
+    tag = "whisper-rand64_trim"
+    assert sorted(p.name for p in (recipe / "dump" / tag).iterdir()) == ["dev", "eval", "train"]
+    fetched = json.loads((recipe / "exp" / f"elf_train_{tag}" / "fetch.json").read_text())
+    assert fetched["file"].endswith("checkpoint_20") and fetched["loaded"] > 0
+    done = recipe / "exp" / ".done"
+    assert (done / "stage1").is_file() and (done / tag / "stage2").is_file() and (done / f"train_{tag}" / "stage3").is_file()
+
+
 def declared_options(run_sh: Path) -> list[str]:
     """The option variables a run.sh declares (``name=default`` lines before help_message)."""
     head = run_sh.read_text().split("help_message=", 1)[0]
@@ -151,6 +182,8 @@ def declared_options(run_sh: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", ["librispeech", "covost2", "TEMPLATE"])
 def test_help_documents_every_option(name):
+    syntax = subprocess.run(["bash", "-n", str(ROOT / "egs" / name / "run.sh")], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr  # --help exits before bash reads the stage blocks
     r = subprocess.run([str(ROOT / "egs" / name / "run.sh"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     options = declared_options(ROOT / "egs" / name / "run.sh")
