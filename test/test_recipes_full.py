@@ -234,3 +234,9 @@ def test_fetch_elf_entry_point(tmp_path, tiny_models, capsys):
     assert "does not fit the denoiser" in capsys.readouterr().err
     assert fetch_elf.main(["elf.feat_dim=3"]) == 1
     assert "need --conf" in capsys.readouterr().err
+
+
+def test_librispeech_valid_set_must_be_an_eval_set(tmp_path):
+    recipe = copy_recipe("librispeech", tmp_path)
+    r = run(recipe, "--stage", "2", "--eval-parts", "test-clean", LIBRISPEECH=str(tmp_path))
+    assert r.returncode == 1 and "--valid-set dev_clean is not one of the --eval-parts sets (test_clean)" in r.stderr

@@ -93,6 +93,7 @@ fi
 eval_sets=(); for part in $eval_parts; do eval_sets+=("${part//-/_}"); done
 feat_tag=""; tag=""
 if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
+  [[ " ${eval_sets[*]} " == *" $valid_set "* ]] || die "--valid-set $valid_set is not one of the --eval-parts sets (${eval_sets[*]})"
   feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --print-tag) \
     || die "cannot read the Whisper encoder '$encoder' (--encoder)"
   tag=${exp_tag:-$(basename "$conf" .yaml)_$feat_tag}
