@@ -59,7 +59,8 @@ CoVoST 2 S2TT recipe (ELF-S2T). Options (default in parentheses):
   --rdzv-endpoint H:P   torchrun rendezvous endpoint, the same on every node ($rdzv_endpoint)
   --rdzv-id ID          torchrun job id shared by all nodes ($rdzv_id)
 Stage 4 trains on <pair>_train and validates on <pair>_dev; stages 5-6 decode and score every other split.
-Multi-node: run the same command on every node with --num-nodes N --node-rank I --rdzv-endpoint HOST:PORT.
+Multi-node training: on every node (shared file system) run --stage 4 --stop-stage 4 --num-nodes N --ngpu G
+  --node-rank I --rdzv-endpoint HOST:PORT; stages 2 and 5 use the --ngpu GPUs of one node.
 Corpus locations: COMMONVOICE and COVOST in db.sh (or the environment)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"

@@ -58,7 +58,8 @@ LibriSpeech ASR recipe (ELF-S2T). Options (default in parentheses):
   --node-rank N         rank of this node for multi-node training ($node_rank)
   --rdzv-endpoint H:P   torchrun rendezvous endpoint, the same on every node ($rdzv_endpoint)
   --rdzv-id ID          torchrun job id shared by all nodes ($rdzv_id)
-Multi-node: run the same command on every node with --num-nodes N --node-rank I --rdzv-endpoint HOST:PORT.
+Multi-node training: on every node (shared file system) run --stage 4 --stop-stage 4 --num-nodes N --ngpu G
+  --node-rank I --rdzv-endpoint HOST:PORT; stages 2 and 5 use the --ngpu GPUs of one node.
 Corpus location: LIBRISPEECH in db.sh (or the environment)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
