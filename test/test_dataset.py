@@ -56,3 +56,14 @@ def test_cut_without_features_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="no cached features: run stage 2"):
         S2TDataset()[CutSet.from_cuts([cut])]
+
+
+def test_export_text(tmp_path):
+    from elfs2t.bin.export_text import export_text
+
+    make_feature_cuts(tmp_path / "a", ["Ein Hund", "Die Katze", "Ein Hund"], translations=["A dog", "The cat", "A dog"])
+    out = tmp_path / "lm" / "text.txt"
+    n = export_text([(tmp_path / "a" / "cuts.jsonl.gz", "translation:en")], out, lowercase=True, unique=True)
+    assert n == 2 and out.read_text().splitlines() == ["a dog", "the cat"]
+    with pytest.raises(ConfigError):
+        export_text([(tmp_path / "a" / "cuts.jsonl.gz", "translate")], out)

@@ -64,9 +64,10 @@ def test_librispeech_stage_0_1_rerun_force_and_stage_2(tmp_path):
     texts = {c.supervisions[0].text for c in load_manifest(manifests / "cuts_dev_clean.jsonl.gz")}
     assert "CHANGED" in texts
 
-    r = run(recipe, "--stage", "2", LIBRISPEECH=str(corpus))
+    # stage 2 needs the Whisper encoder: offline, the default hub id is a clear error naming the option
+    r = run(recipe, "--stage", "2", LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")
     assert r.returncode != 0
-    assert "stage 2 (Whisper feature caching) is not implemented yet in this recipe" in r.stderr
+    assert "cannot read the Whisper encoder 'openai/whisper-large-v3' (--encoder)" in r.stderr
 
 
 def test_covost2_stage_0_1(tmp_path):
@@ -127,8 +128,8 @@ def test_new_recipe_walkthrough(tmp_path):
     assert sorted(c.supervisions[0].text for c in cuts) == ["good bye", "hello there"]
     assert {c.sampling_rate for c in cuts} == {16000}
     assert '"missing_audio": 1' in (recipe / "data" / "manifests" / "report_local.json").read_text()
-    r = run(recipe, "--stage", "3", CORPUS=str(corpus))
-    assert r.returncode == 1 and "stage 3 (ELF backbone) is not implemented yet" in r.stderr
+    r = run(recipe, "--stage", "3", CORPUS=str(corpus), HF_HUB_OFFLINE="1")
+    assert r.returncode == 1 and "cannot read the Whisper encoder 'openai/whisper-large-v3' (--encoder)" in r.stderr
 
 
 def test_template_local_prepare_example_layout(tmp_path):

@@ -28,6 +28,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 
 from elfs2t.config import ConfigError, config_check
+import elfs2t.features.storage  # noqa: F401  (registers the 'elfs2t_kaldiio' lhotse storage of stage 2)
 
 log = logging.getLogger(__name__)
 
