@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 . ./db.sh
 
 stage=0               # first stage to run
-stop_stage=100        # last stage to run
+stop_stage=6          # last stage to run (stage 7, analysis, is not built yet)
 force=false           # redo stages even when their done markers exist
 nj=2                  # parallel jobs (synthesis, data preparation, feature caching)
 ngpu=0                # GPUs per node (0: CPU)
@@ -24,6 +24,13 @@ num_dev=200           # dev utterances
 num_test=200          # test utterances (seen voices)
 num_test_unseen=200   # test utterances (unseen voices)
 manifest_dir=data/manifests
+asr_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en   # Whisper for ASR features (hub id or local dir)
+st_encoder=$MAIN_ROOT/tools/models/whisper-base       # Whisper for S2TT features (multilingual)
+feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
+tasks="asr st"        # which models stages 4-6 train, decode and score
+train_threads=2       # torch threads per training / decoding process
+train_nproc=1         # training processes (torchrun when > 1)
+decode_opts=""        # decoding overrides, e.g. "decode.sampler.steps=8 decode.sampler.guidance=2"
 
 help_message="Usage: $0 [options]
 mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Options (default in parentheses):
@@ -40,6 +47,13 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --num-test N           test utterances, seen voices ($num_test)
   --num-test-unseen N    test utterances, unseen voices ($num_test_unseen)
   --manifest-dir DIR     stage-1 output ($manifest_dir)
+  --asr-encoder DIR|ID   Whisper for ASR features ($asr_encoder)
+  --st-encoder DIR|ID    Whisper for S2TT features ($st_encoder)
+  --feat-mode MODE       trim or pad30 ($feat_mode)
+  --tasks \"asr st\"      models to train / decode / score ($tasks)
+  --train-threads N      torch threads per training / decoding process ($train_threads)
+  --train-nproc N        training processes, torchrun when > 1 ($train_nproc)
+  --decode-opts \"...\"    decoding overrides, e.g. \"decode.sampler.steps=8\" ($decode_opts)
 Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
@@ -68,24 +82,61 @@ if stage_begin 1 "data preparation"; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/
-not_implemented_stage 2 "Whisper feature caching"
+# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (ASR: tiny.en, S2TT: base; trimmed)
+asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --print-tag)
+st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
+if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
+  python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --nj "$nj" \
+    --manifest-dir "$manifest_dir" --sets asr_train asr_dev asr_test asr_test_unseen --dump-dir dump $(force_flag)
+  python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --nj "$nj" \
+    --manifest-dir "$manifest_dir" --sets st_train st_dev st_test st_test_unseen --dump-dir dump $(force_flag)
+  stage_done 2
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 3: ELF backbone, pre-trained on the corpus text -> exp/elf_<tag>/
-not_implemented_stage 3 "ELF backbone"
+# Stage 3: ELF backbone, pre-trained on the English training text of both tasks -> exp/elf_text/
+if stage_begin 3 "ELF backbone pre-trained on the training text"; then
+  python -m elfs2t.bin.export_text --out data/lm/train_text.txt --lowercase \
+    --set "$manifest_dir/cuts_asr_train.jsonl.gz=transcript" --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
+  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf conf/pretrain_text.yaml \
+    --exp-dir exp/elf_text --text data/lm/train_text.txt
+  stage_done 3
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 4: flow-matching training with audio forcing -> exp/<tag>/
-not_implemented_stage 4 "training"
+# Stage 4: ELF-S2T training with audio forcing -> exp/asr_elf/, exp/st_elf/
+if stage_begin 4 "ELF-S2T training (ASR and S2TT)"; then
+  nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
+  for task in $tasks; do
+    OMP_NUM_THREADS=$train_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
+      --conf "conf/train_$task.yaml" --exp-dir "exp/${task}_elf"
+  done
+  stage_done 4
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 5: CFG decoding -> hypothesis files per test set
-not_implemented_stage 5 "decoding"
+# Stage 5: CFG decoding -> exp/<tag>/decode_<inference_tag>/<set>/text
+if stage_begin 5 "decoding"; then
+  for task in $tasks; do
+    if [ "$task" = asr ]; then tag=$asr_tag target=transcript; else tag=$st_tag target=translation:en; fi
+    sets=(); for s in dev test test_unseen; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
+    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.decode --exp-dir "exp/${task}_elf" --target "$target" \
+      "${sets[@]}" $decode_opts
+  done
+  stage_done 5
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 6: scoring -> result.txt per set, RESULTS.md
-not_implemented_stage 6 "scoring"
+# Stage 6: scoring -> result.txt per set, RESULTS table (WER for ASR, BLEU for S2TT)
+if stage_begin 6 "scoring"; then
+  for dir in exp/*_elf/decode_*/*/; do
+    case "$dir" in exp/asr_*) metric=wer ;; *) metric=bleu ;; esac
+    python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" --out-dir "$dir" >/dev/null
+  done
+  python -m elfs2t.bin.score --results-table . --results-out exp/results.md
+  cat exp/results.md
+  stage_done 6
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 7: analysis -> exp/<tag>/analysis/
