@@ -169,3 +169,11 @@ def test_bfloat16_autocast_when_asked(tmp_path):
     Trainer(Probe(), optim_cfg(), train_cfg(max_steps=1, dtype="bfloat16"), tmp_path / "bf", make_loader()).fit()
     Trainer(Probe(), optim_cfg(), train_cfg(max_steps=1, dtype="auto"), tmp_path / "auto", make_loader()).fit()
     assert seen == [torch.bfloat16, torch.float32]  # auto = float32 on CPU
+
+
+def test_tiny_set_is_sampled_without_buckets():
+    """A one-cut dev set cannot be bucketed: it still yields its cut (and its sampler state round-trips)."""
+    cuts = make_cuts(1)
+    sampler = build_sampler(cuts, max_duration=100.0, shuffle=False, num_buckets=4)
+    assert [[c.id for c in batch] for batch in sampler] == [[cuts[0].id]]
+    assert sampler.state_dict()["max_duration"] == 100.0

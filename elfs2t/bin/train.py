@@ -87,14 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     if counts["kept"] == 0:
         raise SystemExit(f"no training cuts left after filtering: {counts}")
     train_dl = build_dataloader(train_cuts, S2TDataset(), max_duration=data.max_duration,
-                                num_buckets=max(2, min(data.num_buckets, counts["kept"])), shuffle=data.shuffle, seed=cfg.train.seed,
+                                num_buckets=max(2, data.num_buckets), shuffle=data.shuffle, seed=cfg.train.seed,
                                 rank=info.rank, world_size=info.world_size,
                                 num_workers=cfg.train.num_workers, pin_memory=cfg.train.pin_memory)
     valid_cuts = valid_dl = None
     if data.valid:
         valid_cuts, _ = filter_cuts(load_sets(data.valid), data.max_utt_duration, model.max_text_tokens, model.count_tokens)
         valid_dl = build_dataloader(valid_cuts, S2TDataset(), max_duration=data.max_duration, shuffle=False,
-                                    num_buckets=max(2, min(data.num_buckets, len(valid_cuts))),
+                                    num_buckets=max(2, data.num_buckets),
                                     rank=info.rank, world_size=info.world_size, drop_last=False)
     mean_dur = sum(c.duration for c in train_cuts) / counts["kept"]
     batch_size = max(1, round(data.max_duration / mean_dur)) * info.world_size * cfg.train.grad_accum

@@ -12,7 +12,7 @@ import logging
 from typing import Optional
 
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,11 @@ def build_sampler(
     world_size: int = 1,
     drop_last: Optional[bool] = None,
     buffer_size: int = 20000,
-) -> DynamicBucketingSampler:
+) -> DynamicBucketingSampler | DynamicCutSampler:
     """A DynamicBucketingSampler; ``drop_last`` defaults to ``world_size > 1``.
+
+    An in-memory CutSet with fewer cuts than ``num_buckets`` (a tiny dev set) gets a plain
+    DynamicCutSampler instead: duration buckets cannot be estimated from so few cuts.
 
     Keep the default for DDP training (every rank gets the same number of full batches). ``drop_last=False``
     with several ranks suits validation: Lhotse then spreads the last examples over all ranks (duplicating a
@@ -45,6 +48,10 @@ def build_sampler(
         raise ValueError(f"build_sampler: num_buckets={num_buckets} must be >= 2 (Lhotse's bucket estimation)")
     if drop_last is None:
         drop_last = world_size > 1
+    if cuts.is_lazy is False and len(cuts) < num_buckets:
+        log.info("%d cuts < num_buckets=%d: sampling without duration buckets", len(cuts), num_buckets)
+        return DynamicCutSampler(cuts, max_duration=max_duration, max_cuts=max_cuts, shuffle=shuffle, seed=seed,
+                                 rank=rank, world_size=world_size, drop_last=drop_last)
     return DynamicBucketingSampler(
         cuts, max_duration=max_duration, max_cuts=max_cuts, num_buckets=num_buckets, shuffle=shuffle,
         seed=seed, rank=rank, world_size=world_size, drop_last=drop_last, buffer_size=buffer_size,
