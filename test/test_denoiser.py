@@ -212,3 +212,21 @@ def test_scalar_time_broadcasts():
     z = torch.randn(2, 5, 8)
     assert torch.allclose(model(z, torch.tensor(0.3)).x_hat, model(z, torch.full((2,), 0.3)).x_hat)
     assert F.mse_loss(model(z, 0.3).x_hat, model(z, torch.full((2,), 0.3)).x_hat) == 0
+
+
+@pytest.mark.parametrize("scale, expected_text", [(0.0, [[3, 4, 5, 6], [2, 3, 4, 5]]), (2.5, [[0, 2, 5, 8]] * 2)])
+def test_text_positions_after_condition_or_on_its_axis(monkeypatch, scale, expected_text):
+    """ELF layout: text numbered after the real condition slots; text_pos_scale: slot i at round(i * scale)."""
+    import elfs2t.models.denoiser as mod
+
+    seen = []
+    monkeypatch.setattr(mod, "rope_tables", lambda pos, *a: (seen.append(pos.clone()), rope_tables(pos, *a))[1])
+    model = randomised(tiny_cfg(text_pos_scale=scale))
+    cond_mask = torch.tensor([[True, True, True], [True, True, False]])
+    model(torch.randn(2, 4, 8), torch.rand(2), cond=torch.randn(2, 3, 16), cond_mask=cond_mask)
+    n_prefix = model.num_prefix_tokens - model.cfg.num_guidance_tokens  # no guidance given
+    pos = seen[0]
+    assert (pos[:, :n_prefix] == -1).all()
+    assert pos[:, n_prefix:n_prefix + 3].tolist() == [[0, 1, 2], [0, 1, -1]]
+    assert pos[:, n_prefix + 3:].tolist() == expected_text
+    # round() is half-to-even in torch: 2.5 -> 2, 7.5 -> 8

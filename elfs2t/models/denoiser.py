@@ -4,7 +4,8 @@ Sequence layout of one forward, with ``P`` prefix tokens, ``C`` condition slots 
 
     [ 4 time tokens | 4 guidance tokens | 4 mode tokens | condition (C) | text (L) ]
     positions (RoPE): prefix unrotated; condition then text numbered 0, 1, 2, ... per row,
-    skipping padded condition slots, so row b's text starts at position cond_len[b].
+    skipping padded condition slots, so row b's text starts at position cond_len[b]
+    (or, with ``text_pos_scale > 0``, text slot i at round(i * scale) on the condition's axis).
 
 * Text input per position: ``text_proj(self_cond_proj([z | c]))``: ``2d -> d`` linear, then
   ``d -> bottleneck (no bias) -> H``. ``c`` is the self-conditioning estimate (zeros when unused).
@@ -75,6 +76,11 @@ class DenoiserConfig:
     """SwiGLU inner width; null = int(8 H / 3) (ELF: 2048 for H 768)."""
     norm_eps: float = 1e-6
     """Epsilon of every RMSNorm."""
+    text_pos_scale: float = 0.0
+    """RoPE positions of the text slots. 0: numbered after the condition (ELF's layout: slot i at
+    cond_len + i). > 0: slot i at round(i * text_pos_scale), on the condition's own axis (condition slot
+    a at a): an alignment prior for speech, where token i is spoken near prefix frame i * (prefix frames
+    per token). With it the text-to-text distances are scaled too, so pre-train the text ELF with it."""
 
     def validate(self) -> None:
         """Check sizes; raises ConfigError naming the key."""
@@ -91,6 +97,7 @@ class DenoiserConfig:
         config_check(self.ffn_inner is None or self.ffn_inner > 0, "ffn_inner", self.ffn_inner, "must be positive or null")
         config_check(self.rope_theta > 0, "rope_theta", self.rope_theta, "must be positive")
         config_check(self.norm_eps > 0, "norm_eps", self.norm_eps, "must be positive")
+        config_check(self.text_pos_scale >= 0, "text_pos_scale", self.text_pos_scale, "must be >= 0 (0: ELF layout)")
 
     @property
     def ffn_width(self) -> int:
@@ -262,7 +269,11 @@ class ElfDenoiser(nn.Module):
         cond_pos = torch.cumsum(cond_mask.long(), dim=1) - 1
         cond_pos = torch.where(cond_mask, cond_pos, torch.full_like(cond_pos, -1))
         cond_len = cond_mask.long().sum(dim=1, keepdim=True)  # (B, 1)
-        text_pos = cond_len + torch.arange(l_text, device=dev)[None, :]
+        if cfg.text_pos_scale > 0:  # on the condition's axis: slot i near condition frame i * scale
+            text_pos = (torch.arange(l_text, device=dev, dtype=torch.float32) * cfg.text_pos_scale).round().long()
+            text_pos = text_pos[None, :].expand(b, -1)
+        else:
+            text_pos = cond_len + torch.arange(l_text, device=dev)[None, :]
         positions = torch.cat([torch.full((b, n_prefix), -1, dtype=torch.long, device=dev), cond_pos, text_pos], dim=1)
         cos, sin = rope_tables(positions, cfg.hidden // cfg.heads, cfg.rope_theta)
 
