@@ -20,6 +20,12 @@ Start ``z = sigma_n eps`` at t = 0 and ``c = 0``; for each grid step ``t -> t_ne
 Decoding: one forward in decoding mode at t = 1 (self-cond zeros, guidance 1) on the final ``z`` — or on the
 last guided ``x_hat`` (``decode_from: x_hat``) — then argmax; cutting at the first EOS is
 ``TextLatentSpace.decode``'s job.
+
+Prefix cache: when the denoiser has ``prefix_attention: self`` (its condition attends only to itself) and
+``prefix_cache`` is on, the condition's keys/values at every layer are computed once per batch
+(:func:`build_condition_cache`; ``2B`` rows ``[cond | zeros]`` with CFG) and every step -- and the decoding
+forward, through :func:`generate_ids` -- runs only the prefix and text positions against them. The
+outputs are those of the uncached sampler up to float rounding.
 """
 from __future__ import annotations
 
@@ -32,8 +38,10 @@ from torch import nn
 from elfs2t.config import config_check
 from elfs2t.flow.objective import velocity
 from elfs2t.flow.time import time_grid
+from elfs2t.models.layout import ConditionCache
 
-__all__ = ["SamplerConfig", "guided_forward", "sample_latents", "decode_tokens", "generate_ids"]
+__all__ = ["SamplerConfig", "supports_prefix_cache", "build_condition_cache", "guided_forward", "sample_latents",
+           "decode_tokens", "generate_ids"]
 
 
 @dataclass(kw_only=True)
@@ -64,6 +72,9 @@ class SamplerConfig:
     """Decode the final z (ELF) or the last guided x_hat."""
     seed: int = 0
     """Seed of the logit_normal grid, and of the start and churn noise when no generator is given."""
+    prefix_cache: bool = True
+    """Reuse the condition's keys/values across steps when the denoiser has prefix_attention=self
+    (no effect otherwise; same outputs up to float rounding)."""
 
     def validate(self) -> None:
         config_check(self.steps >= 1, "steps", self.steps, "must be >= 1")
@@ -72,6 +83,31 @@ class SamplerConfig:
         config_check(self.sigma_n > 0, "sigma_n", self.sigma_n, "must be > 0")
         config_check(0 < self.t_clamp <= 1, "t_clamp", self.t_clamp, "must be in (0, 1]")
         config_check(self.self_cond_scale > 0, "self_cond_scale", self.self_cond_scale, "must be > 0")
+
+
+def supports_prefix_cache(denoiser: nn.Module) -> bool:
+    """True when ``denoiser`` can cache its condition (an ELF denoiser with ``prefix_attention: self``)."""
+    cfg = getattr(denoiser, "cfg", None)
+    return getattr(cfg, "prefix_attention", "full") == "self" and hasattr(denoiser, "cache_condition")
+
+
+@torch.no_grad()
+def build_condition_cache(
+    denoiser: nn.Module,
+    cond: torch.Tensor,
+    cond_mask: Optional[torch.Tensor] = None,
+    *,
+    guidance: float = 1.0,
+) -> Optional[ConditionCache]:
+    """The condition's per-layer keys/values for the sampler: rows ``[cond | zeros]`` (``2B``) when
+    ``guidance != 1`` (the unconditional CFG branch), else ``cond``'s ``B`` rows; ``None`` when the
+    denoiser cannot cache (``prefix_attention: full``)."""
+    if not supports_prefix_cache(denoiser):
+        return None
+    if guidance != 1.0:
+        cond = torch.cat([cond, torch.zeros_like(cond)], dim=0)
+        cond_mask = None if cond_mask is None else torch.cat([cond_mask, cond_mask], dim=0)
+    return denoiser.cache_condition(cond, cond_mask)
 
 
 def guided_forward(
@@ -85,23 +121,38 @@ def guided_forward(
     cond: Optional[torch.Tensor] = None,
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
+    cond_cache: Optional[ConditionCache] = None,
 ) -> torch.Tensor:
     """CFG-guided ``x_hat (B, L, d)``: ``x_u + g (x_c - x_u)`` from ONE forward over ``2B`` rows.
 
     Guiding ``x_hat`` is the same as guiding ``v`` (``v`` is affine in ``x_hat`` for fixed ``z, t``).
-    With ``g == 1`` or no condition only the conditional branch runs.
+    With ``g == 1`` or no condition only the conditional branch runs. ``cond_cache`` (from
+    :func:`build_condition_cache` with the same ``guidance``: ``2B`` rows with CFG, ``B`` without)
+    replaces ``cond`` / ``cond_mask``.
     """
-    if cond is None or guidance == 1.0:
+    B = z.shape[0]
+    if cond_cache is not None:
+        rows = B if guidance == 1.0 else 2 * B
+        if cond_cache.batch_size != rows:
+            raise ValueError(f"guided_forward: cond_cache has {cond_cache.batch_size} rows, expected {rows} for "
+                             f"{B} rows at guidance {guidance} (build it with build_condition_cache)")
+        cond = cond_mask = None
+    elif cond is None or guidance == 1.0:
         return denoiser(z, t, self_cond=c, guidance=w, decode=None, cond=cond, cond_mask=cond_mask,
                         text_mask=text_mask).x_hat
-    B = z.shape[0]
+    if guidance == 1.0:  # cached, conditional branch only
+        return denoiser(z, t, self_cond=c, guidance=w, decode=None, text_mask=text_mask, cond_cache=cond_cache).x_hat
 
     def two(v: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return None if v is None else torch.cat([v, v], dim=0)
 
-    cond2 = torch.cat([cond, torch.zeros_like(cond)], dim=0)  # (2B, C, H): conditional | unconditional
-    x2 = denoiser(two(z), two(t), self_cond=two(c), guidance=two(w), decode=None, cond=cond2,
-                  cond_mask=two(cond_mask), text_mask=two(text_mask)).x_hat
+    if cond_cache is not None:
+        x2 = denoiser(two(z), two(t), self_cond=two(c), guidance=two(w), decode=None, text_mask=two(text_mask),
+                      cond_cache=cond_cache).x_hat
+    else:
+        cond2 = torch.cat([cond, torch.zeros_like(cond)], dim=0)  # (2B, C, H): conditional | unconditional
+        x2 = denoiser(two(z), two(t), self_cond=two(c), guidance=two(w), decode=None, cond=cond2,
+                      cond_mask=two(cond_mask), text_mask=two(text_mask)).x_hat
     x_c, x_u = x2[:B], x2[B:]
     return x_u + guidance * (x_c - x_u)
 
@@ -118,11 +169,14 @@ def sample_latents(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    cond_cache: Optional[ConditionCache] = None,
 ) -> torch.Tensor:
     """Run the sampler; returns the latents to decode ``(B, L, d)``: the final ``z`` or the last ``x_hat``.
 
     Noise is drawn on CPU from ``generator`` (default: seeded with ``cfg.seed``), so results do not
-    depend on the device. ``cond (B, C, H)`` / ``cond_mask (B, C)``: optional condition tokens.
+    depend on the device. ``cond (B, C, H)`` / ``cond_mask (B, C)``: optional condition tokens. With
+    ``cfg.prefix_cache`` and a denoiser that supports it, the condition cache is built here once (or
+    ``cond_cache`` from :func:`build_condition_cache` is used) and reused at every step.
     """
     try:
         param = next(denoiser.parameters())
@@ -135,6 +189,8 @@ def sample_latents(
     z = (cfg.sigma_n * torch.randn((B, L, d), generator=gen)).to(device, dtype)  # (B, L, d)
     c = torch.zeros_like(z)
     w = torch.full((B,), cfg.self_cond_scale, device=device, dtype=dtype)
+    if cond_cache is None and cond is not None and cfg.prefix_cache:
+        cond_cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
     x_hat = z
     for i in range(cfg.steps):
         t, t_next = grid[i], grid[i + 1]
@@ -146,7 +202,7 @@ def sample_latents(
             t = alpha * t
         t_vec = torch.full((B,), t, device=device, dtype=dtype)
         x_hat = guided_forward(denoiser, z, t_vec, c, w, guidance=cfg.guidance, cond=cond, cond_mask=cond_mask,
-                               text_mask=text_mask)
+                               text_mask=text_mask, cond_cache=cond_cache)
         z = z + (t_next - t) * velocity(x_hat, z, t_vec, cfg.t_clamp)
         c = x_hat
     return x_hat if cfg.decode_from == "x_hat" else z
@@ -160,13 +216,20 @@ def decode_tokens(
     cond: Optional[torch.Tensor] = None,
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
+    cond_cache: Optional[ConditionCache] = None,
 ) -> torch.Tensor:
-    """One decoding-mode forward at t = 1 on ``z (B, L, d)`` (it sees the condition); argmax ids ``(B, L)``."""
+    """One decoding-mode forward at t = 1 on ``z (B, L, d)`` (it sees the condition); argmax ids ``(B, L)``.
+
+    ``cond_cache`` (``B`` rows, the conditional ones) replaces ``cond`` / ``cond_mask``.
+    """
     B = z.shape[0]
     ones = torch.ones(B, device=z.device, dtype=z.dtype)
+    if cond_cache is not None:
+        condition = dict(cond_cache=cond_cache)
+    else:
+        condition = dict(cond=cond, cond_mask=cond_mask)
     out = denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones,
-                   decode=torch.ones(B, dtype=torch.bool, device=z.device),
-                   cond=cond, cond_mask=cond_mask, text_mask=text_mask)
+                   decode=torch.ones(B, dtype=torch.bool, device=z.device), text_mask=text_mask, **condition)
     return denoiser.token_logits(out.hidden).argmax(dim=-1)
 
 
@@ -183,7 +246,16 @@ def generate_ids(
     text_mask: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """:func:`sample_latents` then :func:`decode_tokens`: token ids ``(B, L)`` (not yet cut at EOS)."""
+    """:func:`sample_latents` then :func:`decode_tokens`: token ids ``(B, L)`` (not yet cut at EOS).
+
+    With ``cfg.prefix_cache`` and a caching denoiser, one condition cache serves every step and the
+    decoding forward (its conditional rows).
+    """
+    cache = None
+    if cond is not None and cfg.prefix_cache:
+        cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
     z = sample_latents(denoiser, cfg, batch_size=batch_size, length=length, latent_dim=latent_dim, cond=cond,
-                       cond_mask=cond_mask, text_mask=text_mask, generator=generator)
+                       cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache)
+    if cache is not None:
+        return decode_tokens(denoiser, z, text_mask=text_mask, cond_cache=cache.rows(slice(0, batch_size)))
     return decode_tokens(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask)

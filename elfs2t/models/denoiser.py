@@ -16,6 +16,18 @@ Sequence layout of one forward, with ``P`` prefix tokens, ``C`` condition slots 
   multiplied per row by 0 (denoising) or 1 (decoding) and always stay in the sequence.
 * Attention is bidirectional with a key-padding mask: padded condition and text slots are never
   attended to (their own outputs are computed but meaningless).
+* ``prefix_attention`` (a design option beyond the paper; default ``full``): with ``self``, the condition
+  slots attend **only to the condition** (real slots, plus each slot to itself so that a row without
+  any real slot stays finite), not to the time / guidance / mode tokens nor to the text; the prefix tokens
+  and the text attend to everything, as in ``full``. The condition's hidden states, keys and values
+  at every layer then depend on the condition alone -- not on ``z``, ``t``, the self-conditioning, ``w``
+  or the mode -- so :meth:`ElfDenoiser.cache_condition` computes them once per utterance (and per CFG
+  branch: the unconditional branch's zero condition has keys and values of its own), and
+  ``forward(..., cond_cache=cache)`` runs only the ``P + L`` prefix and text positions against the cached
+  keys. The choice to keep the time / mode tokens out of the condition's view is what makes the
+  cache exact: they change at every step (and between denoising and decoding). Training uses the
+  same mask through the ordinary uncached forward; the checkpoint format does not change.
+  Per-step cost: ``full`` runs ``P + C + L`` queries per layer, ``self`` with a cache ``P + L``.
 * Flow head: ``final_layer`` = RMSNorm -> Linear(H -> d), zero-initialised -> ``x_hat``.
 * Token head (:meth:`ElfDenoiser.token_logits`) reads the raw residual stream ``hidden`` (the last
   block's output at text positions, before the final norm):
@@ -27,7 +39,7 @@ Parameter names are those of the released ELF PyTorch checkpoints; see
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +47,11 @@ from torch import nn
 
 from elfs2t.config import config_check
 from elfs2t.models.layers import BottleneckProj, ElfBlock, FlowHead, ScalarEmbedder, rope_tables
+from elfs2t.models.layout import PREFIX_ATTENTION, ConditionCache, attention_mask, sequence_positions
 
-__all__ = ["DenoiserConfig", "DenoiserOutput", "ElfDenoiser", "ELF_SIZES"]
+__all__ = ["DenoiserConfig", "DenoiserOutput", "ConditionCache", "ElfDenoiser", "ELF_SIZES", "PREFIX_ATTENTION",
+           "attention_mask", "sequence_positions"]
+
 
 #: Published sizes (depth, hidden, heads); DESIGN §2.2.
 ELF_SIZES: dict[str, tuple[int, int, int]] = {
@@ -76,6 +91,9 @@ class DenoiserConfig:
     """SwiGLU inner width; null = int(8 H / 3) (ELF: 2048 for H 768)."""
     norm_eps: float = 1e-6
     """Epsilon of every RMSNorm."""
+    prefix_attention: Literal["full", "self"] = "full"
+    """What the condition slots attend to: ``full`` everything (ELF); ``self`` the condition only, so that
+    its keys/values are computed once per utterance and cached across sampling steps (module docstring)."""
     text_pos_scale: float = 0.0
     """RoPE positions of the text slots. 0: numbered after the condition (ELF's layout: slot i at
     cond_len + i). > 0: slot i at round(i * text_pos_scale), on the condition's own axis (condition slot
@@ -97,6 +115,8 @@ class DenoiserConfig:
         config_check(self.ffn_inner is None or self.ffn_inner > 0, "ffn_inner", self.ffn_inner, "must be positive or null")
         config_check(self.rope_theta > 0, "rope_theta", self.rope_theta, "must be positive")
         config_check(self.norm_eps > 0, "norm_eps", self.norm_eps, "must be positive")
+        config_check(self.prefix_attention in PREFIX_ATTENTION, "prefix_attention", self.prefix_attention,
+                     f"must be one of {list(PREFIX_ATTENTION)}")
         config_check(self.text_pos_scale >= 0, "text_pos_scale", self.text_pos_scale, "must be >= 0 (0: ELF layout)")
 
     @property
@@ -204,6 +224,36 @@ class ElfDenoiser(nn.Module):
             parts.append(self.mode_tokens.expand(b, -1, -1) * gate)
         return torch.cat(parts, dim=1)
 
+    def _cond_inputs(self, cond: torch.Tensor, cond_mask: torch.Tensor | None, b: int, dtype: torch.dtype):
+        """Validated ``cond (B, C, H)`` with padded slots zeroed, and its mask ``(B, C)``."""
+        if cond.dim() != 3 or cond.shape[0] != b or cond.shape[2] != self.cfg.hidden:
+            raise ValueError(f"ElfDenoiser: cond has shape {tuple(cond.shape)}, expected ({b}, C, {self.cfg.hidden})")
+        n_cond = cond.shape[1]
+        cond_mask = torch.ones(b, n_cond, dtype=torch.bool, device=cond.device) if cond_mask is None else cond_mask.to(cond.device).bool()
+        self._check("cond_mask", cond_mask, (b, n_cond))
+        return cond.to(dtype) * cond_mask[..., None], cond_mask  # padded slots carry zeros
+
+    def cache_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor | None = None) -> ConditionCache:
+        """Keys and values of the condition ``(B, C, H)`` at every layer (``prefix_attention: self`` only).
+
+        Runs the blocks over the condition alone (it attends only to itself); the result can replace
+        ``cond`` / ``cond_mask`` in :meth:`forward` (``cond_cache=``) at every sampling step and in the
+        decoding forward. For CFG, pass the conditional and the zeroed condition rows together.
+        """
+        if self.cfg.prefix_attention != "self":
+            raise ValueError("ElfDenoiser.cache_condition needs prefix_attention='self' (with 'full' the condition "
+                             "attends to the noisy text and the time tokens, so its keys change at every step)")
+        dtype = self.self_cond_proj.weight.dtype
+        x, cond_mask = self._cond_inputs(cond, cond_mask, cond.shape[0], dtype)  # (B, C, H)
+        positions = sequence_positions(0, cond_mask, 0)  # (B, C)
+        cos, sin = rope_tables(positions, self.cfg.hidden // self.cfg.heads, self.cfg.rope_theta)
+        mask = attention_mask(0, cond_mask, cond_mask[:, :0], "self")  # (B, C, C)
+        kv = []
+        for block in self.blocks:
+            x, layer_kv = block(x, cos, sin, mask, return_kv=True)
+            kv.append(layer_kv)
+        return ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
+
     def _check(self, name: str, x: torch.Tensor | None, shape: tuple) -> None:
         if x is not None and tuple(x.shape) != shape:
             raise ValueError(f"ElfDenoiser: {name} has shape {tuple(x.shape)}, expected {shape}")
@@ -219,13 +269,15 @@ class ElfDenoiser(nn.Module):
         cond: torch.Tensor | None = None,
         cond_mask: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
+        cond_cache: ConditionCache | None = None,
     ) -> DenoiserOutput:
         """One denoiser pass.
 
         z (B, L, d) noisy latents; t (B,) or scalar times in [0, 1]; self_cond (B, L, d) or None;
         guidance (B,) or scalar w, or None (guidance tokens left out); decode (B,) bool or None (all
         denoising); cond (B, C, H) clean condition tokens or None; cond_mask (B, C) bool (True = real,
-        None = all real); text_mask (B, L) bool or None (all real).
+        None = all real); text_mask (B, L) bool or None (all real); cond_cache: the condition as
+        :meth:`cache_condition` returned it, instead of cond / cond_mask (``prefix_attention: self``).
         Returns x_hat (B, L, d) and hidden (B, L, H).
         """
         cfg = self.cfg
@@ -249,36 +301,42 @@ class ElfDenoiser(nn.Module):
         x_text = self.embed_text(z, self_cond)  # (B, L, H)
         prefix = self._prefix(t, guidance, decode).to(x_text.dtype)  # (B, P, H)
         n_prefix = prefix.shape[1]
+        head_dim = cfg.hidden // cfg.heads
+        if cond_cache is not None:
+            if cond is not None or cond_mask is not None:
+                raise ValueError("ElfDenoiser: give either cond / cond_mask or cond_cache, not both")
+            if cfg.prefix_attention != "self":
+                raise ValueError("ElfDenoiser: cond_cache needs prefix_attention='self'")
+            if cond_cache.batch_size != b or len(cond_cache.kv) != cfg.depth:
+                raise ValueError(f"ElfDenoiser: cond_cache has {cond_cache.batch_size} rows and {len(cond_cache.kv)} "
+                                 f"layers, expected {b} and {cfg.depth}")
+            # Only prefix and text run; the condition's keys/values come from the cache (after them).
+            c_mask = cond_cache.cond_mask.to(dev)
+            x = torch.cat([prefix, x_text], dim=1)  # (B, P + L, H)
+            pos = sequence_positions(n_prefix, c_mask, l_text, cfg.text_pos_scale)
+            positions = torch.cat([pos[:, :n_prefix], pos[:, n_prefix + c_mask.shape[1]:]], dim=1)  # (B, P + L)
+            keys = torch.cat([torch.ones(b, n_prefix, dtype=torch.bool, device=dev), text_mask, c_mask], dim=1)
+            cos, sin = rope_tables(positions, head_dim, cfg.rope_theta)
+            for block, kv in zip(self.blocks, cond_cache.kv):
+                x = block(x, cos, sin, keys, extra_kv=kv)
+            hidden = x[:, n_prefix:]  # (B, L, H)
+            return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden)
+
         if cond is not None:
-            if cond.dim() != 3 or cond.shape[0] != b or cond.shape[2] != cfg.hidden:
-                raise ValueError(f"ElfDenoiser: cond has shape {tuple(cond.shape)}, expected ({b}, C, {cfg.hidden})")
-            n_cond = cond.shape[1]
-            cond_mask = torch.ones(b, n_cond, dtype=torch.bool, device=dev) if cond_mask is None else cond_mask.to(dev).bool()
-            self._check("cond_mask", cond_mask, (b, n_cond))
-            cond = cond.to(x_text.dtype) * cond_mask[..., None]  # padded slots carry zeros
+            cond, cond_mask = self._cond_inputs(cond, cond_mask, b, x_text.dtype)
             x = torch.cat([prefix, cond, x_text], dim=1)  # (B, P + C + L, H)
         else:
             if cond_mask is not None:
                 raise ValueError("ElfDenoiser: cond_mask given without cond")
-            n_cond = 0
             cond_mask = torch.ones(b, 0, dtype=torch.bool, device=dev)
             x = torch.cat([prefix, x_text], dim=1)  # (B, P + L, H)
-
-        key_mask = torch.cat([torch.ones(b, n_prefix, dtype=torch.bool, device=dev), cond_mask, text_mask], dim=1)
-        # RoPE positions: prefix -1 (unrotated); real condition slots 0..n-1; text from cond_len on.
-        cond_pos = torch.cumsum(cond_mask.long(), dim=1) - 1
-        cond_pos = torch.where(cond_mask, cond_pos, torch.full_like(cond_pos, -1))
-        cond_len = cond_mask.long().sum(dim=1, keepdim=True)  # (B, 1)
-        if cfg.text_pos_scale > 0:  # on the condition's axis: slot i near condition frame i * scale
-            text_pos = (torch.arange(l_text, device=dev, dtype=torch.float32) * cfg.text_pos_scale).round().long()
-            text_pos = text_pos[None, :].expand(b, -1)
-        else:
-            text_pos = cond_len + torch.arange(l_text, device=dev)[None, :]
-        positions = torch.cat([torch.full((b, n_prefix), -1, dtype=torch.long, device=dev), cond_pos, text_pos], dim=1)
-        cos, sin = rope_tables(positions, cfg.hidden // cfg.heads, cfg.rope_theta)
+        n_cond = cond_mask.shape[1]
+        mask = attention_mask(n_prefix, cond_mask, text_mask, cfg.prefix_attention)  # (B, S) or (B, S, S)
+        positions = sequence_positions(n_prefix, cond_mask, l_text, cfg.text_pos_scale)
+        cos, sin = rope_tables(positions, head_dim, cfg.rope_theta)
 
         for block in self.blocks:
-            x = block(x, cos, sin, key_mask)
+            x = block(x, cos, sin, mask)
         hidden = x[:, n_prefix + n_cond:]  # (B, L, H) raw residual stream
         return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden)
 

@@ -16,6 +16,8 @@ __all__ = [
     "RMSNorm",
     "rope_tables",
     "apply_rope",
+    "KV",
+    "sdpa_mask",
     "Attention",
     "SwiGLU",
     "ElfBlock",
@@ -73,8 +75,27 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rot * sin
 
 
+KV = tuple[torch.Tensor, torch.Tensor]
+"""Keys and values of one attention layer, each ``(B, heads, S, hd)`` (after QK-norm and RoPE)."""
+
+
+def sdpa_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean attention mask for SDPA (True = attend): ``(B, S_k)`` key mask -> ``(B, 1, 1, S_k)``,
+    ``(B, S_q, S_k)`` per-query mask -> ``(B, 1, S_q, S_k)``."""
+    if mask.dim() == 2:
+        return mask[:, None, None, :]
+    if mask.dim() == 3:
+        return mask[:, None]
+    raise ValueError(f"attention mask must be (B, S_k) or (B, S_q, S_k), got {tuple(mask.shape)}")
+
+
 class Attention(nn.Module):
-    """Bidirectional multi-head attention: fused qkv (with bias), per-head QK-RMSNorm, RoPE, SDPA."""
+    """Bidirectional multi-head attention: fused qkv (with bias), per-head QK-RMSNorm, RoPE, SDPA.
+
+    ``extra_kv`` appends keys/values computed elsewhere (a cached condition, see
+    :meth:`elfs2t.models.denoiser.ElfDenoiser.cache_condition`) after this sequence's own keys; the
+    mask then covers ``S + S_extra`` keys. ``return_kv`` also returns this sequence's own ``(k, v)``.
+    """
 
     def __init__(self, dim: int, heads: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -86,16 +107,28 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=True)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, key_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """``x (B, S, H)``, rope tables ``(B, S, hd)``, ``key_mask (B, S)`` bool (True = attend) -> ``(B, S, H)``."""
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor,
+        extra_kv: KV | None = None,
+        return_kv: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, KV]:
+        """``x (B, S, H)``, rope tables ``(B, S, hd)``, ``mask`` bool (True = attend): ``(B, S_k)`` keys or
+        ``(B, S, S_k)`` per query, ``S_k = S (+ S_extra)`` -> ``(B, S, H)`` (and ``(k, v)`` with ``return_kv``)."""
         b, s, h = x.shape
         qkv = self.qkv(x).reshape(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, S, hd)
         q = apply_rope(self.q_norm(q), cos, sin)
         k = apply_rope(self.k_norm(k), cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-        return self.proj(out.transpose(1, 2).reshape(b, s, h))
+        own = (k, v)
+        if extra_kv is not None:
+            k = torch.cat([k, extra_kv[0].to(k.dtype)], dim=2)  # (B, heads, S + S_extra, hd)
+            v = torch.cat([v, extra_kv[1].to(v.dtype)], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=sdpa_mask(mask))
+        out = self.proj(out.transpose(1, 2).reshape(b, s, h))
+        return (out, own) if return_kv else out
 
 
 class SwiGLU(nn.Module):
@@ -123,11 +156,22 @@ class ElfBlock(nn.Module):
         self.mlp = SwiGLU(dim, ffn_inner)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, key_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """``x (B, S, H)`` -> ``(B, S, H)``."""
-        x = x + self.attn(self.norm1(x), cos, sin, key_mask)
-        return x + self.mlp(self.norm2(x))
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor,
+        extra_kv: KV | None = None,
+        return_kv: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, KV]:
+        """``x (B, S, H)`` -> ``(B, S, H)`` (and the attention's own ``(k, v)`` with ``return_kv``);
+        ``mask`` / ``extra_kv`` as in :class:`Attention`."""
+        a = self.attn(self.norm1(x), cos, sin, mask, extra_kv=extra_kv, return_kv=return_kv)
+        if return_kv:
+            a, kv = a
+        x = x + a
+        x = x + self.mlp(self.norm2(x))
+        return (x, kv) if return_kv else x
 
 
 class BottleneckProj(nn.Module):

