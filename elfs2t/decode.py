@@ -10,6 +10,10 @@ Output of :func:`decode_cuts` in ``out_dir`` (``exp/<tag>/decode_<inference_tag>
 With ``world_size > 1`` (torchrun), rank r decodes every r-th batch into ``out_dir/shards/``;
 :func:`merge_shards` (rank 0, after a barrier) joins them, so N processes give the same files as one.
 The model is any callable ``hyp_fn(batch) -> list[str]`` (ELF-S2T's or the AR baseline's generate).
+``dataset`` (``dataset[cuts] -> batch``) turns a sampler batch of cuts into that batch (default: the cached-feature
+:class:`~elfs2t.data.dataset.S2TDataset`; it must give ``cut_ids`` and ``duration``); its time is not
+counted in ``decode_seconds``. :func:`annotate_timing` adds what the caller knows about the model
+(type, decoding settings, parameters) to ``timing.json``, where the results table reads it.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from lhotse import CutSet
@@ -48,13 +52,15 @@ def decode_cuts(
     world_size: int = 1,
     text_transform: Optional[Callable[[str], str]] = None,
     show_progress: bool = True,
+    dataset: Optional[Any] = None,
 ) -> dict:
-    """Decode ``cuts`` (with cached features) batch by batch; returns the timing summary."""
+    """Decode ``cuts`` (with cached features, or whatever ``dataset`` reads) batch by batch; returns the
+    timing summary."""
     out_dir = Path(out_dir)
     paths = _shard_paths(out_dir, rank)
     paths["text"].parent.mkdir(parents=True, exist_ok=True)
     sampler = SimpleCutSampler(cuts.sort_by_duration(ascending=False), max_duration=max_duration, max_cuts=max_cuts, shuffle=False)
-    dataset = S2TDataset(text_transform=text_transform)
+    dataset = dataset if dataset is not None else S2TDataset(text_transform=text_transform)
     hyps: dict[str, str] = {}
     refs: dict[str, str] = {}
     timing_lines: list[str] = []
@@ -133,3 +139,14 @@ def merge_shards(out_dir: Path, world_size: int) -> dict:
     tmp.write_text(json.dumps(summary, indent=1))
     tmp.replace(out_dir / "timing.json")
     return summary
+
+
+def annotate_timing(out_dir: Path, info: dict) -> dict:
+    """Merge ``info`` (JSON-serialisable) into ``out_dir/timing.json`` (atomically); returns the result."""
+    path = Path(out_dir) / "timing.json"
+    timing = json.loads(path.read_text()) if path.is_file() else {}
+    timing.update(info)
+    tmp = path.with_name("timing.json.tmp")
+    tmp.write_text(json.dumps(timing, indent=1))
+    tmp.replace(path)
+    return timing

@@ -1,36 +1,55 @@
-"""Collect the ``result.txt`` of every scored set of a recipe into one markdown table (stage 6).
+"""The comparison table of a recipe (stage 6): every scored decode of every experiment, per test set.
 
-Layout scanned: ``<recipe>/exp/<exp_tag>/decode_<inference_tag>/<set>/result.txt`` (written by
-:mod:`elfs2t.score`), with an optional ``timing.json`` beside it (written by the decoder:
-``audio_seconds`` and ``decode_seconds``; RTFx = audio_seconds / decode_seconds).
+Layout scanned: ``<recipe>/exp/<exp>/decode_<inference>/<set>/result.txt`` (written by
+:mod:`elfs2t.score`) with ``timing.json`` beside it (written by :mod:`elfs2t.decode`, annotated by
+stage 5 with :func:`decode_info` and by ``elfs2t.bin.whisper_decode``). One row per
+(experiment, inference setting, set); the table has one section per set, rows ordered ELF-S2T
+(by steps, guidance), AR baseline, Whisper zero-shot. Where each column comes from:
 
-The inference tag is shown as is; sampling steps and guidance scale are read from it when it holds
-``steps<N>`` / ``nfe<N>`` and ``g<scale>`` / ``cfg<scale>`` parts (``steps32_g2.0``), and the AR
-baseline's ``beam<N>``; ``timing.json`` keys ``steps`` / ``guidance`` / ``beam_size`` win over the tag.
-One row per (experiment, inference tag, set); metric columns are those present in any row.
+* **model**: ``timing.json`` ``model`` (``elf_s2t``, ``ar``, ``whisper``), else ``exp/<exp>/config.yaml``
+  ``model``, else ``whisper`` for ``exp/whisper_*``.
+* **steps / g / beam**: ``timing.json`` (``steps``, ``guidance``, ``beam_size``), else the set's
+  ``decode_config.yaml`` (``sampler.steps``, ``sampler.guidance``, ``beam_size``), else the inference
+  tag (``ode4_g1_w1``, ``sde8_g2_w1``, ``steps32_g2.0``, ``nfe16``, ``beam4``).
+* **RTFx**: audio seconds / ``decode_seconds``: text generation from encoder states, the same
+  measure for every model (cached features for ELF-S2T / AR; for Whisper its decoder only).
+  **RTFx e2e** adds the encoder: ``1 / (1 / RTFx + 1 / encoder_rtfx)``, where ``encoder_rtfx`` is
+  Whisper's own log-mel + encoder throughput (pad30), or, for cached features, the stage-2 encoding
+  throughput of the decoded set (``dump/<tag>/<set>/stats.json``, trim mode, all its processes).
+* **params (M)**: parameters that turn encoder states into text (projector + denoiser / LM; the
+  Whisper decoder), ``timing.json`` ``params``; the frozen encoder is named in **encoder**.
+* **train / pre-train (min)**: wall time of stage 4 in ``exp/<exp>/train.log`` and of the backbone
+  it starts from (``init.denoiser`` / ``ar.lm`` folder) — see :func:`train_minutes`.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
+
+import yaml
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ResultRow", "parse_result_file", "collect_results", "format_results_table", "write_results_table"]
+__all__ = ["ResultRow", "parse_result_file", "decode_info", "train_minutes", "collect_results",
+           "format_results_table", "write_results_table", "MODEL_NAMES"]
 
 METRICS = ("WER", "CER", "BLEU", "BLEU_lc", "chrF", "chrF_lc")
+MODEL_NAMES = {"elf_s2t": "ELF-S2T", "ar": "AR", "whisper": "Whisper zero-shot"}
+"""Display names of the model kinds, in table order."""
 _METRIC_LINE = re.compile(r"^(WER|CER|BLEU|BLEU_lc|chrF|chrF_lc):\s*([-+]?(?:[0-9.]+|inf|nan))", re.MULTILINE)
 _INT_LINE = re.compile(r"^(num_utts|missing_hyps):\s*(\d+)", re.MULTILINE)
 _TAG_PARTS = {
-    "steps": re.compile(r"(?:^|[_-])(?:steps?|nfe)(\d+)(?=$|[_-])"),
+    "steps": re.compile(r"(?:^|[_-])(?:steps?|nfe|ode|sde)(\d+)(?=$|[_-])"),
     "guidance": re.compile(r"(?:^|[_-])(?:g|cfg|guidance)(\d+(?:\.\d+)?)(?=$|[_-])"),
     "beam_size": re.compile(r"(?:^|[_-])beam(\d+)(?=$|[_-])"),
 }
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?(step (\d+) epoch \d+: |training stopped by \S+ at step (\d+))")
 
 
 @dataclass
@@ -43,10 +62,17 @@ class ResultRow:
     metrics: dict[str, float] = field(default_factory=dict)
     num_utts: Optional[int] = None
     missing: Optional[int] = None
+    model: Optional[str] = None
+    """Model kind: a key of MODEL_NAMES, or whatever the experiment's config says."""
     steps: Optional[str] = None
     guidance: Optional[str] = None
     beam_size: Optional[str] = None
     rtfx: Optional[float] = None
+    rtfx_e2e: Optional[float] = None
+    params: Optional[int] = None
+    encoder: Optional[str] = None
+    train_minutes: Optional[float] = None
+    pretrain_minutes: Optional[float] = None
 
 
 def parse_result_file(path: str | Path) -> tuple[dict[str, float], dict[str, int]]:
@@ -57,56 +83,245 @@ def parse_result_file(path: str | Path) -> tuple[dict[str, float], dict[str, int
     return metrics, counts
 
 
-def _rtfx(timing_path: Path) -> tuple[Optional[float], dict]:
-    if not timing_path.is_file():
-        return None, {}
+# ---------------------------------------------------------------------------------------------
+# What stage 5 records (timing.json)
+# ---------------------------------------------------------------------------------------------
+def count_params(module: Any) -> int:
+    """Distinct parameters of a torch module (tied weights counted once)."""
+    seen: dict[int, int] = {}
+    for p in module.parameters():
+        seen.setdefault(id(p), p.numel())
+    return sum(seen.values())
+
+
+def stage2_encoder(cuts: str | Path) -> dict[str, Any]:
+    """``encoder`` tag and ``encoder_rtfx`` of a stage-2 cuts manifest, from ``plan.json`` / ``stats.json``
+    beside it (empty when the cuts were not written by stage 2, or nothing was encoded in that run)."""
+    folder = Path(cuts).parent
+    info: dict[str, Any] = {}
     try:
-        timing = json.loads(timing_path.read_text())
-        audio, dec = float(timing["audio_seconds"]), float(timing["decode_seconds"])
-    except (ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: unreadable timing (%s); RTFx left empty", timing_path, exc)
-        return None, {}
-    return (audio / dec if dec > 0 else None), timing
+        info["encoder"] = json.loads((folder / "plan.json").read_text())["tag"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        stats = json.loads((folder / "stats.json").read_text())
+        if float(stats["audio_seconds"]) > 0 and float(stats["wall_seconds"]) > 0:
+            info["encoder_rtfx"] = float(stats["audio_seconds"]) / float(stats["wall_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return info
+
+
+def decode_info(cfg: Any, model: Any, *, cuts: Optional[str | Path] = None, train_step: Optional[int] = None) -> dict:
+    """What stage 5 adds to ``timing.json`` for an :class:`~elfs2t.experiment.ExperimentConfig` model:
+    model kind, decoding settings, parameters, training step, and the stage-2 encoder of ``cuts``."""
+    info: dict[str, Any] = {"model": cfg.model, "params": count_params(model), "train_step": train_step}
+    if cfg.model == "ar":
+        info["beam_size"] = cfg.decode.beam_size
+    else:
+        s = cfg.decode.sampler
+        info.update(steps=s.steps, guidance=s.guidance, method=s.method, self_cond_scale=s.self_cond_scale)
+    if cuts is not None:
+        info["cuts"] = str(cuts)
+        info.update(stage2_encoder(cuts))
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Training time from train.log
+# ---------------------------------------------------------------------------------------------
+def _segment_seconds(points: list[tuple[float, int]], start_step: Optional[int]) -> float:
+    """Seconds of one training invocation from its (time, step) log points, extrapolated back to
+    ``start_step`` at the rate between the first and last point."""
+    if len(points) < 2:
+        return 0.0
+    (t0, s0), (t1, s1) = points[0], points[-1]
+    span = t1 - t0
+    if start_step is not None and s1 > s0 and s0 > start_step:
+        span += (s0 - start_step) * span / (s1 - s0)
+    return max(span, 0.0)
+
+
+def train_minutes(exp_dir: str | Path) -> Optional[float]:
+    """Wall minutes of the training invocations logged in ``exp_dir/train.log`` (None: no log).
+
+    The trainer logs a line every ``log_every`` steps and ``training stopped by ... at step N`` at the
+    end of each invocation, with timestamps. Per invocation, the time from its first to its last line
+    counts (validation included), extrapolated back to the step it resumed from at the invocation's
+    own rate (the steps before its first line). An invocation that died without its stop line ends
+    at its last line; the next one starts where its step count goes backwards.
+    """
+    path = Path(exp_dir) / "train.log"
+    if not path.is_file():
+        return None
+    total, points = 0.0, []
+    start_step: Optional[int] = 0
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = _LOG_LINE.match(line)
+            if not m:
+                continue
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            stopped = m.group(4) is not None
+            step = int(m.group(4) if stopped else m.group(3))
+            if points and step < points[-1][1]:  # a crashed invocation, then a resumed one
+                total += _segment_seconds(points, start_step)
+                points, start_step = [], None
+            points.append((t, step))
+            if stopped:
+                total += _segment_seconds(points, start_step)
+                points, start_step = [], step
+    total += _segment_seconds(points, start_step)
+    return total / 60.0
+
+
+def _backbone_dir(recipe_dir: Path, config: dict) -> Optional[Path]:
+    """The pre-training exp dir a stage-4 experiment starts from (``init.denoiser`` or ``ar.lm``)."""
+    source = (config.get("ar") or {}).get("lm") if config.get("model") == "ar" else (config.get("init") or {}).get("denoiser")
+    if not source:
+        return None
+    path = Path(source) if Path(source).is_absolute() else recipe_dir / source
+    for candidate in (path, path.parent):
+        if (candidate / "train.log").is_file():
+            return candidate
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Collecting
+# ---------------------------------------------------------------------------------------------
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        log.warning("%s: unreadable (%s); its columns are left empty", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        log.warning("%s: unreadable (%s); its columns are left empty", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _num(value: Any) -> Optional[str]:
+    """A setting as shown in the table: ``4``, ``1.5`` (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _settings(timing: dict, decode_cfg: dict, inference: str) -> dict[str, Optional[str]]:
+    from_cfg = {"steps": (decode_cfg.get("sampler") or {}).get("steps"),
+                "guidance": (decode_cfg.get("sampler") or {}).get("guidance"),
+                "beam_size": decode_cfg.get("beam_size")}
+    out = {}
+    for key, pattern in _TAG_PARTS.items():
+        m = pattern.search(inference)
+        out[key] = next((_num(v) for v in (timing.get(key), from_cfg[key], m.group(1) if m else None)
+                         if v is not None), None)
+    return out
 
 
 def collect_results(recipe_dir: str | Path) -> list[ResultRow]:
-    """Every ``exp/*/decode_*/*/result.txt`` of a recipe, sorted by experiment, inference tag, set."""
+    """Every ``exp/*/decode_*/*/result.txt`` of a recipe, in table order (set, model kind, settings)."""
+    recipe_dir = Path(recipe_dir)
     rows = []
-    for result in sorted(Path(recipe_dir).glob("exp/*/decode_*/*/result.txt")):
+    exp_cache: dict[str, tuple[dict, Optional[float], Optional[float]]] = {}
+    for result in sorted(recipe_dir.glob("exp/*/decode_*/*/result.txt")):
         set_dir = result.parent
+        exp_dir = set_dir.parent.parent
         inference = set_dir.parent.name[len("decode_"):]
         metrics, counts = parse_result_file(result)
-        rtfx, timing = _rtfx(set_dir / "timing.json")
-        row = ResultRow(
-            exp=set_dir.parent.parent.name,
-            inference=inference,
-            set_name=set_dir.name,
-            metrics=metrics,
-            num_utts=counts.get("num_utts"),
-            missing=counts.get("missing_hyps"),
-            rtfx=rtfx,
-        )
-        for key, pattern in _TAG_PARTS.items():
-            m = pattern.search(inference)
-            value = timing.get(key, m.group(1) if m else None)
-            setattr(row, key, None if value is None else str(value))
-        rows.append(row)
-    return rows
+        timing = _read_json(set_dir / "timing.json")
+        if exp_dir.name not in exp_cache:
+            config = _read_yaml(exp_dir / "config.yaml")
+            backbone = _backbone_dir(recipe_dir, config)
+            exp_cache[exp_dir.name] = (config, train_minutes(exp_dir), train_minutes(backbone) if backbone else None)
+        config, train_min, pretrain_min = exp_cache[exp_dir.name]
+        model = timing.get("model") or config.get("model") or ("whisper" if exp_dir.name.startswith("whisper") else None)
+        rtfx = rtfx_e2e = None
+        try:
+            audio, dec = float(timing["audio_seconds"]), float(timing["decode_seconds"])
+            rtfx = audio / dec if dec > 0 else None
+        except (KeyError, TypeError, ValueError):
+            if timing:
+                log.warning("%s: no audio_seconds / decode_seconds; RTFx left empty", set_dir / "timing.json")
+        if rtfx and timing.get("encoder_rtfx"):
+            rtfx_e2e = 1.0 / (1.0 / rtfx + 1.0 / float(timing["encoder_rtfx"]))
+        rows.append(ResultRow(
+            exp=exp_dir.name, inference=inference, set_name=set_dir.name, metrics=metrics,
+            num_utts=counts.get("num_utts"), missing=counts.get("missing_hyps"), model=model,
+            **_settings(timing, _read_yaml(set_dir / "decode_config.yaml"), inference),
+            rtfx=rtfx, rtfx_e2e=rtfx_e2e, params=timing.get("params"), encoder=timing.get("encoder"),
+            train_minutes=None if model == "whisper" else train_min,
+            pretrain_minutes=None if model == "whisper" else pretrain_min,
+        ))
+    return sorted(rows, key=_order)
+
+
+def _order(r: ResultRow) -> tuple:
+    kinds = list(MODEL_NAMES)
+    kind = kinds.index(r.model) if r.model in kinds else len(kinds)
+
+    def num(v: Optional[str]) -> float:
+        try:
+            return float(v) if v is not None else -1.0
+        except ValueError:
+            return -1.0
+
+    return r.set_name, kind, r.exp, num(r.steps), num(r.guidance), num(r.beam_size), r.inference
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+# ---------------------------------------------------------------------------------------------
+def _fmt(value: Optional[float], digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def format_results_table(rows: list[ResultRow]) -> str:
-    """A markdown table of ``rows`` (empty cells where a value is unknown)."""
-    metrics = [m for m in METRICS if any(m in r.metrics for r in rows)]
-    extras = [k for k in ("steps", "guidance", "beam_size") if any(getattr(r, k) is not None for r in rows)]
-    header = ["exp", "inference", *extras, "set", "utts", "missing", *[f"{m} (%)" if m in ("WER", "CER") else m for m in metrics], "RTFx"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for r in rows:
-        cells = [r.exp, r.inference, *[getattr(r, k) or "" for k in extras], r.set_name]
-        cells += ["" if r.num_utts is None else str(r.num_utts), "" if r.missing is None else str(r.missing)]
-        cells += [f"{r.metrics[m]:.2f}" if m in r.metrics else "" for m in metrics]
-        cells.append("" if r.rtfx is None else f"{r.rtfx:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """Markdown: one section (``### <set>``) and table per set; empty cells where a value is unknown."""
+    out = []
+    for set_name in dict.fromkeys(r.set_name for r in rows):
+        part = [r for r in rows if r.set_name == set_name]
+        metrics = [m for m in METRICS if any(m in r.metrics for r in part)]
+        header = ["model", "exp", "decoding", "steps", "g", "beam",
+                  *[f"{m} (%)" if m in ("WER", "CER") else m for m in metrics],
+                  "RTFx", "RTFx e2e", "params (M)", "encoder", "train (min)", "pre-train (min)", "utts"]
+        lines = [f"### {set_name}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        for r in part:
+            utts = "" if r.num_utts is None else str(r.num_utts)
+            if r.missing:
+                utts += f" ({r.missing} missing)"
+            train = "zero-shot" if r.model == "whisper" else _fmt(r.train_minutes, 1)
+            cells = [MODEL_NAMES.get(r.model or "", r.model or ""), r.exp, r.inference, r.steps or "",
+                     r.guidance or "", r.beam_size or "", *[_fmt(r.metrics.get(m), 2) for m in metrics],
+                     _fmt(r.rtfx, 1), _fmt(r.rtfx_e2e, 1), _fmt(None if r.params is None else r.params / 1e6, 2),
+                     r.encoder or "", train, _fmt(r.pretrain_minutes, 1), utts]
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+HEADER = """\
+WER/CER in % after the scoring normaliser; BLEU/chrF by sacrebleu (cased, and lower-cased `_lc`).
+RTFx = audio seconds / seconds to generate the text from encoder states (cached features for ELF-S2T
+and AR; Whisper's decoder only). RTFx e2e adds the Whisper encoder: Whisper zero-shot encodes 30-s
+padded inputs itself; ELF-S2T / AR use the stage-2 encoding throughput of the set (trimmed inputs).
+params: what turns encoder states into text (projector + denoiser / LM; Whisper's decoder), the
+frozen encoder named beside it. train: stage-4 wall time from train.log; pre-train: its stage-3 backbone.
+"""
 
 
 def write_results_table(recipe_dir: str | Path, out_file: Optional[str | Path] = None) -> Path:
@@ -116,9 +331,7 @@ def write_results_table(recipe_dir: str | Path, out_file: Optional[str | Path] =
     rows = collect_results(recipe_dir)
     if not rows:
         log.warning("%s: no exp/*/decode_*/*/result.txt found", recipe_dir)
-    text = f"# Results: {recipe_dir.resolve().name}\n\n"
-    text += "WER/CER in % after the scoring normaliser; BLEU/chrF by sacrebleu (cased, and lower-cased `_lc`); "
-    text += "RTFx = audio seconds / decoding seconds.\n\n" + format_results_table(rows)
+    text = f"# Results: {recipe_dir.resolve().name}\n\n{HEADER}\n" + format_results_table(rows)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(f".{out_file.name}.tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from elfs2t.config import ConfigError, structure
-from elfs2t.results import collect_results, write_results_table
+from elfs2t.results import collect_results, train_minutes, write_results_table
 from elfs2t.score import ScoreConfig, align, score_files, score_texts
 from elfs2t.text.normalize import default_normalize, get_normalizer, load_english_spelling_mapping
 from elfs2t.textfile import write_text
@@ -149,23 +149,95 @@ def _result_tree(root, exp, inference, set_name, hyps, refs, metric, timing=None
         (d / "timing.json").write_text(json.dumps(timing))
 
 
-def test_results_table(tmp_path):
-    _result_tree(tmp_path, "elf_s2t_tiny", "steps32_g2.0", "asr_test", {"a": "x y"}, {"a": "x z"}, "wer",
-                 {"audio_seconds": 30.0, "decode_seconds": 2.0})
-    _result_tree(tmp_path, "ar_tiny", "beam4", "st_test", {"a": "x y"}, {"a": "x y"}, "bleu")
+def _log(path, lines):
+    """A train.log of (HH:MM:SS, message) lines on one day, in the trainer's format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"2025-01-01 {t},000 INFO elfs2t.train.trainer: {msg}\n" for t, msg in lines))
+
+
+def test_train_minutes_by_hand(tmp_path):
+    _log(tmp_path / "a" / "train.log", [
+        # invocation 1: steps 25..100 in 180 s; the first 25 steps (before the first line) take 60 s more
+        ("10:00:00", "step 25 epoch 0: loss=1.0"), ("10:00:30", "step 25 validation: valid_loss=1"),
+        ("10:01:00", "step 50 epoch 0: loss=1.0"), ("10:03:00", "training stopped by max_minutes at step 100 (epoch 0)"),
+        # invocation 2, resumed at step 100: 125 -> 150 in 30 s, + 30 s for 100 -> 125
+        ("11:00:00", "step 125 epoch 1: loss=0.5"), ("11:00:30", "training stopped by max_steps at step 150 (epoch 1)"),
+    ])
+    assert train_minutes(tmp_path / "a") == pytest.approx((240 + 60) / 60)
+    _log(tmp_path / "b" / "train.log", [
+        # a run killed after step 50 (no stop line: 25 -> 50 in 40 s, + 40 s before), then a resumed one whose
+        # start step is unknown (it resumed from a checkpoint): only its own span counts
+        ("09:00:00", "step 25 epoch 0: loss=1"), ("09:00:40", "step 50 epoch 0: loss=1"),
+        ("09:10:00", "step 25 epoch 0: loss=1"), ("09:11:00", "training stopped by max_steps at step 75 (epoch 0)"),
+    ])
+    assert train_minutes(tmp_path / "b") == pytest.approx((80 + 60) / 60)
+    assert train_minutes(tmp_path / "none") is None
+
+
+def _recipe_with_three_models(root):
+    """exp/ of a recipe with ELF-S2T (3 decodes), AR (1) and Whisper zero-shot (2 sets), as stages 3-6 leave it."""
+    hyps, refs = {"a": "x y", "b": "p q r"}, {"a": "x z", "b": "p q r"}
+    elf_timing = {"audio_seconds": 30.0, "decode_seconds": 2.0, "model": "elf_s2t", "steps": 4, "guidance": 1.0,
+                  "params": 3_456_789, "encoder": "whisper-tiny.en_trim", "encoder_rtfx": 60.0}
+    _result_tree(root, "asr_elf", "ode4_g1_w1", "asr_test", hyps, refs, "wer", elf_timing)
+    # written before stage 5 annotated timing.json: settings from decode_config.yaml, then from the tag
+    _result_tree(root, "asr_elf", "ode16_g2_w1", "asr_test", hyps, hyps, "wer", {"audio_seconds": 30.0, "decode_seconds": 6.0})
+    (root / "exp/asr_elf/decode_ode16_g2_w1/asr_test/decode_config.yaml").write_text(
+        "sampler: {steps: 16, guidance: 2.0}\nbeam_size: 1\n")
+    _result_tree(root, "asr_elf", "sde8_g1.5_w1", "asr_test", hyps, refs, "wer")
+    (root / "exp/asr_elf/config.yaml").write_text("model: elf_s2t\ninit: {denoiser: exp/elf_text}\n")
+    _log(root / "exp/asr_elf/train.log", [("10:00:00", "step 25 epoch 0: l=1"), ("10:06:00", "step 50 epoch 0: l=1"),
+                                          ("10:06:00", "training stopped by max_minutes at step 50 (epoch 0)")])
+    _log(root / "exp/elf_text/train.log", [("09:00:00", "step 50 epoch 0: l=1"), ("09:03:00", "training stopped by max_minutes at step 100 (epoch 0)")])
+    _result_tree(root, "asr_ar", "beam4", "asr_test", hyps, hyps, "wer",
+                 {"audio_seconds": 30.0, "decode_seconds": 1.0, "model": "ar", "beam_size": 4, "params": 2_000_000})
+    (root / "exp/asr_ar/config.yaml").write_text("model: ar\nar: {lm: exp/lm_text/hf}\n")
+    _log(root / "exp/asr_ar/train.log", [("10:00:00", "step 25 epoch 0: l=1"), ("10:03:00", "training stopped by max_steps at step 50 (epoch 0)")])
+    _log(root / "exp/lm_text/train.log", [("08:00:00", "step 50 epoch 0: l=1"), ("08:01:30", "training stopped by max_steps at step 100 (epoch 0)")])
+    (root / "exp/lm_text/hf").mkdir()
+    whisper = {"audio_seconds": 30.0, "decode_seconds": 3.0, "model": "whisper", "beam_size": 1, "params": 29_551_872,
+               "encoder": "whisper-tiny.en_pad30", "encoder_rtfx": 5.0}
+    _result_tree(root, "whisper_tiny.en", "transcribe_beam1", "asr_test", hyps, refs, "wer", whisper)
+    _result_tree(root, "whisper_base", "translate_de_beam1", "st_test", hyps, refs, "bleu", dict(whisper, encoder="whisper-base_pad30"))
+
+
+def test_results_table_with_all_three_model_kinds(tmp_path):
+    _recipe_with_three_models(tmp_path)
     rows = collect_results(tmp_path)
-    assert [(r.exp, r.inference, r.set_name) for r in rows] == [
-        ("ar_tiny", "beam4", "st_test"), ("elf_s2t_tiny", "steps32_g2.0", "asr_test")]
-    ar, elf = rows
-    assert elf.metrics["WER"] == pytest.approx(50.0) and elf.rtfx == pytest.approx(15.0)
-    assert (elf.steps, elf.guidance, elf.beam_size) == ("32", "2.0", None)
-    assert ar.beam_size == "4" and ar.rtfx is None and ar.metrics["BLEU"] == pytest.approx(0.0)
-    out = write_results_table(tmp_path, tmp_path / "RESULTS.md")
-    lines = out.read_text().splitlines()
-    header = next(line for line in lines if line.startswith("| exp"))
-    assert header == "| exp | inference | steps | guidance | beam_size | set | utts | missing | WER (%) | BLEU | BLEU_lc | chrF | chrF_lc | RTFx |"
-    elf_line = next(line for line in lines if line.startswith("| elf_s2t_tiny"))
-    assert elf_line == "| elf_s2t_tiny | steps32_g2.0 | 32 | 2.0 |  | asr_test | 1 | 0 | 50.00 |  |  |  |  | 15.0 |"
+    assert [(r.set_name, r.model, r.inference) for r in rows] == [
+        ("asr_test", "elf_s2t", "ode4_g1_w1"), ("asr_test", "elf_s2t", "sde8_g1.5_w1"),
+        ("asr_test", "elf_s2t", "ode16_g2_w1"), ("asr_test", "ar", "beam4"),
+        ("asr_test", "whisper", "transcribe_beam1"), ("st_test", "whisper", "translate_de_beam1")]
+    elf4, elf8, elf16, ar, wh, st = rows
+    assert (elf4.steps, elf4.guidance, elf8.steps, elf8.guidance, elf16.steps, elf16.guidance) == ("4", "1", "8", "1.5", "16", "2")
+    assert elf4.metrics["WER"] == pytest.approx(20.0) and elf16.metrics["WER"] == 0.0
+    assert elf4.rtfx == pytest.approx(15.0) and elf4.rtfx_e2e == pytest.approx(1 / (1 / 15 + 1 / 60))
+    assert elf8.rtfx is None and elf8.model == "elf_s2t"  # kind from the exp's config.yaml
+    assert (elf4.train_minutes, elf4.pretrain_minutes) == (pytest.approx(12.0), pytest.approx(6.0))
+    assert (ar.beam_size, ar.train_minutes, ar.pretrain_minutes) == ("4", pytest.approx(6.0), pytest.approx(3.0))
+    assert wh.train_minutes is None and wh.rtfx_e2e == pytest.approx(1 / (1 / 10 + 1 / 5))
+    assert "BLEU" in st.metrics and "WER" not in st.metrics
+    text = write_results_table(tmp_path, tmp_path / "RESULTS.md").read_text()
+    assert text.index("### asr_test") < text.index("### st_test")
+    asr = text[text.index("### asr_test"):text.index("### st_test")]
+    header = next(line for line in asr.splitlines() if line.startswith("| model"))
+    assert header == ("| model | exp | decoding | steps | g | beam | WER (%) | RTFx | RTFx e2e | params (M) | encoder | "
+                      "train (min) | pre-train (min) | utts |")
+    assert ("| ELF-S2T | asr_elf | ode4_g1_w1 | 4 | 1 |  | 20.00 | 15.0 | 12.0 | 3.46 | whisper-tiny.en_trim | 12.0 | 6.0 | 2 |"
+            in asr.splitlines())
+    assert "| AR | asr_ar | beam4 |  |  | 4 | 0.00 | 30.0 |  | 2.00 |  | 6.0 | 3.0 | 2 |" in asr.splitlines()
+    assert ("| Whisper zero-shot | whisper_tiny.en | transcribe_beam1 |  |  | 1 | 20.00 | 10.0 | 3.3 | 29.55 | "
+            "whisper-tiny.en_pad30 | zero-shot |  | 2 |") in asr.splitlines()
+    st_header = next(line for line in text[text.index("### st_test"):].splitlines() if line.startswith("| model"))
+    assert "BLEU | BLEU_lc | chrF | chrF_lc" in st_header and "WER" not in st_header
+
+
+def test_results_table_survives_bad_timing(tmp_path, caplog):
+    _result_tree(tmp_path, "x", "ode4_g1_w1", "s", {"a": "b"}, {"a": "b"}, "wer")
+    (tmp_path / "exp/x/decode_ode4_g1_w1/s/timing.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        rows = collect_results(tmp_path)
+    assert rows[0].rtfx is None and rows[0].steps == "4" and "timing.json" in caplog.text
 
 
 def test_score_entry_point(tmp_path, capsys):
@@ -177,7 +249,7 @@ def test_score_entry_point(tmp_path, capsys):
                "--out-dir", str(tmp_path / "exp" / "m" / "decode_g1" / "s")])
     assert rc == 0 and "WER: 50.00 %" in capsys.readouterr().out
     assert main(["--results-table", str(tmp_path)]) == 0
-    assert "| m | g1 | 1 | s |" in (tmp_path / "RESULTS.md").read_text()
+    assert "|  | m | g1 |  | 1 |  | 50.00 |" in (tmp_path / "RESULTS.md").read_text()
     (tmp_path / "bad").write_text("u1 a\nu1 b\n")
     assert main(["--hyp", str(tmp_path / "bad"), "--ref", str(tmp_path / "ref"), "--out-dir", str(tmp_path / "o")]) == 1
     assert f"{tmp_path / 'bad'}:2: duplicate utterance id" in capsys.readouterr().err

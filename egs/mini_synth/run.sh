@@ -27,10 +27,18 @@ manifest_dir=data/manifests
 asr_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en   # Whisper for ASR features (hub id or local dir)
 st_encoder=$MAIN_ROOT/tools/models/whisper-base       # Whisper for S2TT features (multilingual)
 feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
-tasks="asr st"        # which models stages 4-6 train, decode and score
+tasks="asr st"        # which tasks stages 4-6 train, decode and score
+models="elf ar whisper"  # which models stages 3-6 build: ELF-S2T, the AR baseline, Whisper zero-shot
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
-decode_opts=""        # decoding overrides, e.g. "decode.sampler.steps=8 decode.sampler.guidance=2"
+decode_opts="decode.sampler.steps=4;decode.sampler.steps=16;decode.sampler.steps=16 decode.sampler.guidance=2"
+                      # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
+ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
+decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)
+asr_whisper=$MAIN_ROOT/tools/models/whisper-tiny.en  # Whisper zero-shot ASR baseline (transcribe)
+st_whisper=$MAIN_ROOT/tools/models/whisper-base      # Whisper zero-shot S2TT baseline (translate de -> en)
+whisper_beam=1        # Whisper zero-shot beam size (1: greedy)
+whisper_sets="test test_unseen"                           # sets decoded by Whisper zero-shot
 
 help_message="Usage: $0 [options]
 mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Options (default in parentheses):
@@ -50,14 +58,32 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --asr-encoder DIR|ID   Whisper for ASR features ($asr_encoder)
   --st-encoder DIR|ID    Whisper for S2TT features ($st_encoder)
   --feat-mode MODE       trim or pad30 ($feat_mode)
-  --tasks \"asr st\"      models to train / decode / score ($tasks)
+  --tasks \"asr st\"      tasks to train / decode / score ($tasks)
+  --models \"elf ar whisper\"  models of stages 3-6 ($models): elf = ELF-S2T (stage 3 text ELF exp/elf_text,
+                         exp/<task>_elf), ar = AR speech-LLM baseline (stage 3 causal LM exp/lm_text,
+                         exp/<task>_ar), whisper = Whisper zero-shot (stage 5 only, exp/whisper_<name>)
   --train-threads N      torch threads per training / decoding process ($train_threads)
   --train-nproc N        training processes, torchrun when > 1 ($train_nproc)
-  --decode-opts \"...\"    decoding overrides, e.g. \"decode.sampler.steps=8\" ($decode_opts)
+  --decode-opts \"...\"    ELF-S2T decoding settings separated by ';', each a list of decode.* overrides
+                         ($decode_opts)
+  --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
+  --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
+  --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
+  --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
+  --whisper-beam N       Whisper zero-shot beam size, 1 = greedy ($whisper_beam)
+  --whisper-sets \"...\"   sets decoded by Whisper zero-shot ($whisper_sets)
+Stages 3-6 keep their done markers per model (exp/.done/<model>/stageN): adding a model later runs only
+it. Stage 6 always rewrites the comparison table exp/results.md.
 Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
 . "$MAIN_ROOT/utils/stage.sh"
+for m in $models; do
+  case "$m" in elf|ar|whisper) ;; *) die "--models: unknown model '$m' (elf, ar, whisper)" ;; esac
+done
+for t in $tasks; do
+  case "$t" in asr|st) ;; *) die "--tasks: unknown task '$t' (asr, st)" ;; esac
+done
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: synthesize the corpus into $MINI_SYNTH
@@ -94,48 +120,106 @@ if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 3: ELF backbone, pre-trained on the English training text of both tasks -> exp/elf_text/
-if stage_begin 3 "ELF backbone pre-trained on the training text"; then
+# Stages 3-6 run per model; their done markers are exp/.done/<model>/stageN.
+has_model() { [[ " $models " == *" $1 "* ]]; }
+model_stage_begin() {  # model_stage_begin N MODEL DESC: stage_begin with the model's marker folder
+  local n=$1 m=$2; shift 2
+  has_model "$m" || return 1
+  done_dir=exp/.done/$m stage_begin "$n" "$* [$m]"
+}
+model_stage_done() { done_dir=exp/.done/$2 stage_done "$1"; }
+export_lm_text() {  # the English training text of both tasks (ASR transcripts, S2TT translations)
   python -m elfs2t.bin.export_text --out data/lm/train_text.txt --lowercase \
     --set "$manifest_dir/cuts_asr_train.jsonl.gz=transcript" --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
+}
+target_of() { if [ "$1" = asr ]; then echo transcript; else echo translation:en; fi; }
+feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi; }
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 3: backbones pre-trained on the English training text, same data and time budget:
+#   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser)
+#   ar:  causal LM with a BPE tokenizer -> exp/lm_text/hf (the AR baseline's LM)
+if model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
+  export_lm_text
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf conf/pretrain_text.yaml \
     --exp-dir exp/elf_text --text data/lm/train_text.txt
-  stage_done 3
+  model_stage_done 3 elf
+fi
+if model_stage_begin 3 ar "causal LM pre-trained on the training text"; then
+  export_lm_text
+  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_lm --conf conf/pretrain_lm.yaml \
+    --exp-dir exp/lm_text --text data/lm/train_text.txt
+  model_stage_done 3 ar
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 4: ELF-S2T training with audio forcing -> exp/asr_elf/, exp/st_elf/
-if stage_begin 4 "ELF-S2T training (ASR and S2TT)"; then
-  nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
+# Stage 4: training on the cached features, same data and time budget:
+#   elf: ELF-S2T with audio forcing (conf/train_<task>.yaml) -> exp/<task>_elf/
+#   ar:  AR speech-LLM baseline (conf/train_<task>_ar.yaml) -> exp/<task>_ar/
+nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
+for m in elf ar; do
+  if model_stage_begin 4 "$m" "training ($tasks)"; then
+    for task in $tasks; do
+      conf_file=conf/train_$task.yaml; [ "$m" = ar ] && conf_file=conf/train_${task}_ar.yaml
+      OMP_NUM_THREADS=$train_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
+        --conf "$conf_file" --exp-dir "exp/${task}_$m"
+    done
+    model_stage_done 4 "$m"
+  fi
+done
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 5: decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref,timing.json}
+#   elf: CFG decoding, one run per --decode-opts setting;  ar: greedy / beam, one run per --ar-decode-opts setting
+#   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
+for m in elf ar; do
+  if model_stage_begin 5 "$m" "decoding ($tasks)"; then
+    opts_list=$decode_opts; [ "$m" = ar ] && opts_list=$ar_decode_opts
+    IFS=';' read -r -a settings <<< "$opts_list"
+    [ "${#settings[@]}" -gt 0 ] || settings=("")
+    for task in $tasks; do
+      tag=$(feat_tag_of "$task")
+      sets=(); for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
+      for setting in "${settings[@]}"; do
+        # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
+        OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.decode --exp-dir "exp/${task}_$m" \
+          --target "$(target_of "$task")" "${sets[@]}" $setting
+      done
+    done
+    model_stage_done 5 "$m"
+  fi
+done
+if model_stage_begin 5 whisper "Whisper zero-shot decoding ($tasks)"; then
   for task in $tasks; do
-    OMP_NUM_THREADS=$train_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
-      --conf "conf/train_$task.yaml" --exp-dir "exp/${task}_elf"
+    sets=(); for s in $whisper_sets; do sets+=(--set "${task}_$s=$manifest_dir/cuts_${task}_$s.jsonl.gz"); done
+    if [ "$task" = asr ]; then
+      whisper_args=(--model "$asr_whisper" --task transcribe)
+    else
+      whisper_args=(--model "$st_whisper" --task translate --language de)
+    fi
+    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.whisper_decode "${whisper_args[@]}" \
+      --target "$(target_of "$task")" --beam-size "$whisper_beam" "${sets[@]}"
   done
-  stage_done 4
+  model_stage_done 5 whisper
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 5: CFG decoding -> exp/<tag>/decode_<inference_tag>/<set>/text
-if stage_begin 5 "decoding"; then
-  for task in $tasks; do
-    if [ "$task" = asr ]; then tag=$asr_tag target=transcript; else tag=$st_tag target=translation:en; fi
-    sets=(); for s in dev test test_unseen; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
-    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.decode --exp-dir "exp/${task}_elf" --target "$target" \
-      "${sets[@]}" $decode_opts
-  done
-  stage_done 5
-fi
-
-# ---------------------------------------------------------------------------------------------------
-# Stage 6: scoring -> result.txt per set, RESULTS table (WER for ASR, BLEU for S2TT)
-if stage_begin 6 "scoring"; then
-  for dir in exp/*_elf/decode_*/*/; do
-    case "$dir" in exp/asr_*) metric=wer ;; *) metric=bleu ;; esac
-    python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" --out-dir "$dir" >/dev/null
-  done
+# Stage 6: scoring -> result.txt per set (WER for asr_* sets, BLEU/chrF for st_* sets), then the
+# comparison table of every scored decode: exp/results.md (per set: ELF-S2T settings, AR, Whisper)
+for m in $models; do
+  if model_stage_begin 6 "$m" "scoring"; then
+    case "$m" in elf) pattern="exp/*_elf" ;; ar) pattern="exp/*_ar" ;; whisper) pattern="exp/whisper_*" ;; esac
+    for dir in $pattern/decode_*/*/; do
+      [ -f "$dir/text" ] || continue
+      case "$(basename "$dir")" in asr_*) metric=wer ;; *) metric=bleu ;; esac
+      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" --out-dir "$dir" >/dev/null
+    done
+    model_stage_done 6 "$m"
+  fi
+done
+if stage_in_range 6; then
   python -m elfs2t.bin.score --results-table . --results-out exp/results.md
   cat exp/results.md
-  stage_done 6
 fi
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ import torch
 
 from elfs2t.config import ConfigError, dump_config, load_config
 from elfs2t.data.dataset import load_sets, SetSpec
-from elfs2t.decode import decode_cuts, merge_shards
+from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import ExperimentConfig, build_model, hypothesis_fn
+from elfs2t.results import decode_info
 from elfs2t.train.checkpoint import load_checkpoint, load_latest
 from elfs2t.train.distributed import barrier, cleanup, init_distributed
 
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary = merge_shards(out_dir, info.world_size)
         if info.is_main:
             dump_config(cfg.decode, out_dir / "decode_config.yaml")
+            annotate_timing(out_dir, decode_info(cfg, model, cuts=path, train_step=state.get("step")))
             print(f"decoded {name}: {summary['num_utts']} utts, RTFx {summary['rtfx']:.1f} -> {out_dir}/text")
     cleanup()
     return 0

@@ -7,6 +7,10 @@ Usable on its own with any Kaldi-style text files::
     python -m elfs2t.bin.score --hyp hyp.txt --ref data/manifests/cuts_st_test.jsonl.gz \\
         --ref-target translation:en --metric bleu --out-dir scores/st_test
     python -m elfs2t.bin.score --results-table egs/mini_synth   # only (re)write RESULTS.md
+
+The results table (elfs2t.results) has one section per set, rows ELF-S2T (per steps / guidance), AR
+baseline, Whisper zero-shot, with WER/BLEU, decoding RTFx (and with the encoder), parameters, encoder,
+and training / pre-training minutes from the experiments' train.log.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from elfs2t.text.normalize import NORMALIZERS
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m elfs2t.bin.score",
-        description=__doc__.split("\n\n")[0],
+        description="\n\n".join(__doc__.split("\n\n")[:3]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Missing hypotheses are scored as empty and reported; extra hypotheses are reported and ignored.",
     )
@@ -38,7 +42,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, help="where result.txt, result.json, align*.txt go")
     p.add_argument("--set-name", default=None, help="name of the set in result.txt (default: the out-dir name)")
     p.add_argument("--results-table", type=Path, default=None, metavar="RECIPE_DIR",
-                   help="after scoring (or alone), collect RECIPE_DIR/exp/*/decode_*/*/result.txt into RECIPE_DIR/RESULTS.md")
+                   help="after scoring (or alone), collect RECIPE_DIR/exp/*/decode_*/*/result.txt (+ timing.json, train.log) "
+                        "into the comparison table RECIPE_DIR/RESULTS.md")
     p.add_argument("--results-out", type=Path, default=None, help="file for the results table (default RECIPE_DIR/RESULTS.md)")
     return p
 
