@@ -6,6 +6,8 @@ stage 5 with :func:`decode_info` and by ``elfs2t.bin.whisper_decode``). One row 
 (experiment, inference setting, set); the table has one section per set, rows ordered ELF-S2T
 (by steps, guidance), AR baseline, Whisper zero-shot. Where each column comes from:
 
+Audio-reliance diagnostic decodes (``timing.json`` ``audio``: zero / noise / swap) are left out.
+
 * **model**: ``timing.json`` ``model`` (``elf_s2t``, ``ar``, ``whisper``), else ``exp/<exp>/config.yaml``
   ``model``, else ``whisper`` for ``exp/whisper_*``.
 * **steps / g / beam**: ``timing.json`` (``steps``, ``guidance``, ``beam_size``), else the set's
@@ -116,6 +118,9 @@ def decode_info(cfg: Any, model: Any, *, cuts: Optional[str | Path] = None, trai
     """What stage 5 adds to ``timing.json`` for an :class:`~elfs2t.experiment.ExperimentConfig` model:
     model kind, decoding settings, parameters, training step, and the stage-2 encoder of ``cuts``."""
     info: dict[str, Any] = {"model": cfg.model, "params": count_params(model), "train_step": train_step}
+    audio = getattr(cfg.decode, "audio", "real")
+    if audio != "real":  # an audio-reliance diagnostic decode (zeroed / noise / swapped features)
+        info["audio"] = audio
     if cfg.model == "ar":
         info["beam_size"] = cfg.decode.beam_size
     else:
@@ -221,7 +226,9 @@ def _num(value: Any) -> Optional[str]:
     return str(value)
 
 
-def _settings(timing: dict, decode_cfg: dict, inference: str) -> dict[str, Optional[str]]:
+def _settings(timing: dict, decode_cfg: dict, inference: str, model: Optional[str]) -> dict[str, Optional[str]]:
+    """steps / guidance / beam_size of one decode; a model kind keeps only its own settings (a stage-5
+    ``decode_config.yaml`` holds the sampler defaults for the AR model too, and a beam size for ELF-S2T)."""
     from_cfg = {"steps": (decode_cfg.get("sampler") or {}).get("steps"),
                 "guidance": (decode_cfg.get("sampler") or {}).get("guidance"),
                 "beam_size": decode_cfg.get("beam_size")}
@@ -230,11 +237,19 @@ def _settings(timing: dict, decode_cfg: dict, inference: str) -> dict[str, Optio
         m = pattern.search(inference)
         out[key] = next((_num(v) for v in (timing.get(key), from_cfg[key], m.group(1) if m else None)
                          if v is not None), None)
+    if model == "elf_s2t":
+        out["beam_size"] = None
+    elif model in ("ar", "whisper"):
+        out["steps"] = out["guidance"] = None
     return out
 
 
-def collect_results(recipe_dir: str | Path) -> list[ResultRow]:
-    """Every ``exp/*/decode_*/*/result.txt`` of a recipe, in table order (set, model kind, settings)."""
+def collect_results(recipe_dir: str | Path, include_diagnostics: bool = False) -> list[ResultRow]:
+    """Every ``exp/*/decode_*/*/result.txt`` of a recipe, in table order (set, model kind, settings).
+
+    Audio-reliance diagnostic decodes (``timing.json`` ``audio`` other than ``real``: zeroed, noise or
+    swapped features) are not system results and are left out unless ``include_diagnostics``.
+    """
     recipe_dir = Path(recipe_dir)
     rows = []
     exp_cache: dict[str, tuple[dict, Optional[float], Optional[float]]] = {}
@@ -244,6 +259,8 @@ def collect_results(recipe_dir: str | Path) -> list[ResultRow]:
         inference = set_dir.parent.name[len("decode_"):]
         metrics, counts = parse_result_file(result)
         timing = _read_json(set_dir / "timing.json")
+        if timing.get("audio", "real") != "real" and not include_diagnostics:
+            continue
         if exp_dir.name not in exp_cache:
             config = _read_yaml(exp_dir / "config.yaml")
             backbone = _backbone_dir(recipe_dir, config)
@@ -262,7 +279,7 @@ def collect_results(recipe_dir: str | Path) -> list[ResultRow]:
         rows.append(ResultRow(
             exp=exp_dir.name, inference=inference, set_name=set_dir.name, metrics=metrics,
             num_utts=counts.get("num_utts"), missing=counts.get("missing_hyps"), model=model,
-            **_settings(timing, _read_yaml(set_dir / "decode_config.yaml"), inference),
+            **_settings(timing, _read_yaml(set_dir / "decode_config.yaml"), inference, model),
             rtfx=rtfx, rtfx_e2e=rtfx_e2e, params=timing.get("params"), encoder=timing.get("encoder"),
             train_minutes=None if model == "whisper" else train_min,
             pretrain_minutes=None if model == "whisper" else pretrain_min,

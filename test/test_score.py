@@ -192,12 +192,15 @@ def _recipe_with_three_models(root):
     _result_tree(root, "asr_ar", "beam4", "asr_test", hyps, hyps, "wer",
                  {"audio_seconds": 30.0, "decode_seconds": 1.0, "model": "ar", "beam_size": 4, "params": 2_000_000})
     (root / "exp/asr_ar/config.yaml").write_text("model: ar\nar: {lm: exp/lm_text/hf}\n")
+    # stage 5 dumps the whole DecodeConfig, sampler defaults included: not AR settings
+    (root / "exp/asr_ar/decode_beam4/asr_test/decode_config.yaml").write_text("sampler: {steps: 32, guidance: 1.0}\nbeam_size: 4\n")
     _log(root / "exp/asr_ar/train.log", [("10:00:00", "step 25 epoch 0: l=1"), ("10:03:00", "training stopped by max_steps at step 50 (epoch 0)")])
     _log(root / "exp/lm_text/train.log", [("08:00:00", "step 50 epoch 0: l=1"), ("08:01:30", "training stopped by max_steps at step 100 (epoch 0)")])
     (root / "exp/lm_text/hf").mkdir()
     whisper = {"audio_seconds": 30.0, "decode_seconds": 3.0, "model": "whisper", "beam_size": 1, "params": 29_551_872,
                "encoder": "whisper-tiny.en_pad30", "encoder_rtfx": 5.0}
     _result_tree(root, "whisper_tiny.en", "transcribe_beam1", "asr_test", hyps, refs, "wer", whisper)
+    _result_tree(root, "asr_elf", "ode4_g1_w1_audiozero", "asr_test", hyps, refs, "wer", dict(elf_timing, audio="zero"))
     _result_tree(root, "whisper_base", "translate_de_beam1", "st_test", hyps, refs, "bleu", dict(whisper, encoder="whisper-base_pad30"))
 
 
@@ -217,6 +220,8 @@ def test_results_table_with_all_three_model_kinds(tmp_path):
     assert (ar.beam_size, ar.train_minutes, ar.pretrain_minutes) == ("4", pytest.approx(6.0), pytest.approx(3.0))
     assert wh.train_minutes is None and wh.rtfx_e2e == pytest.approx(1 / (1 / 10 + 1 / 5))
     assert "BLEU" in st.metrics and "WER" not in st.metrics
+    diagnostics = [r for r in collect_results(tmp_path, include_diagnostics=True) if r not in rows]
+    assert [r.inference for r in diagnostics] == ["ode4_g1_w1_audiozero"]  # left out of the comparison
     text = write_results_table(tmp_path, tmp_path / "RESULTS.md").read_text()
     assert text.index("### asr_test") < text.index("### st_test")
     asr = text[text.index("### asr_test"):text.index("### st_test")]

@@ -39,6 +39,7 @@ asr_whisper=$MAIN_ROOT/tools/models/whisper-tiny.en  # Whisper zero-shot ASR bas
 st_whisper=$MAIN_ROOT/tools/models/whisper-base      # Whisper zero-shot S2TT baseline (translate de -> en)
 whisper_beam=1        # Whisper zero-shot beam size (1: greedy)
 whisper_sets="test test_unseen"                           # sets decoded by Whisper zero-shot
+wer_normalizer=default  # scoring normaliser for WER: default, or whisper_en (numbers as digits, as Whisper writes them)
 
 help_message="Usage: $0 [options]
 mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Options (default in parentheses):
@@ -72,6 +73,7 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
   --whisper-beam N       Whisper zero-shot beam size, 1 = greedy ($whisper_beam)
   --whisper-sets \"...\"   sets decoded by Whisper zero-shot ($whisper_sets)
+  --wer-normalizer NAME  normaliser before WER, the same for every model: default or whisper_en ($wer_normalizer)
 Stages 3-6 keep their done markers per model (exp/.done/<model>/stageN): adding a model later runs only
 it. Stage 6 always rewrites the comparison table exp/results.md.
 Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
@@ -212,7 +214,8 @@ for m in $models; do
     for dir in $pattern/decode_*/*/; do
       [ -f "$dir/text" ] || continue
       case "$(basename "$dir")" in asr_*) metric=wer ;; *) metric=bleu ;; esac
-      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" --out-dir "$dir" >/dev/null
+      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" \
+        --normalizer "$wer_normalizer" --out-dir "$dir" >/dev/null
     done
     model_stage_done 6 "$m"
   fi
