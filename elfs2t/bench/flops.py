@@ -1,0 +1,124 @@
+"""Analytical FLOPs of the models' forwards, for model FLOPs utilisation (MFU).
+
+Convention: matrix products only (one multiply-add = 2 FLOPs); norms, activations, RoPE and softmax are
+left out (a few percent). Attention is counted dense over every key a kernel computes, masked or not
+(SDPA computes the full ``S_q x S_k`` score matrix). For a transformer layer with ``S_q`` queries,
+``S_k`` keys, width ``H`` and feed-forward width ``F``::
+
+    layer(S_q, S_k) = S_q (8 H^2 + m H F) + 4 S_q S_k H
+
+``8 H^2``: fused qkv ``2 * 3 H^2`` plus output projection ``2 H^2``; ``4 S_q S_k H``: ``Q K^T`` and ``A V``;
+``m = 6`` for SwiGLU (three ``H x F`` matrices: ELF denoiser, Llama), ``m = 4`` for a plain MLP (Whisper).
+
+* ELF denoiser forward over ``B`` rows, prefix ``P`` (12 tokens with guidance), condition ``C``, text ``L``:
+  input ``2 L (2 d d + d b + b H)``, blocks ``depth * layer(S_q, S_k)``, flow head ``2 L H d``, the two
+  scalar embedders ``2 * 2 (256 H + H^2)``; the decoding forward adds the token head ``2 L (H d + d V)``.
+  Uncached: ``S_q = S_k = P + C + L``. Cached (``prefix_attention: self``): ``S_q = P + L``,
+  ``S_k = P + C + L`` per step, plus once per batch the cache ``depth * layer(C, C)``.
+  One ``generate``: ``steps`` forwards over ``B`` rows (``2 B`` with CFG), one decoding forward over ``B``.
+* ELF training step: the trained forward over ``B`` rows counted 3x (forward + backward), the two no-grad
+  self-conditioning passes over the self-conditioned rows, the token head over the decoding rows (3x).
+* AR (Llama) greedy with KV cache: the prompt ``[audio | task | BOS]`` once (``S_q = S_k = P_a``, logits of
+  the last position), then one position per generated token of the batch's longest row (``S_q = 1``,
+  ``S_k`` growing; finished rows keep running); LM head ``2 H V`` per logits row; grouped-query k/v
+  projections ``2 * 2 H kv_dim``. Training: 3x the forward over prompt + text with logits on the text positions.
+* Whisper encoder over ``T`` output frames: ``conv1 2 (2T)(3 n_mels) d + conv2 2 T (3 d) d`` and
+  ``layers * layer(T, T)`` with ``m = 4, F = 4d`` (``T = 1500`` for ``pad30``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = ["layer_flops", "denoiser_forward_flops", "elf_generate_flops", "elf_train_flops", "ar_greedy_flops",
+           "ar_train_flops", "whisper_encoder_flops", "peak_flops", "PEAK_TFLOPS"]
+
+#: Dense bf16/fp16 tensor-core peaks in TFLOP/s, matched against the CUDA device name.
+PEAK_TFLOPS: dict[str, float] = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+                                 "A10": 125.0, "V100": 125.0, "4090": 165.0}
+
+
+def layer_flops(s_q: float, s_k: float, hidden: int, ffn: int, mlp_mats: int = 3) -> float:
+    """One transformer layer: ``s_q (8 H^2 + 2 mlp_mats H F) + 4 s_q s_k H``."""
+    return s_q * (8 * hidden**2 + 2 * mlp_mats * hidden * ffn) + 4 * s_q * s_k * hidden
+
+
+def denoiser_forward_flops(cfg, rows: int, l_text: int, n_cond: int, *, n_prefix: Optional[int] = None,
+                           cached: bool = False, token_head: bool = False) -> float:
+    """One ELF denoiser forward over ``rows`` rows (``cfg``: a DenoiserConfig)."""
+    h, d, depth = cfg.hidden, cfg.latent_dim, cfg.depth
+    p = n_prefix if n_prefix is not None else cfg.num_time_tokens + cfg.num_guidance_tokens + cfg.num_mode_tokens
+    per_row = 2 * l_text * (2 * d * d + d * cfg.bottleneck + cfg.bottleneck * h)  # input projections
+    s_q = p + l_text if cached else p + n_cond + l_text
+    per_row += depth * layer_flops(s_q, p + n_cond + l_text, h, cfg.ffn_width)
+    per_row += 2 * l_text * h * d + 4 * (cfg.freq_dim * h + h * h)  # flow head, scalar embedders
+    if token_head:
+        per_row += 2 * l_text * (h * d + d * cfg.vocab_size)
+    return rows * per_row
+
+
+def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, guidance: float, cached: bool) -> float:
+    """One ELF-S2T ``generate`` call: sampling steps (CFG doubles the rows), cache, decoding forward."""
+    rows = batch * (2 if guidance != 1.0 else 1)
+    total = steps * denoiser_forward_flops(cfg, rows, l_text, n_cond, cached=cached)
+    total += denoiser_forward_flops(cfg, batch, l_text, n_cond, cached=cached, token_head=True)
+    if cached:
+        total += rows * cfg.depth * layer_flops(n_cond, n_cond, cfg.hidden, cfg.ffn_width)
+    return total
+
+
+def elf_train_flops(cfg, batch: int, l_text: int, n_cond: int, frac_self_cond: float, frac_decode: float) -> float:
+    """One ELF-S2T training step (see the module docstring)."""
+    fwd = denoiser_forward_flops(cfg, batch, l_text, n_cond)
+    head = batch * frac_decode * 2 * l_text * (cfg.hidden * cfg.latent_dim + cfg.latent_dim * cfg.vocab_size)
+    return 3 * (fwd + head) + 2 * frac_self_cond * fwd
+
+
+def _llama(lm_cfg) -> tuple[int, int, int, int, int]:
+    heads = lm_cfg.num_attention_heads
+    kv = getattr(lm_cfg, "num_key_value_heads", None) or heads
+    return lm_cfg.hidden_size, lm_cfg.intermediate_size, lm_cfg.num_hidden_layers, lm_cfg.vocab_size, kv * (lm_cfg.hidden_size // heads)
+
+
+def _ar_layer(s_q: float, s_k: float, h: int, f: int, kv_dim: int) -> float:
+    # q and o: 2 * 2 H^2; k and v: 2 * 2 H kv_dim (grouped-query attention); SwiGLU 6 H F
+    return s_q * (4 * h * h + 4 * h * kv_dim + 6 * h * f) + 4 * s_q * s_k * h
+
+
+def ar_greedy_flops(lm_cfg, batch: int, prompt_len: int, steps: int) -> float:
+    """Greedy decoding with KV cache of a batch whose longest row emits ``steps`` tokens (EOS included):
+    the prompt once, then ``steps - 1`` one-position forwards over all rows (finished rows keep running)."""
+    h, f, layers, vocab, kv_dim = _llama(lm_cfg)
+    total = batch * (layers * _ar_layer(prompt_len, prompt_len, h, f, kv_dim) + 2 * h * vocab)
+    for i in range(1, steps):
+        total += batch * (layers * _ar_layer(1, prompt_len + i, h, f, kv_dim) + 2 * h * vocab)
+    return total
+
+
+def ar_train_flops(lm_cfg, batch: int, prompt_len: int, text_len: int) -> float:
+    """One AR training step: 3x the forward over prompt + text, logits on the text positions (+ EOS)."""
+    h, f, layers, vocab, kv_dim = _llama(lm_cfg)
+    s = prompt_len + text_len
+    return 3 * batch * (layers * _ar_layer(s, s, h, f, kv_dim) + 2 * h * vocab * (text_len + 1))
+
+
+def whisper_encoder_flops(wcfg, batch: int, frames: int) -> float:
+    """Whisper encoder over ``frames`` output frames per row (``wcfg``: a transformers WhisperConfig)."""
+    d, n_mels = wcfg.d_model, wcfg.num_mel_bins
+    conv = 2 * (2 * frames) * (3 * n_mels) * d + 2 * frames * (3 * d) * d
+    return batch * (conv + wcfg.encoder_layers * layer_flops(frames, frames, d, wcfg.encoder_ffn_dim, mlp_mats=2))
+
+
+def peak_flops(device: str | torch.device, dtype: str, override_tflops: float = 0.0) -> Optional[float]:
+    """Peak FLOP/s for MFU: ``override_tflops`` when given, else the table for bf16/fp16 on a known GPU, else None."""
+    if override_tflops > 0:
+        return override_tflops * 1e12
+    device = torch.device(device)
+    if device.type != "cuda" or dtype not in ("bf16", "fp16"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in PEAK_TFLOPS.items():
+        if key in name:
+            return tflops * 1e12
+    return None
