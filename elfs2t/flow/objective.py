@@ -191,11 +191,14 @@ def flow_loss_from_draws(
     cond: Optional[torch.Tensor] = None,
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
+    outputs: Optional[dict] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The ELF loss for given draws (deterministic); see the module docstring for the formulas.
 
     ``x (B, L, d)`` clean latents, ``ids (B, L)`` token ids, ``loss_mask (B, L)`` bool,
     ``cond (B, C, H)`` / ``cond_mask (B, C)`` optional condition, ``text_mask (B, L)`` optional key mask.
+    ``outputs``: a dict that receives the trained pass's output (``"out"``, a DenoiserOutput) and the draws
+    (``"draws"``), for auxiliary losses on the same forward (e.g. ELF-S2T's CTC on the condition).
     """
     B, L, d = x.shape
     if ids.shape != (B, L) or loss_mask.shape != (B, L):
@@ -235,6 +238,8 @@ def flow_loss_from_draws(
 
     out = denoiser(z_in, t_in, self_cond=c_in, guidance=draws.w, decode=dec,
                    cond=cond, cond_mask=cond_mask, text_mask=text_mask)
+    if outputs is not None:
+        outputs["out"], outputs["draws"] = out, draws
     v_hat = velocity(out.x_hat, z_t, draws.t, cfg.t_clamp)
     l2 = (v_hat - target).pow(2).mean(dim=-1)  # (B, L)
     den_pos = loss_mask & ~dec[:, None]
@@ -276,14 +281,15 @@ def flow_matching_loss(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    outputs: Optional[dict] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """ELF training loss of one batch: ``(loss, stats)``.
 
     ``x (B, L, d)`` clean latents, ``ids (B, L)``, ``loss_mask (B, L)`` bool; ``cond (B, C, H)`` clean
     condition tokens and ``cond_mask (B, C)`` (optional). ``stats``: ``loss``, ``flow_mse`` (mean L2 per
     denoising position), ``ce`` and ``dec_acc`` (decoding rows, when present), ``frac_decode``,
-    ``frac_self_cond``, ``frac_cond_drop``.
+    ``frac_self_cond``, ``frac_cond_drop``. ``outputs``: see :func:`flow_loss_from_draws`.
     """
     draws = draw_flow_noise(x, cfg, generator)
     return flow_loss_from_draws(denoiser, x, ids, loss_mask, cfg, draws, cond=cond, cond_mask=cond_mask,
-                                text_mask=text_mask)
+                                text_mask=text_mask, outputs=outputs)

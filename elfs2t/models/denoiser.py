@@ -140,6 +140,8 @@ class DenoiserOutput(NamedTuple):
     """(B, L, d) predicted clean latents."""
     hidden: torch.Tensor
     """(B, L, H) residual stream at text positions (input of the token head)."""
+    cond_hidden: torch.Tensor | None = None
+    """(B, C, H) residual stream at the condition slots (full forwards with a condition; else None)."""
 
 
 class ElfDenoiser(nn.Module):
@@ -338,7 +340,8 @@ class ElfDenoiser(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin, mask)
         hidden = x[:, n_prefix + n_cond:]  # (B, L, H) raw residual stream
-        return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden)
+        cond_hidden = x[:, n_prefix:n_prefix + n_cond] if cond is not None else None
+        return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden, cond_hidden=cond_hidden)
 
     def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Token head on the residual stream: ``(B, L, H)`` -> ``(B, L, V)``."""

@@ -23,7 +23,8 @@ from elfs2t.flow.objective import FlowConfig, flow_matching_loss
 from elfs2t.flow.sampler import SamplerConfig, decode_tokens, sample_latents
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.projector import AudioProjector
-from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
+from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
+from elfs2t.text.latent import LatentCache, TextLatentConfig, TextLatentSpace
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,16 @@ class ElfS2TConfig:
     """Task tokens (e.g. ["asr", "st:en"]); empty: no task token."""
     lowercase: bool = False
     """Lower-case the target text before encoding (LibriSpeech transcripts are upper-case)."""
+    ctc_weight: float = 0.0
+    """Weight of the auxiliary CTC loss on the audio slots' outputs (elfs2t.models.ctc_aux; 0: off, the paper)."""
+    cache_latents: bool = True
+    """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
 
     def validate(self) -> None:
         config_check(self.feat_dim > 0, "feat_dim", self.feat_dim, "must be positive")
         config_check(self.stack >= 1, "stack", self.stack, "must be >= 1")
         config_check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "must be unique")
+        config_check(self.ctc_weight >= 0, "ctc_weight", self.ctc_weight, "must be >= 0")
 
 
 class ElfS2T(nn.Module):
@@ -60,7 +66,11 @@ class ElfS2T(nn.Module):
         super().__init__()
         self.cfg = cfg
         # The frozen text space is not a submodule: its weights are not ours to train or save.
-        self.text_space = text_space if text_space is not None else TextLatentSpace(cfg.text)
+        if text_space is None:
+            text_space = TextLatentSpace(cfg.text)
+            if cfg.cache_latents:
+                text_space = LatentCache(text_space)
+        self.text_space = text_space
         cfg.denoiser.latent_dim = self.text_space.dim
         cfg.denoiser.vocab_size = self.text_space.vocab_size
         self.denoiser = ElfDenoiser(cfg.denoiser)
@@ -113,9 +123,33 @@ class ElfS2T(nn.Module):
             x = self.text_space.encode(ids).to(device)  # (B, L, d)
         cond, cond_mask = self.condition(batch)
         loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
-        loss, stats = flow_matching_loss(self.denoiser, x, ids, loss_mask, self.cfg.flow, cond=cond, cond_mask=cond_mask)
+        outputs: dict = {}
+        loss, stats = flow_matching_loss(self.denoiser, x, ids, loss_mask, self.cfg.flow, cond=cond, cond_mask=cond_mask,
+                                         outputs=outputs)
+        if self.cfg.ctc_weight > 0:
+            ctc = self._ctc(outputs, ids, cond_mask, batch["text"])
+            loss = loss + self.cfg.ctc_weight * ctc
+            stats["ctc"] = float(ctc.detach())
+            stats["loss"] = float(loss.detach())
         stats["num_samples"] = float(ids.shape[0])
         return loss, stats
+
+    def _ctc(self, keep: dict, ids: torch.Tensor, cond_mask: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """Auxiliary CTC per target token on the audio slots of the trained forward (rows with audio kept)."""
+        n_task = 0 if self.task_embed is None else 1
+        audio_hidden = keep["out"].cond_hidden[:, n_task:]
+        audio_mask = cond_mask[:, n_task:]
+        offset = 0 if self.text_space.bos_id is None else 1
+        targets, lens = ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), offset)
+        d = self.denoiser
+
+        def head(h: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
+            g = torch.nn.functional.gelu(h @ d.proj_kernel.to(h.dtype) + d.proj_bias.to(h.dtype), approximate="tanh")
+            return g @ d.unembed_kernel[:, vocab].to(g.dtype) + d.unembed_bias[vocab].to(g.dtype)
+
+        nll, n_tok = restricted_ctc_loss(head, audio_hidden, audio_mask, targets, lens, self.text_space.pad_id,
+                                         rows=~keep["draws"].drop)
+        return nll / max(n_tok, 1)
 
     @torch.no_grad()
     def generate(self, batch: dict, sampler: SamplerConfig, generator: Optional[torch.Generator] = None) -> list[str]:

@@ -1,0 +1,58 @@
+"""Auxiliary CTC on the audio slots: targets, the batch-restricted softmax against a hand-built reference,
+and the ELF-S2T loss with it (the frames feature lengths in the fixture are long enough for CTC)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
+
+
+def test_ctc_targets_skip_cls_and_eos_and_cut_to_fit():
+    ids = torch.tensor([[101, 7, 8, 9, 102, 102], [101, 5, 102, 102, 102, 102], [101, 1, 2, 3, 4, 102]])
+    flat, lens = ctc_targets(ids, [3, 1, 9], offset=1)  # the third text was longer than L: cut to 4
+    assert lens.tolist() == [3, 1, 4] and flat.tolist() == [7, 8, 9, 5, 1, 2, 3, 4]
+    flat, lens = ctc_targets(torch.tensor([[7, 8, 1, 1]]), [2], offset=0)  # T5 style: no BOS
+    assert flat.tolist() == [7, 8] and lens.tolist() == [2]
+
+
+def test_restricted_ctc_equals_ctc_over_the_subset_logits():
+    torch.manual_seed(0)
+    V, H = 50, 6
+    W = torch.randn(H, V)
+    head = lambda h, vocab: h @ W[:, vocab]  # noqa: E731
+    hidden = torch.randn(2, 7, H)
+    mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
+    targets, lens = torch.tensor([11, 30, 11, 42, 30]), torch.tensor([3, 2])
+    nll, n = restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0)
+    # by hand: vocab [blank=0, 11, 30, 42] -> local ids
+    vocab = torch.tensor([0, 11, 30, 42])
+    lp = F.log_softmax(hidden @ W[:, vocab], -1).transpose(0, 1)
+    ref = F.ctc_loss(lp, torch.tensor([1, 2, 1, 3, 2]), torch.tensor([7, 5]), lens, blank=0, reduction="sum")
+    assert n == 5 and torch.allclose(nll, ref, atol=1e-5)
+    # a dropped row does not count; a row with too few frames (5 < 2 * 3 + 1) is left out
+    nll1, n1 = restricted_ctc_loss(head, hidden, mask, targets, lens, 0, rows=torch.tensor([False, True]))
+    assert n1 == 2
+    nll2, n2 = restricted_ctc_loss(head, hidden, mask, torch.tensor([1, 2, 3, 4]), torch.tensor([1, 3]), 0)
+    assert n2 == 1
+
+
+def test_elf_s2t_loss_with_ctc_reaches_projector_and_token_head(tmp_path):
+    from test_elf_s2t import tiny_cfg
+    from elfs2t.data.dataset import S2TDataset
+    from elfs2t.models.elf_s2t import ElfS2T
+    from feature_fixtures import make_feature_cuts
+
+    cuts = make_feature_cuts(tmp_path, ["a dog ran", "the cat sat down", "yes"], dim=8)
+    batch = S2TDataset()[cuts]
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5, flow={"decode_frac": 0.0, "p_drop": 0.0}))
+    plain = ElfS2T(tiny_cfg(flow={"decode_frac": 0.0, "p_drop": 0.0}), text_space=model.text_space)
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    loss, stats = model(batch)
+    assert stats["ctc"] > 0 and torch.isfinite(loss)
+    loss.backward()
+    assert model.denoiser.unembed_kernel.grad.abs().sum() > 0  # no decoding rows: only CTC reaches the head
+    assert model.projector.linear.weight.grad.abs().sum() > 0
+    torch.manual_seed(0)
+    loss0, stats0 = plain(batch)
+    assert "ctc" not in stats0 and torch.allclose(loss0 + 0.5 * stats["ctc"], loss, atol=1e-4)
