@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
@@ -79,13 +79,17 @@ class DecodeConfig:
     """Seconds of audio per decoding batch."""
     use_ema: bool = True
     """Decode with the EMA weights."""
+    audio: Literal["real", "zero", "noise", "swap"] = "real"
+    """Audio-reliance diagnostics: decode the real features, zeros, Gaussian noise of the utterance's mean/std, or
+    another utterance's features (elfs2t.analysis.audio)."""
 
     def tag(self, model: str) -> str:
-        """Folder name ``decode_<tag>`` for these settings."""
+        """Folder name ``decode_<tag>`` for these settings (``_audio<mode>`` appended unless ``audio`` is real)."""
+        audio = "" if self.audio == "real" else f"_audio{self.audio}"
         if model == "ar":
-            return f"beam{self.beam_size}"
+            return f"beam{self.beam_size}{audio}"
         s = self.sampler
-        return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}"
+        return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{audio}"
 
 
 @dataclass(kw_only=True)
@@ -145,8 +149,16 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
 
 
 def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:
-    """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`."""
+    """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`.
+
+    The batch features first go through ``cfg.decode.audio`` (:class:`elfs2t.analysis.audio.AudioTransform`;
+    ``real`` leaves them as they are), so the audio-reliance diagnostics hold for every model type.
+    """
+    from elfs2t.analysis.audio import AudioTransform
+
+    audio = AudioTransform(cfg.decode.audio, seed=seed)
     if cfg.model == "ar":
-        return lambda batch: model.generate(batch, max_new_tokens=cfg.decode.max_new_tokens, beam_size=cfg.decode.beam_size)
+        return lambda batch: model.generate(audio(batch), max_new_tokens=cfg.decode.max_new_tokens,
+                                            beam_size=cfg.decode.beam_size)
     gen = torch.Generator().manual_seed(seed)  # sampler noise is drawn on CPU: device-independent results
-    return lambda batch: model.generate(batch, cfg.decode.sampler, generator=gen)
+    return lambda batch: model.generate(audio(batch), cfg.decode.sampler, generator=gen)

@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 . ./db.sh
 
 stage=0               # first stage to run
-stop_stage=6          # last stage to run (stage 7, analysis, is not built yet)
+stop_stage=7          # last stage to run (7: analysis)
 force=false           # redo stages even when their done markers exist
 nj=2                  # parallel jobs (synthesis, data preparation, feature caching)
 ngpu=0                # GPUs per node (0: CPU)
@@ -226,7 +226,48 @@ if stage_in_range 6; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 7: analysis -> exp/<tag>/analysis/
-not_implemented_stage 7 "analysis"
+# Stage 7: analysis (DESIGN §2.6)
+#   error analysis of every decode of the test sets, one report per experiment: exp/<tag>/analysis/report.md
+#     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's)
+#   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/
+#   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g, the first
+#     --decode-opts setting otherwise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
+if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
+  analysis_space=$MAIN_ROOT/tools/models/all-MiniLM-L6-v2
+  reliance_guidance="1 2 3 4"
+  analysis_args=(--text-space "$analysis_space" --max-len 24 --no-progress)
+  [ -f data/lm/train_text.txt ] && analysis_args+=(--vocab-text data/lm/train_text.txt)
+  for exp_dir in exp/*/; do
+    exp_dir=${exp_dir%/}
+    dirs=()
+    for d in "$exp_dir"/decode_*/*_test "$exp_dir"/decode_*/*_test_unseen; do
+      [ -f "$d/text" ] && dirs+=(--decode-dir "$d")
+    done
+    [ "${#dirs[@]}" -gt 0 ] || continue
+    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.analyze "${dirs[@]}" "${analysis_args[@]}" \
+      --out-dir "$exp_dir/analysis"
+  done
+  for m in elf ar; do
+    dirs=()
+    for d in exp/asr_$m/decode_*/; do
+      inf=$(basename "$d")
+      if [ -f "$d/asr_test/text" ] && [ -f "exp/st_$m/$inf/st_test/text" ]; then
+        dirs+=(--decode-dir "${d}asr_test" --decode-dir "exp/st_$m/$inf/st_test")
+      fi
+    done
+    [ "${#dirs[@]}" -gt 0 ] || continue
+    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.analyze "${dirs[@]}" "${analysis_args[@]}" \
+      --out-dir "exp/analysis/asr_vs_st_$m"
+  done
+  IFS=';' read -r -a settings <<< "$decode_opts"
+  for task in $tasks; do
+    [ -f "exp/${task}_elf/config.yaml" ] || continue
+    # shellcheck disable=SC2086  # the first decoding setting is a list of decode.* overrides
+    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.audio_reliance --exp-dir "exp/${task}_elf" \
+      --target "$(target_of "$task")" --set "${task}_test=dump/$(feat_tag_of "$task")/${task}_test/cuts.jsonl.gz" \
+      ${settings[0]:-} --guidance $reliance_guidance
+  done
+  stage_done 7
+fi
 
 log "finished stages $stage..$stop_stage"
