@@ -8,8 +8,9 @@ baseline alike (``decode.audio`` in :class:`elfs2t.experiment.DecodeConfig`). Mo
 ``zero``   all features zero (lengths kept): the prefix carries no information about the utterance (it is
            the projector's response to zeros, not the all-zero condition of the CFG unconditional branch).
 ``noise``  Gaussian noise with the utterance's own scalar mean and standard deviation (over its valid
-           frames and channels; the noise sample is standardised, so both match exactly), lengths kept, padding zero. The noise of an utterance is seeded by its id
-           (and ``seed``), so it does not depend on the batching or the number of decoding processes.
+           frames and channels; the noise sample is standardised, so both match exactly), lengths kept,
+           padding zero. The noise of an utterance is seeded by its id (and ``seed``), so it does not
+           depend on the batching or the number of decoding processes.
 ``swap``   another utterance's features, with its length: row ``i`` takes row ``(i + 1) mod B`` of the batch
            (a derangement for ``B >= 2``). A batch of one takes the last row of the previous batch; a
            first batch of one cannot be swapped and is an error (raise ``decode.max_duration``).

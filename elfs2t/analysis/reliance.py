@@ -123,6 +123,7 @@ def format_table(rows: list[dict], metric: str, title: str) -> str:
         g = "—" if r["guidance"] is None else f"{r['guidance']:g}"
         delta = "—" if r["delta_vs_real"] is None else f"{r['delta_vs_real']:+.2f}"
         chrf = f" {_num(r.get('chrF'))} |" if extra else ""
-        lines.append(f"| {r['audio']} | {g} | {_num(r['score'])} | {delta} |{chrf} {r['num_utts']} | {_num(r['rtfx'], '.1f')} |")
+        lines.append(f"| {r['audio']} | {g} | {_num(r['score'])} | {delta} |{chrf} {r['num_utts']} | "
+                     f"{_num(r['rtfx'], '.1f')} |")
     lines += ["", "![CFG sweep](cfg_sweep.png)", ""]
     return "\n".join(lines)

@@ -238,7 +238,8 @@ def analyze_set(
         k_grp = None if k_grp is None else k_grp[good_keys]
         grp = (lambda idx: None) if q_grp is None else (lambda idx: q_grp[idx])  # noqa: E731
         q_ok = queries[_finite(ref_v[queries])] if len(queries) else queries
-        s_ok = torch.nonzero(_finite(ref_v[sub_occ_t]) & _finite(hyp_v)).flatten() if subs else torch.zeros(0, dtype=torch.long)
+        s_ok = torch.nonzero(_finite(ref_v[sub_occ_t]) & _finite(hyp_v)).flatten() if subs else \
+            torch.zeros(0, dtype=torch.long)
         stats[name] = {}
         for metric in METRICS:
             sub_d = torch.full((len(subs),), float("nan"), dtype=torch.float64)

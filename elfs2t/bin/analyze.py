@@ -3,7 +3,7 @@
     python -m elfs2t.bin.analyze --decode-dir exp/asr_elf/decode_ode4_g1_w1/asr_test \\
         --vocab-text data/lm/train_text.txt
     python -m elfs2t.bin.analyze --decode-dir exp/asr_elf/decode_ode4_g1_w1/asr_test \\
-        --decode-dir exp/st_elf/decode_ode4_g1_w1/st_test --out-dir exp/analysis_asr_vs_st
+        --decode-dir exp/st_elf/decode_ode4_g1_w1/st_test --out-dir exp/analysis/asr_vs_st_elf
     python -m elfs2t.bin.analyze --decode-dir exp/asr_ar/decode_beam1/asr_test \\
         --text-space ../../tools/models/all-MiniLM-L6-v2 k=[1,5,20]
 
@@ -50,7 +50,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-text", type=Path, action="append", default=[],
                    help="extra vocabulary text, one sentence per line (e.g. the training text; repeatable)")
     p.add_argument("--conf", type=Path, default=None, help="YAML with AnalysisConfig fields")
-    p.add_argument("--out-dir", type=Path, default=None, help="output folder (default <exp>/analysis of the first decode dir)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="output folder (default <exp>/analysis of the first decode dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="AnalysisConfig overrides, e.g. k=[1,5,10]")
     return p
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         analysis.info.update({"decode_dir": str(decode_dir), "exp_dir": str(exp) if exp else "",
                               "model": spaces.model_type, "missing_hyps": missing})
         analyses.append(analysis)
-    command = "python -m elfs2t.bin.analyze " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python -m elfs2t.bin.analyze " + " ".join(shlex.quote(a) for a in given)
     report = write_report(analyses, out_dir, cfg, command=command)
     dump_config(cfg, out_dir / "analysis_config.yaml")
     for a in analyses:

@@ -44,7 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling and noise seed (the same for every condition)")
     p.add_argument("--out-dir", type=Path, default=None, help="default <exp>/analysis/audio_reliance")
     p.add_argument("--force", action="store_true", help="redo decodes that already exist")
-    p.add_argument("overrides", nargs="*", metavar="decode.key=value", help="decoding overrides, e.g. decode.sampler.steps=4")
+    p.add_argument("overrides", nargs="*", metavar="decode.key=value",
+                   help="decoding overrides, e.g. decode.sampler.steps=4")
     return p
 
 
