@@ -128,6 +128,9 @@ def test_random_pairs_are_different_words():
     a2, _ = random_pairs(words, 200, torch.Generator().manual_seed(0))
     assert torch.equal(a, a2)
     assert len(random_pairs(["a", "a"], 10, torch.Generator())[0]) == 0
+    groups = [0, 0, 1, 1, 1]  # "a a" | "a b c": the only pairs across groups with different words
+    a, b = random_pairs(words, 100, torch.Generator().manual_seed(1), groups=groups)
+    assert len(a) == 100 and {tuple(sorted(p)) for p in zip(a.tolist(), b.tolist())} <= {(0, 3), (0, 4), (1, 3), (1, 4)}
 
 
 def test_vocabulary_takes_sentences_with_new_words_first():

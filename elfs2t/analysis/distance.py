@@ -107,19 +107,24 @@ def nearest(
     return dists, ranks
 
 
-def random_pairs(words: list[str], n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to ``n`` random index pairs ``(a, b)`` into ``words`` with ``words[a] != words[b]`` (uniform over occurrences)."""
+def random_pairs(words: list[str], n: int, generator: torch.Generator,
+                 groups: Optional[list[int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``n`` random index pairs ``(a, b)`` into ``words`` with ``words[a] != words[b]`` (uniform over occurrences);
+    with ``groups`` (e.g. the sentence of each word), only pairs from different groups."""
     m = len(words)
     if m < 2 or len(set(words)) < 2:
         return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
     word_id = {w: i for i, w in enumerate(sorted(set(words)))}
     ids = torch.tensor([word_id[w] for w in words])
+    grp = torch.tensor(groups) if groups is not None else None
     a_all, b_all = [], []
     got = 0
     for _ in range(100):  # rejection sampling; a few rounds suffice unless one word dominates
         a = torch.randint(m, (2 * n,), generator=generator)
         b = torch.randint(m, (2 * n,), generator=generator)
         keep = ids[a] != ids[b]
+        if grp is not None:
+            keep &= grp[a] != grp[b]
         a_all.append(a[keep])
         b_all.append(b[keep])
         got += int(keep.sum())

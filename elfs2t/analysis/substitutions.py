@@ -5,7 +5,8 @@ every space of :mod:`elfs2t.analysis.spaces`, under cosine and L2 distance:
 
 * the distance between the reference word and the hypothesis word (``latent_ctx``: each inside its own
   sentence; the other spaces: the word vectors);
-* baselines: the distance between *random pairs* of reference word occurrences with different words, and
+* baselines: the distance between *random pairs* of reference word occurrences with different words (from
+  different utterances), and
   the distance from each reference word occurrence to its 1st .. k-th *nearest neighbour* among the other
   words of the vocabulary;
 * the *k-NN share*: the share of substitutions whose hypothesis word is among the ``k`` nearest
@@ -44,7 +45,7 @@ class AnalysisConfig:
     k: list[int] = field(default_factory=lambda: [1, 5, 10])
     """Neighbourhood sizes for the k-NN share of substitutions."""
     num_random_pairs: int = 5000
-    """Random pairs of reference word occurrences (different words) for the baseline distribution."""
+    """Random pairs of reference word occurrences (different words, different utterances) for the baseline."""
     max_vocab_sentences: int = 1000
     """Sentences of the extra vocabulary text used at most (the references are always used); sentences with
     words not seen yet are taken first, so the vocabulary covers the whole text while the budget allows."""
@@ -196,7 +197,7 @@ def analyze_set(
             sub_hyp.append((u, hi))
     sub_occ_t = torch.tensor(sub_occ, dtype=torch.long)
     hyp_type = torch.tensor([type_id.get(h, -1) for _, _, h in subs], dtype=torch.long)
-    pair_a, pair_b = random_pairs(occ_words, cfg.num_random_pairs, gen)
+    pair_a, pair_b = random_pairs(occ_words, cfg.num_random_pairs, gen, groups=[u for u, _ in occ])
     queries = torch.arange(len(occ))
     if len(occ) > cfg.max_nn_queries:
         queries = torch.randperm(len(occ), generator=gen)[: cfg.max_nn_queries].sort().values
