@@ -9,7 +9,8 @@ references are real and the system is trained, and ratios against a baseline sys
 ELF-S2T and the AR baseline read cached encoder frames; their ``e2e`` columns add the time of the trimmed
 Whisper encoder (``encoder``, timed on the same batches from audio) -- what a user pays from audio to text.
 Whisper and faster-whisper always run from audio (their ``dec`` and ``e2e`` columns are the same).
-Every system decodes one untimed warm-up batch first (lazy initialisation, ``torch.compile``).
+Every system decodes one untimed warm-up batch and one single utterance first (lazy initialisation,
+``torch.compile``). With ``compile`` every ELF-S2T setting runs twice: eager and ``+compile``.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class DecodeBenchConfig:
     dtype: str = "fp32"
     """``fp32`` or ``bf16`` (models cast to it)."""
     compile: bool = False
-    """torch.compile the ELF-S2T denoisers."""
+    """Also measure every ELF-S2T setting with its denoiser under torch.compile (dynamic shapes)."""
     peak_tflops: float = 0.0
     """Peak TFLOP/s for MFU (0: the table for known GPUs in bf16, else no MFU)."""
     seed: int = 0
@@ -131,25 +132,29 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
     systems = []
     for label, model, base, trained in models:
         model.to(cfg.device, dtype)
-        if cfg.compile:
-            model.denoiser = torch.compile(model.denoiser, dynamic=True)
-        dcfg = model.denoiser.cfg
-        cached = dcfg.prefix_attention == "self"
-        for steps in cfg.steps:
-            for g in sorted({1.0, cfg.guidance}):
-                sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
-                                           "prefix_cache": True})
+        eager = model.denoiser
+        variants = [("", eager)] + ([(" +compile", torch.compile(eager, dynamic=True))] if cfg.compile else [])
+        cached = eager.cfg.prefix_attention == "self"
+        for suffix, denoiser in variants:
+            for steps in cfg.steps:
+                for g in sorted({1.0, cfg.guidance}):
+                    sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
+                                               "prefix_cache": True})
 
-                def run(utts, model=model, sampler=sampler):
-                    return model.generate(collate(utts), sampler, generator=torch.Generator().manual_seed(cfg.seed))
+                    def run(utts, model=model, sampler=sampler, denoiser=denoiser, eager=eager):
+                        model.denoiser = denoiser  # the compiled wrapper shares the eager module's weights
+                        try:
+                            return model.generate(collate(utts), sampler, generator=torch.Generator().manual_seed(cfg.seed))
+                        finally:
+                            model.denoiser = eager
 
-                def flops(utts, model=model, steps=steps, g=g, cached=cached):
-                    n_cond = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts) + (1 if model.cfg.tasks else 0)
-                    return F.elf_generate_flops(model.denoiser.cfg, len(utts), model.text_space.max_len, n_cond, steps, g, cached)
+                    def flops(utts, model=model, steps=steps, g=g, cached=cached):
+                        n_cond = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts) + (1 if model.cfg.tasks else 0)
+                        return F.elf_generate_flops(eager.cfg, len(utts), model.text_space.max_len, n_cond, steps, g, cached)
 
-                systems.append(System(f"elf-s2t {label} n={steps} g={g:g}", "elf", run, False, trained,
-                                      {"steps": steps, "g": g, "cache": "yes" if cached else "no",
-                                       "params_m": count_params(model.denoiser) / 1e6}, flops))
+                    systems.append(System(f"elf-s2t {label} n={steps} g={g:g}{suffix}", "elf", run, False, trained,
+                                          {"steps": steps, "g": g, "cache": "yes" if cached else "no",
+                                           "params_m": count_params(eager) / 1e6}, flops))
     return systems
 
 
@@ -210,8 +215,10 @@ def _encoder(cfg: DecodeBenchConfig, tmp: Path):
 
 def _measure(system: System, batches: list[list[Utterance]], lat_utts: list[Utterance], cfg: DecodeBenchConfig,
              run: Callable[[list[Utterance]], list[str]]) -> dict:
-    """Warm-up, timed pass over the batches (with peak memory), batch-1 latency."""
+    """Warm-up (a full batch and a batch of 1), timed pass over the batches (with peak memory), batch-1 latency."""
     run(batches[0])
+    if lat_utts:
+        run(lat_utts[:1])
     hyps: dict[str, str] = {}
     seconds = flops = 0.0
     with PeakMemory(cfg.device) as mem:

@@ -70,7 +70,7 @@ def get_parser() -> argparse.ArgumentParser:
     d.add_argument("--latency-utts", type=int, default=4, help="utterances decoded one by one for latency")
     d.add_argument("--metric", default="wer", choices=["wer", "bleu"], help="accuracy metric")
     d.add_argument("--baseline", default="ar", help="family (elf, ar, whisper, faster-whisper) or name for ratios")
-    d.add_argument("--compile", action="store_true", help="torch.compile the ELF-S2T denoisers")
+    d.add_argument("--compile", action="store_true", help="also run every ELF-S2T setting with torch.compile")
     t = sub.add_parser("train", help="training throughput, data waiting, 1 -> N processes")
     _common(t)
     t.add_argument("--models", nargs="+", default=["elf_s2t", "ar"], help="elf_s2t and/or ar")

@@ -1,0 +1,153 @@
+"""Benchmarks: each entry point runs on tiny random models / synthetic data and prints its columns; the
+analytical FLOPs match torch's FLOP counter; the measuring helpers measure."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from elfs2t.bench import flops as F
+from elfs2t.bench.common import PeakMemory, collate, fixed_batches, format_table, load_utterances, synthetic_utterances
+from elfs2t.bin import benchmark
+from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+from feature_fixtures import make_feature_cuts
+
+DATA = ["--feat-dim", "16", "--num-synthetic", "4", "--batch-size", "2", "--min-duration", "0.5", "--max-duration", "1.0"]
+TINY = ["--size", "tiny", "--text-len", "8", *DATA]
+
+
+def _table_rows(text: str) -> dict[str, dict[str, str]]:
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [dict(zip(head, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
+    return {r[head[0]]: r for r in rows}
+
+
+def test_decode_benchmark_prints_every_system_side_by_side(tmp_path, capsys):
+    assert benchmark.main(["decode", *TINY, "--steps", "1", "2", "--latency-utts", "1", "--encoder", "random:tiny",
+                           "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "load average" in out
+    rows = _table_rows(out)
+    for col in ("utt/s", "RTFx dec", "RTFx e2e", "lat ms b=1", "lat e2e ms", "peak mem MB", "GFLOP/utt", "x utt/s"):
+        assert col in next(iter(rows.values())), col
+    names = set(rows)
+    assert {f"elf-s2t random-tiny-{k} n={n} g={g}" for k in ("full", "self") for n in (1, 2) for g in (1, 2)} <= names
+    assert "ar random-tiny greedy" in names and any(n.startswith("encoder whisper-random-tiny_trim") for n in names)
+    assert rows["ar random-tiny greedy"]["x utt/s"] == "1.00"  # the default baseline
+    assert rows["elf-s2t random-tiny-self n=2 g=2"]["cache"] == "yes"
+    assert rows["elf-s2t random-tiny-full n=2 g=2"]["cache"] == "no"
+    # prefix caching saves FLOPs; guidance doubles the sampling rows; steps add forwards
+    gflop = {n: float(r["GFLOP/utt"]) for n, r in rows.items() if n.startswith("elf")}
+    assert gflop["elf-s2t random-tiny-self n=2 g=2"] < gflop["elf-s2t random-tiny-full n=2 g=2"]
+    assert gflop["elf-s2t random-tiny-full n=2 g=1"] < gflop["elf-s2t random-tiny-full n=2 g=2"]
+    assert gflop["elf-s2t random-tiny-full n=1 g=1"] < gflop["elf-s2t random-tiny-full n=2 g=1"]
+    for name in ("decode.md", "decode.json", "speed_accuracy.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "decode.json").read_text())
+    assert len(saved["rows"]) == len(rows) and all(r["utt_s"] > 0 for r in saved["rows"])
+
+
+def test_train_benchmark_reports_throughput_data_wait_and_latent_cache(capsys):
+    assert benchmark.main(["train", *TINY, "--steps", "2", "--warmup", "1", "--processes", "1"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert set(rows) == {"elf_s2t", "ar", "elf_s2t +latent cache"}
+    for row in rows.values():
+        assert float(row["samples/s"]) > 0 and float(row["tokens/s"]) > 0
+        assert 0 <= float(row["data wait %"]) < 100 and row["scaling"] == "1.00"
+    # 4 utterances, 3 steps of 2: the second pass over the data hits the latent cache
+    assert float(rows["elf_s2t +latent cache"]["latent hits %"]) > 0
+
+
+@pytest.mark.slow
+def test_train_benchmark_two_processes(capsys):
+    assert benchmark.main(["train", *TINY, "--models", "ar", "--no-latent-cache", "--steps", "2", "--warmup", "1",
+                           "--processes", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("| ar ")]
+    assert [line.split("|")[2].strip() for line in lines] == ["1", "2"]
+    assert float(lines[1].split("|")[7]) > 0  # a scaling factor for two processes
+
+
+def test_features_benchmark_trim_beats_pad30(capsys):
+    assert benchmark.main(["features", *DATA, "--encoders", "random:tiny"]) == 0
+    rows = list(_table_rows(capsys.readouterr().out).values())
+    assert [r["mode"] for r in rows] == ["pad30", "trim"]
+    assert float(rows[1]["trim / pad30"]) > 1.0  # 1 s of audio: 50 frames instead of 1500
+    assert float(rows[0]["GFLOP/utt"]) > 10 * float(rows[1]["GFLOP/utt"])
+
+
+def test_denoiser_flops_match_the_torch_flop_counter():
+    """Every matmul term of the formula, checked against FlopCounterMode (which does not count the CPU
+    flash-attention kernel: the attention term 4 S_q S_k H per layer is added by hand)."""
+    cfg = DenoiserConfig(latent_dim=8, vocab_size=11, hidden=16, depth=2, heads=2, bottleneck=4, freq_dim=8,
+                         prefix_attention="self")
+    model = ElfDenoiser(cfg).eval()
+    b, l_text, c = 3, 5, 7
+    p = model.num_prefix_tokens
+    z, cond, t, w = torch.randn(b, l_text, 8), torch.randn(b, c, 16), torch.rand(b), torch.ones(b)
+
+    def counted(fn):
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            fn()
+        return fc.get_total_flops()
+
+    attn = lambda s_q, s_k: b * cfg.depth * 4 * s_q * s_k * cfg.hidden  # noqa: E731
+    s = p + c + l_text
+    full = F.denoiser_forward_flops(cfg, b, l_text, c, token_head=True)
+    assert full == counted(lambda: model.token_logits(model(z, t, guidance=w, cond=cond).hidden)) + attn(s, s)
+    cache = model.cache_condition(cond)
+    assert F.denoiser_forward_flops(cfg, b, l_text, c, cached=True) == \
+        counted(lambda: model(z, t, guidance=w, cond_cache=cache)) + attn(p + l_text, s)
+    assert b * cfg.depth * F.layer_flops(c, c, cfg.hidden, cfg.ffn_width) == \
+        counted(lambda: model.cache_condition(cond)) + attn(c, c)
+    assert F.elf_generate_flops(cfg, b, l_text, c, steps=4, guidance=2.0, cached=False) == \
+        4 * F.denoiser_forward_flops(cfg, 2 * b, l_text, c) + full
+
+
+def test_ar_and_whisper_flops_match_the_torch_flop_counter():
+    from transformers import LlamaConfig, LlamaForCausalLM, WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    lm_cfg = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1)
+    lm = LlamaForCausalLM(lm_cfg).eval()
+    b, s = 2, 6
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        lm(inputs_embeds=torch.randn(b, s, 16), logits_to_keep=1)
+    attn = b * 2 * 4 * s * s * 16
+    assert F.ar_greedy_flops(lm_cfg, b, s, steps=1) == fc.get_total_flops() + attn
+    wcfg = WhisperConfig(d_model=16, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=32, num_mel_bins=80,
+                         max_source_positions=1500)
+    enc = WhisperEncoder(wcfg).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        enc(torch.randn(1, 80, 3000))
+    assert F.whisper_encoder_flops(wcfg, 1, 1500) == fc.get_total_flops() + 2 * 4 * 1500 * 1500 * 16
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory("cpu") as mem:
+        block = np.ones(40_000_000)  # 320 MB touched
+        del block
+    assert mem.peak_mb is not None and mem.peak_mb > 200
+
+
+def test_batches_collate_table_and_loading_cuts(tmp_path):
+    utts = synthetic_utterances(5, feat_dim=4, min_duration=0.5, max_duration=2.0, audio=False)
+    batches = fixed_batches(utts, 2)
+    assert [len(x) for x in batches] == [2, 2, 1]
+    durations = [u.duration for x in batches for u in x]
+    assert durations == sorted(durations, reverse=True)
+    batch = collate(batches[0])
+    assert batch["feats"].shape == (2, int(batch["feat_lens"].max()), 4)
+    assert batch["feat_lens"].tolist() == [u.feats.shape[0] for u in batches[0]]
+    table = format_table([{"a": 1.234, "b": None}], [("a", "A", ".1f"), ("b", "B", "")])
+    assert table.splitlines()[2] == "| 1.2 | - |"
+    make_feature_cuts(tmp_path, ["a b c", "d e"], dim=4)
+    loaded = load_utterances(tmp_path / "cuts.jsonl.gz", max_utts=1, audio=False)
+    assert len(loaded) == 1 and loaded[0].text == "a b c" and loaded[0].feats.shape == (30, 4)
+    with pytest.raises(FileNotFoundError):
+        load_utterances(tmp_path / "missing.jsonl.gz")
