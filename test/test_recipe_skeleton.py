@@ -25,9 +25,10 @@ def copy_recipe(name: str, tmp_path: Path) -> Path:
     return dst
 
 
-def run(recipe: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def run(recipe: Path, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
     full_env = dict(os.environ, ELFS2T_ROOT=str(ROOT), **env)
-    return subprocess.run([str(recipe / "run.sh"), *args], capture_output=True, text=True, env=full_env, timeout=300)
+    return subprocess.run([str(recipe / "run.sh"), *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout)
 
 
 def test_help_lists_the_common_options():

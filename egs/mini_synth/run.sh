@@ -17,7 +17,8 @@ force=false           # redo stages even when their done markers exist
 nj=2                  # parallel jobs (synthesis, data preparation, feature caching)
 ngpu=0                # GPUs per node (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
-conf=conf/train.yaml  # training / decoding config
+conf=conf             # config folder: pretrain_text.yaml, pretrain_lm.yaml, train_<task>[_ar].yaml
+train_opts=""         # config overrides for every stage-3/4 training, e.g. "train.max_minutes=10"
 seed=0                # corpus synthesis seed
 num_train=3000        # synthesized training utterances (per task)
 num_dev=200           # dev utterances
@@ -49,7 +50,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --nj N                 parallel jobs ($nj)
   --ngpu N               GPUs per node, 0 for CPU ($ngpu)
   --num-nodes N          nodes for training ($num_nodes)
-  --conf FILE            training/decoding config ($conf)
+  --conf DIR             config folder, e.g. a copy of conf/ with bigger models ($conf)
+  --train-opts "..."     overrides for stages 3-4 (pre-training and training), e.g. "train.max_steps=500" ($train_opts)
   --seed N               corpus synthesis seed ($seed)
   --num-train N          training utterances ($num_train)
   --num-dev N            dev utterances ($num_dev)
@@ -143,14 +145,14 @@ feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi
 #   ar:  causal LM with a BPE tokenizer -> exp/lm_text/hf (the AR baseline's LM)
 if model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
   export_lm_text
-  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf conf/pretrain_text.yaml \
-    --exp-dir exp/elf_text --text data/lm/train_text.txt
+  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
+    --exp-dir exp/elf_text --text data/lm/train_text.txt $train_opts
   model_stage_done 3 elf
 fi
 if model_stage_begin 3 ar "causal LM pre-trained on the training text"; then
   export_lm_text
-  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_lm --conf conf/pretrain_lm.yaml \
-    --exp-dir exp/lm_text --text data/lm/train_text.txt
+  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_lm --conf "$conf/pretrain_lm.yaml" \
+    --exp-dir exp/lm_text --text data/lm/train_text.txt $train_opts
   model_stage_done 3 ar
 fi
 
@@ -162,9 +164,9 @@ nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
 for m in elf ar; do
   if model_stage_begin 4 "$m" "training ($tasks)"; then
     for task in $tasks; do
-      conf_file=conf/train_$task.yaml; [ "$m" = ar ] && conf_file=conf/train_${task}_ar.yaml
+      conf_file=$conf/train_$task.yaml; [ "$m" = ar ] && conf_file=$conf/train_${task}_ar.yaml
       OMP_NUM_THREADS=$train_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
-        --conf "$conf_file" --exp-dir "exp/${task}_$m"
+        --conf "$conf_file" --exp-dir "exp/${task}_$m" $train_opts
     done
     model_stage_done 4 "$m"
   fi
