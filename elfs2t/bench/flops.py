@@ -14,7 +14,8 @@ left out (a few percent). Attention is counted dense over every key a kernel com
   input ``2 L (2 d d + d b + b H)``, blocks ``depth * layer(S_q, S_k)``, flow head ``2 L H d``, the two
   scalar embedders ``2 * 2 (256 H + H^2)``; the decoding forward adds the token head ``2 L (H d + d V)``.
   Uncached: ``S_q = S_k = P + C + L``. Cached (``prefix_attention: self``): ``S_q = P + L``,
-  ``S_k = P + C + L`` per step, plus once per batch the cache ``depth * layer(C, C)``.
+  ``S_k = P + C + L`` per step, plus once per batch the cache ``depth * layer(C, C)`` per row (``B`` rows,
+  plus one row for the zero condition that all unconditional CFG rows share).
   One ``generate``: ``steps`` forwards over ``B`` rows (``2 B`` with CFG), one decoding forward over ``B``.
 * ELF training step: the trained forward over ``B`` rows counted 3x (forward + backward), the two no-grad
   self-conditioning passes over the self-conditioned rows, the token head over the decoding rows (3x).
@@ -63,8 +64,9 @@ def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, gu
     rows = batch * (2 if guidance != 1.0 else 1)
     total = steps * denoiser_forward_flops(cfg, rows, l_text, n_cond, cached=cached)
     total += denoiser_forward_flops(cfg, batch, l_text, n_cond, cached=cached, token_head=True)
-    if cached:
-        total += rows * cfg.depth * layer_flops(n_cond, n_cond, cfg.hidden, cfg.ffn_width)
+    if cached:  # the condition's rows, plus one shared row for the zero condition of CFG
+        cache_rows = batch + (1 if guidance != 1.0 else 0)
+        total += cache_rows * cfg.depth * layer_flops(n_cond, n_cond, cfg.hidden, cfg.ffn_width)
     return total
 
 

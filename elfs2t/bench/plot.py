@@ -1,8 +1,8 @@
 """Speed/accuracy plot of a decoding benchmark (PNG, matplotlib's Agg backend, no display needed).
 
 With scores: accuracy (WER or BLEU) against utterances/s (log axis), one line per ELF-S2T model and
-guidance scale through its step counts, one marker per other system. Without scores (random-weight
-models): utterances/s against ELF-S2T steps, other systems as horizontal lines.
+guidance scale through its step counts, one marker per other system. Without ELF-S2T scores (random-weight
+models): utterances/s against ELF-S2T steps, other systems as horizontal lines (their scores in the legend).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def plot_decode(rows: list[dict], path: str | Path, score_name: str = "score", t
     path = Path(path)
     others = [r for r in rows if r.get("family") not in (None, "elf")]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    scored = any(r.get("score") is not None for r in rows)
+    scored = any(r.get("score") is not None for r in rows if r.get("family") == "elf")
     for label, series in _series(rows).items():
         if scored:
             pts = [r for r in series if r.get("score") is not None]
@@ -45,7 +45,8 @@ def plot_decode(rows: list[dict], path: str | Path, score_name: str = "score", t
         if scored and r.get("score") is not None:
             ax.scatter([r["utt_s"]], [r["score"]], marker="s", s=50, color=color, label=r["system"], zorder=3)
         elif not scored:
-            ax.axhline(r["utt_s"], linestyle="--", color=color, label=r["system"])
+            score = f" ({score_name} {r['score']:.1f})" if r.get("score") is not None else ""
+            ax.axhline(r["utt_s"], linestyle="--", color=color, label=r["system"] + score)
     if scored:
         ax.set_xscale("log")
         ax.set_xlabel("utterances / s (log)")

@@ -11,9 +11,11 @@ over stage-2 cuts, ``num_workers`` workers) or from synthetic in-memory batches 
 * ``tokens/s``: loss positions per second (ELF-S2T: the ``L`` text slots of every row, EOS tail included;
   AR: target tokens + EOS);
 * ``data wait``: time blocked in ``next(loader)`` / step time (the slowest process);
+* ``text enc`` (ELF-S2T): time in the frozen text encoder (``text_space.encode``) / step time;
 * ``scaling``: samples/s with N processes / (N x samples/s with 1).
 * ``latent cache`` (ELF-S2T): the same model with :class:`elfs2t.text.latent.LatentCache` in front of the
-  frozen text encoder, i.e. the targets' latents are not recomputed once seen.
+  frozen text encoder, i.e. the targets' latents are not recomputed once seen (with ``max_cuts`` small
+  enough that the timed steps revisit the warm-up's cuts, the steady state of epoch 2 onwards).
 """
 from __future__ import annotations
 
@@ -74,6 +76,8 @@ class TrainBenchConfig:
     """fp32, or bf16 autocast."""
     peak_tflops: float = 0.0
     """Peak TFLOP/s for MFU (0: the table for known GPUs)."""
+    max_cuts: int = 0
+    """Train on the first N cuts only (0: all); the loader cycles over them epoch after epoch."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -96,6 +100,8 @@ def _batches(cfg: TrainBenchConfig, utts: Optional[list[Utterance]], cuts: Optio
         from elfs2t.train.data import build_dataloader
 
         cutset = load_manifest(cuts)
+        if cfg.max_cuts:
+            cutset = cutset.subset(first=min(cfg.max_cuts, len(cutset)))
         loader = build_dataloader(cutset, S2TDataset(), max_cuts=cfg.batch_size, max_duration=1e9,
                                   num_buckets=2, seed=cfg.seed, rank=rank, world_size=world,
                                   num_workers=cfg.num_workers, pin_memory=cfg.device.startswith("cuda"))
@@ -153,17 +159,30 @@ def train_worker(rank: int, world: int, name: str, cached: bool, cfg: TrainBench
         info = DistInfo(device=device)
     torch.manual_seed(cfg.seed)
     model = _model(name, cfg, feat_dim, cached).to(device).train()
+    text_seconds = [0.0]
+    space = getattr(model, "text_space", None)
+    if space is not None:  # time the frozen text encoder (or its cache) inside the ELF-S2T step
+        encode = space.encode
+
+        def timed_encode(ids, encode=encode):
+            t0 = time.perf_counter()
+            out = encode(ids)
+            text_seconds[0] += time.perf_counter() - t0
+            return out
+
+        space.encode = timed_encode
     ddp = wrap_ddp(model, info)
     opt = build_optimizer(model, OptimConfig(name=cfg.optim, warmup_steps=1, adam_patterns=cfg.adam_patterns), cfg.batch_size * world)
     data = _batches(cfg, utts, cuts, rank, world)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bf16")
-    totals = dict(seconds=0.0, data_seconds=0.0, samples=0, tokens=0.0, audio=0.0, flops=0.0)
+    totals = dict(seconds=0.0, data_seconds=0.0, text_seconds=0.0, samples=0, tokens=0.0, audio=0.0, flops=0.0)
     for step in range(cfg.warmup + cfg.steps):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         batch = next(data)
         t_data = time.perf_counter() - t0
+        text_before = text_seconds[0]
         with autocast:
             loss, stats = ddp(batch)
         loss.backward()
@@ -176,6 +195,7 @@ def train_worker(rank: int, world: int, name: str, cached: bool, cfg: TrainBench
             b = len(batch["text"])
             totals["seconds"] += time.perf_counter() - t0
             totals["data_seconds"] += t_data
+            totals["text_seconds"] += text_seconds[0] - text_before
             totals["samples"] += b
             totals["tokens"] += stats.get("num_tokens", b * getattr(getattr(model, "text_space", None), "max_len", 0))
             totals["audio"] += float(batch["duration"].sum())
@@ -227,6 +247,7 @@ def run_train_bench(cfg: TrainBenchConfig, utts: Optional[list[Utterance]] = Non
                    "tokens_s": sum(p["tokens"] for p in parts) / seconds,
                    "audio_x": sum(p["audio"] for p in parts) / seconds,
                    "data_wait": 100 * max(p["data_seconds"] / p["seconds"] for p in parts),
+                   "text_enc": 100 * max(p["text_seconds"] / p["seconds"] for p in parts) if name == "elf_s2t" else None,
                    "tflop_s": sum(p["flops"] for p in parts) / seconds / 1e12,
                    "cache_hits": 100 * parts[0]["cache_hit_rate"] if "cache_hit_rate" in parts[0] else None}
             if peak:
@@ -239,6 +260,7 @@ def run_train_bench(cfg: TrainBenchConfig, utts: Optional[list[Utterance]] = Non
             log.info("train %s x%d: %.1f samples/s", label, world, row["samples_s"])
     cols = [("model", "model", ""), ("procs", "procs", ""), ("samples_s", "samples/s", ".1f"),
             ("tokens_s", "tokens/s", ".0f"), ("audio_x", "audio s/s", ".1f"), ("data_wait", "data wait %", ".1f"),
+            ("text_enc", "text enc %", ".1f"),
             ("scaling", "scaling", ".2f"), ("tflop_s", "TFLOP/s", ".3f"), ("mfu", "MFU %", ".1f"),
             ("cache_hits", "latent hits %", ".0f")]
     return {"rows": rows, "table": format_table(rows, cols), "config": asdict(cfg)}

@@ -72,7 +72,8 @@ class FasterWhisper:
     """``hyps = system(list of 16 kHz waveforms)`` with faster-whisper / CTranslate2."""
 
     def __init__(self, model_dir: str | Path, *, device: str = "cpu", compute_type: str = "int8", threads: int = 1,
-                 max_new_tokens: int = 128, task: str = "transcribe", language: str = "en") -> None:
+                 max_new_tokens: int = 128, task: str = "transcribe", language: str = "en",
+                 name: Optional[str] = None) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
@@ -84,7 +85,7 @@ class FasterWhisper:
         self.tokenizer = Tokenizer(self.fw.hf_tokenizer, self.fw.model.is_multilingual, task=task, language=language)
         self.prompt = self.fw.get_prompt(self.tokenizer, [], without_timestamps=True)
         self.max_length = len(self.prompt) + max_new_tokens
-        self.name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
+        self.name = name or model_dir.name
         self.compute_type = compute_type
 
     def __call__(self, audio: list[np.ndarray]) -> list[str]:

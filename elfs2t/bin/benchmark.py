@@ -32,7 +32,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data (the same utterances and batches for every system)")
     g.add_argument("--cuts", default=None, help="stage-2 cuts manifest (features + recordings); default: synthetic")
     g.add_argument("--target", default="transcript", help="transcript or translation:<tgt> (references)")
-    g.add_argument("--max-utts", type=int, default=64, help="first N cuts of --cuts (0: all)")
+    g.add_argument("--max-utts", type=int, default=64, help="first N cuts of --cuts (0: all; train cycles over them)")
     g.add_argument("--num-synthetic", type=int, default=32, help="synthetic utterances when no --cuts")
     g.add_argument("--min-duration", type=float, default=2.0, help="synthetic: shortest utterance (s)")
     g.add_argument("--max-duration", type=float, default=4.0, help="synthetic: longest utterance (s)")
@@ -102,7 +102,8 @@ def run(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    source = f"data: {args.cuts} (first {args.max_utts or 'all'} cuts)" if args.cuts else \
+    first = f"first {args.max_utts or 'all'} cuts" + (", the training loader cycling over them" if args.bench == "train" else "")
+    source = f"data: {args.cuts} ({first})" if args.cuts else \
         f"data: {args.num_synthetic} synthetic utterances of {args.min_duration}-{args.max_duration} s (speed only)"
     if args.bench == "decode":
         from elfs2t.bench.decode import DecodeBenchConfig, run_decode_bench
@@ -127,7 +128,7 @@ def run(args) -> dict:
                                processes=args.processes, threads=max(1, args.threads or torch.get_num_threads()),
                                num_workers=args.num_workers, text_len=args.text_len, device=args.device,
                                dtype="bf16" if args.dtype == "bf16" else "fp32", peak_tflops=args.peak_tflops,
-                               seed=args.seed)
+                               max_cuts=args.max_utts, seed=args.seed)
         if args.cuts:
             result = run_train_bench(cfg, cuts=args.cuts)
         else:

@@ -101,13 +101,23 @@ def build_condition_cache(
 ) -> Optional[ConditionCache]:
     """The condition's per-layer keys/values for the sampler: rows ``[cond | zeros]`` (``2B``) when
     ``guidance != 1`` (the unconditional CFG branch), else ``cond``'s ``B`` rows; ``None`` when the
-    denoiser cannot cache (``prefix_attention: full``)."""
+    denoiser cannot cache (``prefix_attention: full``).
+
+    The zero condition is computed for ONE row and shared: with an all-zero input every slot of every
+    row carries the same hidden state at every layer (each slot attends, among identical values, only
+    to the condition), so rows differ only in their keys' RoPE positions (the same ``0 .. C-1``) and in
+    which slots are real (``cond_mask``, applied when the text attends to them).
+    """
     if not supports_prefix_cache(denoiser):
         return None
-    if guidance != 1.0:
-        cond = torch.cat([cond, torch.zeros_like(cond)], dim=0)
-        cond_mask = None if cond_mask is None else torch.cat([cond_mask, cond_mask], dim=0)
-    return denoiser.cache_condition(cond, cond_mask)
+    cache = denoiser.cache_condition(cond, cond_mask)
+    if guidance == 1.0:
+        return cache
+    b, n_cond = cond.shape[:2]
+    zero = denoiser.cache_condition(torch.zeros_like(cond[:1]), torch.ones(1, n_cond, dtype=torch.bool, device=cond.device))
+    kv = tuple((torch.cat([k, zk.expand(b, -1, -1, -1)]), torch.cat([v, zv.expand(b, -1, -1, -1)]))
+               for (k, v), (zk, zv) in zip(cache.kv, zero.kv))
+    return ConditionCache(kv=kv, cond_mask=torch.cat([cache.cond_mask, cache.cond_mask], dim=0))
 
 
 def guided_forward(
