@@ -13,7 +13,8 @@ over stage-2 cuts, ``num_workers`` workers) or from synthetic in-memory batches 
 * ``data wait``: time blocked in ``next(loader)`` / step time (the slowest process);
 * ``text enc`` (ELF-S2T): time in the frozen text encoder (``text_space.encode``) / step time;
 * ``scaling``: samples/s with N processes / (N x samples/s with 1).
-* ``latent cache`` (ELF-S2T): the same model with :class:`elfs2t.text.latent.LatentCache` in front of the
+* ``elf_s2t`` runs the frozen text encoder on every batch; ``elf_s2t +latent cache`` (what ``ElfS2T`` does by
+  default, ``elf.cache_latents``) has :class:`elfs2t.text.latent.LatentCache` in front of the
   frozen text encoder, i.e. the targets' latents are not recomputed once seen (with ``max_cuts`` small
   enough that the timed steps revisit the warm-up's cuts, the steady state of epoch 2 onwards).
 """
