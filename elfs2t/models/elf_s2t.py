@@ -20,7 +20,7 @@ from torch import nn
 
 from elfs2t.config import config_check
 from elfs2t.flow.objective import FlowConfig, flow_matching_loss
-from elfs2t.flow.sampler import SamplerConfig, decode_tokens, sample_latents
+from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.projector import AudioProjector
 from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
@@ -155,7 +155,8 @@ class ElfS2T(nn.Module):
     def generate(self, batch: dict, sampler: SamplerConfig, generator: Optional[torch.Generator] = None) -> list[str]:
         """Sample text latents conditioned on the audio (with CFG) and decode them to strings."""
         cond, cond_mask = self.condition(batch)
-        z = sample_latents(
+        # one condition cache (prefix_attention: self) serves every sampling step and the decoding forward
+        ids = generate_ids(
             self.denoiser,
             sampler,
             batch_size=cond.shape[0],
@@ -165,5 +166,4 @@ class ElfS2T(nn.Module):
             cond_mask=cond_mask,
             generator=generator,
         )
-        ids = decode_tokens(self.denoiser, z, cond=cond, cond_mask=cond_mask)
         return self.text_space.decode(ids)
