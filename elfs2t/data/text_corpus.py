@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_text_lines", "TextLineDataset", "collate_text", "text_loader"]
+__all__ = ["read_text_lines", "TextLineDataset", "collate_text", "text_loader", "sample_reporter"]
 
 
 def read_text_lines(path: str | Path, *, paired: bool = False) -> list[tuple[Optional[str], str]]:
@@ -95,3 +95,22 @@ def text_loader(dataset: TextLineDataset, batch_size: int, *, shuffle: bool = Tr
     sampler = RandomSampler(dataset) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=collate_text,
                       drop_last=drop_last and len(dataset) >= batch_size)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def sample_reporter(corpus: "TextLineDataset", logger: logging.Logger):
+    """``report(step, samples) -> dict`` for pre-training validation hooks: logs each sampled sentence and
+    returns ``sample_in_corpus`` (share of samples that are corpus lines, case- and space-insensitive) and
+    ``samples`` (joined by `` | ``)."""
+    known = {_norm(t) for t in corpus.texts()}
+
+    def report(step: int, samples: list[str]) -> dict:
+        for i, text in enumerate(samples):
+            logger.info("step %d sample %d: %s", step, i, text)
+        return {"sample_in_corpus": sum(_norm(s) in known for s in samples) / len(samples),
+                "samples": " | ".join(samples)}
+
+    return report

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from elfs2t.config import config_check, unstructure
-from elfs2t.data.text_corpus import TextLineDataset, text_loader
+from elfs2t.data.text_corpus import TextLineDataset, sample_reporter, text_loader
 from elfs2t.flow.objective import FlowConfig, flow_matching_loss
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
@@ -190,24 +190,16 @@ class PretrainTextConfig:
         config_check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def sample_hook(corpus: TextLineDataset, sampler: SamplerConfig, num_samples: int):
     """``on_validate(model, step)`` hook: log ``num_samples`` generated sentences and how many are corpus lines."""
-    known = {_norm(t) for t in corpus.texts()}
+    report = sample_reporter(corpus, log)
     sources = corpus.sources()[:num_samples]
 
     def hook(model: nn.Module, step: int) -> dict:
         if num_samples == 0:
             return {}
         elf = model.module if hasattr(model, "module") else model
-        samples = elf.generate(sources if elf.cfg.conditional else num_samples, sampler)
-        for i, text in enumerate(samples):
-            log.info("step %d sample %d: %s", step, i, text)
-        in_corpus = sum(_norm(s) in known for s in samples) / len(samples)
-        return {"sample_in_corpus": in_corpus, "samples": " | ".join(samples)}
+        return report(step, elf.generate(sources if elf.cfg.conditional else num_samples, sampler))
 
     return hook
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elfs2t.config import config_check, unstructure
-from elfs2t.data.text_corpus import TextLineDataset, text_loader
+from elfs2t.data.text_corpus import TextLineDataset, sample_reporter, text_loader
 from elfs2t.models.ar import special_ids, small_llama_config, train_bpe_tokenizer
 from elfs2t.optim.build import OptimConfig
 from elfs2t.train.checkpoint import list_checkpoints
@@ -163,23 +163,15 @@ class PretrainLmConfig:
         config_check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def lm_sample_hook(corpus: TextLineDataset, num_samples: int):
     """``on_validate(model, step)``: log ``num_samples`` sampled sentences and the share that are corpus lines."""
-    known = {_norm(t) for t in corpus.texts()}
+    report = sample_reporter(corpus, log)
 
     def hook(model: nn.Module, step: int) -> dict:
         if num_samples == 0:
             return {}
         lm = model.module if hasattr(model, "module") else model
-        samples = lm.sample(num_samples)
-        for i, text in enumerate(samples):
-            log.info("step %d sample %d: %s", step, i, text)
-        return {"sample_in_corpus": sum(_norm(s) in known for s in samples) / len(samples),
-                "samples": " | ".join(samples)}
+        return report(step, lm.sample(num_samples))
 
     return hook
 
