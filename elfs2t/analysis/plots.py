@@ -48,6 +48,19 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _density_panel(ax, curves: list[tuple[np.ndarray, str, dict]], bins: int, metric: str, title: str) -> None:
+    """One panel: step density histograms of ``curves`` (data, legend label, line style) on shared bin
+    edges (empty data drawn as nothing), x axis ``<metric> distance``, ``title`` and a legend."""
+    edges = _edges([data for data, _, _ in curves], bins)
+    for data, label, style in curves:
+        if data.size:
+            ax.hist(data, bins=edges, density=True, histtype="step", label=label, **style)
+    ax.set_xlabel(f"{metric} distance")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
 def plot_distances(analysis: "SetAnalysis", space: str, path: Path, bins: int = 40) -> Path:
     """Histograms (density) of substitution, random-pair, 1-NN and k-NN distances for ``space``."""
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5.5 * len(METRICS), 3.8))
@@ -58,15 +71,9 @@ def plot_distances(analysis: "SetAnalysis", space: str, path: Path, bins: int = 
                   ("1st nearest word", _finite(st.nn[:, 0]) if st.nn.size else np.zeros(0), "C0", 1.2)]
         if k_max > 1 and st.nn.shape[1] >= k_max:
             series.append((f"{k_max}th nearest word", _finite(st.nn[:, k_max - 1]), "C2", 1.2))
-        edges = _edges([s[1] for s in series], bins)
-        for name, data, color, width in series:
-            if data.size:
-                ax.hist(data, bins=edges, density=True, histtype="step", color=color, linewidth=width,
-                        label=f"{name} (n={data.size})")
-        ax.set_xlabel(f"{metric} distance")
-        ax.set_ylabel("density")
-        ax.set_title(f"{analysis.label}: {space}, {metric}", fontsize=9)
-        ax.legend(fontsize=7)
+        curves = [(data, f"{name} (n={data.size})", dict(color=color, linewidth=width))
+                  for name, data, color, width in series]
+        _density_panel(ax, curves, bins, metric, f"{analysis.label}: {space}, {metric}")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -77,19 +84,11 @@ def plot_compare(analyses: list["SetAnalysis"], space: str, path: Path, bins: in
     for ax, metric in zip(np.atleast_1d(axes), METRICS):
         arrays = [(a, _finite(a.stats[space][metric].sub), _finite(a.stats[space][metric].random)) for a in analyses
                   if space in a.stats]
-        edges = _edges([x for _, s, r in arrays for x in (s, r)], bins)
+        curves = []
         for i, (a, sub, rnd) in enumerate(arrays):
-            color = f"C{i}"
-            if sub.size:
-                ax.hist(sub, bins=edges, density=True, histtype="step", color=color, linewidth=2.0,
-                        label=f"{a.label}: substitutions (n={sub.size})")
-            if rnd.size:
-                ax.hist(rnd, bins=edges, density=True, histtype="step", color=color, linestyle="--", linewidth=1.0,
-                        label=f"{a.label}: random pairs")
-        ax.set_xlabel(f"{metric} distance")
-        ax.set_ylabel("density")
-        ax.set_title(f"{space}, {metric}", fontsize=9)
-        ax.legend(fontsize=7)
+            curves += [(sub, f"{a.label}: substitutions (n={sub.size})", dict(color=f"C{i}", linewidth=2.0)),
+                       (rnd, f"{a.label}: random pairs", dict(color=f"C{i}", linestyle="--", linewidth=1.0))]
+        _density_panel(ax, curves, bins, metric, f"{space}, {metric}")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -23,15 +23,14 @@ from typing import Optional
 import torch
 from torch import nn
 
-from elfs2t.config import config_check, unstructure
+from elfs2t.config import unstructure
 from elfs2t.data.text_corpus import TextLineDataset, sample_reporter, text_loader
 from elfs2t.flow.objective import FlowConfig, flow_matching_loss
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
-from elfs2t.optim.build import OptimConfig
 from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
 from elfs2t.train.checkpoint import list_checkpoints
-from elfs2t.train.config import TrainConfig
+from elfs2t.train.config import TextPretrainConfig
 from elfs2t.train.exp_dir import prepare_exp_dir
 from elfs2t.train.trainer import Trainer
 
@@ -169,25 +168,14 @@ class TextElf(nn.Module):
 # Stage 3: pre-training on a text corpus
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
-class PretrainTextConfig:
-    """Stage 3: text-only ELF pre-training (model, objective, optimiser, loop, periodic samples)."""
+class PretrainTextConfig(TextPretrainConfig):
+    """Stage 3: text-only ELF pre-training (model, objective, periodic samples; optim, train, batch_size,
+    num_samples: :class:`~elfs2t.train.config.TextPretrainConfig`)."""
 
     model: TextElfConfig = field(default_factory=TextElfConfig)
     """The text ELF (latent space, denoiser, flow objective)."""
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    """Optimiser, schedule, clipping, EMA."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """Loop length, logging/validation/checkpoint intervals; samples are logged at every validation."""
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(steps=16))
     """Sampler of the periodic samples."""
-    batch_size: int = 64
-    """Sentences per batch."""
-    num_samples: int = 4
-    """Sentences generated (with the EMA weights) and logged at every validation."""
-
-    def validate(self) -> None:
-        config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        config_check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
 
 
 def sample_hook(corpus: TextLineDataset, sampler: SamplerConfig, num_samples: int):

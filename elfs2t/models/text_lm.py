@@ -36,9 +36,8 @@ from torch import nn
 from elfs2t.config import config_check, unstructure
 from elfs2t.data.text_corpus import TextLineDataset, sample_reporter, text_loader
 from elfs2t.models.ar import special_ids, small_llama_config, train_bpe_tokenizer
-from elfs2t.optim.build import OptimConfig
 from elfs2t.train.checkpoint import list_checkpoints
-from elfs2t.train.config import TrainConfig
+from elfs2t.train.config import TextPretrainConfig
 from elfs2t.train.exp_dir import prepare_exp_dir
 from elfs2t.train.trainer import Trainer
 
@@ -144,23 +143,12 @@ class TextLm(nn.Module):
 # Stage 3: pre-training
 # ---------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
-class PretrainLmConfig:
-    """Stage 3 (AR baseline): causal-LM pre-training on a text corpus."""
+class PretrainLmConfig(TextPretrainConfig):
+    """Stage 3 (AR baseline): causal-LM pre-training on a text corpus (optim, train, batch_size,
+    num_samples: :class:`~elfs2t.train.config.TextPretrainConfig`)."""
 
     model: TextLmConfig = field(default_factory=TextLmConfig)
     """The LM and its tokenizer."""
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    """Optimiser, schedule, clipping, EMA."""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """Loop length, logging / sampling / checkpoint intervals."""
-    batch_size: int = 64
-    """Sentences per batch."""
-    num_samples: int = 4
-    """Sentences sampled (EMA weights) and logged at every validation."""
-
-    def validate(self) -> None:
-        config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        config_check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
 
 
 def lm_sample_hook(corpus: TextLineDataset, num_samples: int):

@@ -1,12 +1,13 @@
-"""Training-loop configuration."""
+"""Training-loop configuration, and the part common to the stage-3 text pre-training configs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from elfs2t.config import config_check
+from elfs2t.optim.build import OptimConfig
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "TextPretrainConfig"]
 
 
 @dataclass(kw_only=True)
@@ -54,3 +55,27 @@ class TrainConfig:
         for key in ("grad_accum", "log_every", "save_every", "keep_last"):
             value = getattr(self, key)
             config_check(value >= 1, key, value, "must be >= 1")
+
+
+@dataclass(kw_only=True)
+class TextPretrainConfig:
+    """Common part of the stage-3 pre-training configs on a text corpus (text ELF, causal LM).
+
+    A subclass gives ``model`` its type (it stays the first key of the dumped config) and may add
+    sections; optimiser, loop, batch size and the periodic samples, and their checks, are shared.
+    """
+
+    model: Any = None
+    """The model section; its type is set by the subclass."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser, schedule, clipping, EMA."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Loop length, logging/validation/checkpoint intervals; samples are logged at every validation."""
+    batch_size: int = 64
+    """Sentences per batch."""
+    num_samples: int = 4
+    """Sentences sampled (with the EMA weights) and logged at every validation."""
+
+    def validate(self) -> None:
+        config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        config_check(self.num_samples >= 0, "num_samples", self.num_samples, "must be >= 0")
