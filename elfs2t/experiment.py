@@ -89,7 +89,8 @@ class DecodeConfig:
         if model == "ar":
             return f"beam{self.beam_size}{audio}"
         s = self.sampler
-        return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{audio}"
+        start = "" if s.init == "noise" else f"_{s.init}{s.t_start:g}"
+        return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{start}{audio}"
 
 
 @dataclass(kw_only=True)

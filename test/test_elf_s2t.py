@@ -71,3 +71,53 @@ def test_generate_returns_text_and_ignores_audio_padding(batch):
     padded = dict(batch, feats=torch.cat([batch["feats"], torch.randn(3, 6, 8)], dim=1))
     again = model.generate(padded, sampler, generator=torch.Generator().manual_seed(0))
     assert again == hyps
+
+
+def test_token_shortlist_from_training_texts_and_checkpoint_round_trip(batch):
+    model = ElfS2T(tiny_cfg(token_shortlist=True))
+    with pytest.raises(RuntimeError, match="no shortlist"):
+        model(batch)
+    n = model.set_token_shortlist(list(batch["text"]))
+    ts = model.text_space
+    expected = set(ts.tokenize([t.lower() for t in batch["text"]]).unique().tolist()) | {ts.pad_id}
+    assert model.shortlist.tolist() == sorted(expected) and n == len(expected)
+    loss, stats = model(batch)
+    assert torch.isfinite(loss)
+    # the shortlist travels with the weights; a fresh model takes the saved one (its size is the data's)
+    fresh = ElfS2T(tiny_cfg(token_shortlist=True))
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.shortlist, model.shortlist)
+    hyps = fresh.eval().generate(batch, SamplerConfig(steps=1), generator=torch.Generator().manual_seed(0))
+    allowed = set(model.shortlist.tolist())
+    for h in hyps:  # every decoded token is in the shortlist
+        assert set(ts.tokenize([h])[0].tolist()) <= allowed | {ts.eos_id}
+    assert ElfS2T(tiny_cfg()).vocab is None  # off: the full vocabulary
+    with pytest.raises(ValueError, match="no training texts"):
+        model.set_token_shortlist([])
+
+
+def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5)).eval()
+    ts = model.text_space
+    dog, cat = ts.tokenizer.convert_tokens_to_ids(["dog", "cat"])
+    cond, mask = model.condition(batch)
+    C = cond.shape[1]
+    seq = [dog, dog, ts.pad_id, dog, cat] + [ts.pad_id] * C  # -> dog dog cat (a blank splits the repeat)
+
+    def fake_logits(hidden, vocab=None):
+        onehot = torch.zeros(hidden.shape[0], hidden.shape[1], ts.vocab_size)
+        for i in range(hidden.shape[1]):
+            onehot[:, i, seq[i]] = 1.0
+        return onehot if vocab is None else onehot[..., vocab]
+
+    monkeypatch.setattr(model.denoiser, "token_logits", fake_logits)
+    ids = model.ctc_draft_ids(cond, mask, torch.Generator().manual_seed(0))
+    assert ids.shape == (3, ts.max_len)
+    lens = mask.sum(1).tolist()
+    assert min(lens) >= 5  # every row's slots cover the scripted sequence
+    assert ts.decode(ids) == ["dog dog cat"] * 3
+    monkeypatch.undo()
+    hyps = model.generate(batch, SamplerConfig(steps=2, init="ctc", t_start=0.5), generator=torch.Generator().manual_seed(0))
+    assert len(hyps) == 3
+    with pytest.raises(ValueError, match="ctc_weight"):
+        ElfS2T(tiny_cfg()).eval().generate(batch, SamplerConfig(steps=1, init="ctc"))

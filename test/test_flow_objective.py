@@ -11,6 +11,7 @@ from torch import nn
 
 from elfs2t.config import ConfigError, structure
 from elfs2t.flow.objective import (
+    shortlist_targets,
     FlowConfig,
     FlowDraws,
     draw_flow_noise,
@@ -46,8 +47,9 @@ class ToyDenoiser(nn.Module):
             x_hat = x_hat + cond.mean(dim=(1, 2))[:, None, None]
         return SimpleNamespace(x_hat=x_hat, hidden=self.proj(z))
 
-    def token_logits(self, hidden):
-        return self.head(hidden)
+    def token_logits(self, hidden, vocab=None):
+        logits = self.head(hidden)
+        return logits if vocab is None else logits[..., vocab]
 
 
 def test_path_and_velocity_by_hand():
@@ -157,6 +159,34 @@ def test_loss_with_mixed_decode_and_denoise_rows_by_hand():
     assert net.calls[0]["guidance"].tolist() == [1.0] and net.calls[1]["guidance"].tolist() == [1.0]
     loss.backward()
     assert net.a.grad is not None and net.head.weight.grad.abs().sum() > 0
+
+
+def test_shortlist_targets_map_ids_and_ignore_the_rest():
+    vocab = torch.tensor([0, 2, 5, 9])
+    ids = torch.tensor([[2, 9, 0], [5, 3, 10]])
+    assert shortlist_targets(ids, vocab).tolist() == [[1, 3, 0], [2, -100, -100]]
+
+
+def test_shortlist_cross_entropy_is_a_softmax_over_the_shortlist_by_hand():
+    x, ids, loss_mask, dr = _fixed_draws()
+    dr.self_cond[:] = False
+    dr.decode = torch.tensor([True, True, False])
+    dr.w = torch.ones(3)
+    net = ToyDenoiser()
+    vocab = torch.tensor([1, 2, 3, 4])  # row 0's ids [1, 2], row 1's [3, 4] -> local [0, 1], [2, 3]
+    loss, stats = flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(), dr, vocab=vocab)
+    trained = net.calls[-1]
+    h = net.proj(trained["z"][:2])  # (2, L, hidden) of the decoding rows
+    logits = net.head(h)[..., vocab]
+    pos = loss_mask[:2]
+    ce = F.cross_entropy(logits[pos], torch.tensor([[0, 1], [2, 3]])[pos], reduction="sum")
+    z2 = 0.2 * x[2] + 0.8 * 2.0 * dr.eps[2]
+    l2 = (((0.5 * z2 + 0.2 / 100) - x[2]) / 0.8).pow(2).mean(-1).sum()
+    assert torch.allclose(loss, (ce + l2) / 5, atol=1e-5)
+    assert stats["ce"] == pytest.approx(float(ce.detach() / 3), rel=1e-5)
+    # a target outside the shortlist is ignored (contributes 0), not mapped to a wrong class
+    loss_out, _ = flow_loss_from_draws(ToyDenoiser(), x, ids, loss_mask, FlowConfig(), dr, vocab=torch.tensor([1, 2, 3]))
+    assert torch.isfinite(loss_out)
 
 
 def test_decode_weight_scales_ce_only():

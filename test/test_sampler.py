@@ -36,8 +36,9 @@ class ToyDenoiser(nn.Module):
             x_hat = x_hat + torch.sin(cond.sum(dim=(1, 2)))[:, None, None]
         return SimpleNamespace(x_hat=x_hat, hidden=self.proj(z))
 
-    def token_logits(self, hidden):
-        return self.head(hidden)
+    def token_logits(self, hidden, vocab=None):
+        logits = self.head(hidden)
+        return logits if vocab is None else logits[..., vocab]
 
 
 def test_grids():
@@ -133,6 +134,30 @@ def test_decode_tokens_and_generate_ids():
     again = generate_ids(ToyDenoiser(), SamplerConfig(steps=3, seed=2), batch_size=2, length=5, latent_dim=3,
                          cond=cond, cond_mask=mask)
     assert torch.equal(out, again)
+
+
+def test_decode_tokens_over_a_shortlist_returns_global_ids():
+    net = ToyDenoiser()
+    z = torch.randn(2, 5, 3)
+    vocab = torch.tensor([1, 4, 5])
+    ids = decode_tokens(net, z, vocab=vocab)
+    assert torch.equal(ids, vocab[net.head(net.proj(z))[..., vocab].argmax(-1)])
+    assert set(ids.unique().tolist()) <= {1, 4, 5}
+
+
+def test_draft_start_enters_the_path_at_t_start():
+    net = ToyDenoiser()
+    x_init = torch.randn(2, 5, 3)
+    cfg = SamplerConfig(steps=2, grid="uniform", seed=3, init="ctc", t_start=0.6)
+    sample_latents(net, cfg, batch_size=2, length=5, latent_dim=3, x_init=x_init)
+    eps = torch.randn((2, 5, 3), generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(net.calls[0]["z"], 0.6 * x_init + 0.4 * 2.0 * eps, atol=1e-6)
+    assert torch.allclose(net.calls[0]["t"], torch.full((2,), 0.6))  # grid [0, .5, 1] -> [.6, .8, 1]
+    assert torch.allclose(net.calls[1]["t"], torch.full((2,), 0.8))
+    with pytest.raises(ValueError, match="x_init"):
+        sample_latents(ToyDenoiser(), cfg, batch_size=2, length=5, latent_dim=3)
+    with pytest.raises(ConfigError, match="t_start"):
+        structure(SamplerConfig, {"t_start": 1.0})
 
 
 def test_sampler_config_validation():

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                      model.max_text_tokens, model.count_tokens)
     if counts["kept"] == 0:
         raise SystemExit(f"no training cuts left after filtering: {counts}")
+    if cfg.model == "elf_s2t" and cfg.elf.token_shortlist:  # fixed before training; a resume loads the saved one
+        model.set_token_shortlist([target_text(c) for c in train_cuts])
     train_dl = build_dataloader(train_cuts, S2TDataset(), max_duration=data.max_duration,
                                 num_buckets=max(2, data.num_buckets), shuffle=data.shuffle, seed=cfg.train.seed,
                                 rank=info.rank, world_size=info.world_size,

@@ -46,6 +46,7 @@ __all__ = [
     "draw_flow_noise",
     "flow_loss_from_draws",
     "flow_matching_loss",
+    "shortlist_targets",
 ]
 
 
@@ -173,6 +174,12 @@ def draw_flow_noise(
     )
 
 
+def shortlist_targets(ids: torch.Tensor, vocab: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Indices of ``ids`` in the sorted shortlist ``vocab (K,)`` (same shape); ids not in it -> ``ignore_index``."""
+    pos = torch.searchsorted(vocab, ids).clamp_max(vocab.numel() - 1)
+    return torch.where(vocab[pos] == ids, pos, torch.full_like(pos, ignore_index))
+
+
 # ---------------------------------------------------------------------------------------------
 # The loss
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +199,7 @@ def flow_loss_from_draws(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     outputs: Optional[dict] = None,
+    vocab: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The ELF loss for given draws (deterministic); see the module docstring for the formulas.
 
@@ -199,6 +207,8 @@ def flow_loss_from_draws(
     ``cond (B, C, H)`` / ``cond_mask (B, C)`` optional condition, ``text_mask (B, L)`` optional key mask.
     ``outputs``: a dict that receives the trained pass's output (``"out"``, a DenoiserOutput) and the draws
     (``"draws"``), for auxiliary losses on the same forward (e.g. ELF-S2T's CTC on the condition).
+    ``vocab (K,)``: sorted token ids of a shortlist; the decoding cross-entropy is then a softmax over those
+    ids only (targets outside it are ignored). None: the full vocabulary (ELF).
     """
     B, L, d = x.shape
     if ids.shape != (B, L) or loss_mask.shape != (B, L):
@@ -249,15 +259,16 @@ def flow_loss_from_draws(
 
     stats: dict[str, float] = {}
     if bool(dec_pos.any()):
-        logits = denoiser.token_logits(out.hidden[dec_pos])  # (P, V)
-        ce = F.cross_entropy(logits.float(), ids[dec_pos], reduction="none")  # (P,)
+        logits = denoiser.token_logits(out.hidden[dec_pos], vocab)  # (P, V) or (P, K)
+        target_ids = ids[dec_pos] if vocab is None else shortlist_targets(ids[dec_pos], vocab)
+        ce = F.cross_entropy(logits.float(), target_ids, reduction="none")  # (P,); 0 where ignored
         ce_sum = ce.sum()
         stats["ce"] = float(ce.mean().detach())
-        stats["dec_acc"] = float((logits.argmax(-1) == ids[dec_pos]).float().mean())
+        stats["dec_acc"] = float((logits.argmax(-1) == target_ids).float().mean())
     else:
         # No decoding row in this batch: a zero term keeps the token head in the graph, so that DDP
         # (without find_unused_parameters) still sees a gradient for every parameter.
-        ce_sum = denoiser.token_logits(out.hidden[:1, :1]).sum() * 0.0
+        ce_sum = denoiser.token_logits(out.hidden[:1, :1], vocab).sum() * 0.0
     loss = (cfg.decode_weight * ce_sum + l2_sum) / n_pos
 
     n_den = den_pos.sum()
@@ -282,14 +293,15 @@ def flow_matching_loss(
     text_mask: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     outputs: Optional[dict] = None,
+    vocab: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """ELF training loss of one batch: ``(loss, stats)``.
 
     ``x (B, L, d)`` clean latents, ``ids (B, L)``, ``loss_mask (B, L)`` bool; ``cond (B, C, H)`` clean
     condition tokens and ``cond_mask (B, C)`` (optional). ``stats``: ``loss``, ``flow_mse`` (mean L2 per
     denoising position), ``ce`` and ``dec_acc`` (decoding rows, when present), ``frac_decode``,
-    ``frac_self_cond``, ``frac_cond_drop``. ``outputs``: see :func:`flow_loss_from_draws`.
+    ``frac_self_cond``, ``frac_cond_drop``. ``outputs``, ``vocab``: see :func:`flow_loss_from_draws`.
     """
     draws = draw_flow_noise(x, cfg, generator)
     return flow_loss_from_draws(denoiser, x, ids, loss_mask, cfg, draws, cond=cond, cond_mask=cond_mask,
-                                text_mask=text_mask, outputs=outputs)
+                                text_mask=text_mask, outputs=outputs, vocab=vocab)

@@ -72,6 +72,13 @@ class SamplerConfig:
     """Decode the final z (ELF) or the last guided x_hat."""
     seed: int = 0
     """Seed of the logit_normal grid, and of the start and churn noise when no generator is given."""
+    init: Literal["noise", "ctc"] = "noise"
+    """Where sampling starts: pure noise at t = 0 (ELF), or a draft -- ELF-S2T's CTC readout of the audio slots
+    (``ctc_weight > 0``), encoded by the frozen text encoder -- put on the path at ``t_start`` and refined by the
+    flow from there (draft-and-refine, beyond the paper; the caller passes the draft latents as ``x_init``)."""
+    t_start: float = 0.6
+    """Time at which a draft start enters the path (``init != noise``): ``z = t x_draft + (1 - t) sigma_n eps``;
+    the steps then cover ``[t_start, 1]`` (the grid is mapped onto it)."""
     prefix_cache: bool = True
     """Reuse the condition's keys/values across steps when the denoiser has prefix_attention=self
     (no effect otherwise; same outputs up to float rounding)."""
@@ -83,6 +90,8 @@ class SamplerConfig:
         config_check(self.sigma_n > 0, "sigma_n", self.sigma_n, "must be > 0")
         config_check(0 < self.t_clamp <= 1, "t_clamp", self.t_clamp, "must be in (0, 1]")
         config_check(self.self_cond_scale > 0, "self_cond_scale", self.self_cond_scale, "must be > 0")
+        config_check(self.init in ("noise", "ctc"), "init", self.init, "must be noise or ctc")
+        config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
 
 
 def supports_prefix_cache(denoiser: nn.Module) -> bool:
@@ -180,8 +189,13 @@ def sample_latents(
     text_mask: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     cond_cache: Optional[ConditionCache] = None,
+    x_init: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Run the sampler; returns the latents to decode ``(B, L, d)``: the final ``z`` or the last ``x_hat``.
+
+    ``x_init (B, L, d)``: draft latents for ``cfg.init != "noise"`` (required then): the start is
+    ``t_start x_init + (1 - t_start) sigma_n eps`` at ``t_start`` and the grid ``t_i`` becomes
+    ``t_start + (1 - t_start) t_i``; the self-conditioning input starts at zeros as from noise.
 
     Noise is drawn on CPU from ``generator`` (default: seeded with ``cfg.seed``), so results do not
     depend on the device. ``cond (B, C, H)`` / ``cond_mask (B, C)``: optional condition tokens. With
@@ -195,8 +209,16 @@ def sample_latents(
         device, dtype = torch.device("cpu"), torch.float32
     gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
     B, L, d = batch_size, length, latent_dim
-    grid = time_grid(cfg.steps, cfg.grid, mean=cfg.t_mean, std=cfg.t_std, seed=cfg.seed).tolist()
+    grid = time_grid(cfg.steps, cfg.grid, mean=cfg.t_mean, std=cfg.t_std, seed=cfg.seed)
     z = (cfg.sigma_n * torch.randn((B, L, d), generator=gen)).to(device, dtype)  # (B, L, d)
+    if cfg.init != "noise":
+        if x_init is None or tuple(x_init.shape) != (B, L, d):
+            got = None if x_init is None else tuple(x_init.shape)
+            raise ValueError(f"sampler init={cfg.init!r} needs draft latents x_init of shape {(B, L, d)}, got {got}")
+        t0 = cfg.t_start
+        z = t0 * x_init.to(device, dtype) + (1.0 - t0) * z
+        grid = t0 + (1.0 - t0) * grid
+    grid = grid.tolist()
     c = torch.zeros_like(z)
     w = torch.full((B,), cfg.self_cond_scale, device=device, dtype=dtype)
     if cond_cache is None and cond is not None and cfg.prefix_cache:
@@ -227,10 +249,12 @@ def decode_tokens(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     cond_cache: Optional[ConditionCache] = None,
+    vocab: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """One decoding-mode forward at t = 1 on ``z (B, L, d)`` (it sees the condition); argmax ids ``(B, L)``.
 
-    ``cond_cache`` (``B`` rows, the conditional ones) replaces ``cond`` / ``cond_mask``.
+    ``cond_cache`` (``B`` rows, the conditional ones) replaces ``cond`` / ``cond_mask``; ``vocab (K,)``: the
+    argmax runs over these token ids only (a shortlist), None: the full vocabulary.
     """
     B = z.shape[0]
     ones = torch.ones(B, device=z.device, dtype=z.dtype)
@@ -240,7 +264,8 @@ def decode_tokens(
         condition = dict(cond=cond, cond_mask=cond_mask)
     out = denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones,
                    decode=torch.ones(B, dtype=torch.bool, device=z.device), text_mask=text_mask, **condition)
-    return denoiser.token_logits(out.hidden).argmax(dim=-1)
+    best = denoiser.token_logits(out.hidden, vocab).argmax(dim=-1)
+    return best if vocab is None else vocab[best]
 
 
 @torch.no_grad()
@@ -255,17 +280,20 @@ def generate_ids(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    vocab: Optional[torch.Tensor] = None,
+    x_init: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """:func:`sample_latents` then :func:`decode_tokens`: token ids ``(B, L)`` (not yet cut at EOS).
 
     With ``cfg.prefix_cache`` and a caching denoiser, one condition cache serves every step and the
-    decoding forward (its conditional rows).
+    decoding forward (its conditional rows). ``vocab``: see :func:`decode_tokens`; ``x_init``: see
+    :func:`sample_latents`.
     """
     cache = None
     if cond is not None and cfg.prefix_cache:
         cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
     z = sample_latents(denoiser, cfg, batch_size=batch_size, length=length, latent_dim=latent_dim, cond=cond,
-                       cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache)
+                       cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache, x_init=x_init)
     if cache is not None:
-        return decode_tokens(denoiser, z, text_mask=text_mask, cond_cache=cache.rows(slice(0, batch_size)))
-    return decode_tokens(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask)
+        return decode_tokens(denoiser, z, text_mask=text_mask, cond_cache=cache.rows(slice(0, batch_size)), vocab=vocab)
+    return decode_tokens(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask, vocab=vocab)

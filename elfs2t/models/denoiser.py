@@ -343,7 +343,10 @@ class ElfDenoiser(nn.Module):
         cond_hidden = x[:, n_prefix:n_prefix + n_cond] if cond is not None else None
         return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden, cond_hidden=cond_hidden)
 
-    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Token head on the residual stream: ``(B, L, H)`` -> ``(B, L, V)``."""
+    def token_logits(self, hidden: torch.Tensor, vocab: torch.Tensor | None = None) -> torch.Tensor:
+        """Token head on the residual stream: ``(..., H)`` -> ``(..., V)``, or ``(..., K)`` over the token ids
+        ``vocab (K,)`` only (a shortlist: the columns of ``U`` that are not needed are never multiplied)."""
         h = F.gelu(hidden @ self.proj_kernel.to(hidden.dtype) + self.proj_bias.to(hidden.dtype), approximate="tanh")
-        return h @ self.unembed_kernel.to(h.dtype) + self.unembed_bias.to(h.dtype)
+        if vocab is None:
+            return h @ self.unembed_kernel.to(h.dtype) + self.unembed_bias.to(h.dtype)
+        return h @ self.unembed_kernel[:, vocab].to(h.dtype) + self.unembed_bias[vocab].to(h.dtype)

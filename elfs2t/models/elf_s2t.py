@@ -51,6 +51,11 @@ class ElfS2TConfig:
     """Weight of the auxiliary CTC loss on the audio slots' outputs (elfs2t.models.ctc_aux; 0: off, the paper)."""
     cache_latents: bool = True
     """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
+    token_shortlist: bool = False
+    """Token head over a shortlist: the token ids of the training targets (plus the specials), fixed before
+    training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights). The decoding cross-entropy and the
+    decoding argmax then run over those ids only: on a small domain (mini_synth: ~600 of MiniLM's 30522) the
+    head's cost all but vanishes. False: the full vocabulary (the paper)."""
 
     def validate(self) -> None:
         config_check(self.feat_dim > 0, "feat_dim", self.feat_dim, "must be positive")
@@ -80,6 +85,43 @@ class ElfS2T(nn.Module):
         self.task_embed = nn.Embedding(len(cfg.tasks), hidden) if cfg.tasks else None
         if self.task_embed is not None:
             nn.init.normal_(self.task_embed.weight, std=0.02)
+        # Sorted token ids of the head's shortlist (empty: not set yet / full vocabulary); a buffer, so that
+        # checkpoints carry it. Its length is the data's: _load_from_state_dict takes the saved one.
+        self.register_buffer("shortlist", torch.zeros(0, dtype=torch.long))
+
+    # ------------------------------------------------------------------------------------------
+    def set_token_shortlist(self, texts: list[str]) -> int:
+        """Fix the token-head shortlist from the training target texts (``token_shortlist``); returns its size.
+
+        The shortlist holds every id of ``tokenize(texts)`` (content, BOS/EOS) plus the padding id (the CTC
+        blank). Raises when the texts are empty.
+        """
+        if not texts:
+            raise ValueError("ElfS2T.set_token_shortlist: no training texts to take the shortlist from")
+        ts = self.text_space
+        found: set[int] = {ts.pad_id, ts.eos_id} | ({ts.bos_id} if ts.bos_id is not None else set())
+        for start in range(0, len(texts), 4096):
+            found.update(torch.unique(ts.tokenize(self._text(texts[start:start + 4096]))).tolist())
+        self.shortlist = torch.tensor(sorted(found), dtype=torch.long, device=self.shortlist.device)
+        log.info("token-head shortlist: %d of %d token ids (from %d training texts)", len(found), ts.vocab_size,
+                 len(texts))
+        return len(found)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "shortlist"
+        if key in state_dict:  # its size is the training data's, not the config's: take the saved one
+            self.shortlist = state_dict[key].to(self.shortlist.device, torch.long).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def vocab(self) -> Optional[torch.Tensor]:
+        """The head's shortlist ``(K,)``, or None (full vocabulary)."""
+        if not self.cfg.token_shortlist:
+            return None
+        if self.shortlist.numel() == 0:
+            raise RuntimeError("ElfS2T: elf.token_shortlist is on but no shortlist was set "
+                               "(set_token_shortlist(training texts) before training; checkpoints carry it)")
+        return self.shortlist
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -125,7 +167,7 @@ class ElfS2T(nn.Module):
         loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
         outputs: dict = {}
         loss, stats = flow_matching_loss(self.denoiser, x, ids, loss_mask, self.cfg.flow, cond=cond, cond_mask=cond_mask,
-                                         outputs=outputs)
+                                         outputs=outputs, vocab=self.vocab)
         if self.cfg.ctc_weight > 0:
             ctc = self._ctc(outputs, ids, cond_mask, batch["text"])
             loss = loss + self.cfg.ctc_weight * ctc
@@ -141,20 +183,18 @@ class ElfS2T(nn.Module):
         audio_mask = cond_mask[:, n_task:]
         offset = 0 if self.text_space.bos_id is None else 1
         targets, lens = ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), offset)
-        d = self.denoiser
-
-        def head(h: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
-            g = torch.nn.functional.gelu(h @ d.proj_kernel.to(h.dtype) + d.proj_bias.to(h.dtype), approximate="tanh")
-            return g @ d.unembed_kernel[:, vocab].to(g.dtype) + d.unembed_bias[vocab].to(g.dtype)
-
-        nll, n_tok = restricted_ctc_loss(head, audio_hidden, audio_mask, targets, lens, self.text_space.pad_id,
-                                         rows=~keep["draws"].drop)
+        nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, targets, lens,
+                                         self.text_space.pad_id, rows=~keep["draws"].drop)
         return nll / max(n_tok, 1)
 
     @torch.no_grad()
     def generate(self, batch: dict, sampler: SamplerConfig, generator: Optional[torch.Generator] = None) -> list[str]:
         """Sample text latents conditioned on the audio (with CFG) and decode them to strings."""
         cond, cond_mask = self.condition(batch)
+        x_init = None
+        if sampler.init == "ctc":
+            gen = generator if generator is not None else torch.Generator().manual_seed(sampler.seed)
+            x_init = self.text_space.encode(self.ctc_draft_ids(cond, cond_mask, gen)).to(cond.device)
         # one condition cache (prefix_attention: self) serves every sampling step and the decoding forward
         ids = generate_ids(
             self.denoiser,
@@ -165,5 +205,36 @@ class ElfS2T(nn.Module):
             cond=cond,
             cond_mask=cond_mask,
             generator=generator,
+            vocab=self.vocab,
+            x_init=x_init,
         )
         return self.text_space.decode(ids)
+
+    @torch.no_grad()
+    def ctc_draft_ids(self, cond: torch.Tensor, cond_mask: torch.Tensor,
+                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Greedy CTC readout of the audio slots, laid out as text ids ``(B, L)`` (a draft for ``init: ctc``).
+
+        One decoding-mode forward (t = 1) with the text slots at the decoding branch's noise (``sigma_d eps``,
+        what the trained CTC saw on its decoding rows); the audio slots' outputs go through the token head
+        (over the shortlist when set), argmax per slot, repeats merged, blanks (the padding id) dropped.
+        """
+        if self.cfg.ctc_weight <= 0:
+            raise ValueError("ElfS2T: sampler.init=ctc needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
+        B, L, d = cond.shape[0], self.text_space.max_len, self.text_space.dim
+        noise = torch.randn((B, L, d), generator=generator).to(cond.device, cond.dtype)
+        ones = torch.ones(B, device=cond.device, dtype=cond.dtype)
+        out = self.denoiser(self.cfg.flow.sigma_d * noise, ones, self_cond=torch.zeros_like(noise), guidance=ones,
+                            decode=torch.ones(B, dtype=torch.bool, device=cond.device), cond=cond, cond_mask=cond_mask)
+        n_task = 0 if self.task_embed is None else 1
+        vocab = self.vocab
+        best = self.denoiser.token_logits(out.cond_hidden[:, n_task:], vocab).argmax(dim=-1)  # (B, C')
+        best = (best if vocab is None else vocab[best]).cpu()
+        lens = cond_mask[:, n_task:].sum(dim=1).tolist()
+        blank, rows = self.text_space.pad_id, []
+        for b in range(B):
+            seq = best[b, : int(lens[b])]
+            keep = torch.ones_like(seq, dtype=torch.bool)
+            keep[1:] = seq[1:] != seq[:-1]
+            rows.append([t for t in seq[keep].tolist() if t != blank])
+        return self.text_space.ids_from_tokens(rows)

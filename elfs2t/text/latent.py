@@ -132,10 +132,14 @@ class TextLatentSpace:
         """Texts -> ``(B, L)`` long ids, cut to fit, EOS-terminated and EOS-padded."""
         if isinstance(texts, str):
             raise TypeError("TextLatentSpace.tokenize expects a list of strings, got one string")
+        return self.ids_from_tokens(self.tokenizer(list(texts), add_special_tokens=False)["input_ids"])
+
+    def ids_from_tokens(self, rows: list[list[int]]) -> torch.Tensor:
+        """Content token ids per row -> ``(B, L)`` long ids as :meth:`tokenize` lays them out (BOS if the
+        encoder has one, the content cut to fit, EOS-terminated and EOS-padded)."""
         length = self.cfg.max_len
         head = [] if self.bos_id is None else [self.bos_id]
         room = length - len(head) - 1
-        rows = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         out = torch.full((len(rows), length), self._eos_id, dtype=torch.long)
         for i, content in enumerate(rows):
             ids = head + list(content[:room]) + [self._eos_id]
