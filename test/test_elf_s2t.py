@@ -116,6 +116,8 @@ def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
     lens = mask.sum(1).tolist()
     assert min(lens) >= 5  # every row's slots cover the scripted sequence
     assert ts.decode(ids) == ["dog dog cat"] * 3
+    monkeypatch.setattr(model, "ctc_draft_ids", lambda *a: ids)
+    assert model.generate(batch, SamplerConfig(steps=0, init="ctc")) == ["dog dog cat"] * 3  # 0 steps: the draft
     monkeypatch.undo()
     hyps = model.generate(batch, SamplerConfig(steps=2, init="ctc", t_start=0.5), generator=torch.Generator().manual_seed(0))
     assert len(hyps) == 3

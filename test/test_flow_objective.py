@@ -101,6 +101,19 @@ def test_draws_fractions_and_w_range():
     assert abs(sum(logw) / len(logw) - (lo + hi) / 2) < 0.03  # log(1 + w) uniform
 
 
+def test_read_rows_draw_their_signal_level_around_mu_read():
+    cfg = FlowConfig(mu_dec=-3.0, read_frac=0.25, mu_read=2.0, std_dec=0.5)
+    d = draw_flow_noise(torch.zeros(4000, 3, 2), cfg, torch.Generator().manual_seed(0))
+    n = torch.logit(d.lam)  # (B, L): each row all from one of the two centres
+    read = n.mean(dim=1) > -0.5
+    assert abs(float(read.float().mean()) - 0.25) < 0.03
+    assert abs(float(n[read].mean()) - 2.0) < 0.05 and abs(float(n[~read].mean()) + 3.0) < 0.05
+    # off (the default): the draws are ELF's, unchanged
+    a = draw_flow_noise(torch.zeros(5, 3, 2), FlowConfig(mu_dec=-3.0), torch.Generator().manual_seed(1))
+    b = draw_flow_noise(torch.zeros(5, 3, 2), FlowConfig(mu_dec=-3.0, mu_read=7.0), torch.Generator().manual_seed(1))
+    assert torch.equal(a.lam, b.lam) and torch.equal(a.drop, b.drop)
+
+
 def _fixed_draws() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, FlowDraws]:
     torch.manual_seed(0)
     B, L, d = 3, 2, 3

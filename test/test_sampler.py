@@ -156,6 +156,9 @@ def test_draft_start_enters_the_path_at_t_start():
     assert torch.allclose(net.calls[1]["t"], torch.full((2,), 0.8))
     with pytest.raises(ValueError, match="x_init"):
         sample_latents(ToyDenoiser(), cfg, batch_size=2, length=5, latent_dim=3)
+    assert structure(SamplerConfig, {"steps": 0, "init": "ctc"}).steps == 0
+    with pytest.raises(ConfigError, match="steps"):
+        structure(SamplerConfig, {"steps": 0})
     with pytest.raises(ConfigError, match="t_start"):
         structure(SamplerConfig, {"t_start": 1.0})
 

@@ -14,7 +14,9 @@ One training step, per example row ``b`` of a batch ``x (B, L, d)``:
   target is the plain ``v*`` — i.e. ``w = 1`` is the neutral value the sampler uses to switch guidance off;
 * decoding rows: per-token ``lambda = sigmoid(n'), n' ~ N(mu_dec, std_dec^2)``,
   ``z_dec = lambda x + (1 - lambda) sigma_d eps'``, time 1, self-cond zeros, decoding mode, cross-entropy
-  of ``token_logits(hidden)`` to the ids;
+  of ``token_logits(hidden)`` to the ids; a share ``read_frac`` of the decoding rows draws ``n'`` around
+  ``mu_read`` instead (near-clean latents: the token head also learns to *read* latents, which is what the
+  sampler hands it at the end, while the noisy rows keep it reading the audio);
 * condition dropout: with probability ``p_drop`` a row's condition tokens are zeros (positions kept).
 
 The batch loss is ``(decode_weight * sum CE over decoding rows' loss positions + sum L2 over denoising rows'
@@ -74,6 +76,10 @@ class FlowConfig:
     """Mean of n' in the per-token decode-branch signal level lambda = sigmoid(n') (ELF-S2T audio forcing: -0.5)."""
     std_dec: float = 0.8
     """Standard deviation of n' (variance 0.8^2 in ELF)."""
+    read_frac: float = 0.0
+    """Share of the decoding rows whose signal level is centred at ``mu_read`` instead of ``mu_dec`` (0: ELF)."""
+    mu_read: float = 2.0
+    """Mean of n' on those rows (2: lambda ~ 0.88, near-clean latents, like the sampler's final state)."""
     sigma_d: float = 1.0
     """Noise scale of the decoding branch z_dec = lambda x + (1 - lambda) sigma_d eps' (ELF unconditional: 5.0)."""
     decode_weight: float = 1.0
@@ -86,7 +92,7 @@ class FlowConfig:
             value = getattr(self, key)
             config_check(value > 0, key, value, "must be > 0")
         config_check(0 < self.t_clamp <= 1, "t_clamp", self.t_clamp, "must be in (0, 1]")
-        for key in ("self_cond_prob", "decode_frac", "p_drop"):
+        for key in ("self_cond_prob", "decode_frac", "p_drop", "read_frac"):
             value = getattr(self, key)
             config_check(0 <= value <= 1, key, value, "must be in [0, 1]")
         config_check(self.w_low > 0, "w_low", self.w_low, "must be > 0 (1 + w is log-uniform)")
@@ -166,6 +172,9 @@ def draw_flow_noise(
     log_w = math.log(cfg.w_low) + rand(B) * (math.log(cfg.w_high) - math.log(cfg.w_low))
     w = torch.where(self_cond, torch.exp(log_w) - 1.0, torch.ones(B))
     lam = sample_logit_normal((B, L), cfg.mu_dec, cfg.std_dec, generator=g)
+    if cfg.read_frac > 0:  # drawn only when on: the default draws stay those of ELF
+        read = rand(B) < cfg.read_frac
+        lam = torch.where(read[:, None], sample_logit_normal((B, L), cfg.mu_read, cfg.std_dec, generator=g), lam)
     eps_dec = torch.randn((B, L, d), generator=g)
     drop = rand(B) < cfg.p_drop
     return FlowDraws(

@@ -49,7 +49,8 @@ class SamplerConfig:
     """How to sample text latents from the denoiser and decode them."""
 
     steps: int = 32
-    """Number of denoising steps N (N network forwards, plus one decoding forward)."""
+    """Number of denoising steps N (N network forwards, plus one decoding forward); with a draft start
+    (``init != noise``) 0 returns the draft itself (e.g. ELF-S2T's CTC readout, for comparison)."""
     method: Literal["ode", "sde"] = "ode"
     """Euler ODE steps, or SDE steps with churn gamma (the last step is always ODE)."""
     gamma: float = 0.0
@@ -84,7 +85,8 @@ class SamplerConfig:
     (no effect otherwise; same outputs up to float rounding)."""
 
     def validate(self) -> None:
-        config_check(self.steps >= 1, "steps", self.steps, "must be >= 1")
+        config_check(self.steps >= (0 if self.init != "noise" else 1), "steps", self.steps,
+                     "must be >= 1 (0 only with a draft start: the draft itself)")
         config_check(self.gamma >= 0, "gamma", self.gamma, "must be >= 0")
         config_check(self.t_std > 0, "t_std", self.t_std, "must be > 0")
         config_check(self.sigma_n > 0, "sigma_n", self.sigma_n, "must be > 0")

@@ -194,7 +194,10 @@ class ElfS2T(nn.Module):
         x_init = None
         if sampler.init == "ctc":
             gen = generator if generator is not None else torch.Generator().manual_seed(sampler.seed)
-            x_init = self.text_space.encode(self.ctc_draft_ids(cond, cond_mask, gen)).to(cond.device)
+            draft = self.ctc_draft_ids(cond, cond_mask, gen)
+            if sampler.steps == 0:  # the draft itself: the CTC branch alone
+                return self.text_space.decode(draft)
+            x_init = self.text_space.encode(draft).to(cond.device)
         # one condition cache (prefix_attention: self) serves every sampling step and the decoding forward
         ids = generate_ids(
             self.denoiser,
