@@ -292,6 +292,9 @@ class Trainer:
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
         start = time.monotonic()
         cfg = self.cfg
+        # learning curves (elfs2t.bin.learning_curves) measure wall time from this line of train.log
+        log.info("training starts at step %d (max_steps %s, max_minutes %s)", self.step, cfg.max_steps or "-",
+                 cfg.max_minutes or "-")
         pbar = tqdm(total=cfg.max_steps or None, initial=self.step, desc=f"train {self.exp_dir.name}",
                     disable=not (self.info.is_main and cfg.progress), dynamic_ncols=True)
         batches = iter(self.stream)
