@@ -34,6 +34,14 @@ def test_restricted_ctc_equals_ctc_over_the_subset_logits():
     assert n1 == 2
     nll2, n2 = restricted_ctc_loss(head, hidden, mask, torch.tensor([1, 2, 3, 4]), torch.tensor([1, 3]), 0)
     assert n2 == 1
+    # over a given shortlist (blank among it or not): the softmax runs over blank + the shortlist
+    short = torch.tensor([0, 5, 11, 30, 42])
+    nll3, _ = restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0, vocab=short)
+    lp3 = F.log_softmax(hidden @ W[:, short], -1).transpose(0, 1)
+    ref3 = F.ctc_loss(lp3, torch.tensor([2, 3, 2, 4, 3]), torch.tensor([7, 5]), lens, blank=0, reduction="sum")
+    assert torch.allclose(nll3, ref3, atol=1e-5)
+    with pytest.raises(ValueError, match="not in the given vocab"):
+        restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0, vocab=torch.tensor([0, 11, 30]))
 
 
 def test_elf_s2t_loss_with_ctc_reaches_projector_and_token_head(tmp_path):

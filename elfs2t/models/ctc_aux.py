@@ -40,6 +40,7 @@ def restricted_ctc_loss(
     target_lens: torch.Tensor,
     blank_id: int,
     rows: torch.Tensor | None = None,
+    vocab: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Summed CTC negative log-likelihood over the selected rows and the number of target tokens.
 
@@ -47,6 +48,8 @@ def restricted_ctc_loss(
     ``cond_hidden (B, C, H)`` the audio slots, ``cond_mask (B, C)`` which are real; ``targets`` /
     ``target_lens`` from :func:`ctc_targets`; ``rows (B,)`` bool selects the rows that count (e.g. not the
     rows whose condition was dropped). Rows with no target token or too few frames are left out.
+    ``vocab (K,)``: sorted token ids (a shortlist holding every target id) to normalise over instead of the
+    batch's own ids -- the softmax the CTC readout decodes with.
     """
     B = cond_hidden.shape[0]
     rows = torch.ones(B, dtype=torch.bool) if rows is None else rows.to("cpu", torch.bool)
@@ -58,7 +61,15 @@ def restricted_ctc_loss(
         return cond_hidden.sum() * 0.0, 0
     sel = ok.nonzero(as_tuple=True)[0]
     tgt = torch.cat([targets[starts[b]:starts[b] + target_lens[b]] for b in sel.tolist()])
-    vocab, local = torch.unique(tgt.to(cond_hidden.device), return_inverse=True)  # (K,), (sum n,)
+    tgt = tgt.to(cond_hidden.device)
+    if vocab is None:
+        vocab, local = torch.unique(tgt, return_inverse=True)  # (K,), (sum n,)
+    else:
+        vocab = vocab.to(cond_hidden.device)
+        vocab = vocab[vocab != blank_id]
+        local = torch.searchsorted(vocab, tgt).clamp_max(vocab.numel() - 1)
+        if not torch.equal(vocab[local], tgt):
+            raise ValueError("restricted_ctc_loss: a target token id is not in the given vocab")
     vocab = torch.cat([vocab.new_tensor([blank_id]), vocab])  # blank at index 0
     local = local + 1
     h = cond_hidden[sel.to(cond_hidden.device)]  # (b, C, H)

@@ -184,7 +184,7 @@ class ElfS2T(nn.Module):
         offset = 0 if self.text_space.bos_id is None else 1
         targets, lens = ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), offset)
         nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, targets, lens,
-                                         self.text_space.pad_id, rows=~keep["draws"].drop)
+                                         self.text_space.pad_id, rows=~keep["draws"].drop, vocab=self.vocab)
         return nll / max(n_tok, 1)
 
     @torch.no_grad()
