@@ -48,8 +48,8 @@ def restricted_ctc_loss(
     ``cond_hidden (B, C, H)`` the audio slots, ``cond_mask (B, C)`` which are real; ``targets`` /
     ``target_lens`` from :func:`ctc_targets`; ``rows (B,)`` bool selects the rows that count (e.g. not the
     rows whose condition was dropped). Rows with no target token or too few frames are left out.
-    ``vocab (K,)``: sorted token ids (a shortlist holding every target id) to normalise over instead of the
-    batch's own ids -- the softmax the CTC readout decodes with.
+    ``vocab (K,)``: token ids (a shortlist) to normalise over instead of the batch's own ids -- the softmax the
+    CTC readout decodes with; target ids outside it (validation text) join it for this batch.
     """
     B = cond_hidden.shape[0]
     rows = torch.ones(B, dtype=torch.bool) if rows is None else rows.to("cpu", torch.bool)
@@ -65,11 +65,10 @@ def restricted_ctc_loss(
     if vocab is None:
         vocab, local = torch.unique(tgt, return_inverse=True)  # (K,), (sum n,)
     else:
-        vocab = vocab.to(cond_hidden.device)
+        # the union keeps it defined for targets outside the shortlist (validation text); sorted, unique
+        vocab = torch.unique(torch.cat([vocab.to(cond_hidden.device), tgt]))
         vocab = vocab[vocab != blank_id]
-        local = torch.searchsorted(vocab, tgt).clamp_max(vocab.numel() - 1)
-        if not torch.equal(vocab[local], tgt):
-            raise ValueError("restricted_ctc_loss: a target token id is not in the given vocab")
+        local = torch.searchsorted(vocab, tgt)
     vocab = torch.cat([vocab.new_tensor([blank_id]), vocab])  # blank at index 0
     local = local + 1
     h = cond_hidden[sel.to(cond_hidden.device)]  # (b, C, H)
