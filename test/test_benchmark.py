@@ -51,6 +51,58 @@ def test_decode_benchmark_prints_every_system_side_by_side(tmp_path, capsys):
     assert len(saved["rows"]) == len(rows) and all(r["utt_s"] > 0 for r in saved["rows"])
 
 
+def test_decode_benchmark_times_the_ctc_draft_start_beside_noise(tmp_path, capsys):
+    """Random models get a CTC weight when ctc is asked for; n=0 (the draft alone) runs for ctc only, unguided."""
+    assert benchmark.main(["decode", *TINY, "--kinds", "self", "--no-ar", "--starts", "noise", "ctc", "--steps", "0", "1",
+                           "--latency-utts", "1", "--baseline", "elf", "--out-dir", str(tmp_path)]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    label = "elf-s2t random-tiny-self"
+    assert set(rows) == {f"{label} n=1 g=1", f"{label} n=1 g=2", f"{label} ctc@0.6 n=0 g=1",
+                         f"{label} ctc@0.6 n=1 g=1", f"{label} ctc@0.6 n=1 g=2"}
+    assert {n: r["start"] for n, r in rows.items()} == {n: "ctc@0.6" if "ctc" in n else "noise" for n in rows}
+    assert rows[f"{label} ctc@0.6 n=0 g=1"]["steps"] == "0"
+    gflop = {n: float(r["GFLOP/utt"]) for n, r in rows.items()}
+    # the draft (a forward, the token head over the audio slots) and the text encoder come on top of the steps
+    assert gflop[f"{label} ctc@0.6 n=1 g=1"] > gflop[f"{label} n=1 g=1"]
+    assert gflop[f"{label} ctc@0.6 n=1 g=1"] > gflop[f"{label} ctc@0.6 n=0 g=1"] > 0
+    assert all(float(r["utt/s"]) > 0 for r in rows.values())
+    assert (tmp_path / "speed_accuracy.png").stat().st_size > 0  # n=0 on the steps axis
+
+
+def test_decode_bench_config_checks_steps_and_starts():
+    from elfs2t.bench.decode import DecodeBenchConfig
+    from elfs2t.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^steps=\[0, 4\]: .*needs starts ctc"):
+        DecodeBenchConfig(steps=[0, 4]).validate()  # noise only: the draft alone does not exist
+    with pytest.raises(ConfigError, match=r"^steps=\[0\]: start noise needs"):
+        DecodeBenchConfig(steps=[0], starts=["noise", "ctc"]).validate()
+    with pytest.raises(ConfigError, match=r"^steps=\[-1\]"):
+        DecodeBenchConfig(steps=[-1], starts=["ctc"]).validate()
+    with pytest.raises(ConfigError, match=r"^starts="):
+        DecodeBenchConfig(starts=["ctc", "draft"]).validate()
+    with pytest.raises(ConfigError, match=r"^t_start="):
+        DecodeBenchConfig(starts=["ctc"], t_start=1.0).validate()
+    DecodeBenchConfig(steps=[0], starts=["ctc"]).validate()
+    DecodeBenchConfig(steps=[0, 4], starts=["noise", "ctc"]).validate()
+
+
+def test_decode_bench_ctc_start_needs_a_ctc_trained_experiment(monkeypatch):
+    from types import SimpleNamespace
+
+    from elfs2t.bench import decode
+    from elfs2t.bench.models import random_elf_s2t
+    from elfs2t.flow.sampler import SamplerConfig
+
+    model = random_elf_s2t("tiny", prefix_attention="self", feat_dim=16, text_len=8)  # ctc_weight 0
+    ecfg = SimpleNamespace(model="elf_s2t", decode=SimpleNamespace(sampler=SamplerConfig()))
+    monkeypatch.setattr(decode, "load_trained_model", lambda exp: (model, ecfg))
+    utts = synthetic_utterances(2, feat_dim=16, min_duration=0.5, max_duration=1.0, audio=False)
+    cfg = decode.DecodeBenchConfig(elf_exps=["exp/no_ctc"], starts=["noise", "ctc"], steps=[1], no_ar=True)
+    with pytest.raises(ValueError, match=r"exp/no_ctc: start ctc needs .*ctc_weight > 0"):
+        decode.run_decode_bench(cfg, utts)
+
+
 def test_train_benchmark_reports_throughput_data_wait_and_latent_cache(capsys):
     assert benchmark.main(["train", *TINY, "--steps", "2", "--warmup", "1", "--processes", "1"]) == 0
     rows = _table_rows(capsys.readouterr().out)
@@ -108,6 +160,60 @@ def test_denoiser_flops_match_the_torch_flop_counter():
         counted(lambda: model.cache_condition(cond)) + attn(c, c)
     assert F.elf_generate_flops(cfg, b, l_text, c, steps=4, guidance=2.0, cached=False) == \
         4 * F.denoiser_forward_flops(cfg, 2 * b, l_text, c) + full
+
+
+def test_ctc_draft_and_text_encoder_flops_by_hand_and_by_the_torch_flop_counter():
+    """The draft start's FLOPs: worked out by hand for a small config, then checked against FlopCounterMode
+    (attention added by hand: the CPU SDPA kernel is not counted)."""
+    from transformers import BertConfig, BertModel, T5Config, T5EncoderModel
+
+    cfg = DenoiserConfig(latent_dim=8, vocab_size=11, hidden=16, depth=2, heads=2, bottleneck=4, freq_dim=8,
+                         prefix_attention="self")  # P = 12, F = 8 * 16 // 3 = 42
+    l_text, c, n_audio, k = 5, 7, 6, 3  # condition: a task token + 6 audio slots; shortlist of 3 ids
+    # one row, uncached S = 12 + 7 + 5 = 24:
+    #   input 2*5*(2*8*8 + 8*4 + 4*16) = 2240; layers 2 * [24*(8*16^2 + 6*16*42) + 4*24*24*16] = 365568;
+    #   flow head 2*5*16*8 = 1280; scalar embedders 4*(8*16 + 16^2) = 1536  -> forward 370624
+    #   token head over the 6 audio slots, K = 3: 2*6*(16*8 + 8*3) = 1824   -> draft 372448
+    assert F.denoiser_forward_flops(cfg, 1, l_text, c) == 370624
+    assert F.elf_ctc_draft_flops(cfg, 1, l_text, c, n_audio, vocab=k) == 372448
+    assert F.elf_ctc_draft_flops(cfg, 3, l_text, c, n_audio) == 3 * (370624 + 2 * 6 * (16 * 8 + 8 * 11))  # V = 11
+    # steps 0: the draft alone (no text encoder, no sampling, no guidance); steps >= 1: all three
+    assert F.elf_generate_flops(cfg, 1, l_text, c, 0, 2.0, True, vocab=k, draft_audio=n_audio, text_encoder=99.0) == 372448
+    assert F.elf_generate_flops(cfg, 1, l_text, c, 2, 2.0, True, vocab=k, draft_audio=n_audio, text_encoder=99.0) == \
+        372448 + 99 + F.elf_generate_flops(cfg, 1, l_text, c, 2, 2.0, True, vocab=k)
+    # the decoding forward's token head over the shortlist: 2*5*(16*8 + 8*3) instead of 2*5*(16*8 + 8*11)
+    assert F.elf_generate_flops(cfg, 1, l_text, c, 1, 1.0, False) - F.elf_generate_flops(cfg, 1, l_text, c, 1, 1.0,
+                                                                                       False, vocab=k) == 10 * 8 * 8
+
+    model = ElfDenoiser(cfg).eval()
+    b, p = 2, model.num_prefix_tokens
+    z, cond, ones = torch.randn(b, l_text, 8), torch.randn(b, c, 16), torch.ones(b)
+    vocab = torch.tensor([0, 4, 9])
+
+    def draft():
+        out = model(z, ones, self_cond=torch.zeros_like(z), guidance=ones, decode=torch.ones(b, dtype=torch.bool),
+                    cond=cond)
+        model.token_logits(out.cond_hidden[:, 1:], vocab)
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        draft()
+    s = p + c + l_text
+    attn = b * cfg.depth * 4 * s * s * 16
+    assert F.elf_ctc_draft_flops(cfg, b, l_text, c, n_audio, vocab=k) == fc.get_total_flops() + attn
+
+    # text encoders over L = 5 tokens, one row: BERT 2 * [5*(8*16^2 + 4*16*32) + 4*5*5*16] + pooler 2*16^2 = 44672
+    bcfg = BertConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      max_position_embeddings=16)
+    assert F.text_encoder_flops(bcfg, 1, 5, pooler=True) == 44672
+    ids = torch.randint(0, 40, (3, 5))
+    t5 = dict(vocab_size=40, d_model=16, d_ff=24, d_kv=4, num_heads=3, num_layers=2)  # inner width 3 * 4
+    for hf_cfg, cls, inner in [(bcfg, BertModel, 16), (T5Config(**t5), T5EncoderModel, 12),
+                               (T5Config(**t5, feed_forward_proj="gated-gelu"), T5EncoderModel, 12)]:
+        enc = cls(hf_cfg).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            enc(input_ids=ids, attention_mask=torch.ones_like(ids))
+        pooler = getattr(enc, "pooler", None) is not None
+        assert F.text_encoder_flops(hf_cfg, 3, 5, pooler) == fc.get_total_flops() + 3 * 2 * 4 * 5 * 5 * inner, cls
 
 
 def test_ar_and_whisper_flops_match_the_torch_flop_counter():

@@ -11,6 +11,14 @@ Whisper encoder (``encoder``, timed on the same batches from audio) -- what a us
 Whisper and faster-whisper always run from audio (their ``dec`` and ``e2e`` columns are the same).
 Every system decodes one untimed warm-up batch and one single utterance first (lazy initialisation,
 ``torch.compile``). With ``compile`` every ELF-S2T setting runs twice: eager and ``+compile``.
+
+ELF-S2T starts (``starts``): ``noise`` (ELF's sampler) and ``ctc`` (draft and refine: the model's greedy CTC
+readout of its audio slots, encoded by the frozen text encoder, put on the path at ``t_start`` and refined
+by ``steps`` steps; ``steps = 0`` times the draft alone, one forward plus the token head over the audio
+slots, without guidance). ``ctc`` needs a model trained with ``elf.ctc_weight > 0``; random-weight models are
+built with a CTC weight then (timing only). The benchmark runs the frozen text encoder on ``device`` (in
+float32) and without the latent cache of trained models (a cache would serve the warm-up pass's drafts
+again in the timed pass).
 """
 from __future__ import annotations
 
@@ -38,7 +46,11 @@ class DecodeBenchConfig:
     """What to decode with which systems."""
 
     steps: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
-    """ELF-S2T sampling step counts."""
+    """ELF-S2T sampling step counts (0: the CTC draft alone, start ``ctc`` only; noise rows skip it)."""
+    starts: list[str] = field(default_factory=lambda: ["noise"])
+    """ELF-S2T sampling starts: ``noise`` and/or ``ctc`` (the CTC draft put on the path at ``t_start``)."""
+    t_start: float = 0.6
+    """Time at which the ``ctc`` start's draft enters the path (the steps cover ``[t_start, 1]``)."""
     guidance: float = 2.0
     """CFG scale of the guided ELF-S2T rows (every step count also runs unguided, g = 1)."""
     method: Literal["ode", "sde"] = "ode"
@@ -91,7 +103,16 @@ class DecodeBenchConfig:
     """Sampling seed."""
 
     def validate(self) -> None:
-        config_check(all(s >= 1 for s in self.steps) and bool(self.steps), "steps", self.steps, "must be >= 1")
+        config_check(bool(self.starts) and set(self.starts) <= {"noise", "ctc"}
+                     and len(set(self.starts)) == len(self.starts), "starts", self.starts, "must be noise and/or ctc")
+        config_check(bool(self.steps) and all(s >= 0 for s in self.steps), "steps", self.steps, "must be >= 0")
+        if "ctc" not in self.starts:
+            config_check(all(s >= 1 for s in self.steps), "steps", self.steps,
+                         "must be >= 1 with start noise (0, the draft alone, needs starts ctc)")
+        else:
+            config_check("noise" not in self.starts or any(s >= 1 for s in self.steps), "steps", self.steps,
+                         "start noise needs a step count >= 1")
+        config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
         config_check(self.guidance > 0, "guidance", self.guidance, "must be > 0")
         config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         config_check(self.latency_utts >= 0, "latency_utts", self.latency_utts, "must be >= 0")
@@ -114,6 +135,7 @@ class System:
 
 def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> list[System]:
     from elfs2t.flow.sampler import SamplerConfig
+    from elfs2t.text.latent import LatentCache
 
     models = []  # (label, model, base sampler, trained)
     if cfg.elf_exps:
@@ -121,6 +143,9 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
             model, ecfg = load_trained_model(exp)
             if ecfg.model != "elf_s2t":
                 raise ValueError(f"--elf-exp {exp}: model is {ecfg.model!r}, not elf_s2t")
+            if "ctc" in cfg.starts and model.cfg.ctc_weight <= 0:
+                raise ValueError(f"--elf-exp {exp}: start ctc needs a model trained with elf.ctc_weight > 0 "
+                                 f"(it has {model.cfg.ctc_weight}); leave ctc out of --starts")
             models.append((Path(exp).name, model, ecfg.decode.sampler, True))
     else:
         from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
@@ -129,34 +154,57 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
         space = TextLatentSpace(TextLatentConfig(name_or_path=default_text_model(), max_len=cfg.text_len))
         for kind in cfg.kinds:
             model = random_elf_s2t(cfg.size, prefix_attention=kind, feat_dim=feat_dim, stack=cfg.stack,
-                                   text_len=cfg.text_len, text_space=space, seed=cfg.seed)
+                                   text_len=cfg.text_len, text_space=space, seed=cfg.seed,
+                                   ctc_weight=1.0 if "ctc" in cfg.starts else 0.0)
             models.append((f"random-{cfg.size}-{kind}", model, SamplerConfig(), False))
     systems = []
     for label, model, base, trained in models:
         model.to(cfg.device, dtype)
+        if isinstance(model.text_space, LatentCache):  # encode every draft, as on unseen audio
+            model.text_space = model.text_space.space
+        if "ctc" in cfg.starts:  # the frozen encoder is no submodule: it stays put in model.to
+            model.text_space.encoder.to(cfg.device)
         eager = model.denoiser
         variants = [("", eager)] + ([(" +compile", torch.compile(eager, dynamic=True))] if cfg.compile else [])
         cached = eager.cfg.prefix_attention == "self"
+        vocab = None if model.vocab is None else int(model.vocab.numel())  # the token head's shortlist size K
+        encoder = model.text_space.encoder
+        pooler = getattr(encoder, "pooler", None) is not None
         for suffix, denoiser in variants:
-            for steps in cfg.steps:
-                for g in sorted({1.0, cfg.guidance}):
-                    sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
-                                               "prefix_cache": True})
+            for start in cfg.starts:
+                tag = f"ctc@{cfg.t_start:g}" if start == "ctc" else "noise"
+                for steps in cfg.steps:
+                    if start == "noise" and steps == 0:
+                        continue
+                    # guidance does not apply to the draft alone
+                    for g in ([1.0] if steps == 0 else sorted({1.0, cfg.guidance})):
+                        sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
+                                                   "prefix_cache": True, "init": start, "t_start": cfg.t_start})
 
-                    def run(utts, model=model, sampler=sampler, denoiser=denoiser, eager=eager):
-                        model.denoiser = denoiser  # the compiled wrapper shares the eager module's weights
-                        try:
-                            return model.generate(collate(utts), sampler, generator=torch.Generator().manual_seed(cfg.seed))
-                        finally:
-                            model.denoiser = eager
+                        def run(utts, model=model, sampler=sampler, denoiser=denoiser, eager=eager):
+                            model.denoiser = denoiser  # the compiled wrapper shares the eager module's weights
+                            try:
+                                return model.generate(collate(utts), sampler,
+                                                      generator=torch.Generator().manual_seed(cfg.seed))
+                            finally:
+                                model.denoiser = eager
 
-                    def flops(utts, model=model, steps=steps, g=g, cached=cached):
-                        n_cond = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts) + (1 if model.cfg.tasks else 0)
-                        return F.elf_generate_flops(eager.cfg, len(utts), model.text_space.max_len, n_cond, steps, g, cached)
+                        def flops(utts, model=model, steps=steps, g=g, cached=cached, start=start, vocab=vocab,
+                                  encoder=encoder, pooler=pooler):
+                            n_task = 1 if model.cfg.tasks else 0
+                            n_audio = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts)
+                            l_text = model.text_space.max_len
+                            draft = {}
+                            if start == "ctc":
+                                draft = {"draft_audio": n_audio, "text_encoder":
+                                         F.text_encoder_flops(encoder.config, len(utts), l_text, pooler)}
+                            return F.elf_generate_flops(eager.cfg, len(utts), l_text, n_audio + n_task, steps, g,
+                                                        cached, vocab=vocab, **draft)
 
-                    systems.append(System(f"elf-s2t {label} n={steps} g={g:g}{suffix}", "elf", run, False, trained,
-                                          {"steps": steps, "g": g, "cache": "yes" if cached else "no",
-                                           "params_m": count_params(eager) / 1e6}, flops))
+                        name = f"elf-s2t {label}{'' if start == 'noise' else ' ' + tag} n={steps} g={g:g}{suffix}"
+                        systems.append(System(name, "elf", run, False, trained,
+                                              {"start": tag, "steps": steps, "g": g, "cache": "yes" if cached else "no",
+                                               "params_m": count_params(eager) / 1e6}, flops))
     return systems
 
 
@@ -253,7 +301,8 @@ def _score(refs: dict[str, str], hyps: dict[str, str], metric: str) -> float:
     return report.scores["WER"] if metric == "wer" else report.scores["BLEU_lc"]
 
 
-COLUMNS = [("system", "system", ""), ("params_m", "params M", ".1f"), ("steps", "steps", ""), ("g", "g", ""),
+COLUMNS = [("system", "system", ""), ("params_m", "params M", ".1f"), ("start", "start", ""), ("steps", "steps", ""),
+           ("g", "g", ""),
            ("cache", "cache", ""), ("utt_s", "utt/s", ".1f"), ("rtfx", "RTFx dec", ".1f"), ("rtfx_e2e", "RTFx e2e", ".1f"),
            ("lat_ms", "lat ms b=1", ".1f"), ("lat_e2e_ms", "lat e2e ms", ".1f"), ("mem_mb", "peak mem MB", ".0f"),
            ("gflop_utt", "GFLOP/utt", ".2f"), ("tflop_s", "TFLOP/s", ".3f"), ("mfu", "MFU %", ".1f"),

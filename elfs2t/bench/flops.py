@@ -17,6 +17,17 @@ left out (a few percent). Attention is counted dense over every key a kernel com
   ``S_k = P + C + L`` per step, plus once per batch the cache ``depth * layer(C, C)`` per row (``B`` rows,
   plus one row for the zero condition that all unconditional CFG rows share).
   One ``generate``: ``steps`` forwards over ``B`` rows (``2 B`` with CFG), one decoding forward over ``B``.
+  With a token-head shortlist (``elf.token_shortlist``) the head's ``V`` is the shortlist size ``K``.
+* ELF-S2T CTC draft start (``sampler.init: ctc``): the draft is one decoding-mode forward over ``B`` rows,
+  always uncached (``S_q = S_k = P + C + L``), plus the token head over the ``C_a`` audio slots,
+  ``2 C_a (H d + d K)`` per row (``K``: the shortlist size, else ``V``); with ``steps >= 1`` the frozen text
+  encoder encodes the ``B`` drafts (``L`` tokens each) and the sampling from ``t_start`` costs what it costs
+  from noise (``steps`` forwards, cache, decoding forward: ``t_start`` changes the grid, not its length);
+  ``steps = 0`` is the draft alone.
+* Frozen text encoder over ``L`` tokens: BERT-like ``layers * layer(L, L)`` with ``m = 4`` (plain MLP) and
+  the pooler ``2 H^2`` on the first token when the loaded model has one (``AutoModel`` builds it for BERT);
+  T5 encoder ``layers * (L (8 H I + m H F) + 4 L^2 I)`` with ``I = heads * d_kv``, ``m = 6`` for the gated
+  feed-forward (``is_gated_act``), else 4. Token embeddings and T5's relative position bias are look-ups.
 * ELF training step: the trained forward over ``B`` rows counted 3x (forward + backward), the two no-grad
   self-conditioning passes over the self-conditioned rows, the token head over the decoding rows (3x).
 * AR (Llama) greedy with KV cache: the prompt ``[audio | task | BOS]`` once (``S_q = S_k = P_a``, logits of
@@ -32,8 +43,9 @@ from typing import Optional
 
 import torch
 
-__all__ = ["layer_flops", "denoiser_forward_flops", "elf_generate_flops", "elf_train_flops", "ar_greedy_flops",
-           "ar_train_flops", "whisper_encoder_flops", "peak_flops", "PEAK_TFLOPS"]
+__all__ = ["layer_flops", "token_head_flops", "denoiser_forward_flops", "elf_ctc_draft_flops", "elf_generate_flops",
+           "elf_train_flops", "ar_greedy_flops", "ar_train_flops", "whisper_encoder_flops", "text_encoder_flops",
+           "peak_flops", "PEAK_TFLOPS"]
 
 #: Dense bf16/fp16 tensor-core peaks in TFLOP/s, matched against the CUDA device name.
 PEAK_TFLOPS: dict[str, float] = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
@@ -45,9 +57,17 @@ def layer_flops(s_q: float, s_k: float, hidden: int, ffn: int, mlp_mats: int = 3
     return s_q * (8 * hidden**2 + 2 * mlp_mats * hidden * ffn) + 4 * s_q * s_k * hidden
 
 
+def token_head_flops(cfg, slots: int, vocab: Optional[int] = None) -> float:
+    """The ELF token head over ``slots`` positions of one row: ``2 slots (H d + d K)`` (``cfg``: a
+    DenoiserConfig; ``vocab``: the shortlist size ``K``, None: the full ``V = cfg.vocab_size``)."""
+    k = cfg.vocab_size if vocab is None else vocab
+    return 2 * slots * (cfg.hidden * cfg.latent_dim + cfg.latent_dim * k)
+
+
 def denoiser_forward_flops(cfg, rows: int, l_text: int, n_cond: int, *, n_prefix: Optional[int] = None,
-                           cached: bool = False, token_head: bool = False) -> float:
-    """One ELF denoiser forward over ``rows`` rows (``cfg``: a DenoiserConfig)."""
+                           cached: bool = False, token_head: bool = False, vocab: Optional[int] = None) -> float:
+    """One ELF denoiser forward over ``rows`` rows (``cfg``: a DenoiserConfig); ``token_head``: plus the
+    token head over the ``L`` text slots (over ``vocab`` ids, the shortlist size; None: ``V``)."""
     h, d, depth = cfg.hidden, cfg.latent_dim, cfg.depth
     p = n_prefix if n_prefix is not None else cfg.num_time_tokens + cfg.num_guidance_tokens + cfg.num_mode_tokens
     per_row = 2 * l_text * (2 * d * d + d * cfg.bottleneck + cfg.bottleneck * h)  # input projections
@@ -55,15 +75,37 @@ def denoiser_forward_flops(cfg, rows: int, l_text: int, n_cond: int, *, n_prefix
     per_row += depth * layer_flops(s_q, p + n_cond + l_text, h, cfg.ffn_width)
     per_row += 2 * l_text * h * d + 4 * (cfg.freq_dim * h + h * h)  # flow head, scalar embedders
     if token_head:
-        per_row += 2 * l_text * (h * d + d * cfg.vocab_size)
+        per_row += token_head_flops(cfg, l_text, vocab)
     return rows * per_row
 
 
-def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, guidance: float, cached: bool) -> float:
-    """One ELF-S2T ``generate`` call: sampling steps (CFG doubles the rows), cache, decoding forward."""
+def elf_ctc_draft_flops(cfg, batch: int, l_text: int, n_cond: int, n_audio: int, vocab: Optional[int] = None) -> float:
+    """ELF-S2T's greedy CTC draft (``ElfS2T.ctc_draft_ids``) of ``batch`` rows: one decoding-mode forward over
+    ``P + C + L`` positions (uncached: the draft does not use the condition cache) plus the token head over the
+    ``n_audio`` audio slots of each row (``n_cond`` minus the task token), over ``vocab`` ids (None: ``V``)."""
+    return denoiser_forward_flops(cfg, batch, l_text, n_cond) + batch * token_head_flops(cfg, n_audio, vocab)
+
+
+def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, guidance: float, cached: bool, *,
+                       vocab: Optional[int] = None, draft_audio: Optional[int] = None,
+                       text_encoder: float = 0.0) -> float:
+    """One ELF-S2T ``generate`` call: sampling steps (CFG doubles the rows), cache, decoding forward (its token
+    head over ``vocab`` ids, the shortlist size; None: ``V``).
+
+    ``draft_audio`` (the audio slots per row) makes it a CTC draft start (``init: ctc``): the draft forward
+    (:func:`elf_ctc_draft_flops`) comes first; with ``steps >= 1`` then ``text_encoder`` (the FLOPs of encoding
+    the ``batch`` drafts, :func:`text_encoder_flops`; 0: left out) and the sampling as from noise; with
+    ``steps = 0`` the draft alone (nothing else runs).
+    """
+    total = 0.0
+    if draft_audio is not None:
+        total += elf_ctc_draft_flops(cfg, batch, l_text, n_cond, draft_audio, vocab)
+        if steps == 0:
+            return total
+        total += text_encoder
     rows = batch * (2 if guidance != 1.0 else 1)
-    total = steps * denoiser_forward_flops(cfg, rows, l_text, n_cond, cached=cached)
-    total += denoiser_forward_flops(cfg, batch, l_text, n_cond, cached=cached, token_head=True)
+    total += steps * denoiser_forward_flops(cfg, rows, l_text, n_cond, cached=cached)
+    total += denoiser_forward_flops(cfg, batch, l_text, n_cond, cached=cached, token_head=True, vocab=vocab)
     if cached:  # the condition's rows, plus one shared row for the zero condition of CFG
         cache_rows = batch + (1 if guidance != 1.0 else 0)
         total += cache_rows * cfg.depth * layer_flops(n_cond, n_cond, cfg.hidden, cfg.ffn_width)
@@ -110,6 +152,24 @@ def whisper_encoder_flops(wcfg, batch: int, frames: int) -> float:
     d, n_mels = wcfg.d_model, wcfg.num_mel_bins
     conv = 2 * (2 * frames) * (3 * n_mels) * d + 2 * frames * (3 * d) * d
     return batch * (conv + wcfg.encoder_layers * layer_flops(frames, frames, d, wcfg.encoder_ffn_dim, mlp_mats=2))
+
+
+def text_encoder_flops(hf_cfg, batch: int, length: int, pooler: bool = False) -> float:
+    """The frozen text encoder over ``batch`` rows of ``length`` tokens (``hf_cfg``: its transformers config).
+
+    T5 / mT5 / UMT5 (``model_type``): ``num_layers * (L (8 H I + m H F) + 4 L^2 I)``, ``I = num_heads * d_kv``,
+    ``m = 6`` with a gated feed-forward, else 4. Otherwise BERT-like (``hidden_size``, ``intermediate_size``,
+    ``num_hidden_layers``): ``layers * layer(L, L)`` with a plain MLP, plus ``2 H^2`` per row for the pooler
+    (``pooler``: the loaded model has one, e.g. ``BertModel`` from ``AutoModel``).
+    """
+    if getattr(hf_cfg, "model_type", "") in ("t5", "mt5", "umt5"):
+        h, ffn, inner = hf_cfg.d_model, hf_cfg.d_ff, hf_cfg.num_heads * hf_cfg.d_kv
+        mats = 3 if getattr(hf_cfg, "is_gated_act", False) else 2
+        per_layer = length * (8 * h * inner + 2 * mats * h * ffn) + 4 * length * length * inner
+        return batch * hf_cfg.num_layers * per_layer
+    h = hf_cfg.hidden_size
+    per_row = hf_cfg.num_hidden_layers * layer_flops(length, length, h, hf_cfg.intermediate_size, mlp_mats=2)
+    return batch * (per_row + (2 * h * h if pooler else 0))
 
 
 def peak_flops(device: str | torch.device, dtype: str, override_tflops: float = 0.0) -> Optional[float]:

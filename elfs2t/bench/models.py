@@ -72,9 +72,12 @@ def default_text_model() -> str:
 
 
 def random_elf_s2t(size: str, *, prefix_attention: str, feat_dim: int, stack: int = 2, text_len: int = 24,
-                   text_space=None, text_model: Optional[str] = None, seed: int = 0) -> nn.Module:
+                   text_space=None, text_model: Optional[str] = None, ctc_weight: float = 0.0,
+                   seed: int = 0) -> nn.Module:
     """A randomly initialised ELF-S2T model (``text_space``: a shared TextLatentSpace, or built from
-    ``text_model``). The flow head is re-drawn at random so that sampling does not sit at ``x_hat = 0``."""
+    ``text_model``). The flow head is re-drawn at random so that sampling does not sit at ``x_hat = 0``.
+    ``ctc_weight > 0`` marks it as trained with the auxiliary CTC (no extra weights), so that the CTC draft
+    start (``sampler.init: ctc``) runs on it -- for timing only: the draft of random weights is noise."""
     from elfs2t.models.denoiser import DenoiserConfig
     from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
     from elfs2t.text.latent import TextLatentConfig
@@ -84,7 +87,7 @@ def random_elf_s2t(size: str, *, prefix_attention: str, feat_dim: int, stack: in
         text=TextLatentConfig(name_or_path=text_model or default_text_model(), max_len=text_len),
         denoiser=DenoiserConfig(hidden=s.hidden, depth=s.depth, heads=s.heads, bottleneck=s.bottleneck,
                                 prefix_attention=prefix_attention),
-        feat_dim=feat_dim, stack=stack, lowercase=True,
+        feat_dim=feat_dim, stack=stack, lowercase=True, ctc_weight=ctc_weight,
     )
     torch.manual_seed(seed)
     model = ElfS2T(cfg, text_space=text_space)

@@ -3,6 +3,7 @@
 With scores: accuracy (WER or BLEU) against utterances/s (log axis), one line per ELF-S2T model and
 guidance scale through its step counts, one marker per other system. Without ELF-S2T scores (random-weight
 models): utterances/s against ELF-S2T steps, other systems as horizontal lines (their scores in the legend).
+A CTC draft start is its own line per model and guidance scale (its ``n=0`` point: the draft alone).
 """
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ def plot_decode(rows: list[dict], path: str | Path, score_name: str = "score", t
         ax.set_xlabel("utterances / s (log)")
         ax.set_ylabel(score_name)
     else:
-        ax.set_xscale("log", base=2)
+        if any(r.get("steps") == 0 for r in rows if r.get("family") == "elf"):  # the CTC draft alone: n = 0
+            ax.set_xscale("symlog", base=2, linthresh=1)
+        else:
+            ax.set_xscale("log", base=2)
         ax.set_xlabel("ELF-S2T sampling steps")
         ax.set_ylabel("utterances / s")
         ax.set_yscale("log")

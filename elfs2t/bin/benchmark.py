@@ -1,7 +1,8 @@
 """Benchmarks: decoding, training and feature caching, printed side by side (see docs/benchmarks.md).
 
     python -m elfs2t.bin.benchmark decode   [--cuts CUTS] [--elf-exp EXP ...] [--ar-exp EXP] \\
-        [--encoder DIR|random:large-v3] [--whisper DIR] [--faster-whisper auto|DIR] [--steps 4 8 16 32 64]
+        [--encoder DIR|random:large-v3] [--whisper DIR] [--faster-whisper auto|DIR] [--steps 4 8 16 32 64] \\
+        [--starts noise ctc] [--t-start 0.6]
     python -m elfs2t.bin.benchmark train    [--cuts CUTS] [--models elf_s2t ar] [--processes 1 2]
     python -m elfs2t.bin.benchmark features [--cuts CUTS] [--encoders DIR ...]
 
@@ -53,7 +54,11 @@ def get_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="bench", required=True)
     d = sub.add_parser("decode", help="decoding speed/accuracy of every system")
     _common(d)
-    d.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32, 64], help="ELF-S2T step counts")
+    d.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32, 64],
+                   help="ELF-S2T step counts (0: the CTC draft alone, with --starts ctc)")
+    d.add_argument("--starts", nargs="+", default=["noise"], choices=["noise", "ctc"],
+                   help="ELF-S2T sampling starts: noise, and/or ctc (the model's CTC draft refined from --t-start)")
+    d.add_argument("--t-start", type=float, default=0.6, help="time at which the ctc start's draft enters the path")
     d.add_argument("--guidance", type=float, default=2.0, help="CFG scale of the guided rows (g = 1 always runs)")
     d.add_argument("--method", default="ode", choices=["ode", "sde"], help="ELF-S2T sampler")
     d.add_argument("--elf-exp", dest="elf_exps", action="append", default=[], help="trained ELF-S2T exp dir (repeatable)")
@@ -109,7 +114,7 @@ def run(args) -> dict:
         from elfs2t.bench.decode import DecodeBenchConfig, run_decode_bench
 
         cfg = DecodeBenchConfig(
-            steps=args.steps, guidance=args.guidance, method=args.method, elf_exps=args.elf_exps, ar_exp=args.ar_exp,
+            steps=args.steps, starts=args.starts, t_start=args.t_start, guidance=args.guidance, method=args.method, elf_exps=args.elf_exps, ar_exp=args.ar_exp,
             no_ar=args.no_ar, size=args.size, kinds=args.kinds, text_len=args.text_len, ar_tokens=args.ar_tokens,
             encoder=args.encoder, whisper=args.whisper, faster_whisper=args.faster_whisper,
             whisper_task=args.whisper_task, batch_size=args.batch_size, latency_utts=args.latency_utts,
