@@ -190,6 +190,7 @@ class ElfS2T(nn.Module):
     @torch.no_grad()
     def generate(self, batch: dict, sampler: SamplerConfig, generator: Optional[torch.Generator] = None) -> list[str]:
         """Sample text latents conditioned on the audio (with CFG) and decode them to strings."""
+        self._device()  # the frozen text encoder (drafts) follows the model
         cond, cond_mask = self.condition(batch)
         x_init = None
         if sampler.init == "ctc":
