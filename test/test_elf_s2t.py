@@ -123,3 +123,36 @@ def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
     assert len(hyps) == 3
     with pytest.raises(ValueError, match="ctc_weight"):
         ElfS2T(tiny_cfg()).eval().generate(batch, SamplerConfig(steps=1, init="ctc"))
+
+
+def test_draft_rows_start_from_the_ctc_draft_and_aim_at_the_true_text(batch, monkeypatch):
+    import elfs2t.models.elf_s2t as elf_module
+    from elfs2t.config import ConfigError
+
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, draft_t=0.7,
+                            flow={"decode_frac": 0.0, "p_drop": 0.0, "self_cond_prob": 0.0}))
+    ts = model.text_space
+    draft_ids = ts.tokenize(["dog dog cat"] * 3)
+    monkeypatch.setattr(model, "ctc_draft_ids", lambda cond, mask, generator=None: draft_ids[: cond.shape[0]])
+    seen = {}
+    real = elf_module.flow_loss_from_draws
+
+    def spy(denoiser, x, ids, *args, **kw):
+        seen.update(x=x, ids=ids, draws=args[2], x_in=kw["x_in"])
+        return real(denoiser, x, ids, *args, **kw)
+
+    monkeypatch.setattr(elf_module, "flow_loss_from_draws", spy)
+    loss, stats = model(batch)
+    assert stats["frac_draft"] == 1.0
+    assert torch.allclose(seen["x_in"], ts.space.encode(draft_ids))  # inputs: the drafts (past the latent cache)
+    assert torch.equal(seen["ids"], ts.tokenize([t.lower() for t in batch["text"]]))  # targets: the true text
+    assert torch.allclose(seen["draws"].t, torch.full((3,), 0.7))
+    loss.backward()
+    assert model.projector.linear.weight.grad.abs().sum() > 0
+    # dropped-condition and decoding rows never become draft rows (the draft would leak the audio)
+    model2 = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, flow={"decode_frac": 1.0, "p_drop": 0.0}),
+                    text_space=model.text_space)
+    _, stats2 = model2(batch)
+    assert stats2["frac_draft"] == 0.0
+    with pytest.raises(ConfigError, match="draft_frac"):
+        tiny_cfg(draft_frac=0.5)  # no CTC, no draft

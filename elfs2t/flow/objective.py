@@ -17,7 +17,11 @@ One training step, per example row ``b`` of a batch ``x (B, L, d)``:
   of ``token_logits(hidden)`` to the ids; a share ``read_frac`` of the decoding rows draws ``n'`` around
   ``mu_read`` instead (near-clean latents: the token head also learns to *read* latents, which is what the
   sampler hands it at the end, while the noisy rows keep it reading the audio);
-* condition dropout: with probability ``p_drop`` a row's condition tokens are zeros (positions kept).
+* condition dropout: with probability ``p_drop`` a row's condition tokens are zeros (positions kept);
+* ``x_in`` (optional, ELF-S2T's draft rows): the latents the noisy *inputs* are built from, where they differ
+  from the targets' ``x`` (e.g. a row's own CTC draft): ``z_t = t x_in + (1 - t) sigma_n eps`` and
+  ``z_dec = lambda x_in + ...``, while ``v* = (x - z_t) / max(1 - t, t_clamp)`` and the CE still aim at the
+  true ``x`` / ids: the network learns to move a draft towards the truth.
 
 The batch loss is ``(decode_weight * sum CE over decoding rows' loss positions + sum L2 over denoising rows'
 loss positions) / number of loss positions``. Decoding and denoising rows share ONE trained forward (per-row
@@ -209,6 +213,7 @@ def flow_loss_from_draws(
     text_mask: Optional[torch.Tensor] = None,
     outputs: Optional[dict] = None,
     vocab: Optional[torch.Tensor] = None,
+    x_in: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The ELF loss for given draws (deterministic); see the module docstring for the formulas.
 
@@ -217,9 +222,13 @@ def flow_loss_from_draws(
     ``outputs``: a dict that receives the trained pass's output (``"out"``, a DenoiserOutput) and the draws
     (``"draws"``), for auxiliary losses on the same forward (e.g. ELF-S2T's CTC on the condition).
     ``vocab (K,)``: sorted token ids of a shortlist; the decoding cross-entropy is then a softmax over those
-    ids only (targets outside it are ignored). None: the full vocabulary (ELF).
+    ids only (targets outside it are ignored). None: the full vocabulary (ELF). ``x_in (B, L, d)``: latents the
+    noisy inputs start from (module docstring; None: ``x``).
     """
     B, L, d = x.shape
+    if x_in is not None and x_in.shape != x.shape:
+        raise ValueError(f"flow loss: x_in {tuple(x_in.shape)} must have the shape of x {tuple(x.shape)}")
+    src = x if x_in is None else x_in
     if ids.shape != (B, L) or loss_mask.shape != (B, L):
         raise ValueError(f"flow loss: ids {tuple(ids.shape)} and loss_mask {tuple(loss_mask.shape)} must be {(B, L)}")
     loss_mask = loss_mask.bool()
@@ -230,8 +239,8 @@ def flow_loss_from_draws(
         cond = cond * keep  # (B, C, H): dropped rows are zeros, positions (and mask) kept
 
     # Inputs of the trained pass: denoising rows on the path at t, decoding rows lightly noised at t = 1.
-    z_t = noisy_latent(x, draws.t, draws.eps, cfg.sigma_n)  # (B, L, d)
-    z_dec = noisy_latent(x, draws.lam, draws.eps_dec, cfg.sigma_d)  # (B, L, d)
+    z_t = noisy_latent(src, draws.t, draws.eps, cfg.sigma_n)  # (B, L, d)
+    z_dec = noisy_latent(src, draws.lam, draws.eps_dec, cfg.sigma_d)  # (B, L, d)
     z_in = torch.where(dec[:, None, None], z_dec, z_t)
     t_in = torch.where(dec, torch.ones_like(draws.t), draws.t)
     v_star = velocity(x, z_t, draws.t, cfg.t_clamp)  # (B, L, d)

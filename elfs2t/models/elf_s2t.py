@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from elfs2t.config import config_check
-from elfs2t.flow.objective import FlowConfig, flow_matching_loss
+from elfs2t.flow.objective import FlowConfig, FlowDraws, draw_flow_noise, flow_loss_from_draws
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.projector import AudioProjector
@@ -51,6 +51,13 @@ class ElfS2TConfig:
     """Weight of the auxiliary CTC loss on the audio slots' outputs (elfs2t.models.ctc_aux; 0: off, the paper)."""
     cache_latents: bool = True
     """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
+    draft_frac: float = 0.0
+    """Share of the denoising rows trained as *draft rows* (needs ctc_weight > 0; beyond the paper): their noisy
+    input is built from the row's own CTC draft (greedy readout of the audio slots, no gradient, encoded by the
+    frozen text encoder) at time ``draft_t``, their targets stay the true text -- the flow learns to refine what
+    ``sampler.init: ctc`` hands it, errors included. 0: off."""
+    draft_t: float = 0.8
+    """Time of the draft rows (use the same ``sampler.t_start`` when decoding)."""
     token_shortlist: bool = False
     """Token head over a shortlist: the token ids of the training targets (plus the specials), fixed before
     training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights). The decoding cross-entropy and the
@@ -62,6 +69,10 @@ class ElfS2TConfig:
         config_check(self.stack >= 1, "stack", self.stack, "must be >= 1")
         config_check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "must be unique")
         config_check(self.ctc_weight >= 0, "ctc_weight", self.ctc_weight, "must be >= 0")
+        config_check(0 <= self.draft_frac <= 1, "draft_frac", self.draft_frac, "must be in [0, 1]")
+        config_check(self.draft_frac == 0 or self.ctc_weight > 0, "draft_frac", self.draft_frac,
+                     "draft rows read the CTC draft: set ctc_weight > 0")
+        config_check(0 <= self.draft_t < 1, "draft_t", self.draft_t, "must be in [0, 1)")
 
 
 class ElfS2T(nn.Module):
@@ -166,8 +177,12 @@ class ElfS2T(nn.Module):
         cond, cond_mask = self.condition(batch)
         loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
         outputs: dict = {}
-        loss, stats = flow_matching_loss(self.denoiser, x, ids, loss_mask, self.cfg.flow, cond=cond, cond_mask=cond_mask,
-                                         outputs=outputs, vocab=self.vocab)
+        draws = draw_flow_noise(x, self.cfg.flow)
+        x_in = self._draft_inputs(x, cond, cond_mask, draws) if self.cfg.draft_frac > 0 else None
+        loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond=cond,
+                                           cond_mask=cond_mask, outputs=outputs, vocab=self.vocab, x_in=x_in)
+        if self.cfg.draft_frac > 0:
+            stats["frac_draft"] = float(self._draft_rows) / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
             ctc = self._ctc(outputs, ids, cond_mask, batch["text"])
             loss = loss + self.cfg.ctc_weight * ctc
@@ -175,6 +190,28 @@ class ElfS2T(nn.Module):
             stats["loss"] = float(loss.detach())
         stats["num_samples"] = float(ids.shape[0])
         return loss, stats
+
+    def _draft_inputs(self, x: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
+                      draws: FlowDraws) -> Optional[torch.Tensor]:
+        """Input latents with draft rows: a ``draft_frac`` share of the denoising rows whose condition is kept
+        get their own CTC draft's latents and time ``draft_t`` (``draws`` is updated); None when no row is picked."""
+        cand = (~draws.decode & ~draws.drop).cpu()
+        pick = cand & (torch.rand(cand.shape[0]) < self.cfg.draft_frac)
+        self._draft_rows = int(pick.sum())
+        if not bool(pick.any()):
+            return None
+        idx = pick.nonzero(as_tuple=True)[0].to(x.device)
+        with torch.no_grad():
+            draft = self.ctc_draft_ids(cond[idx].detach(), cond_mask[idx])
+            # encoded past the latent cache: drafts change every step, caching them would only fill memory
+            space = self.text_space.space if isinstance(self.text_space, LatentCache) else self.text_space
+            x_draft = space.encode(draft).to(x.device, x.dtype)
+        draws.t[idx] = self.cfg.draft_t
+        draws.self_cond[idx] = False
+        draws.w[idx] = 1.0
+        x_in = x.clone()
+        x_in[idx] = x_draft
+        return x_in
 
     def _ctc(self, keep: dict, ids: torch.Tensor, cond_mask: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """Auxiliary CTC per target token on the audio slots of the trained forward (rows with audio kept)."""
