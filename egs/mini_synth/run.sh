@@ -32,7 +32,7 @@ tasks="asr st"        # which tasks stages 4-6 train, decode and score
 models="elf ar whisper"  # which models stages 3-6 build: ELF-S2T, the AR baseline, Whisper zero-shot
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
-decode_opts="decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8;decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.steps=4"
+decode_opts="decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8;decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=noise decode.sampler.steps=4"
                       # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
 decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)

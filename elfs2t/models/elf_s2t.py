@@ -55,7 +55,8 @@ class ElfS2TConfig:
     """Share of the denoising rows trained as *draft rows* (needs ctc_weight > 0; beyond the paper): their noisy
     input is built from the row's own CTC draft (greedy readout of the audio slots, no gradient, encoded by the
     frozen text encoder) at time ``draft_t``, their targets stay the true text -- the flow learns to refine what
-    ``sampler.init: ctc`` hands it, errors included. 0: off."""
+    ``sampler.init: ctc`` hands it, errors included. 0: off (on mini_synth it made the refined output worse at
+    an 8-minute budget: docs/elf_s2t_learning.md)."""
     draft_t: float = 0.8
     """Time of the draft rows (use the same ``sampler.t_start`` when decoding)."""
     token_shortlist: bool = False
