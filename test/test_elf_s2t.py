@@ -156,3 +156,25 @@ def test_draft_rows_start_from_the_ctc_draft_and_aim_at_the_true_text(batch, mon
     assert stats2["frac_draft"] == 0.0
     with pytest.raises(ConfigError, match="draft_frac"):
         tiny_cfg(draft_frac=0.5)  # no CTC, no draft
+
+
+def test_draft_decoding_rows_read_a_near_clean_draft(batch, monkeypatch):
+    import elfs2t.models.elf_s2t as elf_module
+
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, draft_rows="decode",
+                            flow={"decode_frac": 1.0, "p_drop": 0.0, "mu_dec": -3.0, "mu_read": 2.0}))
+    ts = model.text_space
+    draft_ids = ts.tokenize(["dog dog cat"] * 3)
+    monkeypatch.setattr(model, "ctc_draft_ids", lambda cond, mask, generator=None: draft_ids[: cond.shape[0]])
+    seen = {}
+    real = elf_module.flow_loss_from_draws
+
+    def spy(denoiser, x, ids, *args, **kw):
+        seen.update(draws=args[2], x_in=kw["x_in"])
+        return real(denoiser, x, ids, *args, **kw)
+
+    monkeypatch.setattr(elf_module, "flow_loss_from_draws", spy)
+    _, stats = model(batch)
+    assert stats["frac_draft"] == 1.0 and "ce" in stats
+    assert torch.allclose(seen["x_in"], ts.space.encode(draft_ids))
+    assert float(torch.logit(seen["draws"].lam).mean()) > 0.5  # around mu_read = 2, not mu_dec = -3

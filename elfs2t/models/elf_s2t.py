@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from torch import nn
 from elfs2t.config import config_check
 from elfs2t.flow.objective import FlowConfig, FlowDraws, draw_flow_noise, flow_loss_from_draws
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
+from elfs2t.flow.time import sample_logit_normal
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.projector import AudioProjector
 from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
@@ -59,6 +60,10 @@ class ElfS2TConfig:
     an 8-minute budget: docs/elf_s2t_learning.md)."""
     draft_t: float = 0.8
     """Time of the draft rows (use the same ``sampler.t_start`` when decoding)."""
+    draft_rows: Literal["denoise", "decode"] = "denoise"
+    """Which rows take drafts: ``denoise`` (the flow regresses the true latents from a noised draft at
+    ``draft_t``) or ``decode`` (decoding rows read a near-clean draft -- signal level around ``flow.mu_read`` --
+    and the token head is trained with cross-entropy to correct it, Mask-CTC-like)."""
     token_shortlist: bool = False
     """Token head over a shortlist: the token ids of the training targets (plus the specials), fixed before
     training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights). The decoding cross-entropy and the
@@ -74,6 +79,7 @@ class ElfS2TConfig:
         config_check(self.draft_frac == 0 or self.ctc_weight > 0, "draft_frac", self.draft_frac,
                      "draft rows read the CTC draft: set ctc_weight > 0")
         config_check(0 <= self.draft_t < 1, "draft_t", self.draft_t, "must be in [0, 1)")
+        config_check(self.draft_rows in ("denoise", "decode"), "draft_rows", self.draft_rows, "must be denoise or decode")
 
 
 class ElfS2T(nn.Module):
@@ -194,9 +200,11 @@ class ElfS2T(nn.Module):
 
     def _draft_inputs(self, x: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
                       draws: FlowDraws) -> Optional[torch.Tensor]:
-        """Input latents with draft rows: a ``draft_frac`` share of the denoising rows whose condition is kept
-        get their own CTC draft's latents and time ``draft_t`` (``draws`` is updated); None when no row is picked."""
-        cand = (~draws.decode & ~draws.drop).cpu()
+        """Input latents with draft rows: a ``draft_frac`` share of the denoising (or decoding, ``draft_rows``) rows
+        whose condition is kept get their own CTC draft's latents, at time ``draft_t`` (denoising) or a signal
+        level around ``flow.mu_read`` (decoding); ``draws`` is updated. None when no row is picked."""
+        on_decode = self.cfg.draft_rows == "decode"
+        cand = ((draws.decode if on_decode else ~draws.decode) & ~draws.drop).cpu()
         pick = cand & (torch.rand(cand.shape[0]) < self.cfg.draft_frac)
         self._draft_rows = int(pick.sum())
         if not bool(pick.any()):
@@ -207,9 +215,14 @@ class ElfS2T(nn.Module):
             # encoded past the latent cache: drafts change every step, caching them would only fill memory
             space = self.text_space.space if isinstance(self.text_space, LatentCache) else self.text_space
             x_draft = space.encode(draft).to(x.device, x.dtype)
-        draws.t[idx] = self.cfg.draft_t
-        draws.self_cond[idx] = False
-        draws.w[idx] = 1.0
+        if on_decode:
+            f = self.cfg.flow
+            lam = sample_logit_normal((len(idx), draws.lam.shape[1]), f.mu_read, f.std_dec)
+            draws.lam[idx] = lam.to(draws.lam.device, draws.lam.dtype)
+        else:
+            draws.t[idx] = self.cfg.draft_t
+            draws.self_cond[idx] = False
+            draws.w[idx] = 1.0
         x_in = x.clone()
         x_in[idx] = x_draft
         return x_in
