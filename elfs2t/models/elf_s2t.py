@@ -63,7 +63,8 @@ class ElfS2TConfig:
     draft_rows: Literal["denoise", "decode"] = "denoise"
     """Which rows take drafts: ``denoise`` (the flow regresses the true latents from a noised draft at
     ``draft_t``) or ``decode`` (decoding rows read a near-clean draft -- signal level around ``flow.mu_read`` --
-    and the token head is trained with cross-entropy to correct it, Mask-CTC-like)."""
+    and the token head is trained with cross-entropy to correct it, Mask-CTC-like; also worse at 8 minutes on
+    mini_synth)."""
     token_shortlist: bool = False
     """Token head over a shortlist: the token ids of the training targets (plus the specials), fixed before
     training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights). The decoding cross-entropy and the
