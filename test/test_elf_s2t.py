@@ -125,14 +125,11 @@ def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
         ElfS2T(tiny_cfg()).eval().generate(batch, SamplerConfig(steps=1, init="ctc"))
 
 
-def test_draft_rows_start_from_the_ctc_draft_and_aim_at_the_true_text(batch, monkeypatch):
+def _spy_on_draft_rows(model, monkeypatch) -> tuple[torch.Tensor, dict]:
+    """Script the model's CTC draft ("dog dog cat" for every row) and record what reaches the flow loss."""
     import elfs2t.models.elf_s2t as elf_module
-    from elfs2t.config import ConfigError
 
-    model = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, draft_t=0.7,
-                            flow={"decode_frac": 0.0, "p_drop": 0.0, "self_cond_prob": 0.0}))
-    ts = model.text_space
-    draft_ids = ts.tokenize(["dog dog cat"] * 3)
+    draft_ids = model.text_space.tokenize(["dog dog cat"] * 3)
     monkeypatch.setattr(model, "ctc_draft_ids", lambda cond, mask, generator=None: draft_ids[: cond.shape[0]])
     seen = {}
     real = elf_module.flow_loss_from_draws
@@ -142,6 +139,16 @@ def test_draft_rows_start_from_the_ctc_draft_and_aim_at_the_true_text(batch, mon
         return real(denoiser, x, ids, *args, **kw)
 
     monkeypatch.setattr(elf_module, "flow_loss_from_draws", spy)
+    return draft_ids, seen
+
+
+def test_draft_rows_start_from_the_ctc_draft_and_aim_at_the_true_text(batch, monkeypatch):
+    from elfs2t.config import ConfigError
+
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, draft_t=0.7,
+                            flow={"decode_frac": 0.0, "p_drop": 0.0, "self_cond_prob": 0.0}))
+    ts = model.text_space
+    draft_ids, seen = _spy_on_draft_rows(model, monkeypatch)
     loss, stats = model(batch)
     assert stats["frac_draft"] == 1.0
     assert torch.allclose(seen["x_in"], ts.space.encode(draft_ids))  # inputs: the drafts (past the latent cache)
@@ -159,21 +166,10 @@ def test_draft_rows_start_from_the_ctc_draft_and_aim_at_the_true_text(batch, mon
 
 
 def test_draft_decoding_rows_read_a_near_clean_draft(batch, monkeypatch):
-    import elfs2t.models.elf_s2t as elf_module
-
     model = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, draft_rows="decode",
                             flow={"decode_frac": 1.0, "p_drop": 0.0, "mu_dec": -3.0, "mu_read": 2.0}))
     ts = model.text_space
-    draft_ids = ts.tokenize(["dog dog cat"] * 3)
-    monkeypatch.setattr(model, "ctc_draft_ids", lambda cond, mask, generator=None: draft_ids[: cond.shape[0]])
-    seen = {}
-    real = elf_module.flow_loss_from_draws
-
-    def spy(denoiser, x, ids, *args, **kw):
-        seen.update(draws=args[2], x_in=kw["x_in"])
-        return real(denoiser, x, ids, *args, **kw)
-
-    monkeypatch.setattr(elf_module, "flow_loss_from_draws", spy)
+    draft_ids, seen = _spy_on_draft_rows(model, monkeypatch)
     _, stats = model(batch)
     assert stats["frac_draft"] == 1.0 and "ce" in stats
     assert torch.allclose(seen["x_in"], ts.space.encode(draft_ids))

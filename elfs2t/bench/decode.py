@@ -16,8 +16,8 @@ ELF-S2T starts (``starts``): ``noise`` (ELF's sampler) and ``ctc`` (draft and re
 readout of its audio slots, encoded by the frozen text encoder, put on the path at ``t_start`` and refined
 by ``steps`` steps; ``steps = 0`` times the draft alone, one forward plus the token head over the audio
 slots, without guidance). ``ctc`` needs a model trained with ``elf.ctc_weight > 0``; random-weight models are
-built with a CTC weight then (timing only). The benchmark runs the frozen text encoder on ``device`` (in
-float32) and without the latent cache of trained models (a cache would serve the warm-up pass's drafts
+built with a CTC weight then (timing only). The frozen text encoder runs on ``device`` (in float32; ``ElfS2T.generate``
+moves it along) and without the latent cache of trained models (a cache would serve the warm-up pass's drafts
 again in the timed pass).
 """
 from __future__ import annotations
@@ -162,8 +162,6 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
         model.to(cfg.device, dtype)
         if isinstance(model.text_space, LatentCache):  # encode every draft, as on unseen audio
             model.text_space = model.text_space.space
-        if "ctc" in cfg.starts:  # the frozen encoder is no submodule: it stays put in model.to
-            model.text_space.encoder.to(cfg.device)
         eager = model.denoiser
         variants = [("", eager)] + ([(" +compile", torch.compile(eager, dynamic=True))] if cfg.compile else [])
         cached = eager.cfg.prefix_attention == "self"

@@ -186,11 +186,11 @@ class ElfS2T(nn.Module):
         loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
         outputs: dict = {}
         draws = draw_flow_noise(x, self.cfg.flow)
-        x_in = self._draft_inputs(x, cond, cond_mask, draws) if self.cfg.draft_frac > 0 else None
+        x_in, n_draft = self._draft_inputs(x, cond, cond_mask, draws) if self.cfg.draft_frac > 0 else (None, 0)
         loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond=cond,
                                            cond_mask=cond_mask, outputs=outputs, vocab=self.vocab, x_in=x_in)
         if self.cfg.draft_frac > 0:
-            stats["frac_draft"] = float(self._draft_rows) / max(ids.shape[0], 1)
+            stats["frac_draft"] = n_draft / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
             ctc = self._ctc(outputs, ids, cond_mask, batch["text"])
             loss = loss + self.cfg.ctc_weight * ctc
@@ -200,16 +200,16 @@ class ElfS2T(nn.Module):
         return loss, stats
 
     def _draft_inputs(self, x: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
-                      draws: FlowDraws) -> Optional[torch.Tensor]:
+                      draws: FlowDraws) -> tuple[Optional[torch.Tensor], int]:
         """Input latents with draft rows: a ``draft_frac`` share of the denoising (or decoding, ``draft_rows``) rows
         whose condition is kept get their own CTC draft's latents, at time ``draft_t`` (denoising) or a signal
-        level around ``flow.mu_read`` (decoding); ``draws`` is updated. None when no row is picked."""
+        level around ``flow.mu_read`` (decoding); ``draws`` is updated. Returns them (None when no row is picked) and
+        the number of draft rows."""
         on_decode = self.cfg.draft_rows == "decode"
         cand = ((draws.decode if on_decode else ~draws.decode) & ~draws.drop).cpu()
         pick = cand & (torch.rand(cand.shape[0]) < self.cfg.draft_frac)
-        self._draft_rows = int(pick.sum())
         if not bool(pick.any()):
-            return None
+            return None, 0
         idx = pick.nonzero(as_tuple=True)[0].to(x.device)
         with torch.no_grad():
             draft = self.ctc_draft_ids(cond[idx].detach(), cond_mask[idx])
@@ -226,13 +226,16 @@ class ElfS2T(nn.Module):
             draws.w[idx] = 1.0
         x_in = x.clone()
         x_in[idx] = x_draft
-        return x_in
+        return x_in, len(idx)
+
+    def _audio_slots(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio part ``(B, C', H)``, ``(B, C')`` of the condition's outputs and mask (the task token dropped)."""
+        n_task = 0 if self.task_embed is None else 1
+        return cond_hidden[:, n_task:], cond_mask[:, n_task:]
 
     def _ctc(self, keep: dict, ids: torch.Tensor, cond_mask: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """Auxiliary CTC per target token on the audio slots of the trained forward (rows with audio kept)."""
-        n_task = 0 if self.task_embed is None else 1
-        audio_hidden = keep["out"].cond_hidden[:, n_task:]
-        audio_mask = cond_mask[:, n_task:]
+        audio_hidden, audio_mask = self._audio_slots(keep["out"].cond_hidden, cond_mask)
         offset = 0 if self.text_space.bos_id is None else 1
         targets, lens = ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), offset)
         nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, targets, lens,
@@ -282,11 +285,11 @@ class ElfS2T(nn.Module):
         ones = torch.ones(B, device=cond.device, dtype=cond.dtype)
         out = self.denoiser(self.cfg.flow.sigma_d * noise, ones, self_cond=torch.zeros_like(noise), guidance=ones,
                             decode=torch.ones(B, dtype=torch.bool, device=cond.device), cond=cond, cond_mask=cond_mask)
-        n_task = 0 if self.task_embed is None else 1
+        audio_hidden, audio_mask = self._audio_slots(out.cond_hidden, cond_mask)
         vocab = self.vocab
-        best = self.denoiser.token_logits(out.cond_hidden[:, n_task:], vocab).argmax(dim=-1)  # (B, C')
+        best = self.denoiser.token_logits(audio_hidden, vocab).argmax(dim=-1)  # (B, C')
         best = (best if vocab is None else vocab[best]).cpu()
-        lens = cond_mask[:, n_task:].sum(dim=1).tolist()
+        lens = audio_mask.sum(dim=1).tolist()
         blank, rows = self.text_space.pad_id, []
         for b in range(B):
             seq = best[b, : int(lens[b])]
