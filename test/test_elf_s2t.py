@@ -119,8 +119,10 @@ def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
     monkeypatch.setattr(model, "ctc_draft_ids", lambda *a: ids)
     assert model.generate(batch, SamplerConfig(steps=0, init="ctc")) == ["dog dog cat"] * 3  # 0 steps: the draft
     monkeypatch.undo()
+    cached = len(model.text_space)
     hyps = model.generate(batch, SamplerConfig(steps=2, init="ctc", t_start=0.5), generator=torch.Generator().manual_seed(0))
     assert len(hyps) == 3
+    assert len(model.text_space) == cached  # drafts are encoded past the latent cache
     with pytest.raises(ValueError, match="ctc_weight"):
         ElfS2T(tiny_cfg()).eval().generate(batch, SamplerConfig(steps=1, init="ctc"))
 

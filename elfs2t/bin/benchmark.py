@@ -114,7 +114,8 @@ def run(args) -> dict:
         from elfs2t.bench.decode import DecodeBenchConfig, run_decode_bench
 
         cfg = DecodeBenchConfig(
-            steps=args.steps, starts=args.starts, t_start=args.t_start, guidance=args.guidance, method=args.method, elf_exps=args.elf_exps, ar_exp=args.ar_exp,
+            steps=args.steps, starts=args.starts, t_start=args.t_start, guidance=args.guidance, method=args.method,
+            elf_exps=args.elf_exps, ar_exp=args.ar_exp,
             no_ar=args.no_ar, size=args.size, kinds=args.kinds, text_len=args.text_len, ar_tokens=args.ar_tokens,
             encoder=args.encoder, whisper=args.whisper, faster_whisper=args.faster_whisper,
             whisper_task=args.whisper_task, batch_size=args.batch_size, latency_utts=args.latency_utts,

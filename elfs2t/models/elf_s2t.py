@@ -213,9 +213,7 @@ class ElfS2T(nn.Module):
         idx = pick.nonzero(as_tuple=True)[0].to(x.device)
         with torch.no_grad():
             draft = self.ctc_draft_ids(cond[idx].detach(), cond_mask[idx])
-            # encoded past the latent cache: drafts change every step, caching them would only fill memory
-            space = self.text_space.space if isinstance(self.text_space, LatentCache) else self.text_space
-            x_draft = space.encode(draft).to(x.device, x.dtype)
+            x_draft = self._encode_drafts(draft).to(x.device, x.dtype)
         if on_decode:
             f = self.cfg.flow
             lam = sample_logit_normal((len(idx), draws.lam.shape[1]), f.mu_read, f.std_dec)
@@ -227,6 +225,12 @@ class ElfS2T(nn.Module):
         x_in = x.clone()
         x_in[idx] = x_draft
         return x_in, len(idx)
+
+    def _encode_drafts(self, ids: torch.Tensor) -> torch.Tensor:
+        """Latents of draft ids, past the latent cache: drafts differ at every step and for every utterance, so
+        caching them would only fill memory."""
+        space = self.text_space.space if isinstance(self.text_space, LatentCache) else self.text_space
+        return space.encode(ids)
 
     def _audio_slots(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The audio part ``(B, C', H)``, ``(B, C')`` of the condition's outputs and mask (the task token dropped)."""
@@ -253,7 +257,7 @@ class ElfS2T(nn.Module):
             draft = self.ctc_draft_ids(cond, cond_mask, gen)
             if sampler.steps == 0:  # the draft itself: the CTC branch alone
                 return self.text_space.decode(draft)
-            x_init = self.text_space.encode(draft).to(cond.device)
+            x_init = self._encode_drafts(draft).to(cond.device)
         # one condition cache (prefix_attention: self) serves every sampling step and the decoding forward
         ids = generate_ids(
             self.denoiser,
