@@ -40,9 +40,12 @@ def test_restricted_ctc_equals_ctc_over_the_subset_logits():
     lp3 = F.log_softmax(hidden @ W[:, short], -1).transpose(0, 1)
     ref3 = F.ctc_loss(lp3, torch.tensor([2, 3, 2, 4, 3]), torch.tensor([7, 5]), lens, blank=0, reduction="sum")
     assert torch.allclose(nll3, ref3, atol=1e-5)
-    # a target outside the shortlist (42) joins it for the batch
-    nll4, _ = restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0, vocab=torch.tensor([5, 11, 30]))
-    assert torch.allclose(nll4, ref3, atol=1e-5)
+    # a row with a target outside the shortlist (42: row 1) is left out; the other is scored over the shortlist
+    short4 = torch.tensor([0, 5, 11, 30])
+    nll4, n4 = restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0, vocab=short4)
+    lp4 = F.log_softmax(hidden[:1] @ W[:, short4], -1).transpose(0, 1)
+    ref4 = F.ctc_loss(lp4, torch.tensor([2, 3, 2]), torch.tensor([7]), lens[:1], blank=0, reduction="sum")
+    assert n4 == 3 and torch.allclose(nll4, ref4, atol=1e-5)
 
 
 def test_elf_s2t_loss_with_ctc_reaches_projector_and_token_head(tmp_path):

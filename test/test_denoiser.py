@@ -155,6 +155,30 @@ def test_token_head_formula():
     assert model.token_logits(hidden).shape == (2, 3, 11)
 
 
+def test_restricted_head_keeps_the_columns_and_round_trips():
+    model = randomised(tiny_cfg())
+    hidden = torch.randn(2, 3, 16)
+    full = model.token_logits(hidden)
+    ids = torch.tensor([0, 3, 4, 9])
+    model.restrict_head(ids)
+    assert model.unembed_kernel.shape == (8, 4) and model.unembed_bias.shape == (4,)
+    assert torch.allclose(model.token_logits(hidden, ids), full[..., ids], atol=1e-5)  # the same logits
+    assert torch.allclose(model.token_logits(hidden, torch.tensor([9, 3])), full[..., [9, 3]], atol=1e-5)
+    with pytest.raises(ValueError, match="not in the restricted token head"):
+        model.token_logits(hidden, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="pass vocab"):
+        model.token_logits(hidden)
+    with pytest.raises(ValueError, match="sorted"):
+        model.restrict_head(torch.tensor([4, 3]))
+    # a fresh full-vocabulary model loading the checkpoint takes the restricted head (and its ids)
+    fresh = ElfDenoiser(tiny_cfg()).eval()
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.head_ids, ids)
+    assert torch.allclose(fresh.token_logits(hidden, ids), full[..., ids], atol=1e-5)
+    # only the kept columns are trained
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in ElfDenoiser(tiny_cfg()).parameters()) - 7 * 9
+
+
 def test_hidden_is_raw_residual_and_flow_head_reads_it():
     model = randomised(tiny_cfg())
     out = model(torch.randn(2, 5, 8), torch.rand(2))

@@ -81,6 +81,7 @@ def test_token_shortlist_from_training_texts_and_checkpoint_round_trip(batch):
     ts = model.text_space
     expected = set(ts.tokenize([t.lower() for t in batch["text"]]).unique().tolist()) | {ts.pad_id}
     assert model.shortlist.tolist() == sorted(expected) and n == len(expected)
+    assert model.denoiser.unembed_bias.numel() == n  # the token head keeps only the shortlist's columns
     loss, stats = model(batch)
     assert torch.isfinite(loss)
     # the shortlist travels with the weights; a fresh model takes the saved one (its size is the data's)

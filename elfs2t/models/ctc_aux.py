@@ -49,7 +49,8 @@ def restricted_ctc_loss(
     ``target_lens`` from :func:`ctc_targets`; ``rows (B,)`` bool selects the rows that count (e.g. not the
     rows whose condition was dropped). Rows with no target token or too few frames are left out.
     ``vocab (K,)``: token ids (a shortlist) to normalise over instead of the batch's own ids -- the softmax the
-    CTC readout decodes with; target ids outside it (validation text) join it for this batch.
+    CTC readout decodes with; rows with a target id outside it (validation text) are left out (a restricted
+    token head, :meth:`~elfs2t.models.denoiser.ElfDenoiser.restrict_head`, holds no other ids).
     """
     B = cond_hidden.shape[0]
     rows = torch.ones(B, dtype=torch.bool) if rows is None else rows.to("cpu", torch.bool)
@@ -57,20 +58,23 @@ def restricted_ctc_loss(
     starts = torch.cumsum(target_lens, 0) - target_lens
     # CTC needs T >= n + (repeats): require T >= 2n + 1 to be safe, and at least one token.
     ok = rows & (target_lens > 0) & (in_lens >= 2 * target_lens + 1)
+    if vocab is not None:  # rows with a target id outside the shortlist (validation text) are left out
+        vocab = vocab.to("cpu")
+        vocab = vocab[vocab != blank_id]
+        pos = torch.searchsorted(vocab, targets.cpu()).clamp_max(max(vocab.numel() - 1, 0))
+        missing = (vocab[pos] != targets.cpu()).long() if vocab.numel() else torch.ones_like(targets.cpu())
+        row_of = torch.repeat_interleave(torch.arange(B), target_lens)
+        ok &= torch.zeros(B, dtype=torch.long).index_add_(0, row_of, missing) == 0
     if not bool(ok.any()):
         return cond_hidden.sum() * 0.0, 0
     sel = ok.nonzero(as_tuple=True)[0]
     tgt = torch.cat([targets[starts[b]:starts[b] + target_lens[b]] for b in sel.tolist()])
-    tgt = tgt.to(cond_hidden.device)
     if vocab is None:
         vocab, local = torch.unique(tgt, return_inverse=True)  # (K,), (sum n,)
     else:
-        # the union keeps it defined for targets outside the shortlist (validation text); sorted, unique
-        vocab = torch.unique(torch.cat([vocab.to(cond_hidden.device), tgt]))
-        vocab = vocab[vocab != blank_id]
         local = torch.searchsorted(vocab, tgt)
-    vocab = torch.cat([vocab.new_tensor([blank_id]), vocab])  # blank at index 0
-    local = local + 1
+    vocab = torch.cat([vocab.new_tensor([blank_id]), vocab]).to(cond_hidden.device)  # blank at index 0
+    local = (local + 1).to(cond_hidden.device)
     h = cond_hidden[sel.to(cond_hidden.device)]  # (b, C, H)
     logits = logits_fn(h.reshape(-1, h.shape[-1]), vocab).reshape(h.shape[0], h.shape[1], -1)
     log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (C, b, K+1)

@@ -113,7 +113,8 @@ class ElfS2T(nn.Module):
         """Fix the token-head shortlist from the training target texts (``token_shortlist``); returns its size.
 
         The shortlist holds every id of ``tokenize(texts)`` (content, BOS/EOS) plus the padding id (the CTC
-        blank). Raises when the texts are empty.
+        blank); the denoiser's token head is restricted to those columns (:meth:`ElfDenoiser.restrict_head`), so
+        call it before the optimiser is built. Raises when the texts are empty.
         """
         if not texts:
             raise ValueError("ElfS2T.set_token_shortlist: no training texts to take the shortlist from")
@@ -122,6 +123,7 @@ class ElfS2T(nn.Module):
         for start in range(0, len(texts), 4096):
             found.update(torch.unique(ts.tokenize(self._text(texts[start:start + 4096]))).tolist())
         self.shortlist = torch.tensor(sorted(found), dtype=torch.long, device=self.shortlist.device)
+        self.denoiser.restrict_head(self.shortlist)  # the head keeps only these columns (before the optimiser)
         log.info("token-head shortlist: %d of %d token ids (from %d training texts)", len(found), ts.vocab_size,
                  len(texts))
         return len(found)
