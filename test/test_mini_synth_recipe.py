@@ -16,7 +16,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     recipe = copy_recipe("mini_synth", tmp_path)
     os.symlink(ROOT / "tools", tmp_path / "tools")  # the configs name ../../tools/models/...
     args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--nj", "2",
-            "--train-threads", "1", "--decode-opts", "decode.sampler.steps=2",
+            "--train-threads", "1", "--train-jobs", "2", "--models", "elf ar whisper", "--decode-opts", "decode.sampler.steps=2",
             "--ar-decode-opts", "decode.beam_size=1", "--decode-sets", "test test_unseen",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
     r = run(recipe, *args, timeout=900)
@@ -31,6 +31,8 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     for needle in ("asr_test", "st_test_unseen", "ELF-S2T", "AR", "Whisper"):
         assert needle in table, needle
     assert "WER" in r.stdout and "BLEU" in r.stdout  # the table is printed
+    assert "training st_elf in the background" in r.stderr  # --train-jobs 2: both tasks at once
+    assert "trained exp/st_elf" in (exp / "st_elf" / "train.out").read_text()
     assert (exp / "asr_elf" / "analysis" / "report.md").is_file()
     reliance = list((exp / "asr_elf" / "analysis").rglob("reliance.md"))
     assert reliance and "zero" in reliance[0].read_text()

@@ -26,13 +26,14 @@ num_test=200          # test utterances (seen voices)
 num_test_unseen=200   # test utterances (unseen voices)
 manifest_dir=data/manifests
 asr_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en   # Whisper for ASR features (hub id or local dir)
-st_encoder=$MAIN_ROOT/tools/models/whisper-base       # Whisper for S2TT features (multilingual)
+st_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en    # Whisper for S2TT features (tiny.en: as good as base here, 4x cheaper)
 feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
 tasks="asr st"        # which tasks stages 4-6 train, decode and score
-models="elf ar whisper"  # which models stages 3-6 build: ELF-S2T, the AR baseline, Whisper zero-shot
+models="elf"          # which models stages 3-6 build: elf (ELF-S2T), ar (AR baseline), whisper (zero-shot)
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
-decode_opts="decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8;decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=noise decode.sampler.steps=4"
+train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
+decode_opts="decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8;decode.sampler.init=noise decode.sampler.steps=4"
                       # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
 decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)
@@ -67,6 +68,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          exp/<task>_ar), whisper = Whisper zero-shot (stage 5 only, exp/whisper_<name>)
   --train-threads N      torch threads per training / decoding process ($train_threads)
   --train-nproc N        training processes, torchrun when > 1 ($train_nproc)
+  --train-jobs N         tasks trained at the same time in stage 4, each with --train-threads / N threads
+                         (at least 1) and its output in exp/<task>_<model>/train.out ($train_jobs)
   --decode-opts \"...\"    ELF-S2T decoding settings separated by ';', each a list of decode.* overrides
                          ($decode_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
@@ -112,7 +115,7 @@ if stage_begin 1 "data preparation"; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (ASR: tiny.en, S2TT: base; trimmed)
+# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (tiny.en for both tasks by default; trimmed)
 asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --print-tag)
 st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
 if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
@@ -161,13 +164,35 @@ fi
 #   elf: ELF-S2T with audio forcing (conf/train_<task>.yaml) -> exp/<task>_elf/
 #   ar:  AR speech-LLM baseline (conf/train_<task>_ar.yaml) -> exp/<task>_ar/
 nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
+[[ "$train_jobs" =~ ^[1-9][0-9]*$ ]] || die "--train-jobs must be a positive integer, got '$train_jobs'"
+job_threads=$(( train_threads / train_jobs )); [ "$job_threads" -ge 1 ] || job_threads=1
+train_task() {  # train_task MODEL TASK: one stage-4 training
+  local m=$1 task=$2 conf_file=$conf/train_$2.yaml
+  [ "$m" = ar ] && conf_file=$conf/train_${task}_ar.yaml
+  OMP_NUM_THREADS=$job_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
+    --conf "$conf_file" --exp-dir "exp/${task}_$m" $train_opts
+}
 for m in elf ar; do
   if model_stage_begin 4 "$m" "training ($tasks)"; then
-    for task in $tasks; do
-      conf_file=$conf/train_$task.yaml; [ "$m" = ar ] && conf_file=$conf/train_${task}_ar.yaml
-      OMP_NUM_THREADS=$train_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
-        --conf "$conf_file" --exp-dir "exp/${task}_$m" $train_opts
-    done
+    if [ "$train_jobs" -eq 1 ]; then
+      for task in $tasks; do train_task "$m" "$task"; done
+    else  # up to $train_jobs tasks at once, each in the background with its output in a file
+      pids=(); names=()
+      for task in $tasks; do
+        while [ "$(jobs -rp | wc -l)" -ge "$train_jobs" ]; do wait -n || true; done
+        mkdir -p "exp/${task}_$m"
+        log "training ${task}_$m in the background: exp/${task}_$m/train.out"
+        train_task "$m" "$task" > "exp/${task}_$m/train.out" 2>&1 &
+        pids+=($!); names+=("${task}_$m")
+      done
+      failed=()
+      for i in "${!pids[@]}"; do
+        if ! wait "${pids[$i]}"; then
+          failed+=("${names[$i]}"); tail -n 20 "exp/${names[$i]}/train.out" >&2
+        fi
+      done
+      [ "${#failed[@]}" -eq 0 ] || die "stage 4: training failed for ${failed[*]} (see exp/<name>/train.out)"
+    fi
     model_stage_done 4 "$m"
   fi
 done
