@@ -190,6 +190,12 @@ def test_token_embedding_is_the_mean_of_token_rows(space):
     assert torch.allclose(out[0], weight[ids].mean(0))
     with pytest.raises(ValueError, match="exceed the table size"):
         TokenEmbedding(space.tokenizer, weight[:10], "small").words(["cat"])
+    # a restricted table (a token head over a shortlist): rows are looked up by their token ids
+    cat = word_token_spans(space.tokenizer, ["cat"])[0]
+    kept = torch.tensor(sorted(set(ids) | set(cat)))
+    small = TokenEmbedding(space.tokenizer, weight[kept], "restricted", ids=kept)
+    got = small.words(["flabbergasted", "cat", "dog"])
+    assert torch.allclose(got[:2], out) and torch.isnan(got[2]).all()  # 'dog' is not among the rows
 
 
 # ------------------------------------------------------------------------------------------------

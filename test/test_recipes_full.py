@@ -47,8 +47,9 @@ def tiny_models(tmp_path_factory):
     den = ElfDenoiser(DenoiserConfig(latent_dim=space.dim, vocab_size=space.vocab_size, **TINY_DENOISER))
     elf = root / "elf-tiny"
     elf.mkdir()
-    torch.save({"ema_params1": den.state_dict(), "params": den.state_dict()}, elf / "checkpoint_5")
-    torch.save({"ema_params1": den.state_dict()}, elf / "checkpoint_20")  # the highest step is taken
+    params = {n: p.detach() for n, p in den.named_parameters()}  # a released checkpoint holds parameters only
+    torch.save({"ema_params1": params, "params": params}, elf / "checkpoint_5")
+    torch.save({"ema_params1": params}, elf / "checkpoint_20")  # the highest step is taken
     return {"whisper": whisper, "elf": elf}
 
 

@@ -46,8 +46,10 @@ def load_spaces(exp_dir: Optional[Path], text_space: Optional[str] = None, max_l
             log.info("%s: ELF-S2T uses its own latent space %s; --text-space %s is not used for it", exp_dir,
                      cfg.elf.text.name_or_path, text_space)
         latent = LatentWords(model.text_space)
+        head_ids = model.denoiser.head_ids  # a head restricted to a shortlist holds only those ids' columns
         token = TokenEmbedding(model.text_space.tokenizer, model.denoiser.unembed_kernel.T,
-                               f"ELF token head unembedding U (d x V), step {step}")
+                               f"ELF token head unembedding U (d x V), step {step}",
+                               ids=head_ids if head_ids.numel() else None)
     elif cfg.model == "ar":
         if text_space is None:
             raise ValueError(f"{exp_dir}: the AR baseline has no latent space of its own; pass a text encoder "

@@ -124,15 +124,23 @@ class LatentWords:
 
 
 class TokenEmbedding:
-    """Word vectors from a token embedding table ``(V, d)``: the mean of the word's token rows."""
+    """Word vectors from a token embedding table ``(V, d)``: the mean of the word's token rows.
 
-    def __init__(self, tokenizer, weight: torch.Tensor, source: str) -> None:
+    ``ids (K,)``: the token ids of the table's rows when it holds only some (a token head restricted to a
+    shortlist, :meth:`elfs2t.models.denoiser.ElfDenoiser.restrict_head`); a word with a token outside them
+    gets a NaN row, like a word without tokens. None: row ``i`` is token id ``i``.
+    """
+
+    def __init__(self, tokenizer, weight: torch.Tensor, source: str, ids: Optional[torch.Tensor] = None) -> None:
         if weight.dim() != 2:
             raise ValueError(f"token embedding {source}: expected a (V, d) table, got shape {tuple(weight.shape)}")
+        if ids is not None and len(ids) != weight.shape[0]:
+            raise ValueError(f"token embedding {source}: {len(ids)} row ids for a table of {weight.shape[0]} rows")
         self.tokenizer = tokenizer
         self.weight = weight.detach().float().cpu()
         self.source = source
         self.dim = self.weight.shape[1]
+        self.row_of = None if ids is None else {int(t): r for r, t in enumerate(ids.tolist())}
 
     def words(self, words: list[str], progress: bool = False) -> torch.Tensor:
         """``(n, d)`` word vectors (NaN rows for words without tokens)."""
@@ -140,7 +148,12 @@ class TokenEmbedding:
         for i, word in enumerate(tqdm(words, desc="token embeddings", unit="word", disable=not progress)):
             ids, spans = word_token_spans(self.tokenizer, [word], prefix=" ")
             rows = [ids[p] for p in spans[0]]
-            if any(r >= self.weight.shape[0] for r in rows):
+            if self.row_of is not None:
+                if not all(r in self.row_of for r in rows):
+                    out[i] = float("nan")  # a token the restricted table does not hold
+                    continue
+                rows = [self.row_of[r] for r in rows]
+            elif any(r >= self.weight.shape[0] for r in rows):
                 raise ValueError(f"token embedding {self.source}: token ids {rows} of {word!r} exceed the table size "
                                  f"{self.weight.shape[0]} (tokenizer and model do not match)")
             out[i] = _mean_rows(self.weight, rows, self.dim)

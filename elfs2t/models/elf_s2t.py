@@ -25,6 +25,7 @@ from elfs2t.flow.time import sample_logit_normal
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.projector import AudioProjector
 from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
+from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.text.latent import LatentCache, TextLatentConfig, TextLatentSpace
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,10 @@ class ElfS2TConfig:
     mini_synth)."""
     token_shortlist: bool = False
     """Token head over a shortlist: the token ids of the training targets (plus the specials), fixed before
-    training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights). The decoding cross-entropy and the
-    decoding argmax then run over those ids only: on a small domain (mini_synth: ~600 of MiniLM's 30522) the
-    head's cost all but vanishes. False: the full vocabulary (the paper)."""
+    training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights; :mod:`elfs2t.models.shortlist`). The
+    decoding cross-entropy, the CTC and the decoding argmax then run over those ids only, and the head keeps
+    only their columns: on a small domain (mini_synth: 452 of MiniLM's 30522) the head's cost all but
+    vanishes. False: the full vocabulary (the paper)."""
 
     def validate(self) -> None:
         config_check(self.feat_dim > 0, "feat_dim", self.feat_dim, "must be positive")
@@ -83,7 +85,7 @@ class ElfS2TConfig:
         config_check(self.draft_rows in ("denoise", "decode"), "draft_rows", self.draft_rows, "must be denoise or decode")
 
 
-class ElfS2T(nn.Module):
+class ElfS2T(TokenShortlist, nn.Module):
     """``forward(batch) -> (loss, stats)`` for training; :meth:`generate` for decoding."""
 
     def __init__(self, cfg: ElfS2TConfig, text_space: Optional[TextLatentSpace] = None) -> None:
@@ -104,45 +106,7 @@ class ElfS2T(nn.Module):
         self.task_embed = nn.Embedding(len(cfg.tasks), hidden) if cfg.tasks else None
         if self.task_embed is not None:
             nn.init.normal_(self.task_embed.weight, std=0.02)
-        # Sorted token ids of the head's shortlist (empty: not set yet / full vocabulary); a buffer, so that
-        # checkpoints carry it. Its length is the data's: _load_from_state_dict takes the saved one.
-        self.register_buffer("shortlist", torch.zeros(0, dtype=torch.long))
-
-    # ------------------------------------------------------------------------------------------
-    def set_token_shortlist(self, texts: list[str]) -> int:
-        """Fix the token-head shortlist from the training target texts (``token_shortlist``); returns its size.
-
-        The shortlist holds every id of ``tokenize(texts)`` (content, BOS/EOS) plus the padding id (the CTC
-        blank); the denoiser's token head is restricted to those columns (:meth:`ElfDenoiser.restrict_head`), so
-        call it before the optimiser is built. Raises when the texts are empty.
-        """
-        if not texts:
-            raise ValueError("ElfS2T.set_token_shortlist: no training texts to take the shortlist from")
-        ts = self.text_space
-        found: set[int] = {ts.pad_id, ts.eos_id} | ({ts.bos_id} if ts.bos_id is not None else set())
-        for start in range(0, len(texts), 4096):
-            found.update(torch.unique(ts.tokenize(self._text(texts[start:start + 4096]))).tolist())
-        self.shortlist = torch.tensor(sorted(found), dtype=torch.long, device=self.shortlist.device)
-        self.denoiser.restrict_head(self.shortlist)  # the head keeps only these columns (before the optimiser)
-        log.info("token-head shortlist: %d of %d token ids (from %d training texts)", len(found), ts.vocab_size,
-                 len(texts))
-        return len(found)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "shortlist"
-        if key in state_dict:  # its size is the training data's, not the config's: take the saved one
-            self.shortlist = state_dict[key].to(self.shortlist.device, torch.long).clone()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @property
-    def vocab(self) -> Optional[torch.Tensor]:
-        """The head's shortlist ``(K,)``, or None (full vocabulary)."""
-        if not self.cfg.token_shortlist:
-            return None
-        if self.shortlist.numel() == 0:
-            raise RuntimeError("ElfS2T: elf.token_shortlist is on but no shortlist was set "
-                               "(set_token_shortlist(training texts) before training; checkpoints carry it)")
-        return self.shortlist
+        self._init_shortlist()  # token_shortlist: set_token_shortlist(training texts) before training
 
     # ------------------------------------------------------------------------------------------
     @property

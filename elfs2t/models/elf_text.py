@@ -28,6 +28,7 @@ from elfs2t.data.text_corpus import TextLineDataset, sample_reporter, text_loade
 from elfs2t.flow.objective import FlowConfig, flow_matching_loss
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
+from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
 from elfs2t.train.checkpoint import list_checkpoints
 from elfs2t.train.config import TextPretrainConfig
@@ -57,6 +58,10 @@ class TextElfConfig:
     cache_latents: bool = True
     """Keep each distinct text's ids and latents (CPU, fp32) after its first encoding: the encoder is frozen,
     so this only saves time; turn off when the corpus' latents do not fit in memory."""
+    token_shortlist: bool = False
+    """Token head over the corpus' token ids only (:mod:`elfs2t.models.shortlist`, fixed by :func:`pretrain_text`
+    before training): on a small corpus the full-vocabulary head is most of a step. ELF-S2T initialised from
+    such a checkpoint inherits the restricted head, so its own shortlist must be a subset (the same text)."""
 
 
 def source_mask(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -66,7 +71,7 @@ def source_mask(ids: torch.Tensor, eos_id: int) -> torch.Tensor:
     return before == 0
 
 
-class TextElf(nn.Module):
+class TextElf(TokenShortlist, nn.Module):
     """``forward(batch) -> (loss, stats)`` for the trainer; :meth:`generate` to sample texts."""
 
     def __init__(self, cfg: TextElfConfig, text_space: Optional[TextLatentSpace] = None) -> None:
@@ -77,6 +82,7 @@ class TextElf(nn.Module):
         cfg.denoiser.latent_dim = self.text_space.dim
         cfg.denoiser.vocab_size = self.text_space.vocab_size
         self.denoiser = ElfDenoiser(cfg.denoiser)
+        self._init_shortlist()
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # text -> (ids (L,), latents (L, d))
 
     @property
@@ -120,7 +126,7 @@ class TextElf(nn.Module):
         ids, x = self._latents(texts)
         loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
         loss, stats = flow_matching_loss(self.denoiser, x, ids, loss_mask, self.cfg.flow, cond=cond,
-                                         cond_mask=cond_mask)
+                                         cond_mask=cond_mask, vocab=self.vocab)
         stats["num_samples"] = float(ids.shape[0])
         return loss, stats
 
@@ -157,7 +163,8 @@ class TextElf(nn.Module):
                 if sources is not None:
                     cond, cond_mask = self.condition(sources[start:start + b])
                 ids = generate_ids(self.denoiser, sampler, batch_size=b, length=self.text_space.max_len,
-                                   latent_dim=self.text_space.dim, cond=cond, cond_mask=cond_mask, generator=gen)
+                                   latent_dim=self.text_space.dim, cond=cond, cond_mask=cond_mask, generator=gen,
+                                   vocab=self.vocab)
                 out.extend(self.text_space.decode(ids.cpu()))
         finally:
             self.train(was_training)
@@ -208,6 +215,8 @@ def pretrain_text(cfg: PretrainTextConfig, exp_dir: str | Path, text_file: str |
     prepare_exp_dir(exp_dir, cfg, overwrite=overwrite)
     corpus = TextLineDataset(text_file, paired=cfg.model.conditional)
     model = TextElf(cfg.model, text_space=text_space)
+    if cfg.model.token_shortlist:  # fixed before the optimiser is built; a resume loads the same one
+        model.set_token_shortlist(corpus.texts())
     log.info("text ELF: %.2fM denoiser parameters, %d sentences, L=%d, d=%d", model.denoiser.num_parameters() / 1e6,
              len(corpus), model.text_space.max_len, model.text_space.dim)
     loader = text_loader(corpus, cfg.batch_size)
