@@ -33,7 +33,7 @@ models="elf"          # which models stages 3-6 build: elf (ELF-S2T), ar (AR bas
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
-decode_opts="decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8;decode.sampler.init=noise decode.sampler.steps=4"
+decode_opts="decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8"
                       # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
 decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)
@@ -287,6 +287,8 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
       --out-dir "exp/analysis/asr_vs_st_$m"
   done
   IFS=';' read -r -a settings <<< "$decode_opts"
+  # the CTC draft alone (steps=0) takes no guidance: one scale is enough
+  [[ "${settings[0]:-}" =~ steps=0([[:space:]]|$) ]] && reliance_guidance="1"
   for task in $tasks; do
     [ -f "exp/${task}_elf/config.yaml" ] || continue
     # shellcheck disable=SC2086  # the first decoding setting is a list of decode.* overrides
