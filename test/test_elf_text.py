@@ -83,6 +83,24 @@ def test_text_elf_forward_backward_and_generate(space):
         model.generate(["a source"], SamplerConfig(steps=2))
 
 
+def test_token_shortlist_restricts_the_head_and_what_it_generates(space):
+    torch.manual_seed(0)
+    model = TextElf(_tiny(token_shortlist=True), text_space=space)
+    with pytest.raises(RuntimeError, match="no shortlist"):
+        model({"text": CORPUS})
+    n = model.set_token_shortlist(CORPUS)
+    allowed = set(model.shortlist.tolist())
+    assert model.denoiser.unembed_bias.numel() == n == len(allowed) < 50  # the head keeps only the corpus ids
+    assert set(space.tokenize(CORPUS).unique().tolist()) <= allowed and space.pad_id in allowed
+    loss, _ = model({"text": CORPUS})
+    assert torch.isfinite(loss)
+    for text in model.generate(3, SamplerConfig(steps=2)):  # every generated token is a corpus token
+        assert set(space.tokenize([text])[0].tolist()) <= allowed
+    fresh = TextElf(_tiny(token_shortlist=True), text_space=space)  # the checkpoint carries the shortlist
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.shortlist, model.shortlist) and torch.equal(fresh.denoiser.head_ids, model.shortlist)
+
+
 def test_conditional_text_elf_uses_the_source(space):
     torch.manual_seed(0)
     model = TextElf(_tiny(conditional=True), text_space=space)
