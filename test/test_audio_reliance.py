@@ -25,6 +25,19 @@ def _batch(lens, seed=0, ids=None):
             "text": ["x"] * len(lens), "task": ["asr"] * len(lens), "duration": torch.ones(len(lens))}
 
 
+def test_guidance_sweep_only_where_a_decode_takes_guidance():
+    from elfs2t.analysis.reliance import guidance_scales
+
+    elf = ExperimentConfig(model="elf_s2t")
+    assert guidance_scales(elf, [1.0, 3.0]) == [1.0, 3.0]
+    assert guidance_scales(elf) == [elf.decode.sampler.guidance]
+    elf.decode.sampler.init, elf.decode.sampler.steps = "ctc", 1  # draft + refinement: the flow takes guidance
+    assert guidance_scales(elf, [1.0, 3.0]) == [1.0, 3.0]
+    elf.decode.sampler.steps = 0  # the CTC draft alone: no sweep
+    assert guidance_scales(elf, [1.0, 3.0]) == [None]
+    assert guidance_scales(ExperimentConfig(model="ar"), [1.0, 3.0]) == [None]
+
+
 def test_derangement():
     for n in range(2, 9):
         p = derangement(n).tolist()

@@ -287,8 +287,6 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
       --out-dir "exp/analysis/asr_vs_st_$m"
   done
   IFS=';' read -r -a settings <<< "$decode_opts"
-  # the CTC draft alone (steps=0) takes no guidance: one scale is enough
-  [[ "${settings[0]:-}" =~ steps=0([[:space:]]|$) ]] && reliance_guidance="1"
   for task in $tasks; do
     [ -f "exp/${task}_elf/config.yaml" ] || continue
     # shellcheck disable=SC2086  # the first decoding setting is a list of decode.* overrides

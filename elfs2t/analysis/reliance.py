@@ -45,6 +45,15 @@ def _decoded(dec_dir: Path, decode_cfg) -> bool:
     return load_yaml(cfg_file) == unstructure(decode_cfg)
 
 
+def guidance_scales(cfg: ExperimentConfig, guidances: Optional[list[float]] = None) -> list[Optional[float]]:
+    """The CFG scales to sweep: ``[None]`` (no sweep) for a decode that takes no guidance -- the AR baseline and
+    ELF-S2T's CTC draft alone (``sampler.init: ctc, steps: 0``) -- else ``guidances`` (default: the config's)."""
+    sampler = cfg.decode.sampler
+    if cfg.model == "ar" or (sampler.init == "ctc" and sampler.steps == 0):
+        return [None]
+    return list(guidances or [sampler.guidance])
+
+
 def run_reliance(
     model: nn.Module,
     cfg: ExperimentConfig,
@@ -68,7 +77,7 @@ def run_reliance(
     if metric not in PRIMARY:
         raise ValueError(f"metric {metric!r}: must be one of {sorted(PRIMARY)}")
     out_dir = Path(out_dir)
-    scales: list[Optional[float]] = [None] if cfg.model == "ar" else list(guidances or [cfg.decode.sampler.guidance])
+    scales = guidance_scales(cfg, guidances)
     lower = cfg.ar.lowercase if cfg.model == "ar" else cfg.elf.lowercase
     score_cfg = ScoreConfig(metric=metric)
     rows = []
