@@ -59,10 +59,12 @@ class TokenShortlist:
 
     @property
     def vocab(self) -> Optional[torch.Tensor]:
-        """The head's shortlist ``(K,)``, or None (full vocabulary, ``token_shortlist`` off)."""
+        """The head's shortlist ``(K,)``, or None (full vocabulary, ``token_shortlist`` off). A restricted head's
+        own ``head_ids`` (the same ids) when it has them: ``token_logits`` then takes every column without a
+        comparison."""
         if not self.cfg.token_shortlist:
             return None
         if self.shortlist.numel() == 0:
             raise RuntimeError(f"{type(self).__name__}: token_shortlist is on but no shortlist was set "
                                "(set_token_shortlist(training texts) before training; checkpoints carry it)")
-        return self.shortlist
+        return self.denoiser.head_ids if self.denoiser.head_ids.numel() else self.shortlist
