@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from elfs2t.config import ConfigError, structure
-from elfs2t.optim.build import OptimConfig, build_optimizer, build_scheduler, resolve_lr, split_params
+from elfs2t.optim.build import (OptimConfig, build_optimizer, build_scheduler, decay_factor, resolve_lr,
+                                split_params)
 from elfs2t.optim.ema import Ema
 from elfs2t.optim.muon import Muon
 
@@ -75,6 +76,33 @@ def test_warmup_then_constant_by_hand():
     assert opt2.param_groups[0]["lr"] == pytest.approx(0.8)
     no_warm = build_scheduler(torch.optim.SGD([p], lr=0.5), OptimConfig(warmup_steps=0))
     assert no_warm.get_last_lr() == [0.5]
+
+
+def test_decay_factor_by_hand():
+    # decay over the last 40% of the run down to 0.1 x lr
+    assert decay_factor(0.0, 0.4, 0.1) == 1.0
+    assert decay_factor(0.6, 0.4, 0.1) == pytest.approx(1.0)
+    assert decay_factor(0.8, 0.4, 0.1) == pytest.approx(0.55)  # half-way: 1 - 0.9 * 0.5
+    assert decay_factor(1.0, 0.4, 0.1) == pytest.approx(0.1)
+    assert decay_factor(1.7, 0.4, 0.1) == pytest.approx(0.1)  # clamped
+    assert decay_factor(0.9, 0.0, 0.1) == 1.0  # no decay
+
+
+def test_warmup_stable_decay_follows_progress():
+    p = nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = build_scheduler(opt, OptimConfig(warmup_steps=2, decay_frac=0.5), progress=lambda step: step / 8)
+    seen = []
+    for _ in range(8):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # warm-up 0.5, 1; stable until progress 0.5 (step 4); then 1 - (p - 0.5) / 0.5
+    assert seen == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25])
+    with pytest.raises(ValueError, match="progress"):
+        build_scheduler(torch.optim.SGD([p], lr=1.0), OptimConfig(decay_frac=0.5))
+    with pytest.raises(ConfigError, match="decay_frac"):
+        structure(OptimConfig, {"decay_frac": 1.5})
 
 
 def test_ema_formula_by_hand():

@@ -109,6 +109,36 @@ def test_max_epochs_and_time_budget_stop(tmp_path):
     assert out2["stopped_by"] == "max_minutes" and out2["step"] == 0
 
 
+def test_learning_rate_decays_with_the_run_progress(tmp_path):
+    # steps budget: progress = step / max_steps; the rate falls linearly over the last half to 0
+    t = Trainer(make_model(), optim_cfg(warmup_steps=0, decay_frac=0.5), train_cfg(max_steps=8), tmp_path / "s",
+                make_loader(n=64))
+    lrs = []
+    step = t._train_step
+
+    def spy(batches):
+        lrs.append(t.optimizer.param_groups[0]["lr"])
+        return step(batches)
+
+    t._train_step = spy
+    t.fit(resume=False)
+    base = 0.02
+    assert lrs == pytest.approx([base] * 5 + [base * 0.75, base * 0.5, base * 0.25])
+    # time budget: progress is the invocation's elapsed share of max_minutes, the further of the two
+    t2 = Trainer(make_model(), optim_cfg(), train_cfg(max_steps=100, max_minutes=2.0), tmp_path / "t", make_loader())
+    t2._elapsed = 60.0
+    assert t2.progress(10) == pytest.approx(0.5)
+    assert t2.progress(80) == pytest.approx(0.8)
+
+
+def test_begin_step_hook_gets_the_step_and_progress(tmp_path):
+    model = make_model()
+    calls = []
+    model.begin_step = lambda step, progress: calls.append((step, progress))
+    Trainer(model, optim_cfg(), train_cfg(max_steps=4), tmp_path / "h", make_loader()).fit(resume=False)
+    assert calls == [(0, 0.0), (1, 0.25), (2, 0.5), (3, 0.75)]
+
+
 def test_nan_loss_is_an_error_naming_the_step(tmp_path):
     class NanModel(torch.nn.Module):
         def __init__(self):

@@ -8,14 +8,17 @@ Set ``adam_patterns: [embed, token_head]`` to keep embeddings and heads on Adam,
 recipes do.
 
 Learning rate: ``lr`` when given, else ``lr_per_256 * batch_size / 256`` with the global batch size
-(samples per optimiser step, all processes and accumulation steps together). The schedule is a linear
-warm-up then constant: the multiplier at optimiser step ``s`` (0-based) is ``min(1, (s + 1) / warmup_steps)``.
+(samples per optimiser step, all processes and accumulation steps together). The schedule is warm-up, stable,
+decay: the multiplier at optimiser step ``s`` (0-based) is ``min(1, (s + 1) / warmup_steps) * d(p)``, where ``p``
+in [0, 1] is the run's progress (the trainer's: steps / max_steps or minutes / max_minutes, whichever is further)
+and ``d`` is 1 until ``1 - decay_frac``, then falls linearly to ``min_lr_ratio`` at ``p = 1``. With
+``decay_frac: 0`` (the default) the rate stays constant after the warm-up.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
@@ -25,7 +28,7 @@ from elfs2t.optim.muon import Muon
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OptimConfig", "resolve_lr", "split_params", "build_optimizer", "build_scheduler", "OPTIMIZERS"]
+__all__ = ["OptimConfig", "resolve_lr", "split_params", "build_optimizer", "build_scheduler", "decay_factor", "OPTIMIZERS"]
 
 
 @dataclass(kw_only=True)
@@ -56,6 +59,10 @@ class OptimConfig:
     """Name substrings of 2-D parameters kept on Adam under muon (e.g. [embed, token_head])."""
     warmup_steps: int = 1000
     """Linear warm-up length in optimiser steps (0: none)."""
+    decay_frac: float = 0.0
+    """Final fraction of the run (steps or wall time, see TrainConfig) with a linear decay to min_lr_ratio x lr."""
+    min_lr_ratio: float = 0.0
+    """Learning-rate multiplier reached at the end of the decay."""
     clip: float = 1.0
     """Gradient-norm clipping threshold (0: no clipping)."""
     ema_decay: float = 0.9999
@@ -73,6 +80,8 @@ class OptimConfig:
         config_check(self.eps > 0, "eps", self.eps, "must be positive")
         config_check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         config_check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, "must be >= 0")
+        config_check(0.0 <= self.decay_frac <= 1.0, "decay_frac", self.decay_frac, "must be in [0, 1]")
+        config_check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
         config_check(self.clip >= 0, "clip", self.clip, "must be >= 0 (0 disables)")
         config_check(0.0 <= self.ema_decay < 1.0, "ema_decay", self.ema_decay, "must be in [0, 1)")
 
@@ -138,11 +147,29 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: Optional[int
     return OPTIMIZERS[cfg.name](model, cfg, lr)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then constant: multiplier ``min(1, (s + 1) / warmup_steps)`` at 0-based step s."""
+def decay_factor(progress: float, decay_frac: float, min_ratio: float) -> float:
+    """1 before ``1 - decay_frac``, then linear to ``min_ratio`` at progress 1 (clamped to [0, 1])."""
+    if decay_frac <= 0:
+        return 1.0
+    into = (min(max(progress, 0.0), 1.0) - (1.0 - decay_frac)) / decay_frac
+    return 1.0 if into <= 0 else 1.0 - (1.0 - min_ratio) * into
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig,
+                    progress: Optional[Callable[[int], float]] = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up, stable, decay: multiplier ``min(1, (s + 1) / warmup_steps) * decay_factor(progress(s))``.
+
+    ``progress(step)`` is the run's progress in [0, 1] (the trainer passes steps or wall time against its
+    budget); without it there is no decay.
+    """
     warmup = cfg.warmup_steps
+    if cfg.decay_frac > 0 and progress is None:
+        raise ValueError("build_scheduler: decay_frac > 0 needs progress(step), the run's progress in [0, 1]")
 
     def factor(step: int) -> float:
-        return 1.0 if warmup <= 0 else min(1.0, (step + 1) / warmup)
+        warm = 1.0 if warmup <= 0 else min(1.0, (step + 1) / warmup)
+        if progress is None:
+            return warm
+        return warm * decay_factor(progress(step), cfg.decay_frac, cfg.min_lr_ratio)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,4 +1,6 @@
-"""The generic training loop: ``model(batch) -> (loss, stats)``, nothing else is known about the model.
+"""The generic training loop: ``model(batch) -> (loss, stats)``, nothing else is known about the model
+(except an optional ``model.begin_step(step, progress)``, called before every optimiser step with the run's
+progress in [0, 1], for models whose objective follows a curriculum).
 
 One :class:`Trainer` runs the same code in one CPU process and under torchrun on many GPUs or CPU
 processes (the process group must be initialised by the caller, see :mod:`elfs2t.train.distributed`).
@@ -97,7 +99,8 @@ class Trainer:
         self.module = model.to(self.device)
         self.model = wrap_ddp(self.module, self.info, train_cfg.find_unused_parameters)
         self.optimizer = build_optimizer(self.module, optim_cfg, batch_size)
-        self.scheduler = build_scheduler(self.optimizer, optim_cfg)
+        self._elapsed = 0.0  # seconds of this invocation, averaged over processes (set by _out_of_time)
+        self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.progress)
         self.ema = Ema(self.module, optim_cfg.ema_decay, optim_cfg.ema_warmup) if optim_cfg.ema_decay > 0 else None
         self.stream = BatchStream(train_loader, seed=train_cfg.seed, max_epochs=train_cfg.max_epochs)
         self.valid_loader, self.on_validate = valid_loader, on_validate
@@ -165,6 +168,9 @@ class Trainer:
     def _train_step(self, batches: Iterator) -> Optional[dict[str, Any]]:
         """One optimiser step over grad_accum batches; None when the data ran out (a partial window is dropped)."""
         self.model.train()
+        begin_step = getattr(self.module, "begin_step", None)
+        if begin_step is not None:
+            begin_step(self.step, self.progress(self.step))
         accum = self.cfg.grad_accum
         loss_sum, samples, data_time = 0.0, 0, 0.0
         stats_sum: dict[str, float] = {}
@@ -269,11 +275,22 @@ class Trainer:
         return values["loss"]
 
     # ------------------------------------------------------------------ the loop
+    def progress(self, step: int) -> float:
+        """The run's progress in [0, 1] at optimiser step ``step``: the further of steps / max_steps and this
+        invocation's minutes / max_minutes (a resumed run gets its own time budget, so a time-based decay
+        runs again within it). Drives the learning-rate decay (OptimConfig.decay_frac)."""
+        fracs = [step / self.cfg.max_steps] if self.cfg.max_steps else []
+        if self.cfg.max_minutes > 0:
+            fracs.append(self._elapsed / (60.0 * self.cfg.max_minutes))
+        return min(1.0, max(fracs, default=0.0))
+
     def _out_of_time(self, start: float) -> bool:
         if self.cfg.max_minutes <= 0:
             return False
-        flag = torch.tensor([float(time.monotonic() - start > 60.0 * self.cfg.max_minutes)], device=self.device)
-        return bool(all_reduce_sum(flag)[0] > 0)
+        # the mean over processes: every process sees the same elapsed time, so the same learning rate
+        elapsed = torch.tensor([time.monotonic() - start], dtype=torch.float64, device=self.device)
+        self._elapsed = float(all_reduce_sum(elapsed)[0]) / self.info.world_size
+        return self._elapsed > 60.0 * self.cfg.max_minutes
 
     def fit(self, resume: bool = True) -> dict[str, Any]:
         """Train until max_steps / max_epochs / max_minutes; returns a summary dict.
