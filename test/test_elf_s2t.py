@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from elfs2t.config import structure
+from elfs2t.config import ConfigError, structure
 from elfs2t.data.dataset import S2TDataset
 from elfs2t.flow.sampler import SamplerConfig
 from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
@@ -40,6 +40,40 @@ def test_condition_shapes_and_task_token(batch):
     assert mask.sum(1).tolist() == [1 + (n + 1) // 2 for n in batch["feat_lens"].tolist()]
     with pytest.raises(KeyError, match="not among the model's tasks"):
         model.condition({**batch, "task": ["st:fr"] * 3})
+
+
+def test_feature_masks_apply_in_training_only(batch):
+    model = ElfS2T(tiny_cfg(augment={"time_masks": 2, "max_time_frac": 0.5, "feat_masks": 2, "max_feat_width": 4}))
+    model.eval()
+    clean, _ = model.condition(batch)
+    assert torch.equal(model.condition(batch)[0], clean)  # evaluation: deterministic, unmasked
+    model.train()
+    torch.manual_seed(0)
+    masked, mask = model.condition(batch)
+    assert masked.shape == clean.shape and not torch.allclose(masked[mask], clean[mask])
+
+
+def test_ctc_warmup_trains_the_audio_slots_alone(batch):
+    torch.manual_seed(0)
+    model = ElfS2T(tiny_cfg(ctc_weight=1.0, ctc_warmup=0.25, denoiser={"hidden": 32, "depth": 2, "heads": 2,
+                                                                       "bottleneck": 16, "prefix_attention": "self"}))
+    model.train()
+    model.begin_step(0, 0.1)
+    loss, stats = model(batch)
+    assert stats["ctc_warmup"] == 1.0 and loss.item() == pytest.approx(stats["ctc"])
+    loss.backward()
+    assert model.projector.linear.weight.grad.abs().sum() > 0
+    assert model.denoiser.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert model.denoiser.text_proj.proj1.weight.grad is None  # the text slots do not run
+    model.begin_step(10, 0.25)  # past the warm-up: the whole objective
+    assert "flow_mse" in model(batch)[1]
+    model.begin_step(0, 0.0)
+    model.eval()  # evaluation always scores the whole objective
+    assert "ctc_warmup" not in model(batch)[1]
+    with pytest.raises(ConfigError, match="prefix_attention"):
+        tiny_cfg(ctc_weight=1.0, ctc_warmup=0.25)
+    with pytest.raises(ConfigError, match="ctc_weight"):
+        tiny_cfg(ctc_warmup=0.25, denoiser={"prefix_attention": "self"})
 
 
 def test_loss_trains_projector_and_denoiser(batch):

@@ -84,6 +84,17 @@ def test_condition_states_ignore_text_time_guidance_and_mode():
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(text_pos_scale=1.5)])
+def test_condition_hidden_equals_the_full_forwards(kw):
+    model = tiny("self", **kw)
+    cond, cond_mask = condition()
+    full = model(torch.randn(3, 4, 8), torch.full((3,), 0.3), cond=cond, cond_mask=cond_mask).cond_hidden
+    alone = model.condition_hidden(cond, cond_mask)
+    assert torch.allclose(full[cond_mask], alone[cond_mask], atol=1e-5)
+    with pytest.raises(ValueError, match="condition_hidden needs prefix_attention='self'"):
+        tiny("full").condition_hidden(cond, cond_mask)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(text_pos_scale=1.5)])
 def test_cached_forward_equals_uncached(kw):
     model = tiny("self", **kw)
     cond, cond_mask = condition()

@@ -244,9 +244,19 @@ class ElfDenoiser(nn.Module):
         ``cond`` / ``cond_mask`` in :meth:`forward` (``cond_cache=``) at every sampling step and in the
         decoding forward. For CFG, pass the conditional and the zeroed condition rows together.
         """
+        _, kv, cond_mask = self._run_condition(cond, cond_mask, "cache_condition")
+        return ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
+
+    def condition_hidden(self, cond: torch.Tensor, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The condition's outputs ``(B, C, H)`` without the text (``prefix_attention: self`` only): exactly the
+        ``cond_hidden`` of a full :meth:`forward`, at the cost of the ``C`` condition positions alone."""
+        return self._run_condition(cond, cond_mask, "condition_hidden")[0]
+
+    def _run_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor | None, caller: str):
+        """The blocks over the condition alone: last hidden ``(B, C, H)``, per-layer keys / values, mask."""
         if self.cfg.prefix_attention != "self":
-            raise ValueError("ElfDenoiser.cache_condition needs prefix_attention='self' (with 'full' the condition "
-                             "attends to the noisy text and the time tokens, so its keys change at every step)")
+            raise ValueError(f"ElfDenoiser.{caller} needs prefix_attention='self' (with 'full' the condition "
+                             "attends to the noisy text and the time tokens, so its states change at every step)")
         dtype = self.self_cond_proj.weight.dtype
         x, cond_mask = self._cond_inputs(cond, cond_mask, cond.shape[0], dtype)  # (B, C, H)
         positions = sequence_positions(0, cond_mask, 0)  # (B, C)
@@ -256,7 +266,7 @@ class ElfDenoiser(nn.Module):
         for block in self.blocks:
             x, layer_kv = block(x, cos, sin, mask, return_kv=True)
             kv.append(layer_kv)
-        return ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
+        return x, kv, cond_mask
 
     def _check(self, name: str, x: torch.Tensor | None, shape: tuple) -> None:
         if x is not None and tuple(x.shape) != shape:

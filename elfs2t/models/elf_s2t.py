@@ -22,6 +22,7 @@ from elfs2t.config import config_check
 from elfs2t.flow.objective import FlowConfig, FlowDraws, draw_flow_noise, flow_loss_from_draws
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.flow.time import sample_logit_normal
+from elfs2t.models.augment import FeatureMaskConfig, mask_features
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.projector import AudioProjector
 from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
@@ -41,6 +42,9 @@ class ElfS2TConfig:
     """Denoiser size; latent_dim and vocab_size are overwritten from the text latent space."""
     flow: FlowConfig = field(default_factory=FlowConfig)
     """Flow-matching objective, incl. audio forcing (mu_dec) and condition dropout (p_drop)."""
+    augment: FeatureMaskConfig = field(default_factory=FeatureMaskConfig)
+    """Time / channel masks on the cached encoder frames of training batches (elfs2t.models.augment; off by
+    default)."""
     feat_dim: int = 1280
     """Width of the cached encoder frames (Whisper tiny 384, base 512, large-v3 1280)."""
     stack: int = 1
@@ -51,6 +55,12 @@ class ElfS2TConfig:
     """Lower-case the target text before encoding (LibriSpeech transcripts are upper-case)."""
     ctc_weight: float = 0.0
     """Weight of the auxiliary CTC loss on the audio slots' outputs (elfs2t.models.ctc_aux; 0: off, the paper)."""
+    ctc_warmup: float = 0.0
+    """Share of the run (the trainer's progress: steps or wall time against the budget) trained on the CTC
+    alone (beyond the paper; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``): the audio slots
+    run through the denoiser without the text slots, so a step costs the condition's positions only and
+    all of it goes to the audio-to-token alignment, the part that decides the CTC draft. The flow and the
+    decoding branch train in the rest of the run. 0: off."""
     cache_latents: bool = True
     """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
     draft_frac: float = 0.0
@@ -78,6 +88,11 @@ class ElfS2TConfig:
         config_check(self.stack >= 1, "stack", self.stack, "must be >= 1")
         config_check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "must be unique")
         config_check(self.ctc_weight >= 0, "ctc_weight", self.ctc_weight, "must be >= 0")
+        config_check(0 <= self.ctc_warmup <= 1, "ctc_warmup", self.ctc_warmup, "must be in [0, 1]")
+        config_check(self.ctc_warmup == 0 or self.ctc_weight > 0, "ctc_warmup", self.ctc_warmup,
+                     "a CTC warm-up needs the CTC loss: set ctc_weight > 0")
+        config_check(self.ctc_warmup == 0 or self.denoiser.prefix_attention == "self", "ctc_warmup",
+                     self.ctc_warmup, "runs the audio slots alone: set denoiser.prefix_attention: self")
         config_check(0 <= self.draft_frac <= 1, "draft_frac", self.draft_frac, "must be in [0, 1]")
         config_check(self.draft_frac == 0 or self.ctc_weight > 0, "draft_frac", self.draft_frac,
                      "draft rows read the CTC draft: set ctc_weight > 0")
@@ -107,6 +122,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         if self.task_embed is not None:
             nn.init.normal_(self.task_embed.weight, std=0.02)
         self._init_shortlist()  # token_shortlist: set_token_shortlist(training texts) before training
+        self.ctc_only = False  # set per step by begin_step (ctc_warmup)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -132,6 +148,8 @@ class ElfS2T(TokenShortlist, nn.Module):
         device = next(self.parameters()).device
         feats = batch["feats"].to(device)
         lens = batch["feat_lens"].to(device)
+        if self.training:
+            feats = mask_features(feats, lens, self.cfg.augment)
         prefix, mask = self.projector(feats, lens)  # (B, T', H), (B, T')
         if self.task_embed is None:
             return prefix, mask
@@ -143,9 +161,16 @@ class ElfS2T(TokenShortlist, nn.Module):
         ones = torch.ones(mask.shape[0], 1, dtype=torch.bool, device=device)
         return torch.cat([task, prefix], dim=1), torch.cat([ones, mask], dim=1)
 
+    def begin_step(self, step: int, progress: float) -> None:
+        """Called by the trainer before each optimiser step: the CTC warm-up runs while ``progress <
+        ctc_warmup``."""
+        self.ctc_only = progress < self.cfg.ctc_warmup
+
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         device = self._device()
         ids = self.text_space.tokenize(self._text(batch["text"])).to(device)  # (B, L)
+        if self.training and self.ctc_only:
+            return self._ctc_warmup_loss(batch, ids)
         with torch.no_grad():
             x = self.text_space.encode(ids).to(device)  # (B, L, d)
         cond, cond_mask = self.condition(batch)
@@ -158,7 +183,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         if self.cfg.draft_frac > 0:
             stats["frac_draft"] = n_draft / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
-            ctc = self._ctc(outputs, ids, cond_mask, batch["text"])
+            ctc = self._ctc(outputs["out"].cond_hidden, cond_mask, ids, batch["text"], ~outputs["draws"].drop)
             loss = loss + self.cfg.ctc_weight * ctc
             stats["ctc"] = float(ctc.detach())
             stats["loss"] = float(loss.detach())
@@ -203,14 +228,21 @@ class ElfS2T(TokenShortlist, nn.Module):
         n_task = 0 if self.task_embed is None else 1
         return cond_hidden[:, n_task:], cond_mask[:, n_task:]
 
-    def _ctc(self, keep: dict, ids: torch.Tensor, cond_mask: torch.Tensor, texts: list[str]) -> torch.Tensor:
-        """Auxiliary CTC per target token on the audio slots of the trained forward (rows with audio kept)."""
-        audio_hidden, audio_mask = self._audio_slots(keep["out"].cond_hidden, cond_mask)
+    def _ctc(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor, ids: torch.Tensor, texts: list[str],
+             rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Auxiliary CTC per target token on the condition's outputs (``rows``: those with the audio kept)."""
+        audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
         offset = 0 if self.text_space.bos_id is None else 1
         targets, lens = ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), offset)
         nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, targets, lens,
-                                         self.text_space.pad_id, rows=~keep["draws"].drop, vocab=self.vocab)
+                                         self.text_space.pad_id, rows=rows, vocab=self.vocab)
         return nll / max(n_tok, 1)
+
+    def _ctc_warmup_loss(self, batch: dict, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """CTC warm-up step: the audio slots alone through the denoiser, the CTC loss on every row."""
+        cond, cond_mask = self.condition(batch)
+        ctc = self._ctc(self.denoiser.condition_hidden(cond, cond_mask), cond_mask, ids, batch["text"])
+        return ctc, {"ctc": float(ctc.detach()), "ctc_warmup": 1.0, "num_samples": float(ids.shape[0])}
 
     @torch.no_grad()
     def generate(self, batch: dict, sampler: SamplerConfig, generator: Optional[torch.Generator] = None) -> list[str]:
