@@ -116,6 +116,10 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         config_check(self.model in MODELS, "model", self.model, f"must be one of {sorted(MODELS)}")
+        warmup = self.model == "elf_s2t" and self.elf.ctc_warmup > 0
+        config_check(not warmup or self.train.find_unused_parameters, "train.find_unused_parameters",
+                     self.train.find_unused_parameters, "must be true with elf.ctc_warmup > 0 (the warm-up steps "
+                     "leave the text path without gradients, which DDP refuses otherwise)")
 
 
 def _build_elf_s2t(cfg: ExperimentConfig) -> nn.Module:

@@ -74,6 +74,12 @@ def test_ctc_warmup_trains_the_audio_slots_alone(batch):
         tiny_cfg(ctc_weight=1.0, ctc_warmup=0.25)
     with pytest.raises(ConfigError, match="ctc_weight"):
         tiny_cfg(ctc_warmup=0.25, denoiser={"prefix_attention": "self"})
+    from elfs2t.experiment import ExperimentConfig
+
+    elf = {"ctc_weight": 1.0, "ctc_warmup": 0.25, "denoiser": {"prefix_attention": "self"}}
+    with pytest.raises(ConfigError, match="find_unused_parameters"):  # DDP would refuse the warm-up steps
+        structure(ExperimentConfig, {"elf": elf})
+    structure(ExperimentConfig, {"elf": elf, "train": {"find_unused_parameters": True}})
 
 
 def test_loss_trains_projector_and_denoiser(batch):
