@@ -139,3 +139,37 @@ def test_new_recipe_name_checks(tmp_path):
     r = subprocess.run([str(UTILS / "new_recipe.sh"), "--egs-dir", str(tmp_path), "taken"], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "already exists" in r.stderr
+
+
+JOBS = f"""
+. {UTILS}/jobs.sh
+jobs_init "$1"
+for i in 1 2 3 4; do
+  jobs_run "job $i" "out/$i.txt" bash -c "sleep 0.3; ls out/*.lock 2>/dev/null | wc -l; \\
+    touch out/$i.lock; sleep 0.3; rm out/$i.lock; [ $i != ${{2:-0}} ] || exit 3; echo done $i"
+done
+jobs_wait "the test jobs"
+echo "all done"
+"""
+
+
+def test_jobs_pool_runs_at_most_n_and_waits_for_all(tmp_path):
+    r = bash(JOBS, "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("all done")
+    for i in range(1, 5):
+        out = (tmp_path / "out" / f"{i}.txt").read_text().split()
+        assert out[-2:] == ["done", str(i)]
+        assert int(out[0]) <= 1  # at most one other job held its lock: never more than 2 at once
+    assert "job 4 in the background: out/4.txt" in r.stderr
+
+
+def test_jobs_pool_names_the_failed_job_and_its_output(tmp_path):
+    r = bash(JOBS, "2", "3", cwd=tmp_path)
+    assert r.returncode == 1 and "all done" not in r.stdout
+    assert "the test jobs failed: job 3 (out/3.txt)" in r.stderr
+    assert (tmp_path / "out" / "4.txt").read_text().split()[-2:] == ["done", "4"]  # the others still ran
+    r = bash(JOBS, "1", "2", cwd=tmp_path)  # one at a time: in the foreground, output on the terminal too
+    assert r.returncode == 1 and "job 2 (out/2.txt)" in r.stderr and "done 1" in r.stdout
+    r = bash(JOBS, "0", cwd=tmp_path)
+    assert r.returncode == 1 and "must be a positive integer, got '0'" in r.stderr
