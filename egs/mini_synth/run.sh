@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 stage=0               # first stage to run
 stop_stage=7          # last stage to run (7: analysis)
 force=false           # redo stages even when their done markers exist
-nj=2                  # parallel jobs (synthesis, data preparation, feature caching)
+nj=2                  # parallel jobs (synthesis, data preparation, feature caching; stages 5 and 7: tasks at once)
 ngpu=0                # GPUs per node (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
 conf=conf             # config folder: pretrain_text.yaml, pretrain_lm.yaml, train_<task>[_ar].yaml
@@ -30,6 +30,8 @@ st_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en    # Whisper for S2TT feature
 feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
 tasks="asr st"        # which tasks stages 4-6 train, decode and score
 models="elf"          # which models stages 3-6 build: elf (ELF-S2T), ar (AR baseline), whisper (zero-shot)
+elf_init=""           # ELF-S2T denoiser init: "" from scratch (measured best here), "text" the stage-3 text ELF
+                      # (stage 3 trains it: exp/elf_text), or an ELF checkpoint (file, dir or hub id)
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
@@ -48,7 +50,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --stage N              first stage to run ($stage)
   --stop-stage M         last stage to run ($stop_stage)
   --force true|false     redo finished stages ($force)
-  --nj N                 parallel jobs ($nj)
+  --nj N                 parallel jobs: synthesis, data preparation, feature caching; the tasks of stages 5 and 7
+                         at once, each with --train-threads / N threads ($nj)
   --ngpu N               GPUs per node, 0 for CPU ($ngpu)
   --num-nodes N          nodes for training ($num_nodes)
   --conf DIR             config folder, e.g. a copy of conf/ with bigger models ($conf)
@@ -63,9 +66,11 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --st-encoder DIR|ID    Whisper for S2TT features ($st_encoder)
   --feat-mode MODE       trim or pad30 ($feat_mode)
   --tasks \"asr st\"      tasks to train / decode / score ($tasks)
-  --models \"elf ar whisper\"  models of stages 3-6 ($models): elf = ELF-S2T (stage 3 text ELF exp/elf_text,
-                         exp/<task>_elf), ar = AR speech-LLM baseline (stage 3 causal LM exp/lm_text,
-                         exp/<task>_ar), whisper = Whisper zero-shot (stage 5 only, exp/whisper_<name>)
+  --models \"elf ar whisper\"  models of stages 3-6 ($models): elf = ELF-S2T (exp/<task>_elf; stage 3
+                         text ELF exp/elf_text with --elf-init text), ar = AR speech-LLM baseline (stage 3
+                         causal LM exp/lm_text, exp/<task>_ar), whisper = Whisper zero-shot (stage 5 only, exp/whisper_<name>)
+  --elf-init SRC         ELF-S2T denoiser init: \"\" = from scratch, text = the stage-3 text ELF, or an ELF
+                         checkpoint (file, dir, hub id) ($elf_init)
   --train-threads N      torch threads per training / decoding process ($train_threads)
   --train-nproc N        training processes, torchrun when > 1 ($train_nproc)
   --train-jobs N         tasks trained at the same time in stage 4, each with --train-threads / N threads
@@ -85,6 +90,9 @@ Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
 . "$MAIN_ROOT/utils/stage.sh"
+. "$MAIN_ROOT/utils/jobs.sh"
+[[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive integer, got '$nj'"
+[[ "$train_jobs" =~ ^[1-9][0-9]*$ ]] || die "--train-jobs must be a positive integer, got '$train_jobs'"
 for m in $models; do
   case "$m" in elf|ar|whisper) ;; *) die "--models: unknown model '$m' (elf, ar, whisper)" ;; esac
 done
@@ -117,12 +125,19 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (tiny.en for both tasks by default; trimmed)
 asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --print-tag)
-st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
+st_tag=$asr_tag   # one python start-up (~8 s) less when both tasks use the same encoder (the default)
+[ "$st_encoder" = "$asr_encoder" ] || \
+  st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
 if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
+  asr_sets="asr_train asr_dev asr_test asr_test_unseen"
+  st_sets="st_train st_dev st_test st_test_unseen"
+  if [ "$st_encoder" = "$asr_encoder" ]; then asr_sets="$asr_sets $st_sets"; st_sets=""; fi  # one encoder load
+  # shellcheck disable=SC2086  # set lists
   python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --nj "$nj" \
-    --manifest-dir "$manifest_dir" --sets asr_train asr_dev asr_test asr_test_unseen --dump-dir dump $(force_flag)
-  python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --nj "$nj" \
-    --manifest-dir "$manifest_dir" --sets st_train st_dev st_test st_test_unseen --dump-dir dump $(force_flag)
+    --manifest-dir "$manifest_dir" --sets $asr_sets --dump-dir dump $(force_flag)
+  # shellcheck disable=SC2086
+  [ -z "$st_sets" ] || python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --nj "$nj" \
+    --manifest-dir "$manifest_dir" --sets $st_sets --dump-dir dump $(force_flag)
   stage_done 2
 fi
 
@@ -144,9 +159,9 @@ feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 3: backbones pre-trained on the English training text, same data and time budget:
-#   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser)
+#   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser; only with --elf-init text)
 #   ar:  causal LM with a BPE tokenizer -> exp/lm_text/hf (the AR baseline's LM)
-if model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
+if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
   export_lm_text
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
     --exp-dir exp/elf_text --text data/lm/train_text.txt $train_opts
@@ -164,35 +179,23 @@ fi
 #   elf: ELF-S2T with audio forcing (conf/train_<task>.yaml) -> exp/<task>_elf/
 #   ar:  AR speech-LLM baseline (conf/train_<task>_ar.yaml) -> exp/<task>_ar/
 nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
-[[ "$train_jobs" =~ ^[1-9][0-9]*$ ]] || die "--train-jobs must be a positive integer, got '$train_jobs'"
 job_threads=$(( train_threads / train_jobs )); [ "$job_threads" -ge 1 ] || job_threads=1
 train_task() {  # train_task MODEL TASK: one stage-4 training
   local m=$1 task=$2 conf_file=$conf/train_$2.yaml
+  local init=()
   [ "$m" = ar ] && conf_file=$conf/train_${task}_ar.yaml
+  if [ "$m" = elf ] && [ -n "$elf_init" ]; then
+    init=("init.denoiser=$elf_init"); [ "$elf_init" = text ] && init=("init.denoiser=exp/elf_text")
+  fi
+  # shellcheck disable=SC2086  # --train-opts is a list of overrides
   OMP_NUM_THREADS=$job_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
-    --conf "$conf_file" --exp-dir "exp/${task}_$m" $train_opts
+    --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" $train_opts
 }
 for m in elf ar; do
   if model_stage_begin 4 "$m" "training ($tasks)"; then
-    if [ "$train_jobs" -eq 1 ]; then
-      for task in $tasks; do train_task "$m" "$task"; done
-    else  # up to $train_jobs tasks at once, each in the background with its output in a file
-      pids=(); names=()
-      for task in $tasks; do
-        while [ "$(jobs -rp | wc -l)" -ge "$train_jobs" ]; do wait -n || true; done
-        mkdir -p "exp/${task}_$m"
-        log "training ${task}_$m in the background: exp/${task}_$m/train.out"
-        train_task "$m" "$task" > "exp/${task}_$m/train.out" 2>&1 &
-        pids+=($!); names+=("${task}_$m")
-      done
-      failed=()
-      for i in "${!pids[@]}"; do
-        if ! wait "${pids[$i]}"; then
-          failed+=("${names[$i]}"); tail -n 20 "exp/${names[$i]}/train.out" >&2
-        fi
-      done
-      [ "${#failed[@]}" -eq 0 ] || die "stage 4: training failed for ${failed[*]} (see exp/<name>/train.out)"
-    fi
+    jobs_init "$train_jobs"  # up to $train_jobs tasks at once, each with its output in exp/<task>_<m>/train.out
+    for task in $tasks; do jobs_run "training ${task}_$m" "exp/${task}_$m/train.out" train_task "$m" "$task"; done
+    jobs_wait "stage 4: training"
     model_stage_done 4 "$m"
   fi
 done
@@ -201,20 +204,25 @@ done
 # Stage 5: decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref,timing.json}
 #   elf: CFG decoding, one run per --decode-opts setting;  ar: greedy / beam, one run per --ar-decode-opts setting
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
+job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
+decode_task() {  # decode_task MODEL TASK: every decoding setting (${settings[@]}) of one task, in turn
+  local m=$1 task=$2 tag setting s sets=()
+  tag=$(feat_tag_of "$task")
+  for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
+  for setting in "${settings[@]}"; do
+    # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
+    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "exp/${task}_$m" \
+      --target "$(target_of "$task")" "${sets[@]}" $setting || return 1
+  done
+}
 for m in elf ar; do
   if model_stage_begin 5 "$m" "decoding ($tasks)"; then
     opts_list=$decode_opts; [ "$m" = ar ] && opts_list=$ar_decode_opts
     IFS=';' read -r -a settings <<< "$opts_list"
     [ "${#settings[@]}" -gt 0 ] || settings=("")
-    for task in $tasks; do
-      tag=$(feat_tag_of "$task")
-      sets=(); for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
-      for setting in "${settings[@]}"; do
-        # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
-        OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.decode --exp-dir "exp/${task}_$m" \
-          --target "$(target_of "$task")" "${sets[@]}" $setting
-      done
-    done
+    jobs_init "$nj"  # the tasks at once (--nj), each with its output in exp/<task>_<m>/decode.out
+    for task in $tasks; do jobs_run "decoding ${task}_$m" "exp/${task}_$m/decode.out" decode_task "$m" "$task"; done
+    jobs_wait "stage 5: decoding"
     model_stage_done 5 "$m"
   fi
 done
@@ -264,6 +272,11 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
   reliance_guidance="1 2 3 4"
   analysis_args=(--text-space "$analysis_space" --max-len 24 --no-progress)
   [ -f data/lm/train_text.txt ] && analysis_args+=(--vocab-text data/lm/train_text.txt)
+  jobs_init "$nj"  # independent reports, --nj at once; each job's output in the report's folder (analyze.out)
+  analyze() {  # analyze OUT_DIR DECODE_DIR_ARGS...: one error-analysis report
+    local out=$1; shift
+    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.analyze "$@" "${analysis_args[@]}" --out-dir "$out"
+  }
   for exp_dir in exp/*/; do
     exp_dir=${exp_dir%/}
     dirs=()
@@ -271,8 +284,7 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
       [ -f "$d/text" ] && dirs+=(--decode-dir "$d")
     done
     [ "${#dirs[@]}" -gt 0 ] || continue
-    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.analyze "${dirs[@]}" "${analysis_args[@]}" \
-      --out-dir "$exp_dir/analysis"
+    jobs_run "analysis of $exp_dir" "$exp_dir/analysis/analyze.out" analyze "$exp_dir/analysis" "${dirs[@]}"
   done
   for m in elf ar; do
     dirs=()
@@ -283,17 +295,18 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
       fi
     done
     [ "${#dirs[@]}" -gt 0 ] || continue
-    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.analyze "${dirs[@]}" "${analysis_args[@]}" \
-      --out-dir "exp/analysis/asr_vs_st_$m"
+    jobs_run "ASR vs S2TT analysis ($m)" "exp/analysis/asr_vs_st_$m/analyze.out" analyze "exp/analysis/asr_vs_st_$m" "${dirs[@]}"
   done
   IFS=';' read -r -a settings <<< "$decode_opts"
   for task in $tasks; do
     [ -f "exp/${task}_elf/config.yaml" ] || continue
     # shellcheck disable=SC2086  # the first decoding setting is a list of decode.* overrides
-    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.audio_reliance --exp-dir "exp/${task}_elf" \
+    jobs_run "audio reliance of ${task}_elf" "exp/${task}_elf/analysis/audio_reliance.out" \
+      env OMP_NUM_THREADS="$job_threads_nj" python -m elfs2t.bin.audio_reliance --exp-dir "exp/${task}_elf" \
       --target "$(target_of "$task")" --set "${task}_test=dump/$(feat_tag_of "$task")/${task}_test/cuts.jsonl.gz" \
       ${settings[0]:-} --guidance $reliance_guidance
   done
+  jobs_wait "stage 7: analysis"
   stage_done 7
 fi
 
