@@ -116,10 +116,16 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         config_check(self.model in MODELS, "model", self.model, f"must be one of {sorted(MODELS)}")
-        warmup = self.model == "elf_s2t" and self.elf.ctc_warmup > 0
-        config_check(not warmup or self.train.find_unused_parameters, "train.find_unused_parameters",
-                     self.train.find_unused_parameters, "must be true with elf.ctc_warmup > 0 (the warm-up steps "
-                     "leave the text path without gradients, which DDP refuses otherwise)")
+
+
+def check_for_ddp(cfg: ExperimentConfig, world_size: int) -> None:
+    """Raise ConfigError for settings that DDP over ``world_size`` processes cannot train: a CTC warm-up
+    (``elf.ctc_warmup``) leaves the text path without gradients in its steps, so it needs
+    ``train.find_unused_parameters``. One process trains either way (and decoding never cares)."""
+    warmup = cfg.model == "elf_s2t" and cfg.elf.ctc_warmup > 0
+    config_check(world_size <= 1 or not warmup or cfg.train.find_unused_parameters, "train.find_unused_parameters",
+                 cfg.train.find_unused_parameters, f"must be true with elf.ctc_warmup > 0 under DDP ({world_size} "
+                 "processes): the warm-up steps leave the text path without gradients")
 
 
 def _build_elf_s2t(cfg: ExperimentConfig) -> nn.Module:

@@ -74,12 +74,14 @@ def test_ctc_warmup_trains_the_audio_slots_alone(batch):
         tiny_cfg(ctc_weight=1.0, ctc_warmup=0.25)
     with pytest.raises(ConfigError, match="ctc_weight"):
         tiny_cfg(ctc_warmup=0.25, denoiser={"prefix_attention": "self"})
-    from elfs2t.experiment import ExperimentConfig
+    from elfs2t.experiment import ExperimentConfig, check_for_ddp
 
     elf = {"ctc_weight": 1.0, "ctc_warmup": 0.25, "denoiser": {"prefix_attention": "self"}}
+    cfg = structure(ExperimentConfig, {"elf": elf})  # loads (decoding an old experiment must work)
+    check_for_ddp(cfg, 1)  # one process trains without the flag
     with pytest.raises(ConfigError, match="find_unused_parameters"):  # DDP would refuse the warm-up steps
-        structure(ExperimentConfig, {"elf": elf})
-    structure(ExperimentConfig, {"elf": elf, "train": {"find_unused_parameters": True}})
+        check_for_ddp(cfg, 2)
+    check_for_ddp(structure(ExperimentConfig, {"elf": elf, "train": {"find_unused_parameters": True}}), 2)
 
 
 def test_loss_trains_projector_and_denoiser(batch):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from elfs2t.config import load_config, unstructure
 from elfs2t.data.dataset import S2TDataset, filter_cuts, load_sets, target_text
-from elfs2t.experiment import ExperimentConfig, build_model, hypothesis_fn
+from elfs2t.experiment import ExperimentConfig, build_model, check_for_ddp, hypothesis_fn
 from elfs2t.train.data import build_dataloader
 from elfs2t.train.distributed import cleanup, init_distributed
 from elfs2t.train.exp_dir import prepare_exp_dir
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
     cfg = load_config(ExperimentConfig, args.conf, args.overrides)
     info = init_distributed()
+    check_for_ddp(cfg, info.world_size)
     if info.is_main:
         prepare_exp_dir(args.exp_dir, cfg, overwrite=args.overwrite)
     model = build_model(cfg)
