@@ -60,7 +60,8 @@ class ElfS2TConfig:
     alone (beyond the paper; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``): the audio slots
     run through the denoiser without the text slots, so a step costs the condition's positions only and
     all of it goes to the audio-to-token alignment, the part that decides the CTC draft. The flow and the
-    decoding branch train in the rest of the run. 0: off."""
+    decoding branch train in the rest of the run (a resumed time-budgeted run measures its progress against its
+    own budget, so its warm-up runs again). 0: off."""
     cache_latents: bool = True
     """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
     draft_frac: float = 0.0
