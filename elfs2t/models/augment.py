@@ -66,12 +66,14 @@ def mask_features(feats: torch.Tensor, feat_lens: torch.Tensor, cfg: FeatureMask
         return feats
     b, t, d = feats.shape
     lens = feat_lens.detach().to("cpu", torch.long).clamp(0, t)
-    keep = torch.ones(b, t, d, dtype=torch.bool)
+    # the masks are drawn small on the CPU -- (B, T) frames and (B, D) channels -- and broadcast on feats' device
+    keep_t = torch.ones(b, t, dtype=torch.bool)
+    keep_d = torch.ones(b, d, dtype=torch.bool)
     if cfg.time_masks > 0:
         max_w = (lens.float() * cfg.max_time_frac).floor().long()
-        keep &= ~_spans(cfg.time_masks, lens, max_w, t, generator)[:, :, None]
+        keep_t = ~_spans(cfg.time_masks, lens, max_w, t, generator)
     if cfg.feat_masks > 0:
         full = torch.full((b,), d, dtype=torch.long)
         max_w = torch.full((b,), min(cfg.max_feat_width, d), dtype=torch.long)
-        keep &= ~_spans(cfg.feat_masks, full, max_w, d, generator)[:, None, :]
-    return feats * keep.to(feats.device, feats.dtype)
+        keep_d = ~_spans(cfg.feat_masks, full, max_w, d, generator)
+    return (feats * keep_t.to(feats.device, feats.dtype)[:, :, None]) * keep_d.to(feats.device, feats.dtype)[:, None, :]
