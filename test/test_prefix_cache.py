@@ -218,3 +218,46 @@ def test_checkpoint_with_the_option_round_trips(tmp_path):
     hyp1 = model.generate(batch, cfg.decode.sampler, generator=torch.Generator().manual_seed(1))
     hyp2 = loaded.generate(batch, cfg2.decode.sampler, generator=torch.Generator().manual_seed(1))
     assert hyp1 == hyp2
+
+
+def test_condition_first_then_text_gives_the_full_forwards_loss_and_gradients():
+    """encode_condition with gradients + a cached text forward = one full forward (what text_positions: ctc
+    trains with): the same outputs, and the same gradients on the condition and every weight."""
+    cond, cond_mask = condition()
+    z, t = torch.randn(3, 4, 8), torch.full((3,), 0.4)
+    grads = []
+    for split in (False, True):
+        model = tiny("self")
+        c = cond.clone().requires_grad_(True)
+        if split:
+            hidden, cache = model.encode_condition(c, cond_mask)
+            out = model(z, t, cond_cache=cache)
+            cond_hidden = hidden
+        else:
+            out = model(z, t, cond=c, cond_mask=cond_mask)
+            cond_hidden = out.cond_hidden
+        loss = out.x_hat.pow(2).sum() + (cond_hidden * cond_mask[..., None]).pow(2).sum()
+        loss.backward()
+        grads.append((float(loss.detach()), c.grad.clone(), [p.grad.clone() for p in model.blocks.parameters()]))
+    (l0, g0, w0), (l1, g1, w1) = grads
+    assert l0 == pytest.approx(l1, rel=1e-5)
+    assert torch.allclose(g0, g1, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(w0, w1))
+
+
+def test_text_positions_given_per_row_move_the_text_slots():
+    model = tiny("self", text_pos_scale=1.0)
+    cond, cond_mask = condition()
+    z, t = torch.randn(3, 4, 8), torch.full((3,), 0.4)
+    default = torch.arange(4)[None].repeat(3, 1)  # round(i * 1.0)
+    a = model(z, t, cond=cond, cond_mask=cond_mask).x_hat
+    b = model(z, t, cond=cond, cond_mask=cond_mask, text_pos=default).x_hat
+    assert torch.allclose(a, b, atol=1e-6)  # the scale's own positions, given explicitly
+    moved = default.clone()
+    moved[1] = torch.tensor([3, 1, 4, 2])
+    c = model(z, t, cond=cond, cond_mask=cond_mask, text_pos=moved).x_hat
+    assert torch.allclose(a[[0, 2]], c[[0, 2]], atol=1e-6) and not torch.allclose(a[1], c[1])
+    cache = model.cache_condition(cond, cond_mask)
+    assert torch.allclose(model(z, t, cond_cache=cache, text_pos=moved).x_hat, c, atol=1e-5)
+    with pytest.raises(ValueError, match="text_pos"):
+        model(z, t, cond=cond, cond_mask=cond_mask, text_pos=default[:, :3])

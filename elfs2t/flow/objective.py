@@ -214,6 +214,8 @@ def flow_loss_from_draws(
     outputs: Optional[dict] = None,
     vocab: Optional[torch.Tensor] = None,
     x_in: Optional[torch.Tensor] = None,
+    cond_cache=None,
+    text_pos: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The ELF loss for given draws (deterministic); see the module docstring for the formulas.
 
@@ -223,7 +225,9 @@ def flow_loss_from_draws(
     (``"draws"``), for auxiliary losses on the same forward (e.g. ELF-S2T's CTC on the condition).
     ``vocab (K,)``: sorted token ids of a shortlist; the decoding cross-entropy is then a softmax over those
     ids only (targets outside it are ignored). None: the full vocabulary (ELF). ``x_in (B, L, d)``: latents the
-    noisy inputs start from (module docstring; None: ``x``).
+    noisy inputs start from (module docstring; None: ``x``). ``cond_cache``: the condition as the denoiser's
+    ``cache_condition`` gives it (built by the caller WITH gradients and with the dropped rows already zeroed),
+    instead of ``cond`` / ``cond_mask``; ``text_pos (B, L)``: RoPE positions of the text slots (denoiser).
     """
     B, L, d = x.shape
     if x_in is not None and x_in.shape != x.shape:
@@ -237,6 +241,20 @@ def flow_loss_from_draws(
     if cond is not None:
         keep = (~draws.drop).to(cond.dtype)[:, None, None]
         cond = cond * keep  # (B, C, H): dropped rows are zeros, positions (and mask) kept
+    if cond_cache is not None and (cond is not None or cond_mask is not None):
+        raise ValueError("flow loss: give either cond / cond_mask or cond_cache, not both")
+
+    def condition(idx: Optional[torch.Tensor] = None) -> dict:
+        """Denoiser keywords for all rows or the rows ``idx``."""
+        if cond_cache is not None:
+            kw = dict(cond_cache=cond_cache if idx is None else cond_cache.rows(idx))
+        elif idx is None:
+            kw = dict(cond=cond, cond_mask=cond_mask)
+        else:
+            kw = dict(cond=_sub(cond, idx), cond_mask=_sub(cond_mask, idx))
+        if text_pos is not None:  # only then: a denoiser without text positions keeps working
+            kw["text_pos"] = text_pos if idx is None else text_pos[idx]
+        return kw
 
     # Inputs of the trained pass: denoising rows on the path at t, decoding rows lightly noised at t = 1.
     z_t = noisy_latent(src, draws.t, draws.eps, cfg.sigma_n)  # (B, L, d)
@@ -252,20 +270,17 @@ def flow_loss_from_draws(
         n = idx.numel()
         ones = torch.ones(n, dtype=x.dtype, device=x.device)
         z_s, t_s = z_t[idx], draws.t[idx]
-        cond_s, cmask_s, tmask_s = _sub(cond, idx), _sub(cond_mask, idx), _sub(text_mask, idx)
+        cond_s, tmask_s = condition(idx), _sub(text_mask, idx)
         with torch.no_grad():
-            x_a = denoiser(z_s, t_s, self_cond=None, guidance=ones, decode=None,
-                           cond=cond_s, cond_mask=cmask_s, text_mask=tmask_s).x_hat.detach()
-            x_b = denoiser(z_s, t_s, self_cond=x_a, guidance=ones, decode=None,
-                           cond=cond_s, cond_mask=cmask_s, text_mask=tmask_s).x_hat.detach()
+            x_a = denoiser(z_s, t_s, self_cond=None, guidance=ones, decode=None, text_mask=tmask_s, **cond_s).x_hat.detach()
+            x_b = denoiser(z_s, t_s, self_cond=x_a, guidance=ones, decode=None, text_mask=tmask_s, **cond_s).x_hat.detach()
             v_a = velocity(x_a, z_s, t_s, cfg.t_clamp)
             v_b = velocity(x_b, z_s, t_s, cfg.t_clamp)
             tgt_s = guided_target(v_star[idx], v_a, v_b, draws.w[idx])
         target = target.index_copy(0, idx, tgt_s)
         c_in = c_in.index_copy(0, idx, x_a)
 
-    out = denoiser(z_in, t_in, self_cond=c_in, guidance=draws.w, decode=dec,
-                   cond=cond, cond_mask=cond_mask, text_mask=text_mask)
+    out = denoiser(z_in, t_in, self_cond=c_in, guidance=draws.w, decode=dec, text_mask=text_mask, **condition())
     if outputs is not None:
         outputs["out"], outputs["draws"] = out, draws
     v_hat = velocity(out.x_hat, z_t, draws.t, cfg.t_clamp)
@@ -295,7 +310,7 @@ def flow_loss_from_draws(
     stats["loss"] = float(loss.detach())
     stats["frac_decode"] = float(dec.float().mean())
     stats["frac_self_cond"] = float(sc.float().mean())
-    stats["frac_cond_drop"] = float(draws.drop.float().mean()) if cond is not None else 0.0
+    stats["frac_cond_drop"] = float(draws.drop.float().mean()) if cond is not None or cond_cache is not None else 0.0
     return loss, stats
 
 

@@ -80,6 +80,14 @@ class SamplerConfig:
     t_start: float = 0.6
     """Time at which a draft start enters the path (``init != noise``): ``z = t x_draft + (1 - t) sigma_n eps``;
     the steps then cover ``[t_start, 1]`` (the grid is mapped onto it)."""
+    refine: Literal["flow", "mask"] = "flow"
+    """How a draft start (``init: ctc``) is refined: ``flow`` -- ``steps`` flow steps from ``t_start`` (above);
+    ``mask`` -- Mask-CTC: the draft's tokens with a CTC confidence under ``mask_threshold`` are masked and
+    re-predicted by ``steps`` decoding forwards, easy first (:mod:`elfs2t.models.mask_ctc`; the model needs
+    mask rows in training, ``elf.draft_rows: mask``). ``steps: 0`` returns the draft either way."""
+    mask_threshold: float = 0.9
+    """``refine: mask``: draft tokens whose CTC confidence (highest posterior over their frames) is below this
+    are re-predicted."""
     prefix_cache: bool = True
     """Reuse the condition's keys/values across steps when the denoiser has prefix_attention=self
     (no effect otherwise; same outputs up to float rounding)."""
@@ -94,6 +102,15 @@ class SamplerConfig:
         config_check(self.self_cond_scale > 0, "self_cond_scale", self.self_cond_scale, "must be > 0")
         config_check(self.init in ("noise", "ctc"), "init", self.init, "must be noise or ctc")
         config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
+        config_check(self.refine in ("flow", "mask"), "refine", self.refine, "must be flow or mask")
+        config_check(self.refine == "flow" or self.init == "ctc", "refine", self.refine,
+                     "mask refinement re-predicts a CTC draft: set init: ctc")
+        config_check(0 <= self.mask_threshold <= 1, "mask_threshold", self.mask_threshold, "must be in [0, 1]")
+
+
+def _pos(text_pos: Optional[torch.Tensor]) -> dict:
+    """``text_pos`` as a denoiser keyword, only when given (denoisers without text positions keep working)."""
+    return {} if text_pos is None else {"text_pos": text_pos}
 
 
 def supports_prefix_cache(denoiser: nn.Module) -> bool:
@@ -143,15 +160,17 @@ def guided_forward(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     cond_cache: Optional[ConditionCache] = None,
+    text_pos: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """CFG-guided ``x_hat (B, L, d)``: ``x_u + g (x_c - x_u)`` from ONE forward over ``2B`` rows.
 
     Guiding ``x_hat`` is the same as guiding ``v`` (``v`` is affine in ``x_hat`` for fixed ``z, t``).
     With ``g == 1`` or no condition only the conditional branch runs. ``cond_cache`` (from
     :func:`build_condition_cache` with the same ``guidance``: ``2B`` rows with CFG, ``B`` without)
-    replaces ``cond`` / ``cond_mask``.
+    replaces ``cond`` / ``cond_mask``. ``text_pos (B, L)``: the text slots' positions (denoiser), None: its own.
     """
     B = z.shape[0]
+    pos = _pos(text_pos)
     if cond_cache is not None:
         rows = B if guidance == 1.0 else 2 * B
         if cond_cache.batch_size != rows:
@@ -160,20 +179,22 @@ def guided_forward(
         cond = cond_mask = None
     elif cond is None or guidance == 1.0:
         return denoiser(z, t, self_cond=c, guidance=w, decode=None, cond=cond, cond_mask=cond_mask,
-                        text_mask=text_mask).x_hat
+                        text_mask=text_mask, **pos).x_hat
     if guidance == 1.0:  # cached, conditional branch only
-        return denoiser(z, t, self_cond=c, guidance=w, decode=None, text_mask=text_mask, cond_cache=cond_cache).x_hat
+        return denoiser(z, t, self_cond=c, guidance=w, decode=None, text_mask=text_mask, cond_cache=cond_cache,
+                        **pos).x_hat
 
     def two(v: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return None if v is None else torch.cat([v, v], dim=0)
 
+    pos2 = _pos(two(text_pos))
     if cond_cache is not None:
         x2 = denoiser(two(z), two(t), self_cond=two(c), guidance=two(w), decode=None, text_mask=two(text_mask),
-                      cond_cache=cond_cache).x_hat
+                      cond_cache=cond_cache, **pos2).x_hat
     else:
         cond2 = torch.cat([cond, torch.zeros_like(cond)], dim=0)  # (2B, C, H): conditional | unconditional
         x2 = denoiser(two(z), two(t), self_cond=two(c), guidance=two(w), decode=None, cond=cond2,
-                      cond_mask=two(cond_mask), text_mask=two(text_mask)).x_hat
+                      cond_mask=two(cond_mask), text_mask=two(text_mask), **pos2).x_hat
     x_c, x_u = x2[:B], x2[B:]
     return x_u + guidance * (x_c - x_u)
 
@@ -192,6 +213,7 @@ def sample_latents(
     generator: Optional[torch.Generator] = None,
     cond_cache: Optional[ConditionCache] = None,
     x_init: Optional[torch.Tensor] = None,
+    text_pos: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Run the sampler; returns the latents to decode ``(B, L, d)``: the final ``z`` or the last ``x_hat``.
 
@@ -235,7 +257,7 @@ def sample_latents(
             z = alpha * z + (1.0 - alpha) * cfg.sigma_n * noise
             t = alpha * t
         t_vec = torch.full((B,), t, device=device, dtype=dtype)
-        x_hat = guided_forward(denoiser, z, t_vec, c, w, guidance=cfg.guidance, cond=cond, cond_mask=cond_mask,
+        x_hat = guided_forward(denoiser, z, t_vec, c, w, guidance=cfg.guidance, cond=cond, cond_mask=cond_mask, text_pos=text_pos,
                                text_mask=text_mask, cond_cache=cond_cache)
         z = z + (t_next - t) * velocity(x_hat, z, t_vec, cfg.t_clamp)
         c = x_hat
@@ -252,6 +274,7 @@ def decode_tokens(
     text_mask: Optional[torch.Tensor] = None,
     cond_cache: Optional[ConditionCache] = None,
     vocab: Optional[torch.Tensor] = None,
+    text_pos: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """One decoding-mode forward at t = 1 on ``z (B, L, d)`` (it sees the condition); argmax ids ``(B, L)``.
 
@@ -264,6 +287,7 @@ def decode_tokens(
         condition = dict(cond_cache=cond_cache)
     else:
         condition = dict(cond=cond, cond_mask=cond_mask)
+    condition.update(_pos(text_pos))
     out = denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones,
                    decode=torch.ones(B, dtype=torch.bool, device=z.device), text_mask=text_mask, **condition)
     best = denoiser.token_logits(out.hidden, vocab).argmax(dim=-1)
@@ -284,18 +308,21 @@ def generate_ids(
     generator: Optional[torch.Generator] = None,
     vocab: Optional[torch.Tensor] = None,
     x_init: Optional[torch.Tensor] = None,
+    text_pos: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """:func:`sample_latents` then :func:`decode_tokens`: token ids ``(B, L)`` (not yet cut at EOS).
 
     With ``cfg.prefix_cache`` and a caching denoiser, one condition cache serves every step and the
     decoding forward (its conditional rows). ``vocab``: see :func:`decode_tokens`; ``x_init``: see
-    :func:`sample_latents`.
+    :func:`sample_latents`; ``text_pos``: the text slots' positions (see :func:`guided_forward`).
     """
     cache = None
     if cond is not None and cfg.prefix_cache:
         cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
     z = sample_latents(denoiser, cfg, batch_size=batch_size, length=length, latent_dim=latent_dim, cond=cond,
-                       cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache, x_init=x_init)
+                       cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache, x_init=x_init,
+                       text_pos=text_pos)
     if cache is not None:
-        return decode_tokens(denoiser, z, text_mask=text_mask, cond_cache=cache.rows(slice(0, batch_size)), vocab=vocab)
-    return decode_tokens(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask, vocab=vocab)
+        return decode_tokens(denoiser, z, text_mask=text_mask, cond_cache=cache.rows(slice(0, batch_size)), vocab=vocab,
+                             text_pos=text_pos)
+    return decode_tokens(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask, vocab=vocab, text_pos=text_pos)

@@ -244,16 +244,19 @@ class ElfDenoiser(nn.Module):
         ``cond`` / ``cond_mask`` in :meth:`forward` (``cond_cache=``) at every sampling step and in the
         decoding forward. For CFG, pass the conditional and the zeroed condition rows together.
         """
-        _, kv, cond_mask = self._run_condition(cond, cond_mask, "cache_condition")
-        return ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
+        return self.encode_condition(cond, cond_mask, "cache_condition")[1]
 
     def condition_hidden(self, cond: torch.Tensor, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The condition's outputs ``(B, C, H)`` without the text (``prefix_attention: self`` only): exactly the
         ``cond_hidden`` of a full :meth:`forward`, at the cost of the ``C`` condition positions alone."""
-        return self._run_condition(cond, cond_mask, "condition_hidden")[0]
+        return self.encode_condition(cond, cond_mask, "condition_hidden")[0]
 
-    def _run_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor | None, caller: str):
-        """The blocks over the condition alone: last hidden ``(B, C, H)``, per-layer keys / values, mask."""
+    def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor | None = None,
+                         caller: str = "encode_condition") -> tuple[torch.Tensor, ConditionCache]:
+        """The blocks over the condition alone (``prefix_attention: self`` only): its outputs ``(B, C, H)`` and its
+        per-layer keys / values as a :class:`ConditionCache`. Gradients flow when called with them on: a
+        training forward can run the condition first, use its outputs (e.g. to align the text to the audio),
+        then the text slots with ``cond_cache=`` -- the same losses and gradients as one full forward."""
         if self.cfg.prefix_attention != "self":
             raise ValueError(f"ElfDenoiser.{caller} needs prefix_attention='self' (with 'full' the condition "
                              "attends to the noisy text and the time tokens, so its states change at every step)")
@@ -266,7 +269,7 @@ class ElfDenoiser(nn.Module):
         for block in self.blocks:
             x, layer_kv = block(x, cos, sin, mask, return_kv=True)
             kv.append(layer_kv)
-        return x, kv, cond_mask
+        return x, ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
 
     def _check(self, name: str, x: torch.Tensor | None, shape: tuple) -> None:
         if x is not None and tuple(x.shape) != shape:
@@ -284,6 +287,7 @@ class ElfDenoiser(nn.Module):
         cond_mask: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
         cond_cache: ConditionCache | None = None,
+        text_pos: torch.Tensor | None = None,
     ) -> DenoiserOutput:
         """One denoiser pass.
 
@@ -291,8 +295,9 @@ class ElfDenoiser(nn.Module):
         guidance (B,) or scalar w, or None (guidance tokens left out); decode (B,) bool or None (all
         denoising); cond (B, C, H) clean condition tokens or None; cond_mask (B, C) bool (True = real,
         None = all real); text_mask (B, L) bool or None (all real); cond_cache: the condition as
-        :meth:`cache_condition` returned it, instead of cond / cond_mask (``prefix_attention: self``).
-        Returns x_hat (B, L, d) and hidden (B, L, H).
+        :meth:`cache_condition` returned it, instead of cond / cond_mask (``prefix_attention: self``);
+        text_pos (B, L) long or None: RoPE positions of the text slots on the condition's axis (instead of
+        ``text_pos_scale``'s, e.g. the tokens' CTC-aligned slots). Returns x_hat (B, L, d) and hidden (B, L, H).
         """
         cfg = self.cfg
         if z.dim() != 3 or z.shape[-1] != cfg.latent_dim:
@@ -327,7 +332,7 @@ class ElfDenoiser(nn.Module):
             # Only prefix and text run; the condition's keys/values come from the cache (after them).
             c_mask = cond_cache.cond_mask.to(dev)
             x = torch.cat([prefix, x_text], dim=1)  # (B, P + L, H)
-            pos = sequence_positions(n_prefix, c_mask, l_text, cfg.text_pos_scale)
+            pos = sequence_positions(n_prefix, c_mask, l_text, cfg.text_pos_scale, text_pos)
             positions = torch.cat([pos[:, :n_prefix], pos[:, n_prefix + c_mask.shape[1]:]], dim=1)  # (B, P + L)
             keys = torch.cat([torch.ones(b, n_prefix, dtype=torch.bool, device=dev), text_mask, c_mask], dim=1)
             cos, sin = rope_tables(positions, head_dim, cfg.rope_theta)
@@ -346,7 +351,7 @@ class ElfDenoiser(nn.Module):
             x = torch.cat([prefix, x_text], dim=1)  # (B, P + L, H)
         n_cond = cond_mask.shape[1]
         mask = attention_mask(n_prefix, cond_mask, text_mask, cfg.prefix_attention)  # (B, S) or (B, S, S)
-        positions = sequence_positions(n_prefix, cond_mask, l_text, cfg.text_pos_scale)
+        positions = sequence_positions(n_prefix, cond_mask, l_text, cfg.text_pos_scale, text_pos)
         cos, sin = rope_tables(positions, head_dim, cfg.rope_theta)
 
         for block in self.blocks:

@@ -37,14 +37,20 @@ class ConditionCache(NamedTuple):
         return ConditionCache(kv=tuple((k[index], v[index]) for k, v in self.kv), cond_mask=self.cond_mask[index])
 
 
-def sequence_positions(n_prefix: int, cond_mask: torch.Tensor, l_text: int, text_pos_scale: float = 0.0) -> torch.Tensor:
+def sequence_positions(n_prefix: int, cond_mask: torch.Tensor, l_text: int, text_pos_scale: float = 0.0,
+                       text_pos: torch.Tensor | None = None) -> torch.Tensor:
     """RoPE positions ``(B, P + C + L)``: prefix -1 (unrotated); real condition slots 0..n-1 (padded
     slots -1); text from the row's condition length on, or with ``text_pos_scale > 0`` text slot ``i`` at
-    ``round(i * text_pos_scale)`` on the condition's axis (``DenoiserConfig.text_pos_scale``)."""
+    ``round(i * text_pos_scale)`` on the condition's axis (``DenoiserConfig.text_pos_scale``), or at the
+    given ``text_pos (B, L)`` (e.g. each token's CTC-aligned condition slot)."""
     b, dev = cond_mask.shape[0], cond_mask.device
     cond_pos = torch.cumsum(cond_mask.long(), dim=1) - 1
     cond_pos = torch.where(cond_mask, cond_pos, torch.full_like(cond_pos, -1))
-    if text_pos_scale > 0:  # on the condition's axis: slot i near condition frame i * scale
+    if text_pos is not None:
+        if tuple(text_pos.shape) != (b, l_text):
+            raise ValueError(f"text_pos has shape {tuple(text_pos.shape)}, expected {(b, l_text)}")
+        text_pos = text_pos.to(dev, torch.long)
+    elif text_pos_scale > 0:  # on the condition's axis: slot i near condition frame i * scale
         text_pos = (torch.arange(l_text, device=dev, dtype=torch.float32) * text_pos_scale).round().long()
         text_pos = text_pos[None, :].expand(b, -1)
     else:
