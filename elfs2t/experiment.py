@@ -89,7 +89,12 @@ class DecodeConfig:
         if model == "ar":
             return f"beam{self.beam_size}{audio}"
         s = self.sampler
-        start = "" if s.init == "noise" else f"_{s.init}{s.t_start:g}"
+        if s.init == "noise":
+            start = ""
+        elif s.refine == "mask":
+            start = f"_{s.init}mask{s.mask_threshold:g}"
+        else:
+            start = f"_{s.init}{s.t_start:g}"
         return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{start}{audio}"
 
 

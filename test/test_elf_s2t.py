@@ -159,7 +159,7 @@ def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
     lens = mask.sum(1).tolist()
     assert min(lens) >= 5  # every row's slots cover the scripted sequence
     assert ts.decode(ids) == ["dog dog cat"] * 3
-    monkeypatch.setattr(model, "ctc_draft_ids", lambda *a: ids)
+    monkeypatch.setattr(model, "ctc_draft", lambda *a: (ids, torch.ones(ids.shape), None))
     assert model.generate(batch, SamplerConfig(steps=0, init="ctc")) == ["dog dog cat"] * 3  # 0 steps: the draft
     monkeypatch.undo()
     cached = len(model.text_space)

@@ -20,12 +20,14 @@ from torch import nn
 
 from elfs2t.config import config_check
 from elfs2t.flow.objective import FlowConfig, FlowDraws, draw_flow_noise, flow_loss_from_draws
-from elfs2t.flow.sampler import SamplerConfig, generate_ids
+from elfs2t.flow.sampler import SamplerConfig, build_condition_cache, generate_ids
 from elfs2t.flow.time import sample_logit_normal
 from elfs2t.models.augment import FeatureMaskConfig, mask_features
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.projector import AudioProjector
+from elfs2t.models.ctc_align import ctc_align, slot_positions
 from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
+from elfs2t.models.mask_ctc import ctc_greedy, mask_predict, mask_tokens
 from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.text.latent import LatentCache, TextLatentConfig, TextLatentSpace
 
@@ -62,6 +64,12 @@ class ElfS2TConfig:
     all of it goes to the audio-to-token alignment, the part that decides the CTC draft. The flow and the
     decoding branch train in the rest of the run (a resumed time-budgeted run measures its progress against its
     own budget, so its warm-up runs again). 0: off."""
+    text_positions: Literal["scale", "ctc"] = "scale"
+    """Where the text slots sit on the audio's RoPE axis: ``scale`` -- slot i at ``round(i *
+    denoiser.text_pos_scale)``; ``ctc`` -- each content slot at its token's CTC-aligned audio slot (the forced
+    alignment of the true text in training, the draft's first frame of each token when refining a CTC draft;
+    :mod:`elfs2t.models.ctc_align`; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``). Sampling from
+    noise keeps ``scale``'s positions."""
     cache_latents: bool = True
     """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
     draft_frac: float = 0.0
@@ -72,11 +80,14 @@ class ElfS2TConfig:
     an 8-minute budget: docs/elf_s2t_learning.md)."""
     draft_t: float = 0.8
     """Time of the draft rows (use the same ``sampler.t_start`` when decoding)."""
-    draft_rows: Literal["denoise", "decode"] = "denoise"
+    draft_rows: Literal["denoise", "decode", "mask"] = "denoise"
     """Which rows take drafts: ``denoise`` (the flow regresses the true latents from a noised draft at
-    ``draft_t``) or ``decode`` (decoding rows read a near-clean draft -- signal level around ``flow.mu_read`` --
-    and the token head is trained with cross-entropy to correct it, Mask-CTC-like; also worse at 8 minutes on
-    mini_synth)."""
+    ``draft_t``), ``decode`` (decoding rows read a near-clean draft -- signal level around ``flow.mu_read`` --
+    and the token head is trained with cross-entropy to correct it; also worse at 8 minutes on mini_synth) or
+    ``mask`` (*mask rows*, Mask-CTC: decoding rows read the clean latents of the TRUE text with a random share
+    of its tokens replaced by the text encoder's mask token, and learn to fill them in from the audio and the
+    rest; decode with ``sampler.refine: mask``; :mod:`elfs2t.models.mask_ctc`). ``mask`` needs no CTC draft
+    in training."""
     token_shortlist: bool = False
     """Token head over a shortlist: the token ids of the training targets (plus the specials), fixed before
     training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights; :mod:`elfs2t.models.shortlist`). The
@@ -94,11 +105,16 @@ class ElfS2TConfig:
                      "a CTC warm-up needs the CTC loss: set ctc_weight > 0")
         config_check(self.ctc_warmup == 0 or self.denoiser.prefix_attention == "self", "ctc_warmup",
                      self.ctc_warmup, "runs the audio slots alone: set denoiser.prefix_attention: self")
+        config_check(self.text_positions in ("scale", "ctc"), "text_positions", self.text_positions, "must be scale or ctc")
+        config_check(self.text_positions == "scale" or (self.ctc_weight > 0 and self.denoiser.prefix_attention == "self"),
+                     "text_positions", self.text_positions,
+                     "ctc positions need the CTC (ctc_weight > 0) and denoiser.prefix_attention: self")
         config_check(0 <= self.draft_frac <= 1, "draft_frac", self.draft_frac, "must be in [0, 1]")
-        config_check(self.draft_frac == 0 or self.ctc_weight > 0, "draft_frac", self.draft_frac,
-                     "draft rows read the CTC draft: set ctc_weight > 0")
+        config_check(self.draft_frac == 0 or self.ctc_weight > 0 or self.draft_rows == "mask", "draft_frac",
+                     self.draft_frac, "draft rows read the CTC draft: set ctc_weight > 0")
         config_check(0 <= self.draft_t < 1, "draft_t", self.draft_t, "must be in [0, 1)")
-        config_check(self.draft_rows in ("denoise", "decode"), "draft_rows", self.draft_rows, "must be denoise or decode")
+        config_check(self.draft_rows in ("denoise", "decode", "mask"), "draft_rows", self.draft_rows,
+                     "must be denoise, decode or mask")
 
 
 class ElfS2T(TokenShortlist, nn.Module):
@@ -178,35 +194,86 @@ class ElfS2T(TokenShortlist, nn.Module):
         loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
         outputs: dict = {}
         draws = draw_flow_noise(x, self.cfg.flow)
-        x_in, n_draft = self._draft_inputs(x, cond, cond_mask, draws) if self.cfg.draft_frac > 0 else (None, 0)
-        loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond=cond,
-                                           cond_mask=cond_mask, outputs=outputs, vocab=self.vocab, x_in=x_in)
+        x_in, n_draft = self._draft_inputs(x, ids, cond, cond_mask, draws) if self.cfg.draft_frac > 0 else (None, 0)
+        if self.cfg.text_positions == "ctc":
+            # the condition first (with gradients; exact with prefix_attention: self), its CTC alignment of the
+            # true text places the text slots, then the text positions against the condition's keys / values
+            keep = (~draws.drop).to(cond.dtype)[:, None, None]
+            cond_out, cache = self.denoiser.encode_condition(cond * keep, cond_mask)
+            text_pos = self._aligned_positions(cond_out, cond_mask, ids, batch["text"], ~draws.drop)
+            loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond_cache=cache,
+                                               text_pos=text_pos, outputs=outputs, vocab=self.vocab, x_in=x_in)
+            out = outputs["out"]._replace(cond_hidden=cond_out)
+        else:
+            loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond=cond,
+                                               cond_mask=cond_mask, outputs=outputs, vocab=self.vocab, x_in=x_in)
+            out = outputs["out"]
         if self.cfg.draft_frac > 0:
             stats["frac_draft"] = n_draft / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
-            ctc = self._ctc(outputs["out"].cond_hidden, cond_mask, ids, batch["text"], ~outputs["draws"].drop)
+            ctc = self._ctc(out.cond_hidden, cond_mask, ids, batch["text"], ~draws.drop)
             loss = loss + self.cfg.ctc_weight * ctc
             stats["ctc"] = float(ctc.detach())
             stats["loss"] = float(loss.detach())
         stats["num_samples"] = float(ids.shape[0])
         return loss, stats
 
-    def _draft_inputs(self, x: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
+    def _n_task(self) -> int:
+        return 0 if self.task_embed is None else 1
+
+    @torch.no_grad()
+    def _aligned_positions(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor, ids: torch.Tensor,
+                           texts: list[str], rows: torch.Tensor) -> torch.Tensor:
+        """Text-slot positions ``(B, L)`` at the CTC forced alignment of the true tokens (``rows``: the rows whose
+        audio is kept; the others, and rows whose text does not fit their frames, keep ``text_pos_scale``'s)."""
+        audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
+        vocab, blank = self._ctc_vocab()
+        logp = self.denoiser.token_logits(audio_hidden, vocab).float().log_softmax(dim=-1)  # (B, C', K)
+        offset = 0 if self.text_space.bos_id is None else 1
+        n_tok = self.text_space.num_tokens(self._text(texts))
+        targets = []
+        for b in range(ids.shape[0]):
+            n = min(n_tok[b], ids.shape[1] - offset - 1)
+            row = ids[b, offset:offset + n].cpu()
+            local = torch.searchsorted(vocab.cpu(), row).clamp_max(vocab.numel() - 1)
+            ok = bool(rows[b]) and bool((vocab.cpu()[local] == row).all())
+            targets.append(local.tolist() if ok else [])
+        frames = ctc_align(logp, audio_mask.sum(dim=1), targets, blank)
+        return slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, offset,
+                              self._n_task()).to(cond_hidden.device)
+
+    def _ctc_vocab(self) -> tuple[torch.Tensor, int]:
+        """The ids the CTC readout normalises over (the shortlist, or every id) and the blank's index in them."""
+        vocab = self.vocab if self.vocab is not None else torch.arange(self.text_space.vocab_size)
+        blank = int(torch.searchsorted(vocab.cpu(), torch.tensor(self.text_space.pad_id)))
+        if blank >= vocab.numel() or int(vocab[blank]) != self.text_space.pad_id:
+            raise ValueError("ElfS2T: the token shortlist lacks the CTC blank (the padding id)")
+        return vocab, blank
+
+    def _draft_inputs(self, x: torch.Tensor, ids: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
                       draws: FlowDraws) -> tuple[Optional[torch.Tensor], int]:
         """Input latents with draft rows: a ``draft_frac`` share of the denoising (or decoding, ``draft_rows``) rows
         whose condition is kept get their own CTC draft's latents, at time ``draft_t`` (denoising) or a signal
-        level around ``flow.mu_read`` (decoding); ``draws`` is updated. Returns them (None when no row is picked) and
-        the number of draft rows."""
-        on_decode = self.cfg.draft_rows == "decode"
-        cand = ((draws.decode if on_decode else ~draws.decode) & ~draws.drop).cpu()
+        level around ``flow.mu_read`` (decoding) -- or, for ``mask``, the clean latents of their true ids with a
+        random share masked; ``draws`` is updated. Returns them (None when no row is picked) and the number of
+        draft rows."""
+        mode = self.cfg.draft_rows
+        cand = ((draws.decode if mode != "denoise" else ~draws.decode) & ~draws.drop).cpu()
         pick = cand & (torch.rand(cand.shape[0]) < self.cfg.draft_frac)
         if not bool(pick.any()):
             return None, 0
         idx = pick.nonzero(as_tuple=True)[0].to(x.device)
         with torch.no_grad():
-            draft = self.ctc_draft_ids(cond[idx].detach(), cond_mask[idx])
-            x_draft = self._encode_drafts(draft).to(x.device, x.dtype)
-        if on_decode:
+            if mode == "mask":
+                rows = ids[idx]
+                masked, _ = mask_tokens(rows, self._content(rows), self.text_space.mask_id)
+                x_draft = self._encode_drafts(masked).to(x.device, x.dtype)
+            else:
+                draft = self.ctc_draft_ids(cond[idx].detach(), cond_mask[idx])
+                x_draft = self._encode_drafts(draft).to(x.device, x.dtype)
+        if mode == "mask":  # clean: the inference input is the encoder's latents of the masked draft as they are
+            draws.lam[idx] = 1.0
+        elif mode == "decode":
             f = self.cfg.flow
             lam = sample_logit_normal((len(idx), draws.lam.shape[1]), f.mu_read, f.std_dec)
             draws.lam[idx] = lam.to(draws.lam.device, draws.lam.dtype)
@@ -217,6 +284,16 @@ class ElfS2T(TokenShortlist, nn.Module):
         x_in = x.clone()
         x_in[idx] = x_draft
         return x_in, len(idx)
+
+    def _content(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` bool: the content positions of ids laid out by the text space (not BOS, EOS or padding)."""
+        special = {self.text_space.eos_id, self.text_space.pad_id}
+        if self.text_space.bos_id is not None:
+            special.add(self.text_space.bos_id)
+        content = torch.ones_like(ids, dtype=torch.bool)
+        for tok in special:
+            content &= ids != tok
+        return content
 
     def _encode_drafts(self, ids: torch.Tensor) -> torch.Tensor:
         """Latents of draft ids, past the latent cache: drafts differ at every step and for every utterance, so
@@ -253,10 +330,16 @@ class ElfS2T(TokenShortlist, nn.Module):
         x_init = None
         if sampler.init == "ctc":
             gen = generator if generator is not None else torch.Generator().manual_seed(sampler.seed)
-            draft = self.ctc_draft_ids(cond, cond_mask, gen)
+            draft, conf, text_pos = self.ctc_draft(cond, cond_mask, gen)
             if sampler.steps == 0:  # the draft itself: the CTC branch alone
                 return self.text_space.decode(draft)
+            if self.cfg.text_positions != "ctc":
+                text_pos = None
+            if sampler.refine == "mask":
+                return self.text_space.decode(self.mask_refine(draft, conf, cond, cond_mask, sampler, text_pos))
             x_init = self._encode_drafts(draft).to(cond.device)
+        else:
+            text_pos = None
         # one condition cache (prefix_attention: self) serves every sampling step and the decoding forward
         ids = generate_ids(
             self.denoiser,
@@ -269,13 +352,46 @@ class ElfS2T(TokenShortlist, nn.Module):
             generator=generator,
             vocab=self.vocab,
             x_init=x_init,
+            text_pos=text_pos,
         )
         return self.text_space.decode(ids)
 
     @torch.no_grad()
+    def mask_refine(self, draft: torch.Tensor, conf: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
+                    sampler: SamplerConfig, text_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mask-CTC: the draft's content tokens with ``conf < sampler.mask_threshold`` re-predicted by
+        ``sampler.steps`` decoding forwards on the text encoder's latents of the partly masked draft (t = 1,
+        clean, with the audio; the condition's keys/values computed once). Returns ids ``(B, L)``."""
+        masked = (conf < sampler.mask_threshold) & self._content(draft)
+        cache = build_condition_cache(self.denoiser, cond, cond_mask)
+        condition = dict(cond_cache=cache) if cache is not None else dict(cond=cond, cond_mask=cond_mask)
+        if text_pos is not None:
+            condition["text_pos"] = text_pos
+        B = draft.shape[0]
+        ones = torch.ones(B, device=cond.device, dtype=cond.dtype)
+        decode = torch.ones(B, dtype=torch.bool, device=cond.device)
+
+        def predict(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            z = self._encode_drafts(ids).to(cond.device, cond.dtype)
+            out = self.denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones, decode=decode, **condition)
+            prob, best = self.denoiser.token_logits(out.hidden, self.vocab).float().softmax(dim=-1).max(dim=-1)
+            best = best if self.vocab is None else self.vocab[best]
+            return best.to(ids.device), prob.to(ids.device)
+
+        return mask_predict(predict, draft, masked, self.text_space.mask_id, sampler.steps)
+
+    @torch.no_grad()
     def ctc_draft_ids(self, cond: torch.Tensor, cond_mask: torch.Tensor,
                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Greedy CTC readout of the audio slots, laid out as text ids ``(B, L)`` (a draft for ``init: ctc``).
+        """Greedy CTC readout of the audio slots, laid out as text ids ``(B, L)`` (a draft for ``init: ctc``)."""
+        return self.ctc_draft(cond, cond_mask, generator)[0]
+
+    @torch.no_grad()
+    def ctc_draft(self, cond: torch.Tensor, cond_mask: torch.Tensor,
+                  generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Greedy CTC readout of the audio slots: ids ``(B, L)`` laid out as text ids, each token's confidence
+        ``(B, L)`` (the highest posterior over its frames; 1 at BOS / EOS / padding), and the text slots' positions
+        at the tokens' first frames ``(B, L)`` (:func:`~elfs2t.models.ctc_align.slot_positions`).
 
         One decoding-mode forward (t = 1) with the text slots at the decoding branch's noise (``sigma_d eps``,
         what the trained CTC saw on its decoding rows); the audio slots' outputs go through the token head
@@ -290,13 +406,14 @@ class ElfS2T(TokenShortlist, nn.Module):
                             decode=torch.ones(B, dtype=torch.bool, device=cond.device), cond=cond, cond_mask=cond_mask)
         audio_hidden, audio_mask = self._audio_slots(out.cond_hidden, cond_mask)
         vocab = self.vocab
-        best = self.denoiser.token_logits(audio_hidden, vocab).argmax(dim=-1)  # (B, C')
-        best = (best if vocab is None else vocab[best]).cpu()
-        lens = audio_mask.sum(dim=1).tolist()
-        blank, rows = self.text_space.pad_id, []
-        for b in range(B):
-            seq = best[b, : int(lens[b])]
-            keep = torch.ones_like(seq, dtype=torch.bool)
-            keep[1:] = seq[1:] != seq[:-1]
-            rows.append([t for t in seq[keep].tolist() if t != blank])
-        return self.text_space.ids_from_tokens(rows)
+        prob, best = self.denoiser.token_logits(audio_hidden, vocab).float().softmax(dim=-1).max(dim=-1)  # (B, C')
+        best = best if vocab is None else vocab[best]
+        tokens, confs, frames = ctc_greedy(best, prob, audio_mask.sum(dim=1), self.text_space.pad_id)
+        ids = self.text_space.ids_from_tokens(tokens)
+        conf = torch.ones(ids.shape, dtype=torch.float32)
+        start = 0 if self.text_space.bos_id is None else 1
+        for b, row in enumerate(confs):
+            row = row[: ids.shape[1] - start - 1]  # cut like the ids
+            conf[b, start: start + len(row)] = torch.tensor(row, dtype=torch.float32)
+        text_pos = slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, start, self._n_task())
+        return ids, conf, text_pos.to(cond.device)
