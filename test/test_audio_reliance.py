@@ -212,6 +212,7 @@ def test_mini_synth_stage_7(trained, tmp_path):
     assert decode_bin.main(["--exp-dir", str(recipe / "exp" / "asr_elf"), "--set", f"asr_test={cuts}/cuts.jsonl.gz"]) == 0
     env = dict(__import__("os").environ, ELFS2T_ROOT=str(root))
     r = subprocess.run([str(recipe / "run.sh"), "--stage", "7", "--stop-stage", "7", "--tasks", "asr", "--models", "elf",
+                        "--asr-encoder", str(root / "tools" / "models" / "whisper-tiny.en"),  # its dump tag, as above
                         "--decode-opts", "decode.sampler.steps=1"], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     analysis = recipe / "exp" / "asr_elf" / "analysis"
