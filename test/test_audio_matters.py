@@ -37,5 +37,7 @@ def test_zeroed_audio_decodes_worse_than_real_audio(tmp_path):
 
     real, real_hyps = wer(batch)
     zero, zero_hyps = wer({**batch, "feats": torch.zeros_like(batch["feats"])})
-    # the training utterances are decoded from their audio; without it they cannot be told apart
-    assert real < 0.5 and zero > real + 0.25, (refs, real_hyps, zero_hyps)
+    # the training utterances are decoded from their audio; without it they cannot be told apart. How far 300 steps
+    # get depends on the CPU's float kernels (under 0.5 where the test was written, 0.73 on another machine), so the
+    # bound on `real` is loose and the test is the gap to the zeroed audio
+    assert real < 0.8 and zero > real + 0.25, (refs, real_hyps, zero_hyps)

@@ -26,7 +26,8 @@ def test_cache_returns_the_encoder_latents_and_encodes_each_row_once(space, monk
     assert torch.equal(out, real(ids))
     assert seen == [3] and (cache.hits, cache.misses) == (0, 3)  # duplicates of one batch are encoded together
     ids2, out2 = cache.encode_texts(["the dog ran", "yes"])
-    assert torch.equal(out2, real(ids2))
+    # a cached row was encoded in another batch: batch-size-dependent float kernels may differ in the last digits
+    assert torch.allclose(out2, real(ids2), atol=1e-4, rtol=1e-5)
     assert seen == [3, 1] and (cache.hits, cache.misses) == (1, 4)
     assert len(cache) == 3 and cache.max_len == 8 and cache.decode(ids2) == space.decode(ids2)  # delegation
 
