@@ -64,7 +64,7 @@ class ElfS2T(TokenShortlist, nn.Module):
     @property
     def max_text_tokens(self) -> int:
         """Content tokens that fit in the L text slots (the rest of L is EOS, and CLS for BERT-like)."""
-        return self.text_space.max_len - 1 - (0 if self.text_space.bos_id is None else 1)
+        return self.text_space.max_len - 1 - self._content_start
 
     def count_tokens(self, text: str) -> int:
         """Content tokens of a target text (to filter texts that would be cut)."""
@@ -107,6 +107,8 @@ class ElfS2T(TokenShortlist, nn.Module):
         ids = self.text_space.tokenize(self._text(batch["text"])).to(device)  # (B, L)
         if self.training and self.ctc_only:
             return self._ctc_warmup_loss(batch, ids)
+        # the CTC targets, once per step: the CTC loss and the alignment of the text slots both read them
+        targets = self._ctc_targets(ids, batch["text"]) if self.cfg.ctc_weight > 0 else None
         with torch.no_grad():
             x = self.text_space.encode(ids).to(device)  # (B, L, d)
         cond, cond_mask = self.condition(batch)
@@ -119,7 +121,7 @@ class ElfS2T(TokenShortlist, nn.Module):
             # true text places the text slots, then the text positions against the condition's keys / values
             keep = (~draws.drop).to(cond.dtype)[:, None, None]
             cond_out, cache = self.denoiser.encode_condition(cond * keep, cond_mask)
-            text_pos = self._aligned_positions(cond_out, cond_mask, ids, batch["text"], ~draws.drop)
+            text_pos = self._aligned_positions(cond_out, cond_mask, targets, ids.shape[1], ~draws.drop)
             loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond_cache=cache,
                                                text_pos=text_pos, outputs=outputs, vocab=self.vocab, x_in=x_in)
             out = outputs["out"]._replace(cond_hidden=cond_out)
@@ -130,36 +132,46 @@ class ElfS2T(TokenShortlist, nn.Module):
         if self.cfg.draft_frac > 0:
             stats["frac_draft"] = n_draft / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
-            ctc = self._ctc(out.cond_hidden, cond_mask, ids, batch["text"], ~draws.drop)
+            ctc = self._ctc(out.cond_hidden, cond_mask, targets, ~draws.drop)
             loss = loss + self.cfg.ctc_weight * ctc
             stats["ctc"] = float(ctc.detach())
             stats["loss"] = float(loss.detach())
         stats["num_samples"] = float(ids.shape[0])
         return loss, stats
 
+    @property
     def _n_task(self) -> int:
+        """Condition slots before the audio (the task token)."""
         return 0 if self.task_embed is None else 1
 
+    @property
+    def _content_start(self) -> int:
+        """Index of the first content token in ids laid out by the text space (after a BOS / CLS)."""
+        return 0 if self.text_space.bos_id is None else 1
+
+    def _ctc_targets(self, ids: torch.Tensor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows' content token ids, concatenated, and their lengths (:func:`ctc_targets`)."""
+        return ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), self._content_start)
+
     @torch.no_grad()
-    def _aligned_positions(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor, ids: torch.Tensor,
-                           texts: list[str], rows: torch.Tensor) -> torch.Tensor:
-        """Text-slot positions ``(B, L)`` at the CTC forced alignment of the true tokens (``rows``: the rows whose
-        audio is kept; the others, and rows whose text does not fit their frames, keep ``text_pos_scale``'s)."""
+    def _aligned_positions(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor,
+                           targets: tuple[torch.Tensor, torch.Tensor], length: int, rows: torch.Tensor) -> torch.Tensor:
+        """Text-slot positions ``(B, length)`` at the CTC forced alignment of the true tokens (``targets`` from
+        :meth:`_ctc_targets`; ``rows``: the rows whose audio is kept; the others, and rows whose text does not fit
+        their frames or holds an id outside the CTC's vocabulary, keep ``text_pos_scale``'s)."""
         audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
         vocab, blank = self._ctc_vocab()
         logp = self.denoiser.token_logits(audio_hidden, vocab).float().log_softmax(dim=-1)  # (B, C', K)
-        offset = 0 if self.text_space.bos_id is None else 1
-        n_tok = self.text_space.num_tokens(self._text(texts))
-        targets = []
-        for b in range(ids.shape[0]):
-            n = min(n_tok[b], ids.shape[1] - offset - 1)
-            row = ids[b, offset:offset + n].cpu()
-            local = torch.searchsorted(vocab.cpu(), row).clamp_max(vocab.numel() - 1)
-            ok = bool(rows[b]) and bool((vocab.cpu()[local] == row).all())
-            targets.append(local.tolist() if ok else [])
-        frames = ctc_align(logp, audio_mask.sum(dim=1), targets, blank)
-        return slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, offset,
-                              self._n_task()).to(cond_hidden.device)
+        flat, lens = targets
+        vocab = vocab.cpu()
+        local = torch.searchsorted(vocab, flat).clamp_max(vocab.numel() - 1)  # the ids' indices in the vocabulary
+        found = vocab[local] == flat
+        rows = rows.cpu()
+        per_row = [(row.tolist() if bool(rows[b]) and bool(ok.all()) else [])
+                   for b, (row, ok) in enumerate(zip(local.split(lens.tolist()), found.split(lens.tolist())))]
+        frames = ctc_align(logp, audio_mask.sum(dim=1), per_row, blank)
+        return slot_positions(frames, length, self.cfg.denoiser.text_pos_scale, self._content_start,
+                              self._n_task).to(cond_hidden.device)
 
     def _ctc_vocab(self) -> tuple[torch.Tensor, int]:
         """The ids the CTC readout normalises over (the shortlist, or every id) and the blank's index in them."""
@@ -222,15 +234,14 @@ class ElfS2T(TokenShortlist, nn.Module):
 
     def _audio_slots(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The audio part ``(B, C', H)``, ``(B, C')`` of the condition's outputs and mask (the task token dropped)."""
-        n_task = 0 if self.task_embed is None else 1
-        return cond_hidden[:, n_task:], cond_mask[:, n_task:]
+        return cond_hidden[:, self._n_task:], cond_mask[:, self._n_task:]
 
-    def _ctc(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor, ids: torch.Tensor, texts: list[str],
+    def _ctc(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor, targets: tuple[torch.Tensor, torch.Tensor],
              rows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Auxiliary CTC per target token on the condition's outputs (``rows``: those with the audio kept)."""
+        """Auxiliary CTC per target token on the condition's outputs (``targets`` from :meth:`_ctc_targets`;
+        ``rows``: those with the audio kept)."""
         audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
-        offset = 0 if self.text_space.bos_id is None else 1
-        targets, lens = ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), offset)
+        targets, lens = targets
         nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, targets, lens,
                                          self.text_space.pad_id, rows=rows, vocab=self.vocab)
         return nll / max(n_tok, 1)
@@ -238,7 +249,7 @@ class ElfS2T(TokenShortlist, nn.Module):
     def _ctc_warmup_loss(self, batch: dict, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """CTC warm-up step: the audio slots alone through the denoiser, the CTC loss on every row."""
         cond, cond_mask = self.condition(batch)
-        ctc = self._ctc(self.denoiser.condition_hidden(cond, cond_mask), cond_mask, ids, batch["text"])
+        ctc = self._ctc(self.denoiser.condition_hidden(cond, cond_mask), cond_mask, self._ctc_targets(ids, batch["text"]))
         return ctc, {"ctc": float(ctc.detach()), "ctc_warmup": 1.0, "num_samples": float(ids.shape[0])}
 
     @torch.no_grad()
@@ -330,9 +341,9 @@ class ElfS2T(TokenShortlist, nn.Module):
         tokens, confs, frames = ctc_greedy(best, prob, audio_mask.sum(dim=1), self.text_space.pad_id)
         ids = self.text_space.ids_from_tokens(tokens)
         conf = torch.ones(ids.shape, dtype=torch.float32)
-        start = 0 if self.text_space.bos_id is None else 1
+        start = self._content_start
         for b, row in enumerate(confs):
             row = row[: ids.shape[1] - start - 1]  # cut like the ids
             conf[b, start: start + len(row)] = torch.tensor(row, dtype=torch.float32)
-        text_pos = slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, start, self._n_task())
+        text_pos = slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, start, self._n_task)
         return ids, conf, text_pos.to(cond.device)
