@@ -42,6 +42,7 @@ from torch import nn
 
 from elfs2t.config import config_check
 from elfs2t.flow.time import sample_logit_normal
+from elfs2t.models.layout import text_pos_kwargs
 
 __all__ = [
     "FlowConfig",
@@ -252,9 +253,7 @@ def flow_loss_from_draws(
             kw = dict(cond=cond, cond_mask=cond_mask)
         else:
             kw = dict(cond=_sub(cond, idx), cond_mask=_sub(cond_mask, idx))
-        if text_pos is not None:  # only then: a denoiser without text positions keeps working
-            kw["text_pos"] = text_pos if idx is None else text_pos[idx]
-        return kw
+        return {**kw, **text_pos_kwargs(text_pos if idx is None else _sub(text_pos, idx))}
 
     # Inputs of the trained pass: denoising rows on the path at t, decoding rows lightly noised at t = 1.
     z_t = noisy_latent(src, draws.t, draws.eps, cfg.sigma_n)  # (B, L, d)

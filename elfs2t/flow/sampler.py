@@ -38,7 +38,7 @@ from torch import nn
 from elfs2t.config import config_check
 from elfs2t.flow.objective import velocity
 from elfs2t.flow.time import time_grid
-from elfs2t.models.layout import ConditionCache
+from elfs2t.models.layout import ConditionCache, text_pos_kwargs
 
 __all__ = ["SamplerConfig", "supports_prefix_cache", "build_condition_cache", "guided_forward", "sample_latents",
            "decode_tokens", "generate_ids"]
@@ -108,11 +108,6 @@ class SamplerConfig:
         config_check(0 <= self.mask_threshold <= 1, "mask_threshold", self.mask_threshold, "must be in [0, 1]")
 
 
-def _pos(text_pos: Optional[torch.Tensor]) -> dict:
-    """``text_pos`` as a denoiser keyword, only when given (denoisers without text positions keep working)."""
-    return {} if text_pos is None else {"text_pos": text_pos}
-
-
 def supports_prefix_cache(denoiser: nn.Module) -> bool:
     """True when ``denoiser`` can cache its condition (an ELF denoiser with ``prefix_attention: self``)."""
     cfg = getattr(denoiser, "cfg", None)
@@ -170,7 +165,7 @@ def guided_forward(
     replaces ``cond`` / ``cond_mask``. ``text_pos (B, L)``: the text slots' positions (denoiser), None: its own.
     """
     B = z.shape[0]
-    pos = _pos(text_pos)
+    pos = text_pos_kwargs(text_pos)
     if cond_cache is not None:
         rows = B if guidance == 1.0 else 2 * B
         if cond_cache.batch_size != rows:
@@ -187,7 +182,7 @@ def guided_forward(
     def two(v: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return None if v is None else torch.cat([v, v], dim=0)
 
-    pos2 = _pos(two(text_pos))
+    pos2 = text_pos_kwargs(two(text_pos))
     if cond_cache is not None:
         x2 = denoiser(two(z), two(t), self_cond=two(c), guidance=two(w), decode=None, text_mask=two(text_mask),
                       cond_cache=cond_cache, **pos2).x_hat
@@ -257,8 +252,8 @@ def sample_latents(
             z = alpha * z + (1.0 - alpha) * cfg.sigma_n * noise
             t = alpha * t
         t_vec = torch.full((B,), t, device=device, dtype=dtype)
-        x_hat = guided_forward(denoiser, z, t_vec, c, w, guidance=cfg.guidance, cond=cond, cond_mask=cond_mask, text_pos=text_pos,
-                               text_mask=text_mask, cond_cache=cond_cache)
+        x_hat = guided_forward(denoiser, z, t_vec, c, w, guidance=cfg.guidance, cond=cond, cond_mask=cond_mask,
+                               text_mask=text_mask, cond_cache=cond_cache, text_pos=text_pos)
         z = z + (t_next - t) * velocity(x_hat, z, t_vec, cfg.t_clamp)
         c = x_hat
     return x_hat if cfg.decode_from == "x_hat" else z
@@ -287,7 +282,7 @@ def decode_tokens(
         condition = dict(cond_cache=cond_cache)
     else:
         condition = dict(cond=cond, cond_mask=cond_mask)
-    condition.update(_pos(text_pos))
+    condition.update(text_pos_kwargs(text_pos))
     out = denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones,
                    decode=torch.ones(B, dtype=torch.bool, device=z.device), text_mask=text_mask, **condition)
     best = denoiser.token_logits(out.hidden, vocab).argmax(dim=-1)

@@ -295,15 +295,14 @@ class ElfS2T(TokenShortlist, nn.Module):
         masked = (conf < sampler.mask_threshold) & self._content(draft)
         cache = build_condition_cache(self.denoiser, cond, cond_mask)
         condition = dict(cond_cache=cache) if cache is not None else dict(cond=cond, cond_mask=cond_mask)
-        if text_pos is not None:
-            condition["text_pos"] = text_pos
         B = draft.shape[0]
         ones = torch.ones(B, device=cond.device, dtype=cond.dtype)
         decode = torch.ones(B, dtype=torch.bool, device=cond.device)
 
         def predict(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             z = self._encode_drafts(ids).to(cond.device, cond.dtype)
-            out = self.denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones, decode=decode, **condition)
+            out = self.denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones, decode=decode, text_pos=text_pos,
+                                **condition)
             prob, best = self.denoiser.token_logits(out.hidden, self.vocab).float().softmax(dim=-1).max(dim=-1)
             best = best if self.vocab is None else self.vocab[best]
             return best.to(ids.device), prob.to(ids.device)

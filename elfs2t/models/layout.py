@@ -37,6 +37,12 @@ class ConditionCache(NamedTuple):
         return ConditionCache(kv=tuple((k[index], v[index]) for k, v in self.kv), cond_mask=self.cond_mask[index])
 
 
+def text_pos_kwargs(text_pos: torch.Tensor | None) -> dict:
+    """``text_pos`` as a denoiser keyword, only when given: the samplers and the objective pass it this way, so a
+    denoiser without text positions (docs/contracts.md) keeps working."""
+    return {} if text_pos is None else {"text_pos": text_pos}
+
+
 def sequence_positions(n_prefix: int, cond_mask: torch.Tensor, l_text: int, text_pos_scale: float = 0.0,
                        text_pos: torch.Tensor | None = None) -> torch.Tensor:
     """RoPE positions ``(B, P + C + L)``: prefix -1 (unrotated); real condition slots 0..n-1 (padded
