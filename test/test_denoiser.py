@@ -137,6 +137,19 @@ def test_batch_independence():
     assert torch.allclose(full.hidden[1:2], single.hidden, atol=1e-5)
 
 
+def test_residual_dropout_only_in_training():
+    """dropout > 0 randomises training forwards and leaves eval forwards equal to the dropout-free block."""
+    plain, dropped = randomised(tiny_cfg()), randomised(tiny_cfg(dropout=0.5))
+    args = (torch.randn(2, 5, 8), torch.rand(2))
+    kw = dict(decode=torch.tensor([True, False]), cond=torch.randn(2, 3, 16), cond_mask=torch.ones(2, 3, dtype=torch.bool))
+    assert torch.allclose(plain(*args, **kw).x_hat, dropped(*args, **kw).x_hat)  # eval: identical weights, no drop
+    dropped.train()
+    a, b = dropped(*args, **kw).x_hat, dropped(*args, **kw).x_hat
+    assert not torch.allclose(a, b)
+    with pytest.raises(ConfigError, match="dropout"):
+        ElfDenoiser(tiny_cfg(dropout=1.0))
+
+
 def test_self_cond_none_equals_zeros():
     model = randomised(tiny_cfg())
     z, t = torch.randn(2, 5, 8), torch.rand(2)

@@ -91,6 +91,8 @@ class DenoiserConfig:
     """SwiGLU inner width; null = int(8 H / 3) (ELF: 2048 for H 768)."""
     norm_eps: float = 1e-6
     """Epsilon of every RMSNorm."""
+    dropout: float = 0.0
+    """Residual dropout in every block, training only (0: none, as ELF)."""
     prefix_attention: Literal["full", "self"] = "full"
     """What the condition slots attend to: ``full`` everything (ELF); ``self`` the condition only, so that
     its keys/values are computed once per utterance and cached across sampling steps (module docstring)."""
@@ -115,6 +117,7 @@ class DenoiserConfig:
         config_check(self.ffn_inner is None or self.ffn_inner > 0, "ffn_inner", self.ffn_inner, "must be positive or null")
         config_check(self.rope_theta > 0, "rope_theta", self.rope_theta, "must be positive")
         config_check(self.norm_eps > 0, "norm_eps", self.norm_eps, "must be positive")
+        config_check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         config_check(self.prefix_attention in PREFIX_ATTENTION, "prefix_attention", self.prefix_attention,
                      f"must be one of {list(PREFIX_ATTENTION)}")
         config_check(self.text_pos_scale >= 0, "text_pos_scale", self.text_pos_scale, "must be >= 0 (0: ELF layout)")
@@ -160,7 +163,7 @@ class ElfDenoiser(nn.Module):
         self.self_cond_cfg_tokens = nn.Parameter(torch.empty(1, cfg.num_guidance_tokens, h))
         self.mode_tokens = nn.Parameter(torch.empty(1, cfg.num_mode_tokens, h))
         self.blocks = nn.ModuleList(
-            [ElfBlock(h, cfg.heads, cfg.ffn_width, cfg.norm_eps) for _ in range(cfg.depth)]
+            [ElfBlock(h, cfg.heads, cfg.ffn_width, cfg.norm_eps, cfg.dropout) for _ in range(cfg.depth)]
         )
         self.proj_kernel = nn.Parameter(torch.empty(h, d))  # P: H x d
         self.proj_bias = nn.Parameter(torch.empty(d))

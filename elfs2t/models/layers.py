@@ -146,14 +146,16 @@ class SwiGLU(nn.Module):
 
 
 class ElfBlock(nn.Module):
-    """Pre-norm transformer block, residuals without gating: ``x + attn(norm1 x)``, then ``x + mlp(norm2 x)``."""
+    """Pre-norm transformer block, residuals without gating: ``x + drop(attn(norm1 x))``, then
+    ``x + drop(mlp(norm2 x))`` (residual dropout, active in training only; 0 = ELF's block)."""
 
-    def __init__(self, dim: int, heads: int, ffn_inner: int, eps: float = 1e-6) -> None:
+    def __init__(self, dim: int, heads: int, ffn_inner: int, eps: float = 1e-6, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = RMSNorm(dim, eps)
         self.attn = Attention(dim, heads, eps)
         self.norm2 = RMSNorm(dim, eps)
         self.mlp = SwiGLU(dim, ffn_inner)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(
         self,
@@ -169,8 +171,8 @@ class ElfBlock(nn.Module):
         a = self.attn(self.norm1(x), cos, sin, mask, extra_kv=extra_kv, return_kv=return_kv)
         if return_kv:
             a, kv = a
-        x = x + a
-        x = x + self.mlp(self.norm2(x))
+        x = x + self.drop(a)
+        x = x + self.drop(self.mlp(self.norm2(x)))
         return (x, kv) if return_kv else x
 
 
