@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from lhotse import CutSet
 
 from test_recipe_skeleton import copy_recipe, run
 
@@ -34,6 +35,12 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     assert "training st_elf in the background" in r.stderr  # --train-jobs 2: both tasks at once
     assert "trained exp/st_elf" in (exp / "st_elf" / "train.out").read_text()
     assert (exp / "asr_elf" / "analysis" / "report.md").is_file()
+    for model in ("elf", "ar"):  # the default speed perturbation: both ASR models train on both sets
+        cfg = (exp / f"asr_{model}" / "config.yaml").read_text()
+        assert "/asr_train/cuts.jsonl.gz" in cfg and "/asr_train_sp/cuts.jsonl.gz" in cfg, model
+    sp_ids = [c.id for c in CutSet.from_file(recipe / "data" / "manifests" / "cuts_asr_train_sp.jsonl.gz")]
+    assert len(sp_ids) == 16 and all(i.endswith(("_sp0.9", "_sp1.1")) for i in sp_ids)
+    assert len(list(recipe.glob("dump/*/asr_train_sp/cuts.jsonl.gz"))) == 1
     reliance = list((exp / "asr_elf" / "analysis").rglob("reliance.md"))
     assert reliance and "zero" in reliance[0].read_text()
     # a re-run skips every finished stage (per model for stages 3-6)

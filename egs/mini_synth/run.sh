@@ -25,6 +25,9 @@ num_dev=200           # dev utterances
 num_test=200          # test utterances (seen voices)
 num_test_unseen=200   # test utterances (unseen voices)
 manifest_dir=data/manifests
+asr_speed_perturb="0.9 1.1"   # speed factors for the ASR training set ("": none): stage 2 writes the perturbed
+                              # cuts (asr_train_sp) and caches them, stage 4 trains on both sets
+speed_perturb_per_cut=one     # one: one copy per cut, factor drawn per cut; all: one copy per factor
 asr_encoder=$MAIN_ROOT/tools/models/whisper-base      # Whisper for ASR features (hub id or local dir; base: fewer
                                                       # errors on unseen voices than tiny.en, RESULTS.md session 6)
 st_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en    # Whisper for S2TT features (tiny.en: as good as base here, 4x cheaper)
@@ -63,6 +66,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --num-test N           test utterances, seen voices ($num_test)
   --num-test-unseen N    test utterances, unseen voices ($num_test_unseen)
   --manifest-dir DIR     stage-1 output ($manifest_dir)
+  --asr-speed-perturb \"...\"  speed factors for extra ASR training copies, \"\" for none ($asr_speed_perturb)
+  --speed-perturb-per-cut one|all  one copy per cut with a drawn factor, or one per factor ($speed_perturb_per_cut)
   --asr-encoder DIR|ID   Whisper for ASR features ($asr_encoder)
   --st-encoder DIR|ID    Whisper for S2TT features ($st_encoder)
   --feat-mode MODE       trim or pad30 ($feat_mode)
@@ -131,6 +136,12 @@ st_tag=$asr_tag   # one python start-up (~8 s) less when both tasks use the same
   st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
 if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
   asr_sets="asr_train asr_dev asr_test asr_test_unseen"
+  if [ -n "$asr_speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
+    # shellcheck disable=SC2086  # a list of factors
+    python -m elfs2t.bin.speed_perturb --cuts "$manifest_dir/cuts_asr_train.jsonl.gz" \
+      --out "$manifest_dir/cuts_asr_train_sp.jsonl.gz" --factors $asr_speed_perturb --per-cut "$speed_perturb_per_cut"
+    asr_sets="$asr_sets asr_train_sp"
+  fi
   st_sets="st_train st_dev st_test st_test_unseen"
   if [ "$st_encoder" = "$asr_encoder" ]; then asr_sets="$asr_sets $st_sets"; st_sets=""; fi  # one encoder load
   # shellcheck disable=SC2086  # set lists
@@ -183,14 +194,18 @@ nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
 job_threads=$(( train_threads / train_jobs )); [ "$job_threads" -ge 1 ] || job_threads=1
 train_task() {  # train_task MODEL TASK: one stage-4 training
   local m=$1 task=$2 conf_file=$conf/train_$2.yaml
-  local init=()
+  local init=() data=()
   [ "$m" = ar ] && conf_file=$conf/train_${task}_ar.yaml
+  if [ "$task" = asr ] && [ -n "$asr_speed_perturb" ]; then  # the speed-perturbed copies beside the originals
+    data=("data.train=[{cuts: dump/$asr_tag/asr_train/cuts.jsonl.gz, target: transcript},
+      {cuts: dump/$asr_tag/asr_train_sp/cuts.jsonl.gz, target: transcript}]")
+  fi
   if [ "$m" = elf ] && [ -n "$elf_init" ]; then
     init=("init.denoiser=$elf_init"); [ "$elf_init" = text ] && init=("init.denoiser=exp/elf_text")
   fi
   # shellcheck disable=SC2086  # --train-opts is a list of overrides
   OMP_NUM_THREADS=$job_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
-    --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" $train_opts
+    --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" "${data[@]}" $train_opts
 }
 for m in elf ar; do
   if model_stage_begin 4 "$m" "training ($tasks)"; then
