@@ -94,7 +94,7 @@ class DecodeConfig:
         elif s.refine == "mask":
             start = f"_{s.init}mask{s.mask_threshold:g}"
         else:
-            start = f"_{s.init}{s.t_start:g}"
+            start = f"_{s.init}{s.t_start:g}" + (f"k{s.flow_threshold:g}" if s.flow_threshold < 1 else "")
         return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{start}{audio}"
 
 

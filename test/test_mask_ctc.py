@@ -104,7 +104,7 @@ def _maskings(ids: torch.Tensor, content: torch.Tensor, mask_id: int) -> list[to
     return out
 
 
-def test_refine_mask_repredicts_only_the_unsure_draft_tokens(batch, monkeypatch):  # noqa: F811
+def test_refinements_change_only_the_unsure_draft_tokens(batch, monkeypatch):  # noqa: F811
     model = ElfS2T(tiny_cfg(ctc_weight=0.5)).eval()
     ts = model.text_space
     dog, cat, cow = ts.tokenizer.convert_tokens_to_ids(["dog", "cat", "cow"])
@@ -135,6 +135,11 @@ def test_refine_mask_repredicts_only_the_unsure_draft_tokens(batch, monkeypatch)
     assert model.generate(batch, refine) == ["dog cow"] * 3  # only the unsure token was re-predicted
     assert model.generate(batch, SamplerConfig(init="ctc", refine="mask", steps=1, mask_threshold=0.5)) == ["dog cat"] * 3
     assert model.generate(batch, SamplerConfig(init="ctc", refine="mask", steps=0)) == ["dog cat"] * 3
+    # the flow refinement gated the same way: only the unsure content tokens take the refined ("cow") token
+    flow = dict(init="ctc", refine="flow", steps=1, t_start=0.8)
+    assert model.generate(batch, SamplerConfig(**flow, flow_threshold=0.9)) == ["dog cow"] * 3
+    assert model.generate(batch, SamplerConfig(**flow, flow_threshold=0.5)) == ["dog cat"] * 3
+    assert model.generate(batch, SamplerConfig(**flow))[0].startswith("cow cow")  # ungated: every slot changes
 
 
 def test_refine_mask_config_and_tag():
@@ -145,3 +150,7 @@ def test_refine_mask_config_and_tag():
     cfg = structure(DecodeConfig, {"sampler": {"init": "ctc", "refine": "mask", "steps": 2, "mask_threshold": 0.8}})
     assert cfg.tag("elf_s2t") == "ode2_g1_w1_ctcmask0.8"
     assert structure(DecodeConfig, {"sampler": {"init": "ctc", "steps": 1, "t_start": 0.8}}).tag("elf_s2t") == "ode1_g1_w1_ctc0.8"
+    gated = structure(DecodeConfig, {"sampler": {"init": "ctc", "steps": 1, "t_start": 0.8, "flow_threshold": 0.7}})
+    assert gated.tag("elf_s2t") == "ode1_g1_w1_ctc0.8k0.7"
+    with pytest.raises(ConfigError, match="flow_threshold"):
+        structure(SamplerConfig, {"init": "ctc", "flow_threshold": -0.1})

@@ -39,7 +39,7 @@ elf_init=""           # ELF-S2T denoiser init: "" from scratch (measured best he
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
-decode_opts="decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8"
+decode_opts="decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8 decode.sampler.flow_threshold=0.9"
                       # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
 decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)

@@ -88,6 +88,9 @@ class SamplerConfig:
     mask_threshold: float = 0.9
     """``refine: mask``: draft tokens whose CTC confidence (highest posterior over their frames) is below this
     are re-predicted."""
+    flow_threshold: float = 1.0
+    """``refine: flow``: only the draft's content tokens whose CTC confidence is below this take the refined
+    token; the others, and every non-content slot, keep the draft's (1: every slot takes the refined token)."""
     prefix_cache: bool = True
     """Reuse the condition's keys/values across steps when the denoiser has prefix_attention=self
     (no effect otherwise; same outputs up to float rounding)."""
@@ -106,6 +109,7 @@ class SamplerConfig:
         config_check(self.refine == "flow" or self.init == "ctc", "refine", self.refine,
                      "mask refinement re-predicts a CTC draft: set init: ctc")
         config_check(0 <= self.mask_threshold <= 1, "mask_threshold", self.mask_threshold, "must be in [0, 1]")
+        config_check(0 <= self.flow_threshold <= 1, "flow_threshold", self.flow_threshold, "must be in [0, 1]")
 
 
 def supports_prefix_cache(denoiser: nn.Module) -> bool:

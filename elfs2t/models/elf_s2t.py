@@ -269,7 +269,7 @@ class ElfS2T(TokenShortlist, nn.Module):
                 return self.text_space.decode(self.mask_refine(draft, conf, cond, cond_mask, sampler, text_pos))
             x_init = self._encode_drafts(draft).to(cond.device)
         else:
-            text_pos = None
+            draft = text_pos = None
         # one condition cache (prefix_attention: self) serves every sampling step and the decoding forward
         ids = generate_ids(
             self.denoiser,
@@ -284,6 +284,9 @@ class ElfS2T(TokenShortlist, nn.Module):
             x_init=x_init,
             text_pos=text_pos,
         )
+        if draft is not None and sampler.flow_threshold < 1:  # only the unsure draft tokens may change
+            unsure = (conf < sampler.flow_threshold) & self._content(draft)
+            ids = torch.where(unsure.to(ids.device), ids, draft.to(ids.device))
         return self.text_space.decode(ids)
 
     @torch.no_grad()
