@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from lhotse import CutSet
 
 from elfs2t.bin import fetch_elf
 from test_prepare_covost2 import make_covost_tree
@@ -77,19 +78,23 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
     corpus = make_librispeech_tree(tmp_path / "db", parts=("train-clean-100", "dev-clean", "test-clean"))
     recipe = copy_recipe("librispeech", tmp_path)
     args = ["--stage", "1", "--stop-stage", "6", "--train-parts", "train-clean-100",
-            "--eval-parts", "dev-clean test-clean", *common_args(tiny_models)]
+            "--eval-parts", "dev-clean test-clean", "--speed-perturb", "0.9 1.1", *common_args(tiny_models)]
     r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")
     assert r.returncode == 0, r.stderr[-4000:]
 
     tag = "whisper-rand64_trim"
-    for s in ("train", "dev_clean", "test_clean"):
+    for s in ("train", "train_sp", "dev_clean", "test_clean"):
         assert (recipe / "dump" / tag / s / "cuts.jsonl.gz").is_file()
-    exp = recipe / "exp" / f"train_{tag}"
-    fetched = json.loads((recipe / "exp" / f"elf_train_{tag}" / "fetch.json").read_text())
+    train_ids = [c.id for c in CutSet.from_file(recipe / "dump" / tag / "train" / "cuts.jsonl.gz")]
+    sp_ids = [c.id for c in CutSet.from_file(recipe / "dump" / tag / "train_sp" / "cuts.jsonl.gz")]
+    assert sorted(sp_ids) == sorted(f"{i}_sp{f}" for i in train_ids for f in ("0.9", "1.1"))  # --per-cut all
+    exp = recipe / "exp" / f"train_{tag}_sp"  # the speed-perturbed experiment has a tag of its own
+    fetched = json.loads((recipe / "exp" / f"elf_train_{tag}_sp" / "fetch.json").read_text())
     assert fetched["file"].endswith("checkpoint_20") and fetched["loaded"] > 0
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
     assert cfg["init"]["denoiser"] == str(tiny_models["elf"])
-    assert cfg["data"]["train"] == [{"cuts": f"dump/{tag}/train/cuts.jsonl.gz", "target": "transcript"}]
+    assert cfg["data"]["train"] == [{"cuts": f"dump/{tag}/train/cuts.jsonl.gz", "target": "transcript"},
+                                    {"cuts": f"dump/{tag}/train_sp/cuts.jsonl.gz", "target": "transcript"}]
     assert cfg["data"]["valid"][0]["cuts"] == f"dump/{tag}/dev_clean/cuts.jsonl.gz"
     # the paper settings that the overrides leave alone
     assert cfg["elf"]["flow"]["mu_dec"] == -0.5 and cfg["elf"]["flow"]["p_drop"] == 0.1
@@ -101,7 +106,7 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
         assert hyp_ids(decode / s / "text") == [f"{part_spk}-10-0000", f"{part_spk}-10-0001"]
         assert re.search(r"^WER:\s*[0-9.]+", (decode / s / "result.txt").read_text(), re.M)
     table = (recipe / "RESULTS.md").read_text()
-    assert f"train_{tag}" in table and "test_clean" in table and "dev_clean" in table and "WER" in table
+    assert f"train_{tag}_sp" in table and "test_clean" in table and "dev_clean" in table and "WER" in table
 
     r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")  # re-run: every stage skipped
     assert r.returncode == 0 and len(re.findall(r"already done", r.stderr)) == 6, r.stderr[-2000:]
@@ -131,16 +136,22 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     result = (decode / "de_en_test" / "result.txt").read_text()
     assert re.search(r"^BLEU:", result, re.M) and re.search(r"^chrF:", result, re.M)
 
-    # source-language ASR on the same cached features: a separate experiment, scored with WER
-    r = run(recipe, "--stage", "4", "--stop-stage", "6", "--task", "asr", *args, **env)
+    # source-language ASR on the same cached features plus speed-perturbed copies: stage 2 runs again for the
+    # copies alone (its marker is per encoder tag and perturbation), then a separate experiment, scored with WER
+    r = run(recipe, "--stage", "2", "--stop-stage", "6", "--task", "asr", "--speed-perturb", "1.1", *args, **env)
     assert r.returncode == 0, r.stderr[-4000:]
-    asr = recipe / "exp" / f"de_en_asr_train_{tag}"
-    assert yaml.safe_load((asr / "config.yaml").read_text())["data"]["train"][0]["target"] == "transcript"
+    sp = [c.id for c in CutSet.from_file(recipe / "dump" / tag / "de_en_train_sp" / "cuts.jsonl.gz")]
+    train = [c.id for c in CutSet.from_file(recipe / "dump" / tag / "de_en_train" / "cuts.jsonl.gz")]
+    assert sorted(sp) == sorted(f"{i}_sp1.1" for i in train)
+    asr = recipe / "exp" / f"de_en_asr_train_{tag}_sp"
+    assert yaml.safe_load((asr / "config.yaml").read_text())["data"]["train"] == [
+        {"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "transcript"},
+        {"cuts": f"dump/{tag}/de_en_train_sp/cuts.jsonl.gz", "target": "transcript"}]
     (decode,) = asr.glob("decode_*")
     assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "Wie geht es?"
     assert re.search(r"^WER:", (decode / "de_en_test" / "result.txt").read_text(), re.M)
     table = (recipe / "RESULTS.md").read_text()
-    assert f"de_en_st_train_{tag}" in table and f"de_en_asr_train_{tag}" in table and "BLEU" in table
+    assert f"de_en_st_train_{tag}" in table and f"de_en_asr_train_{tag}_sp" in table and "BLEU" in table
 
     r = run(recipe, "--task", "mt", "--stage", "4", *args, **env)
     assert r.returncode == 1 and "--task must be st or asr" in r.stderr
