@@ -41,7 +41,7 @@ from elfs2t.flow.time import time_grid
 from elfs2t.models.layout import ConditionCache, text_pos_kwargs
 
 __all__ = ["SamplerConfig", "supports_prefix_cache", "build_condition_cache", "guided_forward", "sample_latents",
-           "decode_tokens", "generate_ids"]
+           "decoding_forward", "decode_tokens", "generate_ids"]
 
 
 @dataclass(kw_only=True)
@@ -264,6 +264,32 @@ def sample_latents(
 
 
 @torch.no_grad()
+def decoding_forward(
+    denoiser: nn.Module,
+    z: torch.Tensor,
+    *,
+    cond: Optional[torch.Tensor] = None,
+    cond_mask: Optional[torch.Tensor] = None,
+    text_mask: Optional[torch.Tensor] = None,
+    cond_cache: Optional[ConditionCache] = None,
+    text_pos: Optional[torch.Tensor] = None,
+):
+    """One decoding-mode forward at t = 1 on ``z (B, L, d)`` with the condition (no self-conditioning input,
+    guidance 1): the denoiser's output, whose ``hidden`` the token head reads (and ``cond_hidden``, with the
+    condition, the CTC readout). ``cond_cache`` (``B`` rows, the conditional ones) replaces ``cond`` /
+    ``cond_mask``; ``text_pos``: the text slots' positions (see :func:`guided_forward`)."""
+    B = z.shape[0]
+    ones = torch.ones(B, device=z.device, dtype=z.dtype)
+    if cond_cache is not None:
+        condition = dict(cond_cache=cond_cache)
+    else:
+        condition = dict(cond=cond, cond_mask=cond_mask)
+    condition.update(text_pos_kwargs(text_pos))
+    return denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones,
+                    decode=torch.ones(B, dtype=torch.bool, device=z.device), text_mask=text_mask, **condition)
+
+
+@torch.no_grad()
 def decode_tokens(
     denoiser: nn.Module,
     z: torch.Tensor,
@@ -275,20 +301,12 @@ def decode_tokens(
     vocab: Optional[torch.Tensor] = None,
     text_pos: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """One decoding-mode forward at t = 1 on ``z (B, L, d)`` (it sees the condition); argmax ids ``(B, L)``.
+    """:func:`decoding_forward` on ``z (B, L, d)``, then the token head's argmax ids ``(B, L)``.
 
-    ``cond_cache`` (``B`` rows, the conditional ones) replaces ``cond`` / ``cond_mask``; ``vocab (K,)``: the
-    argmax runs over these token ids only (a shortlist), None: the full vocabulary.
+    ``vocab (K,)``: the argmax runs over these token ids only (a shortlist), None: the full vocabulary.
     """
-    B = z.shape[0]
-    ones = torch.ones(B, device=z.device, dtype=z.dtype)
-    if cond_cache is not None:
-        condition = dict(cond_cache=cond_cache)
-    else:
-        condition = dict(cond=cond, cond_mask=cond_mask)
-    condition.update(text_pos_kwargs(text_pos))
-    out = denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones,
-                   decode=torch.ones(B, dtype=torch.bool, device=z.device), text_mask=text_mask, **condition)
+    out = decoding_forward(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask, cond_cache=cond_cache,
+                           text_pos=text_pos)
     best = denoiser.token_logits(out.hidden, vocab).argmax(dim=-1)
     return best if vocab is None else vocab[best]
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from elfs2t.flow.objective import FlowDraws, draw_flow_noise, flow_loss_from_draws
-from elfs2t.flow.sampler import SamplerConfig, build_condition_cache, generate_ids
+from elfs2t.flow.sampler import SamplerConfig, build_condition_cache, decoding_forward, generate_ids
 from elfs2t.flow.time import sample_logit_normal
 from elfs2t.models.augment import mask_features
 from elfs2t.models.ctc_align import ctc_align, slot_positions
@@ -298,19 +298,18 @@ class ElfS2T(TokenShortlist, nn.Module):
         masked = (conf < sampler.mask_threshold) & self._content(draft)
         cache = build_condition_cache(self.denoiser, cond, cond_mask)
         condition = dict(cond_cache=cache) if cache is not None else dict(cond=cond, cond_mask=cond_mask)
-        B = draft.shape[0]
-        ones = torch.ones(B, device=cond.device, dtype=cond.dtype)
-        decode = torch.ones(B, dtype=torch.bool, device=cond.device)
 
         def predict(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             z = self._encode_drafts(ids).to(cond.device, cond.dtype)
-            out = self.denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones, decode=decode, text_pos=text_pos,
-                                **condition)
-            prob, best = self.denoiser.token_logits(out.hidden, self.vocab).float().softmax(dim=-1).max(dim=-1)
-            best = best if self.vocab is None else self.vocab[best]
+            best, prob = self._read_tokens(decoding_forward(self.denoiser, z, text_pos=text_pos, **condition).hidden)
             return best.to(ids.device), prob.to(ids.device)
 
         return mask_predict(predict, draft, masked, self.text_space.mask_id, sampler.steps)
+
+    def _read_tokens(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token head's best ids ``(B, N)`` (over the shortlist when set) and their probabilities ``(B, N)``."""
+        prob, best = self.denoiser.token_logits(hidden, self.vocab).float().softmax(dim=-1).max(dim=-1)
+        return (best if self.vocab is None else self.vocab[best]), prob
 
     @torch.no_grad()
     def ctc_draft_ids(self, cond: torch.Tensor, cond_mask: torch.Tensor,
@@ -333,13 +332,9 @@ class ElfS2T(TokenShortlist, nn.Module):
             raise ValueError("ElfS2T: sampler.init=ctc needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
         B, L, d = cond.shape[0], self.text_space.max_len, self.text_space.dim
         noise = torch.randn((B, L, d), generator=generator).to(cond.device, cond.dtype)
-        ones = torch.ones(B, device=cond.device, dtype=cond.dtype)
-        out = self.denoiser(self.cfg.flow.sigma_d * noise, ones, self_cond=torch.zeros_like(noise), guidance=ones,
-                            decode=torch.ones(B, dtype=torch.bool, device=cond.device), cond=cond, cond_mask=cond_mask)
+        out = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond, cond_mask=cond_mask)
         audio_hidden, audio_mask = self._audio_slots(out.cond_hidden, cond_mask)
-        vocab = self.vocab
-        prob, best = self.denoiser.token_logits(audio_hidden, vocab).float().softmax(dim=-1).max(dim=-1)  # (B, C')
-        best = best if vocab is None else vocab[best]
+        best, prob = self._read_tokens(audio_hidden)  # (B, C')
         tokens, confs, frames = ctc_greedy(best, prob, audio_mask.sum(dim=1), self.text_space.pad_id)
         ids = self.text_space.ids_from_tokens(tokens)
         conf = torch.ones(ids.shape, dtype=torch.float32)
