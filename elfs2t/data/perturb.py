@@ -19,7 +19,7 @@ import random
 from functools import partial
 from typing import Literal, Sequence
 
-from lhotse import CutSet
+from lhotse import CutSet, combine
 
 __all__ = ["PER_CUT", "check_factors", "speed_perturb"]
 
@@ -51,18 +51,10 @@ def speed_perturb(cuts: CutSet, factors: Sequence[float], *, per_cut: Literal["a
     if per_cut not in PER_CUT:
         raise ValueError(f"speed perturbation: per_cut must be one of {PER_CUT}, got {per_cut!r}")
     if per_cut == "all":
-        return _concat([cuts.perturb_speed(f) for f in factors])
+        return combine([cuts.perturb_speed(f) for f in factors])
     return cuts.map(partial(_perturb_drawn, factors=factors, seed=seed))
 
 
 def _perturb_drawn(cut, factors: tuple[float, ...], seed: int):
     """``cut`` perturbed by a factor drawn from ``factors``, seeded by ``seed`` and the cut id."""
     return cut.perturb_speed(random.Random(f"{seed}:{cut.id}").choice(factors))
-
-
-def _concat(parts: list[CutSet]) -> CutSet:
-    """The cuts of ``parts`` one set after the other."""
-    out = parts[0]
-    for part in parts[1:]:
-        out = out + part
-    return out
