@@ -49,13 +49,9 @@ from elfs2t.config import config_check
 from elfs2t.models.layers import BottleneckProj, ElfBlock, FlowHead, ScalarEmbedder, rope_tables
 from elfs2t.models.layout import PREFIX_ATTENTION, ConditionCache, attention_mask, sequence_positions
 
-__all__ = ["DenoiserConfig", "DenoiserOutput", "ConditionCache", "EncodedCondition", "ElfDenoiser", "BEYOND_ELF", "ELF_SIZES", "PREFIX_ATTENTION",
+__all__ = ["DenoiserConfig", "DenoiserOutput", "ConditionCache", "ElfDenoiser", "ELF_SIZES", "PREFIX_ATTENTION",
            "attention_mask", "sequence_positions"]
 
-
-#: Parameters beyond the released ELF that start at zero (a model without them computes the same): loaders
-#: leave them at their initial value when a checkpoint lacks them.
-BEYOND_ELF: tuple[str, ...] = ("readback.",)
 
 #: Published sizes (depth, hidden, heads); DESIGN §2.2.
 ELF_SIZES: dict[str, tuple[int, int, int]] = {
@@ -105,13 +101,6 @@ class DenoiserConfig:
     cond_len + i). > 0: slot i at round(i * text_pos_scale), on the condition's own axis (condition slot
     a at a): an alignment prior for speech, where token i is spoken near prefix frame i * (prefix frames
     per token). With it the text-to-text distances are scaled too, so pre-train the text ELF with it."""
-    inter_ctc: list[int] = dataclasses.field(default_factory=list)
-    """Self-conditioned intermediate CTC on the condition stream (beyond the paper; needs ``prefix_attention:
-    self``): after each listed block (1 .. depth - 1) the token head reads the condition slots and its softmax,
-    through the head's own unembedding and a zero-initialised ``readback`` linear (d -> H), is added back to
-    them, so the blocks after it see what the neighbouring slots are predicted to say (the CTC readout is
-    otherwise one independent decision per slot). The states before the read-back are returned
-    (``inter_hidden``) for an intermediate CTC loss. Empty: off."""
 
     def validate(self) -> None:
         """Check sizes; raises ConfigError naming the key."""
@@ -132,10 +121,6 @@ class DenoiserConfig:
         config_check(self.prefix_attention in PREFIX_ATTENTION, "prefix_attention", self.prefix_attention,
                      f"must be one of {list(PREFIX_ATTENTION)}")
         config_check(self.text_pos_scale >= 0, "text_pos_scale", self.text_pos_scale, "must be >= 0 (0: ELF layout)")
-        config_check(all(1 <= k < self.depth for k in self.inter_ctc) and len(set(self.inter_ctc)) == len(self.inter_ctc),
-                     "inter_ctc", self.inter_ctc, f"must be distinct block numbers in 1 .. {self.depth - 1}")
-        config_check(not self.inter_ctc or self.prefix_attention == "self", "inter_ctc", self.inter_ctc,
-                     "reads the condition alone: set prefix_attention: self")
 
     @property
     def ffn_width(self) -> int:
@@ -160,20 +145,6 @@ class DenoiserOutput(NamedTuple):
     """(B, L, H) residual stream at text positions (input of the token head)."""
     cond_hidden: torch.Tensor | None = None
     """(B, C, H) residual stream at the condition slots (full forwards with a condition; else None)."""
-    inter_hidden: tuple[torch.Tensor, ...] = ()
-    """(B, C, H) condition slots after each ``inter_ctc`` block, before the read-back (full forwards with a
-    condition)."""
-
-
-class EncodedCondition(NamedTuple):
-    """The condition run through the blocks alone (:meth:`ElfDenoiser.encode_condition`)."""
-
-    hidden: torch.Tensor
-    """(B, C, H) outputs at the condition slots."""
-    cache: ConditionCache
-    """Per-layer keys / values, for ``forward(..., cond_cache=)``."""
-    inter_hidden: tuple[torch.Tensor, ...] = ()
-    """(B, C, H) after each ``inter_ctc`` block, before the read-back."""
 
 
 class ElfDenoiser(nn.Module):
@@ -201,7 +172,6 @@ class ElfDenoiser(nn.Module):
         # Global token ids of the head's columns after restrict_head (sorted); empty: all V ids, column = id.
         self.register_buffer("head_ids", torch.zeros(0, dtype=torch.long))
         self.final_layer = FlowHead(h, d, cfg.norm_eps)
-        self.readback = nn.Linear(d, h) if cfg.inter_ctc else None  # inter_ctc: head softmax -> stream
         self.reset_parameters()
 
     # ------------------------------------------------------------------------------------------
@@ -224,8 +194,6 @@ class ElfDenoiser(nn.Module):
         nn.init.zeros_(self.unembed_bias)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
-        if self.readback is not None:  # zero: a new model starts as the one without the read-back
-            nn.init.zeros_(self.readback.weight)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of parameters (all, or only those with ``requires_grad``)."""
@@ -279,20 +247,19 @@ class ElfDenoiser(nn.Module):
         ``cond`` / ``cond_mask`` in :meth:`forward` (``cond_cache=``) at every sampling step and in the
         decoding forward. For CFG, pass the conditional and the zeroed condition rows together.
         """
-        return self.encode_condition(cond, cond_mask, "cache_condition").cache
+        return self.encode_condition(cond, cond_mask, "cache_condition")[1]
 
     def condition_hidden(self, cond: torch.Tensor, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The condition's outputs ``(B, C, H)`` without the text (``prefix_attention: self`` only): exactly the
         ``cond_hidden`` of a full :meth:`forward`, at the cost of the ``C`` condition positions alone."""
-        return self.encode_condition(cond, cond_mask, "condition_hidden").hidden
+        return self.encode_condition(cond, cond_mask, "condition_hidden")[0]
 
     def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor | None = None,
-                         caller: str = "encode_condition") -> EncodedCondition:
-        """The blocks over the condition alone (``prefix_attention: self`` only): its outputs ``(B, C, H)``, its
-        per-layer keys / values as a :class:`ConditionCache` and the ``inter_ctc`` states. Gradients flow when
-        called with them on: a training forward can run the condition first, use its outputs (e.g. to align the
-        text to the audio), then the text slots with ``cond_cache=`` -- the same losses and gradients as one
-        full forward."""
+                         caller: str = "encode_condition") -> tuple[torch.Tensor, ConditionCache]:
+        """The blocks over the condition alone (``prefix_attention: self`` only): its outputs ``(B, C, H)`` and its
+        per-layer keys / values as a :class:`ConditionCache`. Gradients flow when called with them on: a
+        training forward can run the condition first, use its outputs (e.g. to align the text to the audio),
+        then the text slots with ``cond_cache=`` -- the same losses and gradients as one full forward."""
         if self.cfg.prefix_attention != "self":
             raise ValueError(f"ElfDenoiser.{caller} needs prefix_attention='self' (with 'full' the condition "
                              "attends to the noisy text and the time tokens, so its states change at every step)")
@@ -301,22 +268,11 @@ class ElfDenoiser(nn.Module):
         positions = sequence_positions(0, cond_mask, 0)  # (B, C)
         cos, sin = rope_tables(positions, self.cfg.hidden // self.cfg.heads, self.cfg.rope_theta)
         mask = attention_mask(0, cond_mask, cond_mask[:, :0], "self")  # (B, C, C)
-        kv, inter = [], []
-        for k, block in enumerate(self.blocks, 1):
+        kv = []
+        for block in self.blocks:
             x, layer_kv = block(x, cos, sin, mask, return_kv=True)
             kv.append(layer_kv)
-            if k in self.cfg.inter_ctc:
-                inter.append(x)
-                x = self.read_back(x)
-        return EncodedCondition(x, ConditionCache(kv=tuple(kv), cond_mask=cond_mask), tuple(inter))
-
-    def read_back(self, x: torch.Tensor) -> torch.Tensor:
-        """``inter_ctc``'s self-conditioning: ``x + readback(softmax(token_logits(x)) @ U^T)`` over the head's
-        columns (its shortlist when restricted) -- the expected unembedding of the predicted tokens, blank
-        included, projected into the stream."""
-        vocab = self.head_ids if self.head_ids.numel() else None
-        probs = self.token_logits(x, vocab).float().softmax(dim=-1).to(x.dtype)  # (..., K)
-        return x + self.readback(probs @ self.unembed_kernel.to(x.dtype).t())
+        return x, ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
 
     def _check(self, name: str, x: torch.Tensor | None, shape: tuple) -> None:
         if x is not None and tuple(x.shape) != shape:
@@ -401,17 +357,11 @@ class ElfDenoiser(nn.Module):
         positions = sequence_positions(n_prefix, cond_mask, l_text, cfg.text_pos_scale, text_pos)
         cos, sin = rope_tables(positions, head_dim, cfg.rope_theta)
 
-        inter = []
-        for k, block in enumerate(self.blocks, 1):
+        for block in self.blocks:
             x = block(x, cos, sin, mask)
-            if k in cfg.inter_ctc and n_cond:  # the condition slots read back their tokens (prefix_attention: self)
-                c = x[:, n_prefix:n_prefix + n_cond]
-                inter.append(c)
-                x = torch.cat([x[:, :n_prefix], self.read_back(c), x[:, n_prefix + n_cond:]], dim=1)
         hidden = x[:, n_prefix + n_cond:]  # (B, L, H) raw residual stream
         cond_hidden = x[:, n_prefix:n_prefix + n_cond] if cond is not None else None
-        return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden, cond_hidden=cond_hidden,
-                              inter_hidden=tuple(inter))
+        return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden, cond_hidden=cond_hidden)
 
     def restrict_head(self, ids: torch.Tensor) -> None:
         """Keep only the token-head columns of the sorted, unique token ids ``ids (K,)`` (a shortlist).

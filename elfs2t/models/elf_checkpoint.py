@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from elfs2t.models.denoiser import BEYOND_ELF, DenoiserConfig, ElfDenoiser
+from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 
 __all__ = [
     "KEY_TABLE",
@@ -250,7 +250,7 @@ def _load_state(
 ) -> dict[str, Any]:
     state = map_released_keys(released)
     params = {n: p for n, p in denoiser.named_parameters() if p.numel() > 0}  # 0 tokens: no key released
-    missing = sorted(k for k in set(params) - set(state) if not k.startswith(BEYOND_ELF))  # extras start at zero
+    missing = sorted(set(params) - set(state))
     unexpected = sorted(set(state) - set(params))
     mismatched = sorted(
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(params[k].shape)}"

@@ -120,11 +120,11 @@ class ElfS2T(TokenShortlist, nn.Module):
             # the condition first (with gradients; exact with prefix_attention: self), its CTC alignment of the
             # true text places the text slots, then the text positions against the condition's keys / values
             keep = (~draws.drop).to(cond.dtype)[:, None, None]
-            enc = self.denoiser.encode_condition(cond * keep, cond_mask)
-            text_pos = self._aligned_positions(enc.hidden, cond_mask, targets, ids.shape[1], ~draws.drop)
-            loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond_cache=enc.cache,
+            cond_out, cache = self.denoiser.encode_condition(cond * keep, cond_mask)
+            text_pos = self._aligned_positions(cond_out, cond_mask, targets, ids.shape[1], ~draws.drop)
+            loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond_cache=cache,
                                                text_pos=text_pos, outputs=outputs, vocab=self.vocab, x_in=x_in)
-            out = outputs["out"]._replace(cond_hidden=enc.hidden, inter_hidden=enc.inter_hidden)
+            out = outputs["out"]._replace(cond_hidden=cond_out)
         else:
             loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond=cond,
                                                cond_mask=cond_mask, outputs=outputs, vocab=self.vocab, x_in=x_in)
@@ -132,7 +132,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         if self.cfg.draft_frac > 0:
             stats["frac_draft"] = n_draft / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
-            ctc = self._ctc(out.cond_hidden, cond_mask, targets, ~draws.drop, out.inter_hidden)
+            ctc = self._ctc(out.cond_hidden, cond_mask, targets, ~draws.drop)
             loss = loss + self.cfg.ctc_weight * ctc
             stats["ctc"] = float(ctc.detach())
             stats["loss"] = float(loss.detach())
@@ -237,29 +237,19 @@ class ElfS2T(TokenShortlist, nn.Module):
         return cond_hidden[:, self._n_task:], cond_mask[:, self._n_task:]
 
     def _ctc(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor, targets: tuple[torch.Tensor, torch.Tensor],
-             rows: Optional[torch.Tensor] = None, inter_hidden: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+             rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Auxiliary CTC per target token on the condition's outputs (``targets`` from :meth:`_ctc_targets`;
-        ``rows``: those with the audio kept); with ``inter_hidden`` (``denoiser.inter_ctc``) ``(1 - w) * final + w
-        * mean(intermediate)``, ``w = inter_ctc_weight``."""
-        flat, lens = targets
-
-        def per_token(hidden: torch.Tensor) -> torch.Tensor:
-            audio_hidden, audio_mask = self._audio_slots(hidden, cond_mask)
-            nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, flat, lens,
-                                             self.text_space.pad_id, rows=rows, vocab=self.vocab)
-            return nll / max(n_tok, 1)
-
-        final = per_token(cond_hidden)
-        if not inter_hidden:
-            return final
-        w = self.cfg.inter_ctc_weight
-        return (1 - w) * final + w * sum(per_token(h) for h in inter_hidden) / len(inter_hidden)
+        ``rows``: those with the audio kept)."""
+        audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
+        targets, lens = targets
+        nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, targets, lens,
+                                         self.text_space.pad_id, rows=rows, vocab=self.vocab)
+        return nll / max(n_tok, 1)
 
     def _ctc_warmup_loss(self, batch: dict, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """CTC warm-up step: the audio slots alone through the denoiser, the CTC loss on every row."""
         cond, cond_mask = self.condition(batch)
-        enc = self.denoiser.encode_condition(cond, cond_mask)
-        ctc = self._ctc(enc.hidden, cond_mask, self._ctc_targets(ids, batch["text"]), inter_hidden=enc.inter_hidden)
+        ctc = self._ctc(self.denoiser.condition_hidden(cond, cond_mask), cond_mask, self._ctc_targets(ids, batch["text"]))
         return ctc, {"ctc": float(ctc.detach()), "ctc_warmup": 1.0, "num_samples": float(ids.shape[0])}
 
     @torch.no_grad()

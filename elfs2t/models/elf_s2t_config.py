@@ -38,9 +38,6 @@ class ElfS2TConfig:
     """Lower-case the target text before encoding (LibriSpeech transcripts are upper-case)."""
     ctc_weight: float = 0.0
     """Weight of the auxiliary CTC loss on the audio slots' outputs (elfs2t.models.ctc_aux; 0: off, the paper)."""
-    inter_ctc_weight: float = 0.5
-    """With ``denoiser.inter_ctc`` blocks: the CTC loss is ``(1 - w) * final + w * mean(intermediate)``, each
-    intermediate readout trained with the same head and targets (InterCTC)."""
     ctc_warmup: float = 0.0
     """Share of the run (the trainer's progress: steps or wall time against the budget) trained on the CTC
     alone (beyond the paper; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``): the audio slots
@@ -84,9 +81,6 @@ class ElfS2TConfig:
         config_check(self.stack >= 1, "stack", self.stack, "must be >= 1")
         config_check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "must be unique")
         config_check(self.ctc_weight >= 0, "ctc_weight", self.ctc_weight, "must be >= 0")
-        config_check(0 <= self.inter_ctc_weight < 1, "inter_ctc_weight", self.inter_ctc_weight, "must be in [0, 1)")
-        config_check(not self.denoiser.inter_ctc or self.ctc_weight > 0, "denoiser.inter_ctc", self.denoiser.inter_ctc,
-                     "trains intermediate CTC readouts: set ctc_weight > 0")
         config_check(0 <= self.ctc_warmup <= 1, "ctc_warmup", self.ctc_warmup, "must be in [0, 1]")
         config_check(self.ctc_warmup == 0 or self.ctc_weight > 0, "ctc_warmup", self.ctc_warmup,
                      "a CTC warm-up needs the CTC loss: set ctc_weight > 0")

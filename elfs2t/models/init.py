@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from elfs2t.models.denoiser import BEYOND_ELF, ElfDenoiser
+from elfs2t.models.denoiser import ElfDenoiser
 from elfs2t.models.elf_checkpoint import ElfCheckpointError, load_elf_checkpoint
 from elfs2t.train.checkpoint import FORMAT, load_checkpoint, load_latest
 
@@ -50,8 +50,7 @@ def init_denoiser(denoiser: ElfDenoiser, source: str | Path, strict: bool = True
     if not sub:
         raise ElfCheckpointError(f"{state.get('path', source)}: no '{PREFIX}*' weights (not a text-ELF checkpoint)")
     result = denoiser.load_state_dict(sub, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(BEYOND_ELF)]  # zero-initialised extras
-    mismatch = [f"missing: {missing}"] * bool(missing)
+    mismatch = [f"missing: {result.missing_keys}"] * bool(result.missing_keys)
     mismatch += [f"unexpected: {result.unexpected_keys}"] * bool(result.unexpected_keys)
     if mismatch and strict:
         raise ElfCheckpointError(f"{state.get('path', source)} does not fit the denoiser: " + "; ".join(mismatch))
