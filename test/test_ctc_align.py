@@ -70,7 +70,7 @@ def test_ctc_positions_training_is_the_full_forward_with_the_text_slots_moved(ba
     seen = []
     default = torch.stack([(torch.arange(8) * 1.5).round().long()] * 3)
 
-    def scale_positions(cond_hidden, cond_mask, targets, length, rows):
+    def scale_positions(readout, targets, length, rows):
         seen.append(rows.clone())
         return default
 
@@ -109,7 +109,8 @@ def test_aligned_positions_follow_the_ctc_alignment_of_the_true_text(batch, monk
         return out
 
     monkeypatch.setattr(model.denoiser, "token_logits", fake_logits)
-    pos = model._aligned_positions(cond, mask, model._ctc_targets(ids, batch["text"]), ids.shape[1],
+    targets = model._ctc_targets(ids, batch["text"])
+    pos = model._aligned_positions(model._ctc_readout(cond, mask, targets), targets, ids.shape[1],
                                    torch.tensor([True, False, True]))
     n0 = model.count_tokens(batch["text"][0])
     assert pos[0, 1:1 + n0].tolist() == [1 + 2 * j for j in range(n0)]  # at the aligned slots (no task token)

@@ -1,10 +1,10 @@
 """Auxiliary CTC on the audio slots: targets, the batch-restricted softmax against a hand-built reference,
-and the ELF-S2T loss with it (the frames feature lengths in the fixture are long enough for CTC)."""
+the shortlist with its blank, and the ELF-S2T loss with it (the frames feature lengths in the fixture are long enough for CTC)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
+from elfs2t.models.ctc_aux import ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 
 
 def test_ctc_targets_skip_cls_and_eos_and_cut_to_fit():
@@ -15,7 +15,7 @@ def test_ctc_targets_skip_cls_and_eos_and_cut_to_fit():
     assert flat.tolist() == [7, 8] and lens.tolist() == [2]
 
 
-def test_restricted_ctc_equals_ctc_over_the_subset_logits():
+def test_ctc_over_the_batch_vocabulary_equals_ctc_over_the_subset_logits():
     torch.manual_seed(0)
     V, H = 50, 6
     W = torch.randn(H, V)
@@ -23,29 +23,47 @@ def test_restricted_ctc_equals_ctc_over_the_subset_logits():
     hidden = torch.randn(2, 7, H)
     mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
     targets, lens = torch.tensor([11, 30, 11, 42, 30]), torch.tensor([3, 2])
-    nll, n = restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0)
+    vocab = ctc_vocab(None, targets, blank_id=0)
+    assert vocab.ids.tolist() == [0, 11, 30, 42] and vocab.blank == 0
+    readout = ctc_readout(head, hidden, mask, vocab)
+    assert readout.in_lens.tolist() == [7, 5]
+    nll, n = ctc_loss(readout, targets, lens)
     # by hand: vocab [blank=0, 11, 30, 42] -> local ids
-    vocab = torch.tensor([0, 11, 30, 42])
-    lp = F.log_softmax(hidden @ W[:, vocab], -1).transpose(0, 1)
+    lp = F.log_softmax(hidden @ W[:, vocab.ids], -1).transpose(0, 1)
     ref = F.ctc_loss(lp, torch.tensor([1, 2, 1, 3, 2]), torch.tensor([7, 5]), lens, blank=0, reduction="sum")
     assert n == 5 and torch.allclose(nll, ref, atol=1e-5)
     # a dropped row does not count; a row with too few frames (5 < 2 * 3 + 1) is left out
-    nll1, n1 = restricted_ctc_loss(head, hidden, mask, targets, lens, 0, rows=torch.tensor([False, True]))
+    nll1, n1 = ctc_loss(readout, targets, lens, rows=torch.tensor([False, True]))
     assert n1 == 2
-    nll2, n2 = restricted_ctc_loss(head, hidden, mask, torch.tensor([1, 2, 3, 4]), torch.tensor([1, 3]), 0)
+    short = ctc_readout(head, hidden, mask, ctc_vocab(None, torch.tensor([1, 2, 3, 4]), 0))
+    nll2, n2 = ctc_loss(short, torch.tensor([1, 2, 3, 4]), torch.tensor([1, 3]))
     assert n2 == 1
-    # over a given shortlist (blank among it or not): the softmax runs over blank + the shortlist
-    short = torch.tensor([0, 5, 11, 30, 42])
-    nll3, _ = restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0, vocab=short)
-    lp3 = F.log_softmax(hidden @ W[:, short], -1).transpose(0, 1)
-    ref3 = F.ctc_loss(lp3, torch.tensor([2, 3, 2, 4, 3]), torch.tensor([7, 5]), lens, blank=0, reduction="sum")
-    assert torch.allclose(nll3, ref3, atol=1e-5)
+
+
+def test_ctc_over_a_shortlist_with_the_blank_inside_it():
+    torch.manual_seed(0)
+    V, H = 50, 6
+    W = torch.randn(H, V)
+    head = lambda h, vocab: h @ W[:, vocab]  # noqa: E731
+    hidden = torch.randn(2, 7, H)
+    mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
+    targets, lens = torch.tensor([11, 30, 11, 42, 30]), torch.tensor([3, 2])
+    # the blank (the padding id, 9 here) sits at its sorted place: the loss uses that index
+    short = torch.tensor([5, 9, 11, 30, 42])
+    vocab = ctc_vocab(short, targets, blank_id=9)
+    assert vocab.blank == 1
+    nll, n = ctc_loss(ctc_readout(head, hidden, mask, vocab), targets, lens)
+    lp = F.log_softmax(hidden @ W[:, short], -1).transpose(0, 1)
+    ref = F.ctc_loss(lp, torch.tensor([2, 3, 2, 4, 3]), torch.tensor([7, 5]), lens, blank=1, reduction="sum")
+    assert n == 5 and torch.allclose(nll, ref, atol=1e-5)
     # a row with a target outside the shortlist (42: row 1) is left out; the other is scored over the shortlist
-    short4 = torch.tensor([0, 5, 11, 30])
-    nll4, n4 = restricted_ctc_loss(head, hidden, mask, targets, lens, blank_id=0, vocab=short4)
+    short4 = torch.tensor([5, 9, 11, 30])
+    nll4, n4 = ctc_loss(ctc_readout(head, hidden, mask, ctc_vocab(short4, targets, 9)), targets, lens)
     lp4 = F.log_softmax(hidden[:1] @ W[:, short4], -1).transpose(0, 1)
-    ref4 = F.ctc_loss(lp4, torch.tensor([2, 3, 2]), torch.tensor([7]), lens[:1], blank=0, reduction="sum")
+    ref4 = F.ctc_loss(lp4, torch.tensor([2, 3, 2]), torch.tensor([7]), lens[:1], blank=1, reduction="sum")
     assert n4 == 3 and torch.allclose(nll4, ref4, atol=1e-5)
+    with pytest.raises(ValueError, match="lacks the blank"):
+        ctc_vocab(torch.tensor([5, 11, 30]), targets, blank_id=9)
 
 
 def test_elf_s2t_loss_with_ctc_reaches_projector_and_token_head(tmp_path):

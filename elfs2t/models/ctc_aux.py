@@ -7,17 +7,66 @@ first step on, so the audio states become token-discriminative and ordered quick
 only have to read them out. It adds no parameters and no forward pass.
 
 Cost control: the token head's vocabulary is large (MiniLM 30522, t5 32100) and the audio has many more
-slots than the text, so the CTC softmax runs over the token ids present in the batch's targets plus a
-blank (a *batch-restricted* softmax). As an auxiliary loss this keeps its alignment signal at a fraction
-of the cost; the flow and decoding losses still use the full vocabulary. The blank is the text
-tokenizer's padding id, which never occurs inside a target (the text tail is EOS).
+slots than the text, so the CTC softmax runs over a *CTC vocabulary* (:func:`ctc_vocab`): the token-head
+shortlist when the model has one (the softmax the CTC draft decodes with), else the token ids of the batch's
+targets plus the blank (a *batch-restricted* softmax). The blank is the text tokenizer's padding id, which never
+occurs inside a target (the text tail is EOS). One readout (:func:`ctc_readout`, with gradients) serves both the
+loss (:func:`ctc_loss`) and the forced alignment of the true text (``text_positions: ctc``), so the token head
+runs once per step on the audio slots.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ctc_targets", "restricted_ctc_loss"]
+__all__ = ["CtcReadout", "CtcVocab", "ctc_loss", "ctc_readout", "ctc_targets", "ctc_vocab"]
+
+
+class CtcVocab(NamedTuple):
+    """The token ids a CTC readout normalises over and where the blank is among them."""
+
+    ids: torch.Tensor
+    """(K,) sorted token ids, the blank among them (on the CPU)."""
+    blank: int
+    """Index of the blank in ``ids``."""
+
+    def index(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of the token ids ``targets (n,)`` in :attr:`ids` and which of them are there at all."""
+        targets = targets.cpu()
+        pos = torch.searchsorted(self.ids, targets).clamp_max(self.ids.numel() - 1)
+        return pos, self.ids[pos] == targets
+
+
+class CtcReadout(NamedTuple):
+    """The audio slots read out by the token head over a :class:`CtcVocab`."""
+
+    log_probs: torch.Tensor
+    """(B, C, K) frame log-posteriors (float32, with gradients when the hidden states had them)."""
+    in_lens: torch.Tensor
+    """(B,) real frames per row (on the CPU)."""
+    vocab: CtcVocab
+
+
+def ctc_vocab(shortlist: torch.Tensor | None, targets: torch.Tensor, blank_id: int) -> CtcVocab:
+    """The sorted ``shortlist (K,)`` -- which must hold ``blank_id`` -- or, without one, the ids in ``targets``
+    plus the blank."""
+    if shortlist is None:
+        ids = torch.unique(torch.cat([targets.cpu().long(), torch.tensor([blank_id])]))
+    else:
+        ids = shortlist.cpu().long()
+    blank = int(torch.searchsorted(ids, torch.tensor(blank_id)))
+    if blank >= ids.numel() or int(ids[blank]) != blank_id:
+        raise ValueError(f"CTC: the token shortlist ({ids.numel()} ids) lacks the blank (the padding id {blank_id})")
+    return CtcVocab(ids, blank)
+
+
+def ctc_readout(logits_fn, hidden: torch.Tensor, mask: torch.Tensor, vocab: CtcVocab) -> CtcReadout:
+    """``logits_fn(hidden (B, C, H), ids (K,)) -> (B, C, K)`` (the token head over those ids) as log-posteriors,
+    with the real frames per row of ``mask (B, C)``."""
+    logits = logits_fn(hidden, vocab.ids.to(hidden.device))
+    return CtcReadout(F.log_softmax(logits.float(), dim=-1), mask.sum(dim=1).cpu(), vocab)
 
 
 def ctc_targets(ids: torch.Tensor, num_tokens: list[int], offset: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,51 +81,27 @@ def ctc_targets(ids: torch.Tensor, num_tokens: list[int], offset: int) -> tuple[
     return flat, torch.tensor(lens, dtype=torch.long)
 
 
-def restricted_ctc_loss(
-    logits_fn,
-    cond_hidden: torch.Tensor,
-    cond_mask: torch.Tensor,
-    targets: torch.Tensor,
-    target_lens: torch.Tensor,
-    blank_id: int,
-    rows: torch.Tensor | None = None,
-    vocab: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, int]:
+def ctc_loss(readout: CtcReadout, targets: torch.Tensor, target_lens: torch.Tensor,
+             rows: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Summed CTC negative log-likelihood over the selected rows and the number of target tokens.
 
-    ``logits_fn(hidden (N, H), vocab_ids (K,)) -> (N, K)`` is the token head restricted to ``vocab_ids``;
-    ``cond_hidden (B, C, H)`` the audio slots, ``cond_mask (B, C)`` which are real; ``targets`` /
-    ``target_lens`` from :func:`ctc_targets`; ``rows (B,)`` bool selects the rows that count (e.g. not the
-    rows whose condition was dropped). Rows with no target token or too few frames are left out.
-    ``vocab (K,)``: token ids (a shortlist) to normalise over instead of the batch's own ids -- the softmax the
-    CTC readout decodes with; rows with a target id outside it (validation text) are left out (a restricted
-    token head, :meth:`~elfs2t.models.denoiser.ElfDenoiser.restrict_head`, holds no other ids).
+    ``targets`` / ``target_lens`` from :func:`ctc_targets`; ``rows (B,)`` bool selects the rows that count (e.g.
+    not the rows whose condition was dropped). Rows with no target token, too few frames or a target id outside
+    the readout's vocabulary (validation text against a shortlist) are left out.
     """
-    B = cond_hidden.shape[0]
+    log_probs, in_lens, vocab = readout
+    B = log_probs.shape[0]
     rows = torch.ones(B, dtype=torch.bool) if rows is None else rows.to("cpu", torch.bool)
-    in_lens = cond_mask.sum(dim=1).to("cpu")
-    starts = torch.cumsum(target_lens, 0) - target_lens
+    local, known = vocab.index(targets)
+    row_of = torch.repeat_interleave(torch.arange(B), target_lens)
+    unknown = torch.zeros(B, dtype=torch.long).index_add_(0, row_of, (~known).long())
     # CTC needs T >= n + (repeats): require T >= 2n + 1 to be safe, and at least one token.
-    ok = rows & (target_lens > 0) & (in_lens >= 2 * target_lens + 1)
-    if vocab is not None:  # rows with a target id outside the shortlist (validation text) are left out
-        vocab = vocab.to("cpu")
-        vocab = vocab[vocab != blank_id]
-        pos = torch.searchsorted(vocab, targets.cpu()).clamp_max(max(vocab.numel() - 1, 0))
-        missing = (vocab[pos] != targets.cpu()).long() if vocab.numel() else torch.ones_like(targets.cpu())
-        row_of = torch.repeat_interleave(torch.arange(B), target_lens)
-        ok &= torch.zeros(B, dtype=torch.long).index_add_(0, row_of, missing) == 0
+    ok = rows & (target_lens > 0) & (in_lens >= 2 * target_lens + 1) & (unknown == 0)
     if not bool(ok.any()):
-        return cond_hidden.sum() * 0.0, 0
+        return log_probs.sum() * 0.0, 0
     sel = ok.nonzero(as_tuple=True)[0]
-    tgt = torch.cat([targets[starts[b]:starts[b] + target_lens[b]] for b in sel.tolist()])
-    if vocab is None:
-        vocab, local = torch.unique(tgt, return_inverse=True)  # (K,), (sum n,)
-    else:
-        local = torch.searchsorted(vocab, tgt)
-    vocab = torch.cat([vocab.new_tensor([blank_id]), vocab]).to(cond_hidden.device)  # blank at index 0
-    local = (local + 1).to(cond_hidden.device)
-    h = cond_hidden[sel.to(cond_hidden.device)]  # (b, C, H)
-    logits = logits_fn(h.reshape(-1, h.shape[-1]), vocab).reshape(h.shape[0], h.shape[1], -1)
-    log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (C, b, K+1)
-    nll = F.ctc_loss(log_probs, local, in_lens[sel], target_lens[sel], blank=0, reduction="sum", zero_infinity=True)
+    keep = ok[row_of]
+    lp = log_probs[sel.to(log_probs.device)].transpose(0, 1)  # (C, b, K)
+    nll = F.ctc_loss(lp, local[keep].to(lp.device), in_lens[sel], target_lens[sel], blank=vocab.blank,
+                     reduction="sum", zero_infinity=True)
     return nll, int(target_lens[sel].sum())

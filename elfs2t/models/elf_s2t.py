@@ -23,7 +23,7 @@ from elfs2t.flow.sampler import SamplerConfig, build_condition_cache, decoding_f
 from elfs2t.flow.time import sample_logit_normal
 from elfs2t.models.augment import mask_features
 from elfs2t.models.ctc_align import ctc_align, slot_positions
-from elfs2t.models.ctc_aux import ctc_targets, restricted_ctc_loss
+from elfs2t.models.ctc_aux import CtcReadout, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 from elfs2t.models.denoiser import ElfDenoiser
 from elfs2t.models.elf_s2t_config import ElfS2TConfig
 from elfs2t.models.mask_ctc import ctc_greedy, mask_predict, mask_tokens
@@ -121,18 +121,18 @@ class ElfS2T(TokenShortlist, nn.Module):
             # true text places the text slots, then the text positions against the condition's keys / values
             keep = (~draws.drop).to(cond.dtype)[:, None, None]
             cond_out, cache = self.denoiser.encode_condition(cond * keep, cond_mask)
-            text_pos = self._aligned_positions(cond_out, cond_mask, targets, ids.shape[1], ~draws.drop)
+            readout = self._ctc_readout(cond_out, cond_mask, targets)  # with gradients: the CTC loss reads it too
+            text_pos = self._aligned_positions(readout, targets, ids.shape[1], ~draws.drop)
             loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond_cache=cache,
                                                text_pos=text_pos, outputs=outputs, vocab=self.vocab, x_in=x_in)
-            out = outputs["out"]._replace(cond_hidden=cond_out)
         else:
             loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond=cond,
                                                cond_mask=cond_mask, outputs=outputs, vocab=self.vocab, x_in=x_in)
-            out = outputs["out"]
+            readout = self._ctc_readout(outputs["out"].cond_hidden, cond_mask, targets) if targets else None
         if self.cfg.draft_frac > 0:
             stats["frac_draft"] = n_draft / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
-            ctc = self._ctc(out.cond_hidden, cond_mask, targets, ~draws.drop)
+            ctc = self._ctc(readout, targets, ~draws.drop)
             loss = loss + self.cfg.ctc_weight * ctc
             stats["ctc"] = float(ctc.detach())
             stats["loss"] = float(loss.detach())
@@ -153,33 +153,29 @@ class ElfS2T(TokenShortlist, nn.Module):
         """The rows' content token ids, concatenated, and their lengths (:func:`ctc_targets`)."""
         return ctc_targets(ids.cpu(), self.text_space.num_tokens(self._text(texts)), self._content_start)
 
-    @torch.no_grad()
-    def _aligned_positions(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor,
-                           targets: tuple[torch.Tensor, torch.Tensor], length: int, rows: torch.Tensor) -> torch.Tensor:
-        """Text-slot positions ``(B, length)`` at the CTC forced alignment of the true tokens (``targets`` from
-        :meth:`_ctc_targets`; ``rows``: the rows whose audio is kept; the others, and rows whose text does not fit
-        their frames or holds an id outside the CTC's vocabulary, keep ``text_pos_scale``'s)."""
+    def _ctc_readout(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor,
+                     targets: tuple[torch.Tensor, torch.Tensor]) -> CtcReadout:
+        """The audio slots of the condition's outputs read by the token head over the CTC vocabulary (the
+        shortlist, or the targets' ids and the blank: :func:`~elfs2t.models.ctc_aux.ctc_vocab`)."""
         audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
-        vocab, blank = self._ctc_vocab()
-        logp = self.denoiser.token_logits(audio_hidden, vocab).float().log_softmax(dim=-1)  # (B, C', K)
+        vocab = ctc_vocab(self.vocab, targets[0], self.text_space.pad_id)
+        return ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask, vocab)
+
+    @torch.no_grad()
+    def _aligned_positions(self, readout: CtcReadout, targets: tuple[torch.Tensor, torch.Tensor], length: int,
+                           rows: torch.Tensor) -> torch.Tensor:
+        """Text-slot positions ``(B, length)`` at the CTC forced alignment of the true tokens (``readout`` from
+        :meth:`_ctc_readout`, ``targets`` from :meth:`_ctc_targets`; ``rows``: the rows whose audio is kept; the
+        others, and rows whose text does not fit their frames or holds an id outside the CTC's vocabulary, keep
+        ``text_pos_scale``'s)."""
         flat, lens = targets
-        vocab = vocab.cpu()
-        local = torch.searchsorted(vocab, flat).clamp_max(vocab.numel() - 1)  # the ids' indices in the vocabulary
-        found = vocab[local] == flat
+        local, found = readout.vocab.index(flat)  # the ids' indices in the vocabulary
         rows = rows.cpu()
         per_row = [(row.tolist() if bool(rows[b]) and bool(ok.all()) else [])
                    for b, (row, ok) in enumerate(zip(local.split(lens.tolist()), found.split(lens.tolist())))]
-        frames = ctc_align(logp, audio_mask.sum(dim=1), per_row, blank)
+        frames = ctc_align(readout.log_probs.detach(), readout.in_lens, per_row, readout.vocab.blank)
         return slot_positions(frames, length, self.cfg.denoiser.text_pos_scale, self._content_start,
-                              self._n_task).to(cond_hidden.device)
-
-    def _ctc_vocab(self) -> tuple[torch.Tensor, int]:
-        """The ids the CTC readout normalises over (the shortlist, or every id) and the blank's index in them."""
-        vocab = self.vocab if self.vocab is not None else torch.arange(self.text_space.vocab_size)
-        blank = int(torch.searchsorted(vocab.cpu(), torch.tensor(self.text_space.pad_id)))
-        if blank >= vocab.numel() or int(vocab[blank]) != self.text_space.pad_id:
-            raise ValueError("ElfS2T: the token shortlist lacks the CTC blank (the padding id)")
-        return vocab, blank
+                              self._n_task).to(readout.log_probs.device)
 
     def _draft_inputs(self, x: torch.Tensor, ids: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
                       draws: FlowDraws) -> tuple[Optional[torch.Tensor], int]:
@@ -236,20 +232,19 @@ class ElfS2T(TokenShortlist, nn.Module):
         """The audio part ``(B, C', H)``, ``(B, C')`` of the condition's outputs and mask (the task token dropped)."""
         return cond_hidden[:, self._n_task:], cond_mask[:, self._n_task:]
 
-    def _ctc(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor, targets: tuple[torch.Tensor, torch.Tensor],
+    @staticmethod
+    def _ctc(readout: CtcReadout, targets: tuple[torch.Tensor, torch.Tensor],
              rows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Auxiliary CTC per target token on the condition's outputs (``targets`` from :meth:`_ctc_targets`;
+        """Auxiliary CTC per target token of a :meth:`_ctc_readout` (``targets`` from :meth:`_ctc_targets`;
         ``rows``: those with the audio kept)."""
-        audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
-        targets, lens = targets
-        nll, n_tok = restricted_ctc_loss(self.denoiser.token_logits, audio_hidden, audio_mask, targets, lens,
-                                         self.text_space.pad_id, rows=rows, vocab=self.vocab)
+        nll, n_tok = ctc_loss(readout, *targets, rows=rows)
         return nll / max(n_tok, 1)
 
     def _ctc_warmup_loss(self, batch: dict, ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """CTC warm-up step: the audio slots alone through the denoiser, the CTC loss on every row."""
         cond, cond_mask = self.condition(batch)
-        ctc = self._ctc(self.denoiser.condition_hidden(cond, cond_mask), cond_mask, self._ctc_targets(ids, batch["text"]))
+        targets = self._ctc_targets(ids, batch["text"])
+        ctc = self._ctc(self._ctc_readout(self.denoiser.condition_hidden(cond, cond_mask), cond_mask, targets), targets)
         return ctc, {"ctc": float(ctc.detach()), "ctc_warmup": 1.0, "num_samples": float(ids.shape[0])}
 
     @torch.no_grad()
