@@ -176,14 +176,18 @@ def test_new_recipe_from_template_stages_1_to_3(tmp_path, tiny_models):
             lines.append(f"{utt} {text}")
         (corpus / split / "text").write_text("\n".join(lines) + "\n")
     r = run(recipe, "--stage", "1", "--stop-stage", "3", "--valid-set", "dev", "--test-sets", "dev eval",
-            *common_args(tiny_models), CORPUS=str(corpus), HF_HUB_OFFLINE="1")
+            "--speed-perturb", "0.9 1.1", *common_args(tiny_models), CORPUS=str(corpus), HF_HUB_OFFLINE="1")
     assert r.returncode == 0, r.stderr[-4000:]
     tag = "whisper-rand64_trim"
-    assert sorted(p.name for p in (recipe / "dump" / tag).iterdir()) == ["dev", "eval", "train"]
-    fetched = json.loads((recipe / "exp" / f"elf_train_{tag}" / "fetch.json").read_text())
+    assert sorted(p.name for p in (recipe / "dump" / tag).iterdir()) == ["dev", "eval", "train", "train_sp"]
+    train_ids = [c.id for c in CutSet.from_file(recipe / "dump" / tag / "train" / "cuts.jsonl.gz")]
+    sp_ids = [c.id for c in CutSet.from_file(recipe / "dump" / tag / "train_sp" / "cuts.jsonl.gz")]
+    assert sorted(sp_ids) == sorted(f"{i}_sp{f}" for i in train_ids for f in ("0.9", "1.1"))  # a copy per factor
+    fetched = json.loads((recipe / "exp" / f"elf_train_{tag}_sp" / "fetch.json").read_text())
     assert fetched["file"].endswith("checkpoint_20") and fetched["loaded"] > 0
     done = recipe / "exp" / ".done"
-    assert (done / "stage1").is_file() and (done / tag / "stage2").is_file() and (done / f"train_{tag}" / "stage3").is_file()
+    assert (done / "stage1").is_file() and (done / f"{tag}_sp" / "stage2").is_file()
+    assert (done / f"train_{tag}_sp" / "stage3").is_file()
 
 
 def declared_options(run_sh: Path) -> list[str]:

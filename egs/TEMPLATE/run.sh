@@ -26,8 +26,10 @@ metric=wer            # stage 6: wer, cer, bleu (BLEU + chrF) or all
 encoder=openai/whisper-large-v3   # stage 2: Whisper (hub id or local dir); its width must equal elf.feat_dim
 feat_mode=pad30       # stage 2: pad30 (every window padded to 30 s, as Whisper was trained) or trim (faster)
 feat_batch_size=8     # stage 2: utterances per encoder forward
+speed_perturb=""      # stage 2: speed factors for extra copies of the training set ("": none), e.g. "0.9 1.1"
+speed_perturb_per_cut=all   # stage 2: all = one copy per factor; one = one copy per utterance, factor drawn
 elf_init=""           # stage 3-4: ELF checkpoint (file, dir or hub id) instead of init.denoiser of --conf
-exp_tag=""            # stage 4-6: experiment folder exp/<tag> (default: <conf name>_<encoder tag>)
+exp_tag=""            # stage 4-6: experiment folder exp/<tag> (default: <conf name>_<encoder tag>[_sp])
 train_opts=""         # stage 3-4: config overrides, e.g. "train.max_steps=50000 data.max_duration=600"
 decode_opts=""        # stage 5: decoding overrides, e.g. "decode.sampler.steps=16 decode.sampler.guidance=1.5"
 node_rank=0           # stage 4: rank of this node (multi-node training)
@@ -52,8 +54,10 @@ __RECIPE__ recipe (ELF-S2T). Options (default in parentheses):
   --encoder ID|DIR      Whisper encoder for stage 2; set elf.feat_dim to its width ($encoder)
   --feat-mode MODE      pad30 or trim; part of the dump/ tag ($feat_mode)
   --feat-batch-size N   utterances per encoder forward in stage 2 ($feat_batch_size)
+  --speed-perturb \"..\"  speed factors for extra training copies (set <train-set>_sp), \"\" for none ($speed_perturb)
+  --speed-perturb-per-cut all|one  one copy per factor, or one per utterance with a drawn factor ($speed_perturb_per_cut)
   --elf-init SRC        ELF checkpoint (file, dir, hub id) overriding init.denoiser of --conf ($elf_init)
-  --exp-tag TAG         experiment folder exp/TAG (default: <conf name>_<encoder tag>) ($exp_tag)
+  --exp-tag TAG         experiment folder exp/TAG (default: <conf name>_<encoder tag>[_sp]) ($exp_tag)
   --train-opts \"K=V ..\" config overrides for stages 3-4, e.g. \"train.max_steps=50000\" ($train_opts)
   --decode-opts \"K=V ..\" decoding overrides, e.g. \"decode.sampler.guidance=1.5\" ($decode_opts)
   --node-rank N         rank of this node for multi-node training ($node_rank)
@@ -88,11 +92,13 @@ feat_tag=""; tag=""
 if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
   feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --print-tag) \
     || die "cannot read the Whisper encoder '$encoder' (--encoder)"
-  tag=${exp_tag:-$(basename "$conf" .yaml)_$feat_tag}
+  tag=${exp_tag:-$(basename "$conf" .yaml)_$feat_tag${speed_perturb:+_sp}}
 fi
 read -r -a extra_train_opts <<< "$train_opts"
 read -r -a extra_decode_opts <<< "$decode_opts"
-train_overrides=("data.train=[{cuts: dump/$feat_tag/$train_set/cuts.jsonl.gz, target: '$target'}]"
+train_sets="{cuts: dump/$feat_tag/$train_set/cuts.jsonl.gz, target: '$target'}"
+[ -z "$speed_perturb" ] || train_sets="$train_sets, {cuts: dump/$feat_tag/${train_set}_sp/cuts.jsonl.gz, target: '$target'}"
+train_overrides=("data.train=[$train_sets]"
                  "data.valid=[{cuts: dump/$feat_tag/$valid_set/cuts.jsonl.gz, target: '$target'}]")
 [ -n "$elf_init" ] && train_overrides+=("init.denoiser=$elf_init")
 train_overrides+=("${extra_train_opts[@]}")
@@ -100,10 +106,18 @@ nproc=$(( ngpu > 0 ? ngpu : 1 ))
 if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/cuts.jsonl.gz
-done_dir=exp/.done/$feat_tag   # per encoder tag: another --encoder / --feat-mode caches again
+# Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, set <train-set>_sp)
+#   -> dump/<encoder_tag>/<set>/cuts.jsonl.gz
+done_dir=exp/.done/$feat_tag${speed_perturb:+_sp}   # per encoder tag (finished sets are skipped inside)
 if stage_begin 2 "Whisper feature caching ($feat_tag)"; then
-  cache_sets=("$train_set"); for s in "$valid_set" "${eval_sets[@]}"; do
+  cache_sets=("$train_set")
+  if [ -n "$speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
+    # shellcheck disable=SC2086  # a list of factors
+    python -m elfs2t.bin.speed_perturb --cuts "$manifest_dir/cuts_$train_set.jsonl.gz" \
+      --out "$manifest_dir/cuts_${train_set}_sp.jsonl.gz" --factors $speed_perturb --per-cut "$speed_perturb_per_cut"
+    cache_sets+=("${train_set}_sp")
+  fi
+  for s in "$valid_set" "${eval_sets[@]}"; do
     [[ " ${cache_sets[*]} " == *" $s "* ]] || cache_sets+=("$s"); done
   run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
     --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "${cache_sets[@]}" --dump-dir dump \
