@@ -109,6 +109,35 @@ def test_max_epochs_and_time_budget_stop(tmp_path):
     assert out2["stopped_by"] == "max_minutes" and out2["step"] == 0
 
 
+def test_a_resumed_time_budgeted_run_continues_its_schedule(tmp_path, monkeypatch):
+    """The checkpoint carries the run's training seconds: a resumed run counts them against max_minutes (its
+    learning-rate decay and begin_step curricula continue instead of starting over), and a run whose budget is
+    spent stops at once."""
+    import elfs2t.train.trainer as trainer_mod
+
+    clock = [1000.0]
+    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: clock[0])
+    model = make_model()
+    seen = []
+    model.begin_step = lambda step, progress: (seen.append(progress), clock.__setitem__(0, clock[0] + 6.0))
+    t = Trainer(model, optim_cfg(), train_cfg(max_steps=4, max_minutes=1.0), tmp_path / "r", make_loader())
+    assert t.fit(resume=False)["stopped_by"] == "max_steps"
+    assert seen == pytest.approx([0.0, 0.25, 0.5, 0.75])  # steps are further than 6 s per step of 60 s
+    saved = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert saved["train_seconds"] == pytest.approx(24.0)  # 4 steps x 6 s
+    model2 = make_model()
+    seen2 = []
+    model2.begin_step = lambda step, progress: (seen2.append(progress), clock.__setitem__(0, clock[0] + 6.0))
+    t2 = Trainer(model2, optim_cfg(), train_cfg(max_steps=100, max_minutes=1.0), tmp_path / "r", make_loader())
+    out = t2.fit(resume=True)
+    # 24 s before the resume, then 6 s per step: progress 0.4, 0.5, ... and the budget is past after 66 s
+    assert seen2[:3] == pytest.approx([0.4, 0.5, 0.6]) and out["stopped_by"] == "max_minutes" and out["step"] == 11
+    assert "0.4 of the 1.0 training minutes were spent before this resume" in (tmp_path / "r" / "train.log").read_text()
+    t3 = Trainer(make_model(), optim_cfg(), train_cfg(max_steps=100, max_minutes=1.0), tmp_path / "r", make_loader())
+    out3 = t3.fit(resume=True)
+    assert out3["stopped_by"] == "max_minutes" and out3["step"] == 11 and out3["losses"] == []
+
+
 def test_learning_rate_decays_with_the_run_progress(tmp_path):
     # steps budget: progress = step / max_steps; the rate falls linearly over the last half to 0
     t = Trainer(make_model(), optim_cfg(warmup_steps=0, decay_frac=0.5), train_cfg(max_steps=8), tmp_path / "s",
@@ -124,7 +153,7 @@ def test_learning_rate_decays_with_the_run_progress(tmp_path):
     t.fit(resume=False)
     base = 0.02
     assert lrs == pytest.approx([base] * 5 + [base * 0.75, base * 0.5, base * 0.25])
-    # time budget: progress is the invocation's elapsed share of max_minutes, the further of the two
+    # time budget: progress is the run's elapsed share of max_minutes, the further of the two
     t2 = Trainer(make_model(), optim_cfg(), train_cfg(max_steps=100, max_minutes=2.0), tmp_path / "t", make_loader())
     t2._elapsed = 60.0
     assert t2.progress(10) == pytest.approx(0.5)

@@ -43,8 +43,7 @@ class ElfS2TConfig:
     alone (beyond the paper; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``): the audio slots
     run through the denoiser without the text slots, so a step costs the condition's positions only and
     all of it goes to the audio-to-token alignment, the part that decides the CTC draft. The flow and the
-    decoding branch train in the rest of the run (a resumed time-budgeted run measures its progress against its
-    own budget, so its warm-up runs again). 0: off."""
+    decoding branch train in the rest of the run (a resumed run continues from its checkpoint's progress). 0: off."""
     text_positions: Literal["scale", "ctc"] = "scale"
     """Where the text slots sit on the audio's RoPE axis: ``scale`` -- slot i at ``round(i *
     denoiser.text_pos_scale)``; ``ctc`` -- each content slot at its token's CTC-aligned audio slot (the forced

@@ -6,7 +6,8 @@ Files in ``exp/<tag>/``: ``checkpoint-<step>.pt`` (the newest ``keep_last`` are 
 
     {"format": "elfs2t-checkpoint", "version": 1, "step": int, "epoch": int, "batches_in_epoch": int,
      "model": state_dict, "ema": Ema.state_dict() | None, "optimizer": ..., "scheduler": ...,
-     "sampler": sampler state | None, "rng": [per-rank rng_state()], "config": plain dict, "time": str}
+     "sampler": sampler state | None, "rng": [per-rank rng_state()], "config": plain dict, "time": str,
+     "train_seconds": float}   # the run's training time so far (older checkpoints lack it: 0)
 
 Writes go to ``<name>.tmp`` then ``os.replace``: a crash never leaves a half-written ``.pt``.
 Loading uses ``weights_only=False`` (RNG states and sampler states are Python objects): load only

@@ -19,7 +19,8 @@ class TrainConfig:
     max_epochs: int = 0
     """Stop after this many passes over the training data (0: no epoch limit)."""
     max_minutes: float = 0.0
-    """Wall-time budget of this invocation in minutes; a checkpoint is written at the stop (0: none)."""
+    """Wall-time budget of the run in minutes, the training time of resumed invocations included (checkpoints
+    carry it); a checkpoint is written at the stop (0: none)."""
     grad_accum: int = 1
     """Batches per optimiser step (gradient accumulation)."""
     log_every: int = 50

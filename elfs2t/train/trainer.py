@@ -9,7 +9,9 @@ CUDA; the loss is averaged over processes; gradient clipping; optimiser and warm
 At intervals: log (text ``train.log``, TensorBoard ``tensorboard/``, tqdm bar with loss, samples/s and the
 share of time spent waiting for data), validation loss with the EMA weights plus the ``on_validate(model,
 step) -> dict`` hook (main process; e.g. decode a few dev examples), checkpoints with everything needed to
-continue exactly: model, EMA, optimiser, scheduler, step, data position, per-process RNG states.
+continue exactly: model, EMA, optimiser, scheduler, step, data position, per-process RNG states, and the run's
+training seconds (a time budget, ``max_minutes``, is the run's: a resumed run continues its schedule and stops
+when the whole run has used it).
 
 Validation draws its randomness under a fixed seed inside ``fork_rng``: its loss is comparable between
 evaluations, and training randomness is the same whether or not (and how often) validation runs.
@@ -99,7 +101,9 @@ class Trainer:
         self.module = model.to(self.device)
         self.model = wrap_ddp(self.module, self.info, train_cfg.find_unused_parameters)
         self.optimizer = build_optimizer(self.module, optim_cfg, batch_size)
-        self._elapsed = 0.0  # seconds of this invocation, averaged over processes (set by _out_of_time)
+        self._prior_seconds = 0.0  # training seconds of earlier invocations (from the resumed checkpoint)
+        self._elapsed = 0.0  # training seconds of the run, averaged over processes (set by _out_of_time)
+        self._start: Optional[float] = None  # time.monotonic() when fit started
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.progress)
         self.ema = Ema(self.module, optim_cfg.ema_decay, optim_cfg.ema_warmup) if optim_cfg.ema_decay > 0 else None
         self.stream = BatchStream(train_loader, seed=train_cfg.seed, max_epochs=train_cfg.max_epochs)
@@ -120,12 +124,15 @@ class Trainer:
             "sampler": position["sampler"], "model": self.module.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "world_size": self.info.world_size,
+            "train_seconds": self._elapsed,
             "config": self.config, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         }
 
     def save(self) -> None:
         """Write ``checkpoint-<step>.pt`` and ``last.pt`` (main process; all processes must call)."""
         rngs = all_gather_object(rng_state())
+        if self._start is not None:
+            self._out_of_time()  # the run's training seconds up to now, for the checkpoint
         if self.info.is_main:
             save_checkpoint(self.exp_dir, {**self.state_dict(), "rng": rngs}, keep_last=self.cfg.keep_last)
         self._saved_step = self.step
@@ -146,6 +153,7 @@ class Trainer:
             else:
                 self.ema.load_state_dict(state["ema"])
         self.step = self._saved_step = int(state["step"])
+        self._prior_seconds = self._elapsed = float(state.get("train_seconds", 0.0))
         position = {"epoch": state["epoch"], "batches_in_epoch": state["batches_in_epoch"], "sampler": state["sampler"]}
         if state.get("world_size", 1) == self.info.world_size:
             self.stream.load_state_dict(position)
@@ -276,20 +284,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def progress(self, step: int) -> float:
-        """The run's progress in [0, 1] at optimiser step ``step``: the further of steps / max_steps and this
-        invocation's minutes / max_minutes (a resumed run gets its own time budget, so a time-based decay
-        runs again within it). Drives the learning-rate decay (OptimConfig.decay_frac)."""
+        """The run's progress in [0, 1] at optimiser step ``step``: the further of steps / max_steps and the
+        run's training minutes / max_minutes (earlier invocations included: a resumed run continues its
+        schedule). Drives the learning-rate decay (OptimConfig.decay_frac) and ``begin_step``'s curricula."""
         fracs = [step / self.cfg.max_steps] if self.cfg.max_steps else []
         if self.cfg.max_minutes > 0:
             fracs.append(self._elapsed / (60.0 * self.cfg.max_minutes))
         return min(1.0, max(fracs, default=0.0))
 
-    def _out_of_time(self, start: float) -> bool:
+    def _out_of_time(self) -> bool:
+        """Update the run's training seconds (this invocation's since :meth:`fit` started plus the resumed ones);
+        True once they pass max_minutes. Collective under torchrun (every process calls it)."""
+        seconds = time.monotonic() - self._start
         if self.cfg.max_minutes <= 0:
+            self._elapsed = self._prior_seconds + seconds
             return False
         # the mean over processes: every process sees the same elapsed time, so the same learning rate
-        elapsed = torch.tensor([time.monotonic() - start], dtype=torch.float64, device=self.device)
-        self._elapsed = float(all_reduce_sum(elapsed)[0]) / self.info.world_size
+        elapsed = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+        self._elapsed = self._prior_seconds + float(all_reduce_sum(elapsed)[0]) / self.info.world_size
         return self._elapsed > 60.0 * self.cfg.max_minutes
 
     def fit(self, resume: bool = True) -> dict[str, Any]:
@@ -307,11 +319,14 @@ class Trainer:
             setup_file_logging(self.exp_dir)
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
-        start = time.monotonic()
+        self._start = time.monotonic()
         cfg = self.cfg
         # learning curves (elfs2t.bin.learning_curves) measure wall time from this line of train.log
         log.info("training starts at step %d (max_steps %s, max_minutes %s)", self.step, cfg.max_steps or "-",
                  cfg.max_minutes or "-")
+        if resumed and cfg.max_minutes > 0:
+            log.info("%.1f of the %.1f training minutes were spent before this resume", self._prior_seconds / 60.0,
+                     cfg.max_minutes)
         pbar = tqdm(total=cfg.max_steps or None, initial=self.step, desc=f"train {self.exp_dir.name}",
                     disable=not (self.info.is_main and cfg.progress), dynamic_ncols=True)
         batches = iter(self.stream)
@@ -325,7 +340,7 @@ class Trainer:
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     stopped_by = "max_steps"
                     break
-                if self._out_of_time(start):
+                if self._out_of_time():
                     stopped_by = "max_minutes"
                     log.info("wall-time budget of %.1f min reached at step %d", cfg.max_minutes, self.step)
                     break
