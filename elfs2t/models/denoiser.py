@@ -29,8 +29,8 @@ Sequence layout of one forward, with ``P`` prefix tokens, ``C`` condition slots 
   same mask through the ordinary uncached forward; the checkpoint format does not change.
   Per-step cost: ``full`` runs ``P + C + L`` queries per layer, ``self`` with a cache ``P + L``.
 * Flow head: ``final_layer`` = RMSNorm -> Linear(H -> d), zero-initialised -> ``x_hat``.
-* Token head (:meth:`ElfDenoiser.token_logits`) reads the raw residual stream ``hidden`` (the last
-  block's output at text positions, before the final norm):
+* Token head (:class:`~elfs2t.models.token_head.TokenHead`, :meth:`ElfDenoiser.token_logits`) reads the raw
+  residual stream ``hidden`` (the last block's output at text positions, before the final norm):
   ``gelu_tanh(hidden @ proj_kernel + proj_bias) @ unembed_kernel + unembed_bias``.
 
 Parameter names are those of the released ELF PyTorch checkpoints; see
@@ -42,12 +42,12 @@ import dataclasses
 from typing import Literal, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from elfs2t.config import config_check
 from elfs2t.models.layers import BottleneckProj, ElfBlock, FlowHead, ScalarEmbedder, rope_tables
 from elfs2t.models.layout import PREFIX_ATTENTION, ConditionCache, attention_mask, sequence_positions
+from elfs2t.models.token_head import TokenHead
 
 __all__ = ["DenoiserConfig", "DenoiserOutput", "ConditionCache", "ElfDenoiser", "ELF_SIZES", "PREFIX_ATTENTION",
            "attention_mask", "sequence_positions"]
@@ -147,7 +147,7 @@ class DenoiserOutput(NamedTuple):
     """(B, C, H) residual stream at the condition slots (full forwards with a condition; else None)."""
 
 
-class ElfDenoiser(nn.Module):
+class ElfDenoiser(TokenHead, nn.Module):
     """ELF denoiser; interface in docs/contracts.md, layout in the module docstring."""
 
     def __init__(self, cfg: DenoiserConfig) -> None:
@@ -165,12 +165,7 @@ class ElfDenoiser(nn.Module):
         self.blocks = nn.ModuleList(
             [ElfBlock(h, cfg.heads, cfg.ffn_width, cfg.norm_eps, cfg.dropout) for _ in range(cfg.depth)]
         )
-        self.proj_kernel = nn.Parameter(torch.empty(h, d))  # P: H x d
-        self.proj_bias = nn.Parameter(torch.empty(d))
-        self.unembed_kernel = nn.Parameter(torch.empty(d, cfg.vocab_size))  # U: d x V
-        self.unembed_bias = nn.Parameter(torch.empty(cfg.vocab_size))
-        # Global token ids of the head's columns after restrict_head (sorted); empty: all V ids, column = id.
-        self.register_buffer("head_ids", torch.zeros(0, dtype=torch.long))
+        self._init_token_head(h, d, cfg.vocab_size)  # proj_* and unembed_* (the released order)
         self.final_layer = FlowHead(h, d, cfg.norm_eps)
         self.reset_parameters()
 
@@ -362,58 +357,3 @@ class ElfDenoiser(nn.Module):
         hidden = x[:, n_prefix + n_cond:]  # (B, L, H) raw residual stream
         cond_hidden = x[:, n_prefix:n_prefix + n_cond] if cond is not None else None
         return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden, cond_hidden=cond_hidden)
-
-    def restrict_head(self, ids: torch.Tensor) -> None:
-        """Keep only the token-head columns of the sorted, unique token ids ``ids (K,)`` (a shortlist).
-
-        ``unembed_kernel`` / ``unembed_bias`` become ``(d, K)`` / ``(K,)`` parameters holding those columns, and
-        :attr:`head_ids` remembers which global ids they are: the optimiser then updates K columns instead of V
-        (MiniLM: 452 of 30522 on mini_synth), and no V-sized gradient is allocated per step. Checkpoints carry
-        ``head_ids``; loading one restricts a fresh model the same way. Call before building the optimiser.
-        """
-        ids = ids.to(self.unembed_bias.device, torch.long)
-        if ids.ndim != 1 or ids.numel() == 0 or bool((ids[1:] <= ids[:-1]).any()):
-            raise ValueError("ElfDenoiser.restrict_head: ids must be a non-empty sorted 1-D tensor of unique ids")
-        cols = self._columns(ids)
-        self.unembed_kernel = nn.Parameter(self.unembed_kernel.detach()[:, cols].clone())
-        self.unembed_bias = nn.Parameter(self.unembed_bias.detach()[cols].clone())
-        self.head_ids = ids.clone()
-
-    def _columns(self, vocab: torch.Tensor) -> torch.Tensor:
-        """Head columns of the global token ids ``vocab`` (raises for ids the restricted head does not hold)."""
-        if self.head_ids.numel() == 0:
-            if vocab.numel() and int(vocab.max()) >= self.unembed_bias.numel():
-                raise ValueError(f"ElfDenoiser: token id {int(vocab.max())} >= vocab_size {self.unembed_bias.numel()}")
-            return vocab
-        head = self.head_ids.to(vocab.device)
-        cols = torch.searchsorted(head, vocab).clamp_max(head.numel() - 1)
-        if not bool((head[cols] == vocab).all()):
-            missing = vocab[head[cols] != vocab][:5].tolist()
-            raise ValueError(f"ElfDenoiser: token ids {missing} are not in the restricted token head "
-                             f"({head.numel()} ids, restrict_head)")
-        return cols
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        ids = state_dict.get(prefix + "head_ids")
-        if ids is None and self.head_ids.numel() == 0:  # a full-vocabulary checkpoint (text ELF, older runs)
-            state_dict[prefix + "head_ids"] = self.head_ids
-        if ids is not None and ids.numel() and not torch.equal(ids.cpu(), self.head_ids.cpu()):
-            # a restricted checkpoint: give this model the same K-column head before the weights are copied
-            self.unembed_kernel = nn.Parameter(self.unembed_kernel.detach().new_zeros(self.unembed_kernel.shape[0], ids.numel()))
-            self.unembed_bias = nn.Parameter(self.unembed_bias.detach().new_zeros(ids.numel()))
-            self.head_ids = ids.to(self.unembed_bias.device, torch.long).clone()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def token_logits(self, hidden: torch.Tensor, vocab: torch.Tensor | None = None) -> torch.Tensor:
-        """Token head on the residual stream: ``(..., H)`` -> ``(..., V)``, or ``(..., K)`` over the token ids
-        ``vocab (K,)`` only (a shortlist: the columns of ``U`` that are not needed are never multiplied).
-        A restricted head (:meth:`restrict_head`) needs ``vocab`` (ids it holds); its own ids use every column."""
-        h = F.gelu(hidden @ self.proj_kernel.to(hidden.dtype) + self.proj_bias.to(hidden.dtype), approximate="tanh")
-        kernel, bias = self.unembed_kernel, self.unembed_bias
-        if vocab is None:
-            if self.head_ids.numel():
-                raise ValueError("ElfDenoiser.token_logits: the head is restricted to a shortlist; pass vocab")
-        elif not (vocab is self.head_ids or torch.equal(vocab.to(self.head_ids.device), self.head_ids)):
-            cols = self._columns(vocab.to(kernel.device))
-            kernel, bias = kernel[:, cols], bias[cols]
-        return h @ kernel.to(h.dtype) + bias.to(h.dtype)
