@@ -15,14 +15,18 @@ def test_ctc_targets_skip_cls_and_eos_and_cut_to_fit():
     assert flat.tolist() == [7, 8] and lens.tolist() == [2]
 
 
-def test_ctc_over_the_batch_vocabulary_equals_ctc_over_the_subset_logits():
+def two_rows():
+    """A random linear token head over 50 ids, two rows of 7 and 5 frames, targets (11 30 11) and (42 30)."""
     torch.manual_seed(0)
-    V, H = 50, 6
-    W = torch.randn(H, V)
+    W = torch.randn(6, 50)
     head = lambda h, vocab: h @ W[:, vocab]  # noqa: E731
-    hidden = torch.randn(2, 7, H)
+    hidden = torch.randn(2, 7, 6)
     mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
-    targets, lens = torch.tensor([11, 30, 11, 42, 30]), torch.tensor([3, 2])
+    return W, head, hidden, mask, torch.tensor([11, 30, 11, 42, 30]), torch.tensor([3, 2])
+
+
+def test_ctc_over_the_batch_vocabulary_equals_ctc_over_the_subset_logits():
+    W, head, hidden, mask, targets, lens = two_rows()
     vocab = ctc_vocab(None, targets, blank_id=0)
     assert vocab.ids.tolist() == [0, 11, 30, 42] and vocab.blank == 0
     readout = ctc_readout(head, hidden, mask, vocab)
@@ -41,13 +45,7 @@ def test_ctc_over_the_batch_vocabulary_equals_ctc_over_the_subset_logits():
 
 
 def test_ctc_over_a_shortlist_with_the_blank_inside_it():
-    torch.manual_seed(0)
-    V, H = 50, 6
-    W = torch.randn(H, V)
-    head = lambda h, vocab: h @ W[:, vocab]  # noqa: E731
-    hidden = torch.randn(2, 7, H)
-    mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
-    targets, lens = torch.tensor([11, 30, 11, 42, 30]), torch.tensor([3, 2])
+    W, head, hidden, mask, targets, lens = two_rows()
     # the blank (the padding id, 9 here) sits at its sorted place: the loss uses that index
     short = torch.tensor([5, 9, 11, 30, 42])
     vocab = ctc_vocab(short, targets, blank_id=9)
