@@ -93,6 +93,9 @@ class DecodeConfig:
             start = ""
         elif s.refine == "mask":
             start = f"_{s.init}mask{s.mask_threshold:g}"
+        elif s.refine == "rescore":
+            levels = "-".join(f"{v:g}" for v in s.rescore_levels)
+            start = f"_{s.init}rescore{s.rescore_threshold:g}l{levels}"
         else:
             start = f"_{s.init}{s.t_start:g}" + (f"k{s.flow_threshold:g}" if s.flow_threshold < 1 else "")
         return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{start}{audio}"

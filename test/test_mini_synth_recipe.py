@@ -28,6 +28,9 @@ def test_mini_synth_stages_0_to_7(tmp_path):
             results = list((exp / f"{task}_{model}").glob(f"decode_*/{task}_test/result.txt"))
             assert results, (task, model)
         assert list(exp.glob(f"whisper_*/decode_*/{task}_test/result.txt")), task
+    # --asr-decode-opts (default: the rescored draft) decodes ASR only, after the --decode-opts settings
+    assert list((exp / "asr_elf").glob("decode_*ctcrescore*/asr_test/result.txt"))
+    assert not list((exp / "st_elf").glob("decode_*ctcrescore*"))
     table = (exp / "results.md").read_text()
     for needle in ("asr_test", "st_test_unseen", "ELF-S2T", "AR", "Whisper"):
         assert needle in table, needle

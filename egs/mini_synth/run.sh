@@ -41,6 +41,9 @@ train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
 decode_opts="decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8 decode.sampler.flow_threshold=0.9"
                       # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
+asr_decode_opts="decode.sampler.init=ctc decode.sampler.refine=rescore decode.sampler.steps=4"
+                      # ELF-S2T settings for ASR only, after --decode-opts: the draft rescored by both readouts
+                      # (RESULTS.md session 9; on S2TT it cost 0.7-1.4 BLEU: it drops words)
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
 decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)
 asr_whisper=$MAIN_ROOT/tools/models/whisper-tiny.en  # Whisper zero-shot ASR baseline (transcribe)
@@ -83,6 +86,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          (at least 1) and its output in exp/<task>_<model>/train.out ($train_jobs)
   --decode-opts \"...\"    ELF-S2T decoding settings separated by ';', each a list of decode.* overrides
                          ($decode_opts)
+  --asr-decode-opts \"...\" ELF-S2T decoding settings for the ASR task only, after --decode-opts
+                         ($asr_decode_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
@@ -221,8 +226,13 @@ done
 #   elf: CFG decoding, one run per --decode-opts setting;  ar: greedy / beam, one run per --ar-decode-opts setting
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
 job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
-decode_task() {  # decode_task MODEL TASK: every decoding setting (${settings[@]}) of one task, in turn
-  local m=$1 task=$2 tag setting s sets=()
+decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn
+  local m=$1 task=$2 tag setting s sets=() opts settings
+  opts=$decode_opts
+  [ "$m" = ar ] && opts=$ar_decode_opts
+  [ "$m" = elf ] && [ "$task" = asr ] && [ -n "$asr_decode_opts" ] && opts="$opts;$asr_decode_opts"
+  IFS=';' read -r -a settings <<< "$opts"
+  [ "${#settings[@]}" -gt 0 ] || settings=("")
   tag=$(feat_tag_of "$task")
   for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
   for setting in "${settings[@]}"; do
@@ -233,9 +243,6 @@ decode_task() {  # decode_task MODEL TASK: every decoding setting (${settings[@]
 }
 for m in elf ar; do
   if model_stage_begin 5 "$m" "decoding ($tasks)"; then
-    opts_list=$decode_opts; [ "$m" = ar ] && opts_list=$ar_decode_opts
-    IFS=';' read -r -a settings <<< "$opts_list"
-    [ "${#settings[@]}" -gt 0 ] || settings=("")
     jobs_init "$nj"  # the tasks at once (--nj), each with its output in exp/<task>_<m>/decode.out
     for task in $tasks; do jobs_run "decoding ${task}_$m" "exp/${task}_$m/decode.out" decode_task "$m" "$task"; done
     jobs_wait "stage 5: decoding"

@@ -29,7 +29,7 @@ outputs are those of the uncached sampler up to float rounding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import torch
@@ -80,14 +80,22 @@ class SamplerConfig:
     t_start: float = 0.6
     """Time at which a draft start enters the path (``init != noise``): ``z = t x_draft + (1 - t) sigma_n eps``;
     the steps then cover ``[t_start, 1]`` (the grid is mapped onto it)."""
-    refine: Literal["flow", "mask"] = "flow"
+    refine: Literal["flow", "mask", "rescore"] = "flow"
     """How a draft start (``init: ctc``) is refined: ``flow`` -- ``steps`` flow steps from ``t_start`` (above);
     ``mask`` -- Mask-CTC: the draft's tokens with a CTC confidence under ``mask_threshold`` are masked and
     re-predicted by ``steps`` decoding forwards, easy first (:mod:`elfs2t.models.mask_ctc`; the model needs
-    mask rows in training, ``elf.draft_rows: mask``). ``steps: 0`` returns the draft either way."""
+    mask rows in training, ``elf.draft_rows: mask``); ``rescore`` -- the draft and its variants with one token
+    under ``rescore_threshold`` replaced by its runner-up (or dropped) are scored by the CTC plus the text slots'
+    token head, ``steps`` noise draws at each of ``rescore_levels``, and the best kept
+    (:mod:`elfs2t.models.draft_rescore`). ``steps: 0`` returns the draft whichever is set."""
     mask_threshold: float = 0.9
     """``refine: mask``: draft tokens whose CTC confidence (highest posterior over their frames) is below this
     are re-predicted."""
+    rescore_threshold: float = 0.95
+    """``refine: rescore``: each draft token whose CTC confidence is below this gives one more candidate."""
+    rescore_levels: list[float] = field(default_factory=lambda: [0.05, 0.2])
+    """``refine: rescore``: signal levels ``lam`` of the candidates' latents, ``z = lam x + (1 - lam) sigma_d eps``,
+    at which the token head scores them (the decoding rows were trained around ``sigmoid(flow.mu_dec)``)."""
     flow_threshold: float = 1.0
     """``refine: flow``: only the draft's content tokens whose CTC confidence is below this take the refined
     token; the others, and every non-content slot, keep the draft's (1: every slot takes the refined token)."""
@@ -105,9 +113,12 @@ class SamplerConfig:
         config_check(self.self_cond_scale > 0, "self_cond_scale", self.self_cond_scale, "must be > 0")
         config_check(self.init in ("noise", "ctc"), "init", self.init, "must be noise or ctc")
         config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
-        config_check(self.refine in ("flow", "mask"), "refine", self.refine, "must be flow or mask")
+        config_check(self.refine in ("flow", "mask", "rescore"), "refine", self.refine, "must be flow, mask or rescore")
         config_check(self.refine == "flow" or self.init == "ctc", "refine", self.refine,
-                     "mask refinement re-predicts a CTC draft: set init: ctc")
+                     f"{self.refine} refinement works on a CTC draft: set init: ctc")
+        config_check(0 <= self.rescore_threshold <= 1, "rescore_threshold", self.rescore_threshold, "must be in [0, 1]")
+        config_check(len(self.rescore_levels) > 0 and all(0 <= v < 1 for v in self.rescore_levels), "rescore_levels",
+                     self.rescore_levels, "must be a non-empty list of signal levels in [0, 1)")
         config_check(0 <= self.mask_threshold <= 1, "mask_threshold", self.mask_threshold, "must be in [0, 1]")
         config_check(0 <= self.flow_threshold <= 1, "flow_threshold", self.flow_threshold, "must be in [0, 1]")
 

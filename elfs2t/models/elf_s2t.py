@@ -25,6 +25,7 @@ from elfs2t.models.augment import mask_features
 from elfs2t.models.ctc_align import ctc_align, slot_positions
 from elfs2t.models.ctc_aux import CtcReadout, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 from elfs2t.models.denoiser import ElfDenoiser
+from elfs2t.models.draft_rescore import best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
 from elfs2t.models.elf_s2t_config import ElfS2TConfig
 from elfs2t.models.mask_ctc import ctc_greedy, mask_predict, mask_tokens
 from elfs2t.models.projector import AudioProjector
@@ -255,6 +256,8 @@ class ElfS2T(TokenShortlist, nn.Module):
         x_init = None
         if sampler.init == "ctc":
             gen = generator if generator is not None else torch.Generator().manual_seed(sampler.seed)
+            if sampler.refine == "rescore" and sampler.steps > 0:
+                return self.text_space.decode(self.rescore_draft(cond, cond_mask, sampler, gen))
             draft, conf, text_pos = self.ctc_draft(cond, cond_mask, gen)
             if sampler.steps == 0:  # the draft itself: the CTC branch alone
                 return self.text_space.decode(draft)
@@ -315,27 +318,63 @@ class ElfS2T(TokenShortlist, nn.Module):
     @torch.no_grad()
     def ctc_draft(self, cond: torch.Tensor, cond_mask: torch.Tensor,
                   generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Greedy CTC readout of the audio slots: ids ``(B, L)`` laid out as text ids, each token's confidence
-        ``(B, L)`` (the highest posterior over its frames; 1 at BOS / EOS / padding), and the text slots' positions
-        at the tokens' first frames ``(B, L)`` (:func:`~elfs2t.models.ctc_align.slot_positions`).
+        """Greedy CTC readout of the audio slots (:meth:`_draft_readout`): ids ``(B, L)`` laid out as text ids,
+        each token's confidence ``(B, L)`` (the highest posterior over its frames; 1 at BOS / EOS / padding), and
+        the text slots' positions at the tokens' first frames ``(B, L)`` (:meth:`_lay_out`); argmax per slot,
+        repeats merged, blanks (the padding id) dropped."""
+        readout = self._draft_readout(cond, cond_mask, generator)
+        logp, best = readout.log_probs.max(dim=-1)
+        tokens, confs, frames = ctc_greedy(best, logp.exp(), readout.in_lens, readout.vocab.blank)
+        ids, text_pos = self._lay_out(readout.vocab.ids, tokens, frames)
+        conf = torch.ones(ids.shape, dtype=torch.float32)
+        start = self._content_start
+        for b, row in enumerate(confs):
+            row = row[: ids.shape[1] - start - 1]  # cut like the ids
+            conf[b, start: start + len(row)] = torch.tensor(row, dtype=torch.float32)
+        return ids, conf, text_pos.to(cond.device)
 
-        One decoding-mode forward (t = 1) with the text slots at the decoding branch's noise (``sigma_d eps``,
-        what the trained CTC saw on its decoding rows); the audio slots' outputs go through the token head
-        (over the shortlist when set), argmax per slot, repeats merged, blanks (the padding id) dropped.
-        """
+    def _draft_readout(self, cond: torch.Tensor, cond_mask: torch.Tensor,
+                       generator: Optional[torch.Generator] = None) -> CtcReadout:
+        """One decoding-mode forward (t = 1) with the text slots at the decoding branch's noise (``sigma_d eps``,
+        what the trained CTC saw on its decoding rows); the audio slots' outputs read by the token head over the
+        shortlist (or the whole vocabulary), the blank being the padding id."""
         if self.cfg.ctc_weight <= 0:
             raise ValueError("ElfS2T: sampler.init=ctc needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
         B, L, d = cond.shape[0], self.text_space.max_len, self.text_space.dim
         noise = torch.randn((B, L, d), generator=generator).to(cond.device, cond.dtype)
         out = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond, cond_mask=cond_mask)
         audio_hidden, audio_mask = self._audio_slots(out.cond_hidden, cond_mask)
-        best, prob = self._read_tokens(audio_hidden)  # (B, C')
-        tokens, confs, frames = ctc_greedy(best, prob, audio_mask.sum(dim=1), self.text_space.pad_id)
-        ids = self.text_space.ids_from_tokens(tokens)
-        conf = torch.ones(ids.shape, dtype=torch.float32)
-        start = self._content_start
-        for b, row in enumerate(confs):
-            row = row[: ids.shape[1] - start - 1]  # cut like the ids
-            conf[b, start: start + len(row)] = torch.tensor(row, dtype=torch.float32)
-        text_pos = slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, start, self._n_task)
-        return ids, conf, text_pos.to(cond.device)
+        ids = self.vocab if self.vocab is not None else torch.arange(self.text_space.vocab_size)
+        return ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask,
+                           ctc_vocab(ids, ids[:0], self.text_space.pad_id))
+
+    def _lay_out(self, vocab_ids: torch.Tensor, tokens: list[list[int]],
+                 frames: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of CTC-vocabulary indices as text ids ``(N, L)`` and the text slots' positions ``(N, L)`` at the
+        tokens' frames (:func:`~elfs2t.models.ctc_align.slot_positions`)."""
+        vocab_ids = vocab_ids.cpu()
+        ids = self.text_space.ids_from_tokens([vocab_ids[row].tolist() if row else [] for row in tokens])
+        text_pos = slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, self._content_start,
+                                  self._n_task)
+        return ids, text_pos
+
+    @torch.no_grad()
+    def rescore_draft(self, cond: torch.Tensor, cond_mask: torch.Tensor, sampler: SamplerConfig,
+                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``refine: rescore`` (:mod:`elfs2t.models.draft_rescore`): the ids ``(B, L)`` of each row's best
+        candidate among its CTC draft and the draft's one-token variants."""
+        readout = self._draft_readout(cond, cond_mask, generator)
+        top, idx = readout.log_probs.topk(2, dim=-1)
+        best, prob, blank = idx[..., 0], top[..., 0].exp(), readout.vocab.blank
+        tokens, confs, frames = ctc_greedy(best, prob, readout.in_lens, blank)
+        alts = runner_up(best, prob, idx[..., 1], frames, readout.in_lens)
+        cands = draft_candidates(tokens, frames, confs, alts, sampler.rescore_threshold, blank)
+        ids, text_pos = self._lay_out(readout.vocab.ids, [c.tokens for c in cands], [c.frames for c in cands])
+        local, _ = readout.vocab.index(ids.flatten())
+        score = ctc_nll(readout.log_probs, readout.in_lens, cands, blank) + text_nll(
+            self.denoiser, self._encode_drafts(ids), local.view(ids.shape),
+            torch.tensor([c.row for c in cands]), cond, cond_mask, vocab_ids=readout.vocab.ids,
+            levels=sampler.rescore_levels, draws=sampler.steps, sigma_d=self.cfg.flow.sigma_d,
+            text_pos=text_pos if self.cfg.text_positions == "ctc" else None, generator=generator)
+        chosen = best_per_row(score, cands, cond.shape[0])
+        return self._lay_out(readout.vocab.ids, [c.tokens for c in chosen], [c.frames for c in chosen])[0]
