@@ -346,7 +346,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         audio_hidden, audio_mask = self._audio_slots(out.cond_hidden, cond_mask)
         ids = self.vocab if self.vocab is not None else torch.arange(self.text_space.vocab_size)
         return ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask,
-                           ctc_vocab(ids, ids[:0], self.text_space.pad_id))
+                           ctc_vocab(ids, ids[:0], self.text_space.pad_id))  # the vocabulary is given: no targets
 
     def _lay_out(self, vocab_ids: torch.Tensor, tokens: list[list[int]],
                  frames: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
