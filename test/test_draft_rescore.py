@@ -10,6 +10,7 @@ from elfs2t.experiment import DecodeConfig
 from elfs2t.flow.sampler import SamplerConfig, decoding_forward
 from elfs2t.models.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
 from elfs2t.models.elf_s2t import ElfS2T
+from elfs2t.models.mask_ctc import ctc_greedy
 from test_elf_s2t import batch, tiny_cfg  # noqa: F401 (fixture)
 
 
@@ -18,7 +19,11 @@ def test_runner_up_is_read_at_the_most_confident_frame_of_the_run():
     prob = torch.tensor([[.5, .9, .6, .9, .8, .7], [.6, .9, .9, .9, .9, .9]])
     second = torch.tensor([[1, 2, 3, 4, 0, 6], [8, 9, 9, 9, 9, 9]])
     # row 0: "5" runs over frames 0-2 (peak 1), "7" over 4-5 (peak 4); row 1: "3" at frame 0, its length is 1
-    assert runner_up(best, prob, second, [[0, 4], [0]], torch.tensor([6, 1])) == [[2, 0], [8]]
+    _, _, frames, peaks = ctc_greedy(best, prob, torch.tensor([6, 1]), blank=0)
+    assert frames == [[0, 4], [0]] and peaks == [[1, 4], [0]]
+    assert runner_up(second, peaks) == [[2, 0], [8]]
+    equal = ctc_greedy(best, torch.full((2, 6), 0.5), torch.tensor([6, 1]), blank=0)[3]
+    assert equal == [[0, 4], [0]]  # equal posteriors: the run's first frame
 
 
 def test_candidates_are_the_draft_and_one_variant_per_unsure_token():
@@ -52,8 +57,9 @@ def test_best_per_row_takes_the_lowest_score_and_the_draft_on_ties():
     cands = [Candidate(0, [1], []), Candidate(0, [2], []), Candidate(1, [3], []), Candidate(1, [4], []),
              Candidate(1, [5], [])]
     chosen = best_per_row(torch.tensor([2.0, 1.0, 0.5, 0.5, 0.7]), cands, 2)
-    assert [c.tokens for c in chosen] == [[2], [3]]
-    assert [c.tokens for c in best_per_row(torch.tensor([1.0, float("inf")]), cands[:2], 1)] == [[1]]
+    assert chosen == [1, 2] and [cands[i].tokens for i in chosen] == [[2], [3]]
+    assert [cands[i].tokens for i in best_per_row(torch.tensor([1.0, float("inf")]), cands[:2], 1)] == [[1]]
+    assert best_per_row(torch.tensor([float("inf"), 3.0]), cands[:2], 1) == [1]  # an impossible draft loses
 
 
 @pytest.mark.parametrize("prefix_attention", ["self", "full"])

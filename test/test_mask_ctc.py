@@ -34,10 +34,11 @@ def test_mask_tokens_masks_between_one_and_all_content_tokens():
 def test_ctc_greedy_merges_runs_drops_blanks_and_keeps_the_best_posterior_of_a_run():
     best = torch.tensor([[5, 5, 0, 5, 7, 7, 0, 9], [0, 3, 3, 3, 0, 0, 0, 0]])
     prob = torch.tensor([[.5, .9, .99, .6, .3, .8, .9, .7], [.9, .2, .4, .3, .9, .9, .9, .9]])
-    tokens, confs, frames = ctc_greedy(best, prob, torch.tensor([7, 8]), blank=0)
+    tokens, confs, frames, peaks = ctc_greedy(best, prob, torch.tensor([7, 8]), blank=0)
     assert tokens == [[5, 5, 7], [3]]  # frame 7 of row 0 (the 9) is past its length
     assert confs == [pytest.approx([.9, .6, .8]), pytest.approx([.4])]
     assert frames == [[0, 3, 4], [1]]
+    assert peaks == [[1, 3, 5], [2]]  # the frame of each run's best posterior
 
 
 def test_mask_predict_fills_the_most_confident_masks_first():

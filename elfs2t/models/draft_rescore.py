@@ -43,24 +43,11 @@ class Candidate(NamedTuple):
     frames: list[int]
 
 
-def runner_up(best: torch.Tensor, prob: torch.Tensor, second: torch.Tensor, frames: list[list[int]],
-              lens: torch.Tensor) -> list[list[int]]:
-    """For each greedy CTC token (its run starts at ``frames[b][k]``; ``best (B, T)`` the argmax per frame,
-    ``prob (B, T)`` its posterior, ``second (B, T)`` the second-best per frame, ``lens (B,)`` real frames):
-    the second-best symbol at the frame of the run where the token is most probable."""
-    best, prob, second = best.cpu(), prob.float().cpu(), second.cpu()
-    out = []
-    for b, row in enumerate(frames):
-        n = int(lens[b])
-        alts = []
-        for f in row:
-            end = f + 1
-            while end < n and int(best[b, end]) == int(best[b, f]):
-                end += 1
-            peak = f + int(prob[b, f:end].argmax())
-            alts.append(int(second[b, peak]))
-        out.append(alts)
-    return out
+def runner_up(second: torch.Tensor, peaks: list[list[int]]) -> list[list[int]]:
+    """For each greedy CTC token (:func:`~elfs2t.models.mask_ctc.ctc_greedy`'s ``peaks``: the frame of its run
+    where it is most probable), the second-best symbol ``second (B, T)`` at that frame."""
+    second = second.cpu()
+    return [[int(second[b, f]) for f in row] for b, row in enumerate(peaks)]
 
 
 def draft_candidates(tokens: list[list[int]], frames: list[list[int]], confs: list[list[float]],
@@ -125,11 +112,11 @@ def text_nll(denoiser: nn.Module, x: torch.Tensor, local: torch.Tensor, rows: to
     return nll / (len(levels) * draws)
 
 
-def best_per_row(scores: torch.Tensor, cands: list[Candidate], num_rows: int) -> list[Candidate]:
-    """The lowest-scoring candidate of each row (the first of equals: the draft wins ties)."""
-    best: list[Candidate | None] = [None] * num_rows
-    best_score = [float("inf")] * num_rows
-    for c, s in zip(cands, scores.tolist()):
-        if best[c.row] is None or s < best_score[c.row]:
-            best[c.row], best_score[c.row] = c, s
-    return [c for c in best if c is not None]
+def best_per_row(scores: torch.Tensor, cands: list[Candidate], num_rows: int) -> list[int]:
+    """The index of the lowest-scoring candidate of each row (the first of equals: the draft wins ties)."""
+    values = scores.tolist()
+    best = [-1] * num_rows
+    for i, c in enumerate(cands):
+        if best[c.row] < 0 or values[i] < values[best[c.row]]:
+            best[c.row] = i
+    return best

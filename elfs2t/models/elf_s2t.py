@@ -324,7 +324,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         repeats merged, blanks (the padding id) dropped."""
         readout = self._draft_readout(cond, cond_mask, generator)
         logp, best = readout.log_probs.max(dim=-1)
-        tokens, confs, frames = ctc_greedy(best, logp.exp(), readout.in_lens, readout.vocab.blank)
+        tokens, confs, frames, _ = ctc_greedy(best, logp.exp(), readout.in_lens, readout.vocab.blank)
         ids, text_pos = self._lay_out(readout.vocab.ids, tokens, frames)
         conf = torch.ones(ids.shape, dtype=torch.float32)
         start = self._content_start
@@ -366,9 +366,8 @@ class ElfS2T(TokenShortlist, nn.Module):
         readout = self._draft_readout(cond, cond_mask, generator)
         top, idx = readout.log_probs.topk(2, dim=-1)
         best, prob, blank = idx[..., 0], top[..., 0].exp(), readout.vocab.blank
-        tokens, confs, frames = ctc_greedy(best, prob, readout.in_lens, blank)
-        alts = runner_up(best, prob, idx[..., 1], frames, readout.in_lens)
-        cands = draft_candidates(tokens, frames, confs, alts, sampler.rescore_threshold, blank)
+        tokens, confs, frames, peaks = ctc_greedy(best, prob, readout.in_lens, blank)
+        cands = draft_candidates(tokens, frames, confs, runner_up(idx[..., 1], peaks), sampler.rescore_threshold, blank)
         ids, text_pos = self._lay_out(readout.vocab.ids, [c.tokens for c in cands], [c.frames for c in cands])
         local, _ = readout.vocab.index(ids.flatten())
         score = ctc_nll(readout.log_probs, readout.in_lens, cands, blank) + text_nll(
@@ -376,5 +375,4 @@ class ElfS2T(TokenShortlist, nn.Module):
             torch.tensor([c.row for c in cands]), cond, cond_mask, vocab_ids=readout.vocab.ids,
             levels=sampler.rescore_levels, draws=sampler.steps, sigma_d=self.cfg.flow.sigma_d,
             text_pos=text_pos if self.cfg.text_positions == "ctc" else None, generator=generator)
-        chosen = best_per_row(score, cands, cond.shape[0])
-        return self._lay_out(readout.vocab.ids, [c.tokens for c in chosen], [c.frames for c in chosen])[0]
+        return ids[best_per_row(score, cands, cond.shape[0])]

@@ -6,7 +6,7 @@ are the non-autoregressive ones (a sound-alike word, a word the grammar does not
 masked language model that sees the audio and the kept tokens. Here that model is the denoiser's decoding
 forward, and a "masked" token is the text encoder's own mask token::
 
-    draft, conf, frames = ctc_greedy(best, prob, lens, blank)     # tokens, their CTC confidence and frame
+    draft, conf, frames, _ = ctc_greedy(best, prob, lens, blank)  # tokens, their CTC confidence and frame
     ids, conf = layout(draft), layout(conf)                        # (B, L) as the text space lays out ids
     ids = mask_predict(logits_fn, ids, conf < threshold, mask_id, iters=2)
 
@@ -51,14 +51,15 @@ def mask_tokens(ids: torch.Tensor, content: torch.Tensor, mask_id: int,
 
 
 def ctc_greedy(best: torch.Tensor, prob: torch.Tensor, lens: torch.Tensor,
-               blank: int) -> tuple[list[list[int]], list[list[float]], list[list[int]]]:
+               blank: int) -> tuple[list[list[int]], list[list[float]], list[list[int]], list[list[int]]]:
     """Greedy CTC readout with token confidences and frames.
 
     ``best (B, T)`` argmax token ids per frame, ``prob (B, T)`` their posteriors, ``lens (B,)`` valid frames.
     Repeats are merged and blanks dropped; a token's confidence is the highest posterior over the frames of
-    its run, its frame the run's first. Returns per row the token ids, their confidences and their frames.
+    its run, its frame the run's first, its peak the frame of that highest posterior (the first of equals).
+    Returns per row the token ids, their confidences, their frames and their peaks.
     """
-    tokens, confs, frames = [], [], []
+    tokens, confs, frames, peaks = [], [], [], []
     best, prob = best.cpu(), prob.float().cpu()
     for b in range(best.shape[0]):
         n = int(lens[b])
@@ -66,19 +67,23 @@ def ctc_greedy(best: torch.Tensor, prob: torch.Tensor, lens: torch.Tensor,
         row_t: list[int] = []
         row_c: list[float] = []
         row_f: list[int] = []
+        row_p: list[int] = []
         prev = None
         for i, (tok, q) in enumerate(zip(seq, p)):
             if tok != prev and tok != blank:
                 row_t.append(tok)
                 row_c.append(q)
                 row_f.append(i)
-            elif tok == prev and tok != blank:
-                row_c[-1] = max(row_c[-1], q)
+                row_p.append(i)
+            elif tok == prev and tok != blank and q > row_c[-1]:
+                row_c[-1] = q
+                row_p[-1] = i
             prev = tok
         tokens.append(row_t)
         confs.append(row_c)
         frames.append(row_f)
-    return tokens, confs, frames
+        peaks.append(row_p)
+    return tokens, confs, frames, peaks
 
 
 @torch.no_grad()
