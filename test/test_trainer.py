@@ -113,10 +113,8 @@ def test_a_resumed_time_budgeted_run_continues_its_schedule(tmp_path, monkeypatc
     """The checkpoint carries the run's training seconds: a resumed run counts them against max_minutes (its
     learning-rate decay and begin_step curricula continue instead of starting over), and a run whose budget is
     spent stops at once."""
-    import elfs2t.train.trainer as trainer_mod
-
     clock = [1000.0]
-    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: clock[0]))
     model = make_model()
     seen = []
     model.begin_step = lambda step, progress: (seen.append(progress), clock.__setitem__(0, clock[0] + 6.0))

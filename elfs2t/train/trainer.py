@@ -89,6 +89,10 @@ class Trainer:
         device: default ``cuda:<local_rank>`` when CUDA is available, else CPU.
     """
 
+    #: the clock of the time budget (``max_minutes``); a test replaces it on the class or an instance
+    #: instead of patching ``time.monotonic`` for the whole process (which the DataLoader's waits also read)
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(self, model: nn.Module, optim_cfg: OptimConfig, train_cfg: TrainConfig, exp_dir: str | Path,
                  train_loader: Iterable, valid_loader: Optional[Iterable] = None,
                  on_validate: Optional[ValidateHook] = None, *, batch_size: Optional[int] = None,
@@ -103,7 +107,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, optim_cfg, batch_size)
         self._prior_seconds = 0.0  # training seconds of earlier invocations (from the resumed checkpoint)
         self._elapsed = 0.0  # training seconds of the run, averaged over processes (set by _out_of_time)
-        self._start: Optional[float] = None  # time.monotonic() when fit started
+        self._start: Optional[float] = None  # self.clock() when fit started
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.progress)
         self.ema = Ema(self.module, optim_cfg.ema_decay, optim_cfg.ema_warmup) if optim_cfg.ema_decay > 0 else None
         self.stream = BatchStream(train_loader, seed=train_cfg.seed, max_epochs=train_cfg.max_epochs)
@@ -295,7 +299,7 @@ class Trainer:
     def _out_of_time(self) -> bool:
         """Update the run's training seconds (this invocation's since :meth:`fit` started plus the resumed ones);
         True once they pass max_minutes. Collective under torchrun (every process calls it)."""
-        seconds = time.monotonic() - self._start
+        seconds = self.clock() - self._start
         if self.cfg.max_minutes <= 0:
             self._elapsed = self._prior_seconds + seconds
             return False
@@ -319,7 +323,7 @@ class Trainer:
             setup_file_logging(self.exp_dir)
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
-        self._start = time.monotonic()
+        self._start = self.clock()
         cfg = self.cfg
         # learning curves (elfs2t.bin.learning_curves) measure wall time from this line of train.log
         log.info("training starts at step %d (max_steps %s, max_minutes %s)", self.step, cfg.max_steps or "-",
@@ -365,6 +369,9 @@ class Trainer:
                     not cfg.valid_every or self.step % cfg.valid_every != 0):
                 valid = self.validate()
         finally:
+            # end the epoch's DataLoader iterator now, also when a step raised (the traceback would keep it, and
+            # non-persistent workers, alive until garbage collection; persistent ones live with the loader)
+            batches.close()
             pbar.close()
             if self.writer is not None:
                 self.writer.close()
