@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from elfs2t.bin import decode as decode_bin
@@ -78,3 +79,21 @@ def test_decode_refuses_model_overrides(trained):
     tmp, _, exp = trained
     with pytest.raises(ConfigError, match="only decode"):
         decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={tmp}/feats/cuts.jsonl.gz", "elf.stack=4"])
+
+
+def test_a_training_run_repeats_itself_from_its_seed(trained):
+    """train.seed fixes the initial weights (and with them, on a step budget, the whole run): two runs of one
+    config end with identical weights; another seed starts elsewhere."""
+    from elfs2t.train.checkpoint import load_checkpoint
+
+    tmp, conf, _ = trained
+
+    def weights(name, *overrides):
+        exp = tmp / "exp" / name
+        assert train_bin.main(["--conf", str(conf), "--exp-dir", str(exp), "train.max_steps=2", *overrides]) == 0
+        return load_checkpoint(exp / "last.pt")["model"]
+
+    first, again, other = weights("seed_a"), weights("seed_b"), weights("seed_c", "train.seed=5")
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)

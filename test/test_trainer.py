@@ -136,7 +136,7 @@ def test_a_resumed_time_budgeted_run_continues_its_schedule(tmp_path, monkeypatc
     assert out3["stopped_by"] == "max_minutes" and out3["step"] == 11 and out3["losses"] == []
 
 
-def test_learning_rate_decays_with_the_run_progress(tmp_path):
+def test_learning_rate_decays_with_the_run_progress(tmp_path, caplog):
     # steps budget: progress = step / max_steps; the rate falls linearly over the last half to 0
     t = Trainer(make_model(), optim_cfg(warmup_steps=0, decay_frac=0.5), train_cfg(max_steps=8), tmp_path / "s",
                 make_loader(n=64))
@@ -154,8 +154,13 @@ def test_learning_rate_decays_with_the_run_progress(tmp_path):
     # time budget: progress is the run's elapsed share of max_minutes, the further of the two
     t2 = Trainer(make_model(), optim_cfg(), train_cfg(max_steps=100, max_minutes=2.0), tmp_path / "t", make_loader())
     t2._elapsed = 60.0
-    assert t2.progress(10) == pytest.approx(0.5)
-    assert t2.progress(80) == pytest.approx(0.8)
+    assert t2.progress(80) == pytest.approx(0.8) and not t2._clock_leads  # the steps lead: a repeatable run
+    with caplog.at_level("WARNING", logger="elfs2t.train.trainer"):
+        assert t2.progress(10) == pytest.approx(0.5)
+        assert t2.progress(11) == pytest.approx(0.5)
+    assert [r.getMessage() for r in caplog.records].count(
+        "step 10: the clock (1.0 of 2.0 min) is ahead of the step budget (10 of 100): the schedule follows the "
+        "clock from here, so this run will not repeat exactly") == 1
 
 
 def test_begin_step_hook_gets_the_step_and_progress(tmp_path):

@@ -15,6 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
+
 from elfs2t.config import load_config, unstructure
 from elfs2t.data.dataset import S2TDataset, filter_cuts, load_sets, target_text
 from elfs2t.experiment import ExperimentConfig, build_model, check_for_ddp, hypothesis_fn
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     check_for_ddp(cfg, info.world_size)
     if info.is_main:
         prepare_exp_dir(args.exp_dir, cfg, overwrite=args.overwrite)
+    torch.manual_seed(cfg.train.seed)  # the initial weights: the same on every process and every run
     model = build_model(cfg)
 
     data = cfg.data

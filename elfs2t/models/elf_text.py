@@ -214,6 +214,7 @@ def pretrain_text(cfg: PretrainTextConfig, exp_dir: str | Path, text_file: str |
         raise FileExistsError(f"{exp_dir} already holds checkpoints: resume, or use another exp dir")
     prepare_exp_dir(exp_dir, cfg, overwrite=overwrite)
     corpus = TextLineDataset(text_file, paired=cfg.model.conditional)
+    torch.manual_seed(cfg.train.seed)  # the initial weights
     model = TextElf(cfg.model, text_space=text_space)
     if cfg.model.token_shortlist:  # fixed before the optimiser is built; a resume loads the same one
         model.set_token_shortlist(corpus.texts())

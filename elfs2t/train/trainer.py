@@ -108,6 +108,7 @@ class Trainer:
         self._prior_seconds = 0.0  # training seconds of earlier invocations (from the resumed checkpoint)
         self._elapsed = 0.0  # training seconds of the run, averaged over processes (set by _out_of_time)
         self._start: Optional[float] = None  # self.clock() when fit started
+        self._clock_leads = False  # progress() has followed max_minutes instead of max_steps (logged once)
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.progress)
         self.ema = Ema(self.module, optim_cfg.ema_decay, optim_cfg.ema_warmup) if optim_cfg.ema_decay > 0 else None
         self.stream = BatchStream(train_loader, seed=train_cfg.seed, max_epochs=train_cfg.max_epochs)
@@ -294,6 +295,11 @@ class Trainer:
         fracs = [step / self.cfg.max_steps] if self.cfg.max_steps else []
         if self.cfg.max_minutes > 0:
             fracs.append(self._elapsed / (60.0 * self.cfg.max_minutes))
+            if len(fracs) == 2 and fracs[1] > fracs[0] and not self._clock_leads:
+                self._clock_leads = True
+                log.warning("step %d: the clock (%.1f of %.1f min) is ahead of the step budget (%d of %d): the "
+                            "schedule follows the clock from here, so this run will not repeat exactly",
+                            step, self._elapsed / 60.0, self.cfg.max_minutes, step, self.cfg.max_steps)
         return min(1.0, max(fracs, default=0.0))
 
     def _out_of_time(self) -> bool:
