@@ -154,13 +154,14 @@ def test_learning_rate_decays_with_the_run_progress(tmp_path, caplog):
     # time budget: progress is the run's elapsed share of max_minutes, the further of the two
     t2 = Trainer(make_model(), optim_cfg(), train_cfg(max_steps=100, max_minutes=2.0), tmp_path / "t", make_loader())
     t2._elapsed = 60.0
-    assert t2.progress(80) == pytest.approx(0.8) and not t2._clock_leads  # the steps lead: a repeatable run
+    assert t2.progress(80) == pytest.approx(0.8)  # the steps lead: a repeatable run
+    assert t2.progress(49) == pytest.approx(0.5) and not t2._clock_leads  # less than a step ahead: not yet
     with caplog.at_level("WARNING", logger="elfs2t.train.trainer"):
         assert t2.progress(10) == pytest.approx(0.5)
         assert t2.progress(11) == pytest.approx(0.5)
     assert [r.getMessage() for r in caplog.records].count(
-        "step 10: the clock (1.0 of 2.0 min) is ahead of the step budget (10 of 100): the schedule follows the "
-        "clock from here, so this run will not repeat exactly") == 1
+        "step 10: the clock (1.00 of 2.0 min) is ahead of the step budget (10 of 100 steps): the schedule follows "
+        "the clock from here, so this run will not repeat exactly") == 1
 
 
 def test_begin_step_hook_gets_the_step_and_progress(tmp_path):

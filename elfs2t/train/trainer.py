@@ -295,10 +295,12 @@ class Trainer:
         fracs = [step / self.cfg.max_steps] if self.cfg.max_steps else []
         if self.cfg.max_minutes > 0:
             fracs.append(self._elapsed / (60.0 * self.cfg.max_minutes))
-            if len(fracs) == 2 and fracs[1] > fracs[0] and not self._clock_leads:
+            # a clock more than a step ahead of the steps sets the schedule (the start-up's fraction of a step
+            # does not move any step's learning rate or curriculum)
+            if len(fracs) == 2 and fracs[1] > (step + 1) / self.cfg.max_steps and not self._clock_leads:
                 self._clock_leads = True
-                log.warning("step %d: the clock (%.1f of %.1f min) is ahead of the step budget (%d of %d): the "
-                            "schedule follows the clock from here, so this run will not repeat exactly",
+                log.warning("step %d: the clock (%.2f of %.1f min) is ahead of the step budget (%d of %d steps): "
+                            "the schedule follows the clock from here, so this run will not repeat exactly",
                             step, self._elapsed / 60.0, self.cfg.max_minutes, step, self.cfg.max_steps)
         return min(1.0, max(fracs, default=0.0))
 
