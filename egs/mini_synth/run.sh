@@ -18,7 +18,7 @@ nj=2                  # parallel jobs (synthesis, data preparation, feature cach
 ngpu=0                # GPUs per node (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
 conf=conf             # config folder: pretrain_text.yaml, pretrain_lm.yaml, train_<task>[_ar].yaml
-train_opts=""         # config overrides for every stage-3/4 training, e.g. "train.max_minutes=10"
+train_opts=""         # config overrides for every stage-3/4 training, e.g. "train.max_steps=1000 train.max_minutes=10"
 seed=0                # corpus synthesis seed
 num_train=3000        # synthesized training utterances (per task)
 num_dev=200           # dev utterances
@@ -192,7 +192,7 @@ if model_stage_begin 3 ar "causal LM pre-trained on the training text"; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 4: training on the cached features, same data and time budget:
+# Stage 4: training on the cached features, same data and the same minutes (ELF-S2T on a step budget inside them):
 #   elf: ELF-S2T with audio forcing (conf/train_<task>.yaml) -> exp/<task>_elf/
 #   ar:  AR speech-LLM baseline (conf/train_<task>_ar.yaml) -> exp/<task>_ar/
 nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu

@@ -20,7 +20,9 @@ class TrainConfig:
     """Stop after this many passes over the training data (0: no epoch limit)."""
     max_minutes: float = 0.0
     """Wall-time budget of the run in minutes, the training time of resumed invocations included (checkpoints
-    carry it); a checkpoint is written at the stop (0: none)."""
+    carry it); a checkpoint is written at the stop (0: none). The schedule (rate decay, ``begin_step`` curricula)
+    follows the further of steps / max_steps and minutes / max_minutes: with a max_steps this machine reaches in
+    time, the minutes are only a cap and a run repeats itself; once the clock leads, the trainer logs it."""
     grad_accum: int = 1
     """Batches per optimiser step (gradient accumulation)."""
     log_every: int = 50
@@ -36,7 +38,8 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Autocast: auto = bfloat16 on CUDA, float32 on CPU."""
     seed: int = 1234
-    """Seed of model init noise and training randomness (each process adds its rank)."""
+    """Seed of the initial weights (``elfs2t.bin.train``, ``pretrain_text``, ``pretrain_lm``: the same on every
+    process) and of the training randomness (each process adds its rank)."""
     num_workers: int = 0
     """DataLoader worker processes."""
     pin_memory: bool = False
