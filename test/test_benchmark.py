@@ -69,18 +69,37 @@ def test_decode_benchmark_times_the_ctc_draft_start_beside_noise(tmp_path, capsy
     assert (tmp_path / "speed_accuracy.png").stat().st_size > 0  # n=0 on the steps axis
 
 
+def test_decode_benchmark_times_the_rescored_draft(tmp_path, capsys):
+    """start rescore: the recipe's ASR output (sampler.refine: rescore), unguided, n = noise draws per level, no
+    n=0 row of its own (the ctc start's n=0 is the draft) and no FLOP count (the candidates depend on the draft)."""
+    assert benchmark.main(["decode", *TINY, "--kinds", "self", "--no-ar", "--starts", "ctc", "rescore", "--steps", "0",
+                           "2", "--latency-utts", "1", "--baseline", "elf"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    label = "elf-s2t random-tiny-self"
+    assert set(rows) == {f"{label} ctc@0.6 n=0 g=1", f"{label} ctc@0.6 n=2 g=1", f"{label} ctc@0.6 n=2 g=2",
+                         f"{label} rescore n=2 g=1"}
+    rescored = rows[f"{label} rescore n=2 g=1"]
+    assert rescored["start"] == "rescore" and rescored["steps"] == "2" and rescored["GFLOP/utt"] == "-"
+    assert float(rescored["utt/s"]) > 0 and float(rows[f"{label} ctc@0.6 n=0 g=1"]["GFLOP/utt"]) > 0
+
+
 def test_decode_bench_config_checks_steps_and_starts():
     from elfs2t.bench.decode import DecodeBenchConfig
     from elfs2t.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"^steps=\[0, 4\]: .*needs starts ctc"):
         DecodeBenchConfig(steps=[0, 4]).validate()  # noise only: the draft alone does not exist
-    with pytest.raises(ConfigError, match=r"^steps=\[0\]: start noise needs"):
+    with pytest.raises(ConfigError, match=r"^steps=\[0\]: starts noise and rescore need"):
         DecodeBenchConfig(steps=[0], starts=["noise", "ctc"]).validate()
     with pytest.raises(ConfigError, match=r"^steps=\[-1\]"):
         DecodeBenchConfig(steps=[-1], starts=["ctc"]).validate()
     with pytest.raises(ConfigError, match=r"^starts="):
         DecodeBenchConfig(starts=["ctc", "draft"]).validate()
+    with pytest.raises(ConfigError, match=r"^steps=\[0\]: starts noise and rescore need a step count >= 1"):
+        DecodeBenchConfig(steps=[0], starts=["ctc", "rescore"]).validate()
+    with pytest.raises(ConfigError, match=r"^steps=\[0, 4\]: .*needs starts ctc"):
+        DecodeBenchConfig(steps=[0, 4], starts=["rescore"]).validate()
+    DecodeBenchConfig(steps=[4], starts=["rescore"]).validate()
     with pytest.raises(ConfigError, match=r"^t_start="):
         DecodeBenchConfig(starts=["ctc"], t_start=1.0).validate()
     DecodeBenchConfig(steps=[0], starts=["ctc"]).validate()
@@ -99,7 +118,7 @@ def test_decode_bench_ctc_start_needs_a_ctc_trained_experiment(monkeypatch):
     monkeypatch.setattr(decode, "load_trained_model", lambda exp: (model, ecfg))
     utts = synthetic_utterances(2, feat_dim=16, min_duration=0.5, max_duration=1.0, audio=False)
     cfg = decode.DecodeBenchConfig(elf_exps=["exp/no_ctc"], starts=["noise", "ctc"], steps=[1], no_ar=True)
-    with pytest.raises(ValueError, match=r"exp/no_ctc: start ctc needs .*ctc_weight > 0"):
+    with pytest.raises(ValueError, match=r"exp/no_ctc: starts ctc and rescore need .*ctc_weight > 0"):
         decode.run_decode_bench(cfg, utts)
 
 

@@ -15,8 +15,11 @@ Every system decodes one untimed warm-up batch and one single utterance first (l
 ELF-S2T starts (``starts``): ``noise`` (ELF's sampler) and ``ctc`` (draft and refine: the model's greedy CTC
 readout of its audio slots, encoded by the frozen text encoder, put on the path at ``t_start`` and refined
 by ``steps`` steps; ``steps = 0`` times the draft alone, one forward plus the token head over the audio
-slots, without guidance). ``ctc`` needs a model trained with ``elf.ctc_weight > 0``; random-weight models are
-built with a CTC weight then (timing only). The frozen text encoder runs on ``device`` (in float32; ``ElfS2T.generate``
+slots, without guidance), and ``rescore`` (the draft rescored, ``sampler.refine: rescore``: the draft and its
+one-token variants scored by the CTC plus the text slots' token head at ``steps`` noise draws per signal level,
+the model's own threshold and levels; unguided, no FLOP count since the candidates depend on the draft).
+``ctc`` and ``rescore`` need a model trained with ``elf.ctc_weight > 0``; random-weight models are built with a
+CTC weight then (timing only). The frozen text encoder runs on ``device`` (in float32; ``ElfS2T.generate``
 moves it along) and without the latent cache of trained models (a cache would serve the warm-up pass's drafts
 again in the timed pass).
 """
@@ -48,7 +51,8 @@ class DecodeBenchConfig:
     steps: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
     """ELF-S2T sampling step counts (0: the CTC draft alone, start ``ctc`` only; noise rows skip it)."""
     starts: list[str] = field(default_factory=lambda: ["noise"])
-    """ELF-S2T sampling starts: ``noise`` and/or ``ctc`` (the CTC draft put on the path at ``t_start``)."""
+    """ELF-S2T sampling starts: ``noise``, ``ctc`` (the CTC draft put on the path at ``t_start``) and/or
+    ``rescore`` (the CTC draft rescored; ``steps``: noise draws per level)."""
     t_start: float = 0.6
     """Time at which the ``ctc`` start's draft enters the path (the steps cover ``[t_start, 1]``)."""
     guidance: float = 2.0
@@ -103,15 +107,16 @@ class DecodeBenchConfig:
     """Sampling seed."""
 
     def validate(self) -> None:
-        config_check(bool(self.starts) and set(self.starts) <= {"noise", "ctc"}
-                     and len(set(self.starts)) == len(self.starts), "starts", self.starts, "must be noise and/or ctc")
+        config_check(bool(self.starts) and set(self.starts) <= {"noise", "ctc", "rescore"}
+                     and len(set(self.starts)) == len(self.starts), "starts", self.starts,
+                     "must be noise, ctc and/or rescore")
         config_check(bool(self.steps) and all(s >= 0 for s in self.steps), "steps", self.steps, "must be >= 0")
         if "ctc" not in self.starts:
             config_check(all(s >= 1 for s in self.steps), "steps", self.steps,
-                         "must be >= 1 with start noise (0, the draft alone, needs starts ctc)")
+                         "must be >= 1 without start ctc (0, the draft alone, needs starts ctc)")
         else:
-            config_check("noise" not in self.starts or any(s >= 1 for s in self.steps), "steps", self.steps,
-                         "start noise needs a step count >= 1")
+            config_check(set(self.starts) == {"ctc"} or any(s >= 1 for s in self.steps), "steps", self.steps,
+                         "starts noise and rescore need a step count >= 1")
         config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
         config_check(self.guidance > 0, "guidance", self.guidance, "must be > 0")
         config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
@@ -138,14 +143,15 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
     from elfs2t.text.latent import LatentCache
 
     models = []  # (label, model, base sampler, trained)
+    drafts = bool({"ctc", "rescore"} & set(cfg.starts))
     if cfg.elf_exps:
         for exp in cfg.elf_exps:
             model, ecfg = load_trained_model(exp)
             if ecfg.model != "elf_s2t":
                 raise ValueError(f"--elf-exp {exp}: model is {ecfg.model!r}, not elf_s2t")
-            if "ctc" in cfg.starts and model.cfg.ctc_weight <= 0:
-                raise ValueError(f"--elf-exp {exp}: start ctc needs a model trained with elf.ctc_weight > 0 "
-                                 f"(it has {model.cfg.ctc_weight}); leave ctc out of --starts")
+            if drafts and model.cfg.ctc_weight <= 0:
+                raise ValueError(f"--elf-exp {exp}: starts ctc and rescore need a model trained with "
+                                 f"elf.ctc_weight > 0 (it has {model.cfg.ctc_weight}); leave them out of --starts")
             models.append((Path(exp).name, model, ecfg.decode.sampler, True))
     else:
         from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
@@ -155,7 +161,7 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
         for kind in cfg.kinds:
             model = random_elf_s2t(cfg.size, prefix_attention=kind, feat_dim=feat_dim, stack=cfg.stack,
                                    text_len=cfg.text_len, text_space=space, seed=cfg.seed,
-                                   ctc_weight=1.0 if "ctc" in cfg.starts else 0.0)
+                                   ctc_weight=1.0 if drafts else 0.0)
             models.append((f"random-{cfg.size}-{kind}", model, SamplerConfig(), False))
     systems = []
     for label, model, base, trained in models:
@@ -170,14 +176,16 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
         pooler = getattr(encoder, "pooler", None) is not None
         for suffix, denoiser in variants:
             for start in cfg.starts:
-                tag = f"ctc@{cfg.t_start:g}" if start == "ctc" else "noise"
+                tag = {"ctc": f"ctc@{cfg.t_start:g}", "rescore": "rescore"}.get(start, start)
+                refine = {"rescore": "rescore"}.get(start, "flow")
                 for steps in cfg.steps:
-                    if start == "noise" and steps == 0:
+                    if start != "ctc" and steps == 0:  # the draft alone is the ctc start's n=0
                         continue
-                    # guidance does not apply to the draft alone
-                    for g in ([1.0] if steps == 0 else sorted({1.0, cfg.guidance})):
+                    # guidance applies to neither the draft alone nor its rescoring
+                    for g in ([1.0] if steps == 0 or start == "rescore" else sorted({1.0, cfg.guidance})):
                         sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
-                                                   "prefix_cache": True, "init": start, "t_start": cfg.t_start})
+                                                   "prefix_cache": True, "init": "noise" if start == "noise" else "ctc",
+                                                   "refine": refine, "t_start": cfg.t_start})
 
                         def run(utts, model=model, sampler=sampler, denoiser=denoiser, eager=eager):
                             model.denoiser = denoiser  # the compiled wrapper shares the eager module's weights
@@ -202,7 +210,8 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
                         name = f"elf-s2t {label}{'' if start == 'noise' else ' ' + tag} n={steps} g={g:g}{suffix}"
                         systems.append(System(name, "elf", run, False, trained,
                                               {"start": tag, "steps": steps, "g": g, "cache": "yes" if cached else "no",
-                                               "params_m": count_params(eager) / 1e6}, flops))
+                                               "params_m": count_params(eager) / 1e6},
+                                              None if start == "rescore" else flops))
     return systems
 
 

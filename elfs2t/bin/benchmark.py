@@ -2,7 +2,7 @@
 
     python -m elfs2t.bin.benchmark decode   [--cuts CUTS] [--elf-exp EXP ...] [--ar-exp EXP] \\
         [--encoder DIR|random:large-v3] [--whisper DIR] [--faster-whisper auto|DIR] [--steps 4 8 16 32 64] \\
-        [--starts noise ctc] [--t-start 0.6]
+        [--starts noise ctc rescore] [--t-start 0.6]
     python -m elfs2t.bin.benchmark train    [--cuts CUTS] [--models elf_s2t ar] [--processes 1 2]
     python -m elfs2t.bin.benchmark features [--cuts CUTS] [--encoders DIR ...]
 
@@ -56,8 +56,9 @@ def get_parser() -> argparse.ArgumentParser:
     _common(d)
     d.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32, 64],
                    help="ELF-S2T step counts (0: the CTC draft alone, with --starts ctc)")
-    d.add_argument("--starts", nargs="+", default=["noise"], choices=["noise", "ctc"],
-                   help="ELF-S2T sampling starts: noise, and/or ctc (the model's CTC draft refined from --t-start)")
+    d.add_argument("--starts", nargs="+", default=["noise"], choices=["noise", "ctc", "rescore"],
+                   help="ELF-S2T sampling starts: noise, ctc (the model's CTC draft refined from --t-start) and/or "
+                        "rescore (the CTC draft rescored by both readouts; --steps: noise draws per level)")
     d.add_argument("--t-start", type=float, default=0.6, help="time at which the ctc start's draft enters the path")
     d.add_argument("--guidance", type=float, default=2.0, help="CFG scale of the guided rows (g = 1 always runs)")
     d.add_argument("--method", default="ode", choices=["ode", "sde"], help="ELF-S2T sampler")
