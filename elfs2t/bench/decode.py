@@ -176,8 +176,7 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
         pooler = getattr(encoder, "pooler", None) is not None
         for suffix, denoiser in variants:
             for start in cfg.starts:
-                tag = {"ctc": f"ctc@{cfg.t_start:g}", "rescore": "rescore"}.get(start, start)
-                refine = {"rescore": "rescore"}.get(start, "flow")
+                tag = f"ctc@{cfg.t_start:g}" if start == "ctc" else start
                 for steps in cfg.steps:
                     if start != "ctc" and steps == 0:  # the draft alone is the ctc start's n=0
                         continue
@@ -185,7 +184,8 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
                     for g in ([1.0] if steps == 0 or start == "rescore" else sorted({1.0, cfg.guidance})):
                         sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
                                                    "prefix_cache": True, "init": "noise" if start == "noise" else "ctc",
-                                                   "refine": refine, "t_start": cfg.t_start})
+                                                   "refine": "rescore" if start == "rescore" else "flow",
+                                                   "t_start": cfg.t_start})
 
                         def run(utts, model=model, sampler=sampler, denoiser=denoiser, eager=eager):
                             model.denoiser = denoiser  # the compiled wrapper shares the eager module's weights

@@ -108,7 +108,7 @@ class Trainer:
         self._prior_seconds = 0.0  # training seconds of earlier invocations (from the resumed checkpoint)
         self._elapsed = 0.0  # training seconds of the run, averaged over processes (set by _out_of_time)
         self._start: Optional[float] = None  # self.clock() when fit started
-        self._clock_leads = False  # progress() has followed max_minutes instead of max_steps (logged once)
+        self._clock_leads = False  # the clock has run more than a step ahead of max_steps (logged once)
         self.scheduler = build_scheduler(self.optimizer, optim_cfg, self.progress)
         self.ema = Ema(self.module, optim_cfg.ema_decay, optim_cfg.ema_warmup) if optim_cfg.ema_decay > 0 else None
         self.stream = BatchStream(train_loader, seed=train_cfg.seed, max_epochs=train_cfg.max_epochs)
