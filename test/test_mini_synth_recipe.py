@@ -52,3 +52,22 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     assert "already done" in r.stderr
     timing = json.loads(next((exp / "asr_elf").glob("decode_*/asr_test/timing.json")).read_text())
     assert timing["num_utts"] == 3
+
+
+def test_mini_synth_run_sh_options():
+    """run.sh parses, documents every option in --help, and rejects an unknown --models entry early."""
+    import re
+    import subprocess
+
+    run_sh = Path(__file__).resolve().parents[1] / "egs" / "mini_synth" / "run.sh"
+    assert subprocess.run(["bash", "-n", str(run_sh)], capture_output=True).returncode == 0
+    r = subprocess.run([str(run_sh), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    head = run_sh.read_text().split("help_message=", 1)[0]
+    options = [m.group(1).replace("_", "-") for m in re.finditer(r"^([a-z_][a-z0-9_]*)=", head, re.M)]
+    assert {"models", "tasks", "ar-decode-opts", "asr-whisper", "st-whisper", "whisper-beam"} <= set(options)
+    assert not [o for o in options if not re.search(rf"^\s+--{o}\b", r.stdout, re.M)]
+    # stage 20..20 runs no stage, but the --models / --tasks checks come first
+    bad = subprocess.run([str(run_sh), "--stage", "20", "--stop-stage", "20", "--models", "elf gpt"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown model 'gpt'" in bad.stderr

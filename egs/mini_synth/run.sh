@@ -17,8 +17,9 @@ force=false           # redo stages even when their done markers exist
 nj=2                  # parallel jobs (synthesis, data preparation, feature caching; stages 5 and 7: tasks at once)
 ngpu=0                # GPUs per node (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
-conf=conf             # config folder: pretrain_text.yaml, pretrain_lm.yaml, train_<task>[_ar].yaml
+conf=conf             # config folder: pretrain_text.yaml, train_<task>[_ar].yaml
 train_opts=""         # config overrides for every stage-3/4 training, e.g. "train.max_steps=1000 train.max_minutes=10"
+ar_vocab_size=1000    # stage 3 (ar): SentencePiece BPE pieces of the AR baseline's vocabulary (data/token_list/en)
 seed=0                # corpus synthesis seed
 num_train=3000        # synthesized training utterances (per task)
 num_dev=200           # dev utterances
@@ -63,6 +64,7 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --num-nodes N          nodes for training ($num_nodes)
   --conf DIR             config folder, e.g. a copy of conf/ with bigger models ($conf)
   --train-opts "..."     overrides for stages 3-4 (pre-training and training), e.g. "train.max_steps=500" ($train_opts)
+  --ar-vocab-size N      stage 3 (ar): pieces of the AR baseline's SentencePiece vocabulary ($ar_vocab_size)
   --seed N               corpus synthesis seed ($seed)
   --num-train N          training utterances ($num_train)
   --num-dev N            dev utterances ($num_dev)
@@ -77,7 +79,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --tasks \"asr st\"      tasks to train / decode / score ($tasks)
   --models \"elf ar whisper\"  models of stages 3-6 ($models): elf = ELF-S2T (exp/<task>_elf; stage 3
                          text ELF exp/elf_text with --elf-init text), ar = AR speech-LLM baseline (stage 3
-                         causal LM exp/lm_text, exp/<task>_ar), whisper = Whisper zero-shot (stage 5 only, exp/whisper_<name>)
+                         SentencePiece vocabulary data/token_list/en, exp/<task>_ar), whisper = Whisper zero-shot
+                         (stage 5 only, exp/whisper_<name>)
   --elf-init SRC         ELF-S2T denoiser init: \"\" = from scratch, text = the stage-3 text ELF, or an ELF
                          checkpoint (file, dir, hub id) ($elf_init)
   --train-threads N      torch threads per training / decoding process ($train_threads)
@@ -175,19 +178,20 @@ target_of() { if [ "$1" = asr ]; then echo transcript; else echo translation:en;
 feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi; }
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 3: backbones pre-trained on the English training text, same data and time budget:
+# Stage 3: what the models take from the English training text (never from dev/test text):
 #   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser; only with --elf-init text)
-#   ar:  causal LM with a BPE tokenizer -> exp/lm_text/hf (the AR baseline's LM)
+#   ar:  the SentencePiece vocabulary of the targets -> data/token_list/en (the AR baseline's tokenizer; its LM
+#        starts from scratch, which learned where a pre-trained one did not, RESULTS.md session 4)
 if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
   export_lm_text
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
     --exp-dir exp/elf_text --text data/lm/train_text.txt $train_opts
   model_stage_done 3 elf
 fi
-if model_stage_begin 3 ar "causal LM pre-trained on the training text"; then
+if model_stage_begin 3 ar "subword vocabulary of the training text (SentencePiece)"; then
   export_lm_text
-  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_lm --conf "$conf/pretrain_lm.yaml" \
-    --exp-dir exp/lm_text --text data/lm/train_text.txt $train_opts
+  python -m elfs2t.bin.train_subword --text data/lm/train_text.txt --out-dir data/token_list/en \
+    --vocab-size "$ar_vocab_size"
   model_stage_done 3 ar
 fi
 
