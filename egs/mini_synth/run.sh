@@ -25,6 +25,8 @@ num_train=3000        # synthesized training utterances (per task)
 num_dev=200           # dev utterances
 num_test=200          # test utterances (seen voices)
 num_test_unseen=200   # test utterances (unseen voices)
+num_test_gen=200      # generalisation test utterances (seen voices): new sentence structures, training vocabulary
+num_test_gen_unseen=200   # generalisation test utterances (unseen voices)
 manifest_dir=data/manifests
 asr_speed_perturb="0.9 1.1"   # speed factors for the ASR training set ("": none): stage 2 writes the perturbed
                               # cuts (asr_train_sp) and caches them, stage 4 trains on both sets
@@ -46,11 +48,12 @@ asr_decode_opts="decode.sampler.init=ctc decode.sampler.refine=rescore decode.sa
                       # ELF-S2T settings for ASR only, after --decode-opts: the draft rescored by both readouts
                       # (RESULTS.md session 9; on S2TT it cost 0.7-1.4 BLEU: it drops words)
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
-decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)
+decode_sets="dev test test_unseen gen_test gen_test_unseen"   # sets decoded by ELF-S2T and AR (prefixed asr_/st_;
+                                                               # sets that stage 1 did not prepare are skipped)
 asr_whisper=$MAIN_ROOT/tools/models/whisper-tiny.en  # Whisper zero-shot ASR baseline (transcribe)
 st_whisper=$MAIN_ROOT/tools/models/whisper-base      # Whisper zero-shot S2TT baseline (translate de -> en)
 whisper_beam=1        # Whisper zero-shot beam size (1: greedy)
-whisper_sets="test test_unseen"                           # sets decoded by Whisper zero-shot
+whisper_sets="test test_unseen gen_test gen_test_unseen"      # sets decoded by Whisper zero-shot
 wer_normalizer=default  # scoring normaliser for WER: default, or whisper_en (numbers as digits, as Whisper writes them)
 
 help_message="Usage: $0 [options]
@@ -70,6 +73,9 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --num-dev N            dev utterances ($num_dev)
   --num-test N           test utterances, seen voices ($num_test)
   --num-test-unseen N    test utterances, unseen voices ($num_test_unseen)
+  --num-test-gen N       generalisation test utterances (sets <task>_gen_test): the training vocabulary in
+                         sentence structures the training grammar never produces, seen voices ($num_test_gen)
+  --num-test-gen-unseen N  the same with unseen voices (sets <task>_gen_test_unseen) ($num_test_gen_unseen)
   --manifest-dir DIR     stage-1 output ($manifest_dir)
   --asr-speed-perturb \"...\"  speed factors for extra ASR training copies, \"\" for none ($asr_speed_perturb)
   --speed-perturb-per-cut one|all  one copy per cut with a drawn factor, or one per factor ($speed_perturb_per_cut)
@@ -118,13 +124,15 @@ done
 # Stage 0: synthesize the corpus into $MINI_SYNTH
 if stage_begin 0 "synthesize the mini_synth corpus"; then
   python -m elfs2t.bin.make_mini_synth --output-dir "$MINI_SYNTH" --seed "$seed" --num-train "$num_train" \
-    --num-dev "$num_dev" --num-test "$num_test" --num-test-unseen "$num_test_unseen" --nj "$nj"
+    --num-dev "$num_dev" --num-test "$num_test" --num-test-unseen "$num_test_unseen" \
+    --num-test-gen "$num_test_gen" --num-test-gen-unseen "$num_test_gen_unseen" --nj "$nj"
   stage_done 0
 fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 1: data preparation with the LibriSpeech and CoVoST 2 code ->
-#   $manifest_dir/cuts_{asr,st}_{train,dev,test,test_unseen}.jsonl.gz
+#   $manifest_dir/cuts_{asr,st}_{train,dev,test,test_unseen}.jsonl.gz, and from the generalisation corpus (the
+#   same layouts in $MINI_SYNTH/gen) cuts_{asr,st}_{gen_test,gen_test_unseen}.jsonl.gz
 if stage_begin 1 "data preparation"; then
   python -m elfs2t.bin.prepare_data librispeech --corpus-dir "$MINI_SYNTH/LibriSpeech" --output-dir "$manifest_dir" \
     --parts train-clean-100 dev-clean test-clean test-other \
@@ -133,6 +141,17 @@ if stage_begin 1 "data preparation"; then
   python -m elfs2t.bin.prepare_data covost2 --cv-dir "$MINI_SYNTH/cv/de" \
     --covost-tsv "$MINI_SYNTH/covost/covost_v2.de_en.tsv" --src-lang de --tgt-lang en --prefix st \
     --splits train dev test test_unseen --output-dir "$manifest_dir" --nj "$nj" $(force_flag)
+  gen_parts=() gen_splits=()
+  [ "$num_test_gen" -gt 0 ] && gen_parts+=(test-clean) gen_splits+=(test)
+  [ "$num_test_gen_unseen" -gt 0 ] && gen_parts+=(test-other) gen_splits+=(test_unseen)
+  if [ "${#gen_parts[@]}" -gt 0 ]; then
+    python -m elfs2t.bin.prepare_data librispeech --corpus-dir "$MINI_SYNTH/gen/LibriSpeech" \
+      --output-dir "$manifest_dir" --parts "${gen_parts[@]}" --set-name test-clean=asr_gen_test \
+      --set-name test-other=asr_gen_test_unseen --nj "$nj" $(force_flag)
+    python -m elfs2t.bin.prepare_data covost2 --cv-dir "$MINI_SYNTH/gen/cv/de" \
+      --covost-tsv "$MINI_SYNTH/gen/covost/covost_v2.de_en.tsv" --src-lang de --tgt-lang en --prefix st_gen \
+      --splits "${gen_splits[@]}" --output-dir "$manifest_dir" --nj "$nj" $(force_flag)
+  fi
   stage_done 1
 fi
 
@@ -142,15 +161,22 @@ asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$
 st_tag=$asr_tag   # one python start-up (~8 s) less when both tasks use the same encoder (the default)
 [ "$st_encoder" = "$asr_encoder" ] || \
   st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
+prepared_sets() {  # prepared_sets TASK SPLIT...: the <task>_<split> sets that stage 1 wrote, in order (others logged)
+  local task=$1 s; shift
+  for s in "$@"; do
+    if [ -f "$manifest_dir/cuts_${task}_$s.jsonl.gz" ]; then echo "${task}_$s"
+    else log_caller "skipping set ${task}_$s: stage 1 did not prepare it ($manifest_dir/cuts_${task}_$s.jsonl.gz)"; fi
+  done
+}
 if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
-  asr_sets="asr_train asr_dev asr_test asr_test_unseen"
+  asr_sets="asr_train $(prepared_sets asr dev test test_unseen gen_test gen_test_unseen | xargs)"
   if [ -n "$asr_speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
     # shellcheck disable=SC2086  # a list of factors
     python -m elfs2t.bin.speed_perturb --cuts "$manifest_dir/cuts_asr_train.jsonl.gz" \
       --out "$manifest_dir/cuts_asr_train_sp.jsonl.gz" --factors $asr_speed_perturb --per-cut "$speed_perturb_per_cut"
     asr_sets="$asr_sets asr_train_sp"
   fi
-  st_sets="st_train st_dev st_test st_test_unseen"
+  st_sets="st_train $(prepared_sets st dev test test_unseen gen_test gen_test_unseen | xargs)"
   if [ "$st_encoder" = "$asr_encoder" ]; then asr_sets="$asr_sets $st_sets"; st_sets=""; fi  # one encoder load
   # shellcheck disable=SC2086  # set lists
   python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --nj "$nj" \
@@ -238,7 +264,7 @@ decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, i
   IFS=';' read -r -a settings <<< "$opts"
   [ "${#settings[@]}" -gt 0 ] || settings=("")
   tag=$(feat_tag_of "$task")
-  for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
+  for s in $(prepared_sets "$task" $decode_sets); do sets+=(--set "$s=dump/$tag/$s/cuts.jsonl.gz"); done
   for setting in "${settings[@]}"; do
     # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
     OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "exp/${task}_$m" \
@@ -255,7 +281,7 @@ for m in elf ar; do
 done
 if model_stage_begin 5 whisper "Whisper zero-shot decoding ($tasks)"; then
   for task in $tasks; do
-    sets=(); for s in $whisper_sets; do sets+=(--set "${task}_$s=$manifest_dir/cuts_${task}_$s.jsonl.gz"); done
+    sets=(); for s in $(prepared_sets "$task" $whisper_sets); do sets+=(--set "$s=$manifest_dir/cuts_$s.jsonl.gz"); done
     if [ "$task" = asr ]; then
       whisper_args=(--model "$asr_whisper" --task transcribe)
     else
