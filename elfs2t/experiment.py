@@ -124,6 +124,27 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         config_check(self.model in MODELS, "model", self.model, f"must be one of {sorted(MODELS)}")
+        check_tasks(self)
+
+
+def model_tasks(cfg: ExperimentConfig) -> list[str]:
+    """The task tokens of the configured model (``elf.tasks`` / ``ar.tasks``)."""
+    return getattr(cfg, MODEL_SECTIONS[cfg.model]).tasks
+
+
+def check_tasks(cfg: ExperimentConfig) -> None:
+    """Raise ConfigError unless the model has a task token for every task of ``data.train`` / ``data.valid``: with
+    task tokens configured, each set's task must be one of them; without, the training sets must share one task
+    (a model without task tokens could not tell a transcript row from a translation row)."""
+    tasks = model_tasks(cfg)
+    key = f"{MODEL_SECTIONS[cfg.model]}.tasks"
+    for name in ("train", "valid"):
+        for i, spec in enumerate(getattr(cfg.data, name)):
+            config_check(not tasks or spec.task_name in tasks, f"data.{name}[{i}].task", spec.task_name,
+                         f"is not one of the model's tasks {tasks} ({key})")
+    train_tasks = sorted({spec.task_name for spec in cfg.data.train})
+    config_check(tasks or len(train_tasks) <= 1, key, tasks,
+                 f"data.train mixes the tasks {train_tasks}: list them here, so that each row gets its task token")
 
 
 def check_for_ddp(cfg: ExperimentConfig, world_size: int) -> None:
@@ -157,6 +178,8 @@ MODELS: dict[str, Callable[[ExperimentConfig], nn.Module]] = {
     "elf_s2t": _build_elf_s2t,
     "ar": _build_ar,
 }
+MODEL_SECTIONS: dict[str, str] = {"elf_s2t": "elf", "ar": "ar"}
+"""The config section of each model type."""
 
 
 def build_model(cfg: ExperimentConfig) -> nn.Module:

@@ -19,7 +19,7 @@ import torch
 from elfs2t.config import ConfigError, dump_config, load_config
 from elfs2t.data.dataset import load_sets, SetSpec
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
-from elfs2t.experiment import ExperimentConfig, build_model, hypothesis_fn
+from elfs2t.experiment import ExperimentConfig, build_model, hypothesis_fn, model_tasks
 from elfs2t.results import decode_info
 from elfs2t.train.checkpoint import load_checkpoint, load_latest
 from elfs2t.train.distributed import barrier, cleanup, init_distributed
@@ -34,6 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=CUTS",
                    help="a test set: name and cuts manifest with cached features (repeatable)")
     p.add_argument("--target", default="transcript", help="transcript (ASR) or translation:<tgt> (S2TT)")
+    p.add_argument("--task", default=None,
+                   help="task token of a model with several tasks (default from --target: asr, st:<tgt>)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default: the latest in exp-dir)")
     p.add_argument("--tag", default=None, help="inference tag (default: from the decoding settings)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -73,11 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     model.to(info.device)
     tag = args.tag or cfg.decode.tag(cfg.model)
     lower = cfg.ar.lowercase if cfg.model == "ar" else cfg.elf.lowercase
+    task = SetSpec(cuts=Path("-"), target=args.target, task=args.task).task_name
+    if model_tasks(cfg) and task not in model_tasks(cfg):
+        raise SystemExit(f"--task {task}: the model of {args.exp_dir} has the tasks {model_tasks(cfg)}")
     for item in args.sets:
         name, sep, path = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
-        cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
+        cuts = load_sets([SetSpec(cuts=Path(path), target=args.target, task=args.task)])
         out_dir = args.exp_dir / f"decode_{tag}" / name
         summary = decode_cuts(hypothesis_fn(model, cfg, args.seed), cuts, out_dir, max_duration=cfg.decode.max_duration,
                               rank=info.rank, world_size=info.world_size, text_transform=str.lower if lower else None)
@@ -87,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                 summary = merge_shards(out_dir, info.world_size)
         if info.is_main:
             dump_config(cfg.decode, out_dir / "decode_config.yaml")
-            annotate_timing(out_dir, decode_info(cfg, model, cuts=path, train_step=state.get("step")))
+            annotate_timing(out_dir, {**decode_info(cfg, model, cuts=path, train_step=state.get("step")),
+                                      "target": args.target, "task": task})
             print(f"decoded {name}: {summary['num_utts']} utts, RTFx {summary['rtfx']:.1f} -> {out_dir}/text")
     cleanup()
     return 0
