@@ -35,7 +35,9 @@ asr_encoder=$MAIN_ROOT/tools/models/whisper-base      # Whisper for ASR features
                                                       # errors on unseen voices than tiny.en, RESULTS.md session 6)
 st_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en    # Whisper for S2TT features (tiny.en: as good as base here, 4x cheaper)
 feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
-tasks="asr st"        # which tasks stages 4-6 train, decode and score
+tasks="asr st"        # which tasks stages 4-6 train, decode and score: asr (English), st (de -> en), joint (one
+                      # model for the German audio's transcript and translation, with task tokens), cascade (the
+                      # joint models' German transcripts translated by a text-to-text ELF)
 models="elf"          # which models stages 3-6 build: elf (ELF-S2T), ar (AR baseline), whisper (zero-shot)
 elf_init=""           # ELF-S2T denoiser init: "" from scratch (measured best here), "text" the stage-3 text ELF
                       # (stage 3 trains it: exp/elf_text), or an ELF checkpoint (file, dir or hub id)
@@ -48,6 +50,7 @@ asr_decode_opts="decode.sampler.init=ctc decode.sampler.refine=rescore decode.sa
                       # ELF-S2T settings for ASR only, after --decode-opts: the draft rescored by both readouts
                       # (RESULTS.md session 9; on S2TT it cost 0.7-1.4 BLEU: it drops words)
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
+mt_decode_opts="sampler.steps=16 sampler.guidance=1"     # the cascade's text ELF: sampler overrides (one setting)
 decode_sets="dev test test_unseen gen_test gen_test_unseen"   # sets decoded by ELF-S2T and AR (prefixed asr_/st_;
                                                                # sets that stage 1 did not prepare are skipped)
 asr_whisper=$MAIN_ROOT/tools/models/whisper-tiny.en  # Whisper zero-shot ASR baseline (transcribe)
@@ -82,7 +85,14 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --asr-encoder DIR|ID   Whisper for ASR features ($asr_encoder)
   --st-encoder DIR|ID    Whisper for S2TT features ($st_encoder)
   --feat-mode MODE       trim or pad30 ($feat_mode)
-  --tasks \"asr st\"      tasks to train / decode / score ($tasks)
+  --tasks \"asr st joint\"  tasks to train / decode / score ($tasks): asr = English ASR (exp/asr_<m>), st = de->en
+                         S2TT (exp/st_<m>), joint = one model with task tokens for the German audio's transcript
+                         and translation (conf/train_joint[_ar].yaml, exp/joint_<m>; decoded as asr_de_<set> and
+                         st_<set>, German WER with the strip_accents normaliser); its stages have markers of their
+                         own (exp/.done/<model>/joint/), so adding it later runs only it; cascade = a text-to-text
+                         ELF (conf/train_mt.yaml, exp/mt_elf) translating the joint models' German transcripts
+                         (exp/cascade_<m>) and the reference transcripts (exp/mt_elf), needs joint (markers in
+                         exp/.done/elf/cascade/)
   --models \"elf ar whisper\"  models of stages 3-6 ($models): elf = ELF-S2T (exp/<task>_elf; stage 3
                          text ELF exp/elf_text with --elf-init text), ar = AR speech-LLM baseline (stage 3
                          SentencePiece vocabulary data/token_list/en, exp/<task>_ar), whisper = Whisper zero-shot
@@ -98,6 +108,7 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --asr-decode-opts \"...\" ELF-S2T decoding settings for the ASR task only, after --decode-opts
                          ($asr_decode_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
+  --mt-decode-opts \"...\" sampler.* overrides of the cascade's text ELF ($mt_decode_opts)
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
   --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
@@ -117,8 +128,10 @@ for m in $models; do
   case "$m" in elf|ar|whisper) ;; *) die "--models: unknown model '$m' (elf, ar, whisper)" ;; esac
 done
 for t in $tasks; do
-  case "$t" in asr|st) ;; *) die "--tasks: unknown task '$t' (asr, st)" ;; esac
+  case "$t" in asr|st|joint|cascade) ;; *) die "--tasks: unknown task '$t' (asr, st, joint, cascade)" ;; esac
 done
+single_tasks=$(for t in $tasks; do case "$t" in asr|st) echo "$t" ;; esac; done | xargs)  # a model each
+has_task() { [[ " $tasks " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: synthesize the corpus into $MINI_SYNTH
@@ -196,18 +209,31 @@ model_stage_begin() {  # model_stage_begin N MODEL DESC: stage_begin with the mo
   done_dir=exp/.done/$m stage_begin "$n" "$* [$m]"
 }
 model_stage_done() { done_dir=exp/.done/$2 stage_done "$1"; }
+joint_stage_begin() {  # joint_stage_begin N MODEL DESC: the joint task's stage N of MODEL (its own markers)
+  local n=$1 m=$2; shift 2
+  has_task joint && has_model "$m" || return 1
+  done_dir=exp/.done/$m/joint stage_begin "$n" "$* [$m, joint]"
+}
+joint_stage_done() { done_dir=exp/.done/$2/joint stage_done "$1"; }
+cascade_stage_begin() {  # cascade_stage_begin N DESC: the cascade's stage N (a text ELF: model elf's markers)
+  local n=$1; shift
+  has_task cascade && has_model elf || return 1
+  done_dir=exp/.done/elf/cascade stage_begin "$n" "$* [cascade]"
+}
+cascade_stage_done() { done_dir=exp/.done/elf/cascade stage_done "$1"; }
 export_lm_text() {  # the English training text of both tasks (ASR transcripts, S2TT translations)
   python -m elfs2t.bin.export_text --out data/lm/train_text.txt --lowercase \
     --set "$manifest_dir/cuts_asr_train.jsonl.gz=transcript" --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
 }
-target_of() { if [ "$1" = asr ]; then echo transcript; else echo translation:en; fi; }
+target_of() { if [ "$1" = asr ]; then echo transcript; else echo translation:en; fi; }  # asr or st
 feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi; }
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 3: what the models take from the English training text (never from dev/test text):
 #   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser; only with --elf-init text)
 #   ar:  the SentencePiece vocabulary of the targets -> data/token_list/en (the AR baseline's tokenizer; its LM
-#        starts from scratch, which learned where a pre-trained one did not, RESULTS.md session 4)
+#        starts from scratch, which learned where a pre-trained one did not, RESULTS.md session 4); for the joint
+#        task that of the German transcripts and English translations -> data/token_list/de_en
 if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
   export_lm_text
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
@@ -220,11 +246,19 @@ if model_stage_begin 3 ar "subword vocabulary of the training text (SentencePiec
     --vocab-size "$ar_vocab_size"
   model_stage_done 3 ar
 fi
+if joint_stage_begin 3 ar "subword vocabulary of the German transcripts and English translations"; then
+  python -m elfs2t.bin.export_text --out data/lm/train_text_de_en.txt --lowercase \
+    --set "$manifest_dir/cuts_st_train.jsonl.gz=transcript" --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
+  python -m elfs2t.bin.train_subword --text data/lm/train_text_de_en.txt --out-dir data/token_list/de_en \
+    --vocab-size "$ar_vocab_size"
+  joint_stage_done 3 ar
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 4: training on the cached features, same data and the same minutes (ELF-S2T on a step budget inside them):
 #   elf: ELF-S2T with audio forcing (conf/train_<task>.yaml) -> exp/<task>_elf/
 #   ar:  AR speech-LLM baseline (conf/train_<task>_ar.yaml) -> exp/<task>_ar/
+#   (task joint: conf/train_joint[_ar].yaml -> exp/joint_<model>/, after the other tasks)
 nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
 job_threads=$(( train_threads / train_jobs )); [ "$job_threads" -ge 1 ] || job_threads=1
 train_task() {  # train_task MODEL TASK: one stage-4 training
@@ -243,71 +277,167 @@ train_task() {  # train_task MODEL TASK: one stage-4 training
     --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" "${data[@]}" $train_opts
 }
 for m in elf ar; do
-  if model_stage_begin 4 "$m" "training ($tasks)"; then
+  if [ -n "$single_tasks" ] && model_stage_begin 4 "$m" "training ($single_tasks)"; then
     jobs_init "$train_jobs"  # up to $train_jobs tasks at once, each with its output in exp/<task>_<m>/train.out
-    for task in $tasks; do jobs_run "training ${task}_$m" "exp/${task}_$m/train.out" train_task "$m" "$task"; done
+    for task in $single_tasks; do jobs_run "training ${task}_$m" "exp/${task}_$m/train.out" train_task "$m" "$task"; done
     jobs_wait "stage 4: training"
     model_stage_done 4 "$m"
   fi
 done
+if has_task joint; then
+  jobs_init "$train_jobs"  # the models' joint trainings at once (--train-jobs), output in exp/joint_<m>/train.out
+  joint_models=()
+  for m in elf ar; do
+    if joint_stage_begin 4 "$m" "training"; then
+      jobs_run "training joint_$m" "exp/joint_$m/train.out" train_task "$m" joint
+      joint_models+=("$m")
+    fi
+  done
+  jobs_wait "stage 4: joint training"
+  for m in "${joint_models[@]}"; do joint_stage_done 4 "$m"; done
+fi
+if cascade_stage_begin 4 "text-to-text ELF on the German / English training pairs -> exp/mt_elf"; then
+  python -m elfs2t.bin.export_text --out data/lm/train_de_en.tsv --lowercase --source transcript \
+    --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
+  # shellcheck disable=SC2086  # --train-opts is a list of overrides
+  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/train_mt.yaml" \
+    --exp-dir exp/mt_elf --text data/lm/train_de_en.tsv $train_opts
+  cascade_stage_done 4
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref,timing.json}
 #   elf: CFG decoding, one run per --decode-opts setting;  ar: greedy / beam, one run per --ar-decode-opts setting
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
 job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
-decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn
-  local m=$1 task=$2 tag setting s sets=() opts settings
-  opts=$decode_opts
-  [ "$m" = ar ] && opts=$ar_decode_opts
-  [ "$m" = elf ] && [ "$task" = asr ] && [ -n "$asr_decode_opts" ] && opts="$opts;$asr_decode_opts"
+decode_sets_of() {  # decode_sets_of NAME SRC SETS...: --set NAME_<s>=<features of SRC_<s>> for the prepared sets
+  local name=$1 src=$2 s tag; shift 2
+  tag=$(feat_tag_of "$src")
+  for s in $(prepared_sets "$src" "$@"); do echo "--set ${name}_${s#"${src}"_}=dump/$tag/$s/cuts.jsonl.gz"; done
+}
+decode_run() {  # decode_run EXP TARGET OPTS SET_ARGS...: every ';'-separated decoding setting of OPTS, in turn
+  local exp=$1 target=$2 opts=$3 setting settings; shift 3
   IFS=';' read -r -a settings <<< "$opts"
   [ "${#settings[@]}" -gt 0 ] || settings=("")
-  tag=$(feat_tag_of "$task")
-  for s in $(prepared_sets "$task" $decode_sets); do sets+=(--set "$s=dump/$tag/$s/cuts.jsonl.gz"); done
   for setting in "${settings[@]}"; do
     # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
-    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "exp/${task}_$m" \
-      --target "$(target_of "$task")" "${sets[@]}" $setting || return 1
+    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "$exp" --target "$target" "$@" $setting \
+      || return 1
   done
 }
+decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn (joint: both of its tasks)
+  local m=$1 task=$2 opts asr_opts
+  opts=$decode_opts; [ "$m" = ar ] && opts=$ar_decode_opts
+  asr_opts=$opts; [ "$m" = elf ] && [ -n "$asr_decode_opts" ] && asr_opts="$opts;$asr_decode_opts"
+  # shellcheck disable=SC2046  # decode_sets_of prints --set arguments
+  case "$task" in
+    asr) decode_run exp/asr_$m transcript "$asr_opts" $(decode_sets_of asr asr $decode_sets) ;;
+    st) decode_run exp/st_$m translation:en "$opts" $(decode_sets_of st st $decode_sets) ;;
+    joint) decode_run exp/joint_$m transcript "$asr_opts" $(decode_sets_of asr_de st $decode_sets) \
+             && decode_run exp/joint_$m translation:en "$opts" $(decode_sets_of st st $decode_sets) ;;
+  esac
+}
 for m in elf ar; do
-  if model_stage_begin 5 "$m" "decoding ($tasks)"; then
+  if [ -n "$single_tasks" ] && model_stage_begin 5 "$m" "decoding ($single_tasks)"; then
     jobs_init "$nj"  # the tasks at once (--nj), each with its output in exp/<task>_<m>/decode.out
-    for task in $tasks; do jobs_run "decoding ${task}_$m" "exp/${task}_$m/decode.out" decode_task "$m" "$task"; done
+    for task in $single_tasks; do
+      jobs_run "decoding ${task}_$m" "exp/${task}_$m/decode.out" decode_task "$m" "$task"
+    done
     jobs_wait "stage 5: decoding"
     model_stage_done 5 "$m"
   fi
 done
-if model_stage_begin 5 whisper "Whisper zero-shot decoding ($tasks)"; then
-  for task in $tasks; do
-    sets=(); for s in $(prepared_sets "$task" $whisper_sets); do sets+=(--set "$s=$manifest_dir/cuts_$s.jsonl.gz"); done
-    if [ "$task" = asr ]; then
-      whisper_args=(--model "$asr_whisper" --task transcribe)
-    else
-      whisper_args=(--model "$st_whisper" --task translate --language de)
+if has_task joint; then
+  jobs_init "$nj"  # the models' joint decodes at once, output in exp/joint_<m>/decode.out
+  joint_models=()
+  for m in elf ar; do
+    if joint_stage_begin 5 "$m" "decoding"; then
+      jobs_run "decoding joint_$m" "exp/joint_$m/decode.out" decode_task "$m" joint
+      joint_models+=("$m")
     fi
-    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.whisper_decode "${whisper_args[@]}" \
-      --target "$(target_of "$task")" --beam-size "$whisper_beam" "${sets[@]}"
+  done
+  jobs_wait "stage 5: joint decoding"
+  for m in "${joint_models[@]}"; do joint_stage_done 5 "$m"; done
+fi
+whisper_task() {  # whisper_task NAME SRC TARGET ARGS...: Whisper zero-shot on the prepared SRC_<set> sets
+  local name=$1 src=$2 target=$3 s sets=(); shift 3
+  for s in $(prepared_sets "$src" $whisper_sets); do sets+=(--set "${name}_${s#"${src}"_}=$manifest_dir/cuts_$s.jsonl.gz"); done
+  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.whisper_decode "$@" --target "$target" \
+    --beam-size "$whisper_beam" "${sets[@]}"
+}
+if [ -n "$single_tasks" ] && model_stage_begin 5 whisper "Whisper zero-shot decoding ($single_tasks)"; then
+  for task in $single_tasks; do
+    if [ "$task" = asr ]; then
+      whisper_task asr asr transcript --model "$asr_whisper" --task transcribe
+    else
+      whisper_task st st translation:en --model "$st_whisper" --task translate --language de
+    fi
   done
   model_stage_done 5 whisper
 fi
+if joint_stage_begin 5 whisper "Whisper zero-shot German transcription"; then  # the joint task's German ASR sets
+  whisper_task asr_de st transcript --model "$st_whisper" --task transcribe --language de
+  joint_stage_done 5 whisper
+fi
+if cascade_stage_begin 5 "translation of the joint models' German transcripts (and of the references)"; then
+  translated=0
+  for src in exp/joint_*/decode_*/asr_de_*/text; do  # every German ASR decode -> exp/cascade_<m>/decode_<inf>_mt/
+    [ -f "$src" ] || continue
+    dir=$(dirname "$src"); set_name=st_${dir##*/asr_de_}; inf=$(basename "$(dirname "$dir")")
+    m=$(basename "$(dirname "$(dirname "$dir")")"); m=${m#joint_}
+    [ -f "$manifest_dir/cuts_$set_name.jsonl.gz" ] || continue
+    # shellcheck disable=SC2086  # sampler overrides
+    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf --source "$src" \
+      --ref "$manifest_dir/cuts_$set_name.jsonl.gz" --out-dir "exp/cascade_$m/${inf}_mt/$set_name" $mt_decode_opts
+    translated=$((translated + 1))
+  done
+  [ "$translated" -gt 0 ] || die "the cascade translates the joint models' German transcripts (exp/joint_<m>/decode_*/asr_de_*): none found, add joint to --tasks"
+  for set_name in $(prepared_sets st $decode_sets); do  # the reference transcripts: the translation model alone
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf \
+      --source "$manifest_dir/cuts_$set_name.jsonl.gz" --ref "$manifest_dir/cuts_$set_name.jsonl.gz" \
+      --out-dir "exp/mt_elf/decode_ref_mt/$set_name" $mt_decode_opts
+  done
+  cascade_stage_done 5
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 6: scoring -> result.txt per set (WER for asr_* sets, BLEU/chrF for st_* sets), then the
-# comparison table of every scored decode: exp/results.md (per set: ELF-S2T settings, AR, Whisper)
+# Stage 6: scoring -> result.txt per set (WER for asr_* sets, BLEU/chrF for st_* sets; the German transcripts of
+# the joint task, asr_de_*, with the strip_accents normaliser for every model: MiniLM, ELF-S2T's text space, has no
+# umlauts), then the comparison table of every scored decode: exp/results.md (per set: ELF-S2T settings, AR, Whisper)
+score_decodes() {  # score_decodes SET_GLOB DECODE_DIR_GLOB...: result.txt in every decoded set folder matching
+  local sets=$1 dir metric norm; shift
+  for dir in "$@"; do
+    [ -f "$dir/text" ] || continue
+    # shellcheck disable=SC2254  # SET_GLOB is a pattern
+    case "$(basename "$dir")" in $sets) ;; *) continue ;; esac
+    case "$(basename "$dir")" in
+      asr_de_*) metric=wer norm=strip_accents ;;
+      asr_*) metric=wer norm=$wer_normalizer ;;
+      *) metric=bleu norm=$wer_normalizer ;;
+    esac
+    python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" \
+      --normalizer "$norm" --out-dir "$dir" >/dev/null
+  done
+}
+exp_glob() { case "$1" in elf) echo "exp/*_elf" ;; ar) echo "exp/*_ar" ;; whisper) echo "exp/whisper_*" ;; esac; }
 for m in $models; do
-  if model_stage_begin 6 "$m" "scoring"; then
-    case "$m" in elf) pattern="exp/*_elf" ;; ar) pattern="exp/*_ar" ;; whisper) pattern="exp/whisper_*" ;; esac
-    for dir in $pattern/decode_*/*/; do
-      [ -f "$dir/text" ] || continue
-      case "$(basename "$dir")" in asr_*) metric=wer ;; *) metric=bleu ;; esac
-      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" \
-        --normalizer "$wer_normalizer" --out-dir "$dir" >/dev/null
-    done
+  if [ -n "$single_tasks" ] && model_stage_begin 6 "$m" "scoring"; then
+    # shellcheck disable=SC2046  # the decode folders of the model's experiments
+    score_decodes "*" $(exp_glob "$m")/decode_*/*/
     model_stage_done 6 "$m"
   fi
+  if joint_stage_begin 6 "$m" "scoring"; then
+    # shellcheck disable=SC2046
+    if [ "$m" = whisper ]; then score_decodes "asr_de_*" exp/whisper_*/decode_*/*/
+    else score_decodes "*" exp/joint_$m/decode_*/*/; fi
+    joint_stage_done 6 "$m"
+  fi
 done
+if cascade_stage_begin 6 "scoring"; then
+  score_decodes "st_*" exp/cascade_*/decode_*/*/ exp/mt_elf/decode_*/*/
+  cascade_stage_done 6
+fi
 if stage_in_range 6; then
   python -m elfs2t.bin.score --results-table . --results-out exp/results.md
   cat exp/results.md
@@ -316,7 +446,8 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Stage 7: analysis (DESIGN §2.6)
 #   error analysis of every decode of the test sets, one report per experiment: exp/<tag>/analysis/report.md
-#     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's)
+#     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's; the joint task's German
+#     transcripts are left out: the word lists are English)
 #   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/
 #   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g, the first
 #     --decode-opts setting otherwise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
@@ -332,8 +463,10 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
   }
   for exp_dir in exp/*/; do
     exp_dir=${exp_dir%/}
+    [ "$exp_dir" != exp/mt_elf ] || continue  # a text-to-text model (its inputs are no audio): nothing to analyse
     dirs=()
     for d in "$exp_dir"/decode_*/*_test "$exp_dir"/decode_*/*_test_unseen; do
+      case "$(basename "$d")" in asr_de_*) continue ;; esac  # German: the word lists (--vocab-text) are English
       [ -f "$d/text" ] && dirs+=(--decode-dir "$d")
     done
     [ "${#dirs[@]}" -gt 0 ] || continue
@@ -351,7 +484,7 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
     jobs_run "ASR vs S2TT analysis ($m)" "exp/analysis/asr_vs_st_$m/analyze.out" analyze "exp/analysis/asr_vs_st_$m" "${dirs[@]}"
   done
   IFS=';' read -r -a settings <<< "$decode_opts"
-  for task in $tasks; do
+  for task in $single_tasks; do
     [ -f "exp/${task}_elf/config.yaml" ] || continue
     # shellcheck disable=SC2086  # the first decoding setting is a list of decode.* overrides
     jobs_run "audio reliance of ${task}_elf" "exp/${task}_elf/analysis/audio_reliance.out" \
