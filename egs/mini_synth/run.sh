@@ -147,6 +147,12 @@ fi
 #   $manifest_dir/cuts_{asr,st}_{train,dev,test,test_unseen}.jsonl.gz, and from the generalisation corpus (the
 #   same layouts in $MINI_SYNTH/gen) cuts_{asr,st}_{gen_test,gen_test_unseen}.jsonl.gz
 if stage_begin 1 "data preparation"; then
+  gen_parts=() gen_splits=()   # the generalisation corpus' parts and splits that were asked for
+  [ "$num_test_gen" -gt 0 ] && gen_parts+=(test-clean) gen_splits+=(test)
+  [ "$num_test_gen_unseen" -gt 0 ] && gen_parts+=(test-other) gen_splits+=(test_unseen)
+  [ "${#gen_parts[@]}" -eq 0 ] || [ -d "$MINI_SYNTH/gen" ] || die "no generalisation sets in $MINI_SYNTH/gen (a \
+corpus synthesized before they existed?): run stage 0 again (--stage 0 --force true synthesizes only them, the other \
+files stay) or pass --num-test-gen 0 --num-test-gen-unseen 0"
   python -m elfs2t.bin.prepare_data librispeech --corpus-dir "$MINI_SYNTH/LibriSpeech" --output-dir "$manifest_dir" \
     --parts train-clean-100 dev-clean test-clean test-other \
     --set-name train-clean-100=asr_train --set-name dev-clean=asr_dev \
@@ -154,9 +160,6 @@ if stage_begin 1 "data preparation"; then
   python -m elfs2t.bin.prepare_data covost2 --cv-dir "$MINI_SYNTH/cv/de" \
     --covost-tsv "$MINI_SYNTH/covost/covost_v2.de_en.tsv" --src-lang de --tgt-lang en --prefix st \
     --splits train dev test test_unseen --output-dir "$manifest_dir" --nj "$nj" $(force_flag)
-  gen_parts=() gen_splits=()
-  [ "$num_test_gen" -gt 0 ] && gen_parts+=(test-clean) gen_splits+=(test)
-  [ "$num_test_gen_unseen" -gt 0 ] && gen_parts+=(test-other) gen_splits+=(test_unseen)
   if [ "${#gen_parts[@]}" -gt 0 ]; then
     python -m elfs2t.bin.prepare_data librispeech --corpus-dir "$MINI_SYNTH/gen/LibriSpeech" \
       --output-dir "$manifest_dir" --parts "${gen_parts[@]}" --set-name test-clean=asr_gen_test \
