@@ -56,6 +56,15 @@ def test_translating_an_asr_decode_folder_times_the_whole_cascade(mt, tmp_path):
     assert timing["rtfx"] == pytest.approx(8.0 / timing["decode_seconds"]) and timing["params"] > 1000
     assert timing["encoder"] == "whisper-tiny.en_trim"
     assert "steps: 3" in (out / "decode_config.yaml").read_text()
+    # scored, it is a row of the results table of its own kind
+    from elfs2t.results import collect_results, format_results_table
+    from elfs2t.score import ScoreConfig, score_files
+
+    score_files(out / "text", out / "ref", out, ScoreConfig(metric="bleu"))
+    (row,) = collect_results(tmp_path)
+    assert (row.model, row.exp, row.set_name, row.steps) == ("cascade", "cascade_elf", "st_test", "3")
+    assert row.rtfx == pytest.approx(timing["rtfx"]) and "| Cascade (ASR -> text ELF) | cascade_elf |" in (
+        format_results_table([row]))
 
 
 def test_translating_reference_transcripts_and_bad_input(mt, tmp_path, capsys):

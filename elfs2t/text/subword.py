@@ -94,30 +94,23 @@ def _bpe_merges(pieces: dict[str, int]) -> list[tuple[str, str]]:
     return [(m[3], m[4]) for m in sorted(merges)]
 
 
-def _hf_tokenizer(model_file: Path):
-    """The SentencePiece model ``model_file`` (BPE or unigram) as a ``PreTrainedTokenizerFast``."""
+def _hf_tokenizer(model_file: Path, model_type: str):
+    """The SentencePiece model ``model_file`` that :func:`train_subword` wrote (``model_type`` BPE or unigram,
+    identity normalisation) as a ``PreTrainedTokenizerFast``."""
     import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(model_file.read_bytes())
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
     vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
-    if proto.trainer_spec.model_type == proto.trainer_spec.ModelType.UNIGRAM:
+    if model_type == "unigram":
         tok = Tokenizer(models.Unigram(vocab, unk_id=SPECIALS["unk"][1], byte_fallback=False))
-    elif proto.trainer_spec.model_type == proto.trainer_spec.ModelType.BPE:
+    else:
         pieces = {piece: i for i, (piece, _) in enumerate(vocab)}
         tok = Tokenizer(models.BPE(pieces, _bpe_merges(pieces), unk_token=SPECIALS["unk"][0], fuse_unk=True,
                                    byte_fallback=False))
-    else:
-        raise ValueError(f"{model_file}: SentencePiece model type {proto.trainer_spec.model_type} is neither "
-                         "unigram nor bpe")
+    # SentencePiece with identity normalisation: runs of spaces collapse, leading / trailing ones go
     tok.normalizer = normalizers.Sequence([normalizers.Strip(), normalizers.Replace(Regex(" {2,}"), " ")])
-    if proto.normalizer_spec.precompiled_charsmap:  # not written here (identity), but a foreign model may have one
-        tok.normalizer = normalizers.Sequence([normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
-                                               tok.normalizer])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     names = {k: piece for k, (piece, _) in SPECIALS.items()}
@@ -184,7 +177,7 @@ def train_subword(text_file: str | Path, out_dir: str | Path, cfg: SubwordConfig
     sp = spm.SentencePieceProcessor(model_file=str(tmp / "sp.model"))
     (tmp / "sp.vocab").write_text("".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n"
                                           for i in range(sp.get_piece_size())), encoding="utf-8")
-    tokenizer = _hf_tokenizer(tmp / "sp.model")
+    tokenizer = _hf_tokenizer(tmp / "sp.model", cfg.model_type)
     check_same_ids(tmp / "sp.model", tokenizer, lines)
     tokenizer.save_pretrained(tmp)
     tokens = sum(len(ids) for ids in sp.encode(lines))
