@@ -40,11 +40,11 @@ def mt(tmp_path_factory):
 def test_translating_an_asr_decode_folder_times_the_whole_cascade(mt, tmp_path):
     root, cuts, exp = mt
     ids = sorted(c.id for c in cuts)
-    asr = tmp_path / "joint_elf" / "decode_x" / "asr_de_test"
+    asr = tmp_path / "exp" / "joint_elf" / "decode_x" / "asr_de_test"
     write_text(asr / "text", {i: g.lower() for i, g in zip(ids, GERMAN)})
     (asr / "timing.json").write_text(json.dumps({"audio_seconds": 8.0, "decode_seconds": 0.5, "params": 1000,
                                                  "encoder": "whisper-tiny.en_trim", "encoder_rtfx": 40.0}))
-    out = tmp_path / "cascade_elf" / "decode_x_mt" / "st_test"
+    out = tmp_path / "exp" / "cascade_elf" / "decode_x_mt" / "st_test"
     cuts_file = root / "feats" / "cuts.jsonl.gz"
     assert translate_bin.main(["--mt-exp", str(exp), "--source", str(asr / "text"), "--ref", str(cuts_file),
                                "--out-dir", str(out), "sampler.steps=3"]) == 0
