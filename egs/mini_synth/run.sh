@@ -39,12 +39,14 @@ elf_init=""           # ELF-S2T denoiser init: "" from scratch (measured best he
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
-decode_opts="decode.strategy=draft;decode.strategy=flow decode.flow.steps=8 decode.flow.guidance=2"
-                      # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
+decode_opts="decode.strategy=flow decode.flow.steps=4;decode.strategy=readout;decode.strategy=draft"
+                      # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each: the
+                      # flow from noise (4 steps, g 1; slots and length from the CTC alignment), the readout of
+                      # noise with no flow step (the bar the flow must clear), the CTC draft
 asr_decode_opts="decode.strategy=rescore"
                       # ELF-S2T settings for ASR only, after --decode-opts: the draft rescored by both readouts
                       # (on S2TT it cost 0.7-1.4 BLEU: it drops words)
-reliance_opts="decode.strategy=flow decode.flow.steps=8"   # the decoding whose CFG scale stage 7 sweeps
+reliance_opts="decode.strategy=flow decode.flow.steps=4"   # the decoding whose CFG scale stage 7 sweeps
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
 decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)
 asr_whisper=$MAIN_ROOT/tools/models/whisper-tiny.en  # Whisper zero-shot ASR baseline (transcribe)
@@ -295,7 +297,7 @@ fi
 #     decoding, the flow from noise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
 if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
   analysis_space=$MAIN_ROOT/tools/models/all-MiniLM-L6-v2
-  reliance_guidance="1 2 3 4"
+  reliance_guidance="1 1.5 2 3"
   analysis_args=(--text-space "$analysis_space" --max-len 24 --no-progress)
   [ -f data/lm/train_text.txt ] && analysis_args+=(--vocab-text data/lm/train_text.txt)
   jobs_init "$nj"  # independent reports, --nj at once; each job's output in the report's folder (analyze.out)

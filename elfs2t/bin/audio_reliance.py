@@ -39,8 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="score (default: wer for transcript, bleu for translation targets)")
     p.add_argument("--audio", nargs="+", choices=AUDIO_MODES, default=list(AUDIO_MODES),
                    help=f"audio conditions (default: all of {' '.join(AUDIO_MODES)})")
-    p.add_argument("--guidance", nargs="+", type=float, default=[1.0, 2.0, 3.0, 4.0],
-                   help="CFG scales g to sweep (ELF-S2T; default 1 2 3 4)")
+    p.add_argument("--guidance", nargs="+", type=float, default=[1.0, 1.5, 2.0, 3.0],
+                   help="CFG scales g to sweep (ELF-S2T; default 1 1.5 2 3)")
     p.add_argument("--seed", type=int, default=0, help="sampling and noise seed (the same for every condition)")
     p.add_argument("--out-dir", type=Path, default=None, help="default <exp>/analysis/audio_reliance")
     p.add_argument("--force", action="store_true", help="redo decodes that already exist")

@@ -74,10 +74,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         self.slot_proj = None  # elf.slot_audio: the aligned audio slot's output added to each content slot's input
         if cfg.slot_audio:
             self.slot_proj = nn.Linear(hidden, hidden)
-            if cfg.slot_audio_init == "identity":
-                nn.init.eye_(self.slot_proj.weight)
-            else:
-                nn.init.zeros_(self.slot_proj.weight)
+            nn.init.eye_(self.slot_proj.weight)
             nn.init.zeros_(self.slot_proj.bias)
         self._init_shortlist()  # token_shortlist: set_token_shortlist(training texts) before training
         self.ctc_only = False  # set per step by begin_step (ctc_warmup)

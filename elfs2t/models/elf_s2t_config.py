@@ -22,6 +22,7 @@ class ElfS2TConfig:
         "draft_frac": (0.0, "draft rows, measured worse on mini_synth; removed in the decoding redesign"),
         "draft_t": (ANY, "the time of the removed draft rows"),
         "draft_rows": (ANY, "the kind of the removed draft rows (denoise, decode, mask)"),
+        "slot_audio_init": ("identity", "a zero-initialised slot_proj was measured worse for the flow from noise"),
     }
 
     text: TextLatentConfig = field(default_factory=TextLatentConfig)
@@ -58,13 +59,10 @@ class ElfS2TConfig:
     (:mod:`elfs2t.s2t.decoding.layout`)."""
     slot_audio: bool = False
     """With ``text_positions: ctc``: each aligned content slot's input also gets the condition's output at its
-    token's audio slot (the state the CTC reads), through a learned linear map (zero-initialised, ``slot_proj``); the
-    text slots then start from the audio evidence of their own token instead of having to find it by attention.
-    Rows without an alignment (dropped audio, the unconditional branch of CFG) get nothing."""
-    slot_audio_init: Literal["zero", "identity"] = "zero"
-    """Initial ``slot_proj``: zero (the text slots start without the aligned state) or the identity (they start with
-    it as it is: the aligned state lives in the residual space the token head reads, so the text slots start out
-    reading what the CTC reads)."""
+    token's audio slot (the state the CTC reads), through a learned linear map (``slot_proj``), so that the text slots
+    start from the audio evidence of their own token instead of having to find it by attention. ``slot_proj`` starts
+    as the identity: the aligned state lives in the residual space the token head reads, so the text slots start out
+    reading what the CTC reads. Rows without an alignment (dropped audio, CFG's unconditional branch) get nothing."""
     cache_latents: bool = True
     """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
     token_shortlist: bool = False
