@@ -43,7 +43,8 @@ def test_translating_an_asr_decode_folder_times_the_whole_cascade(mt, tmp_path):
     asr = tmp_path / "exp" / "joint_elf" / "decode_x" / "asr_de_test"
     write_text(asr / "text", {i: g.lower() for i, g in zip(ids, GERMAN)})
     (asr / "timing.json").write_text(json.dumps({"audio_seconds": 8.0, "decode_seconds": 0.5, "params": 1000,
-                                                 "encoder": "whisper-tiny.en_trim", "encoder_rtfx": 40.0}))
+                                                 "encoder": "whisper-tiny.en_trim", "encoder_rtfx": 40.0,
+                                                 "reader": "CTC readout of the audio slots"}))
     out = tmp_path / "exp" / "cascade_elf" / "decode_x_mt" / "st_test"
     cuts_file = root / "feats" / "cuts.jsonl.gz"
     assert translate_bin.main(["--mt-exp", str(exp), "--source", str(asr / "text"), "--ref", str(cuts_file),
@@ -63,6 +64,7 @@ def test_translating_an_asr_decode_folder_times_the_whole_cascade(mt, tmp_path):
     score_files(out / "text", out / "ref", out, ScoreConfig(metric="bleu"))
     (row,) = collect_results(tmp_path)
     assert (row.model, row.exp, row.set_name, row.steps) == ("cascade", "cascade_elf", "st_test", "3")
+    assert row.reader == "CTC readout of the audio slots, then the text ELF's flow"  # the "tokens from" column
     assert row.rtfx == pytest.approx(timing["rtfx"]) and "| Cascade (ASR -> text ELF) | cascade_elf |" in (
         format_results_table([row]))
 
@@ -75,6 +77,7 @@ def test_translating_reference_transcripts_and_bad_input(mt, tmp_path, capsys):
                                "--out-dir", str(out)]) == 0
     timing = json.loads((out / "timing.json").read_text())
     assert timing["model"] == "mt" and "audio_seconds" not in timing and timing["steps"] == 2  # the exp's sampler
+    assert timing["reader"] == "the text ELF's flow from the reference transcript"
     assert len(read_text(out / "text")) == 4
     bad = tmp_path / "bad.txt"
     write_text(bad, {"nobody": "ein hund"})

@@ -21,7 +21,8 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--num-test-gen", "2",
             "--num-test-gen-unseen", "0", "--nj", "2", "--train-threads", "1", "--train-jobs", "2",
             "--models", "elf ar whisper", "--elf-init", "text",
-            "--decode-opts", "decode.sampler.steps=2", "--ar-decode-opts", "decode.beam_size=1",
+            "--decode-opts", "decode.strategy=draft;decode.strategy=flow decode.flow.steps=2",
+            "--ar-decode-opts", "decode.beam_size=1",
             "--decode-sets", "test test_unseen gen_test gen_test_unseen", "--whisper-sets", "test gen_test",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
     r = run(recipe, *args, timeout=900)
@@ -33,8 +34,8 @@ def test_mini_synth_stages_0_to_7(tmp_path):
             assert results, (task, model)
         assert list(exp.glob(f"whisper_*/decode_*/{task}_test/result.txt")), task
     # --asr-decode-opts (default: the rescored draft) decodes ASR only, after the --decode-opts settings
-    assert list((exp / "asr_elf").glob("decode_*ctcrescore*/asr_test/result.txt"))
-    assert not list((exp / "st_elf").glob("decode_*ctcrescore*"))
+    assert list((exp / "asr_elf").glob("decode_rescore*/asr_test/result.txt"))
+    assert not list((exp / "st_elf").glob("decode_rescore*"))
     # the generalisation sets (seen voices only here: the unseen-voice one is skipped with a log line)
     for model in ("asr_elf", "asr_ar", "st_elf", "st_ar"):
         assert list((exp / model).glob("decode_*/*_gen_test/result.txt")), model

@@ -66,7 +66,7 @@ def tiny_train_opts() -> str:
 def common_args(models) -> list[str]:
     return ["--nj", "1", "--ngpu", "0", "--encoder", str(models["whisper"]), "--feat-mode", "trim",
             "--feat-batch-size", "2", "--elf-init", str(models["elf"]), "--train-opts", tiny_train_opts(),
-            "--decode-opts", "decode.sampler.steps=2 decode.max_duration=5"]
+            "--decode-opts", "decode.flow.steps=2 decode.max_duration=5"]
 
 
 def hyp_ids(path: Path) -> list[str]:
@@ -100,9 +100,9 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
     # the paper settings that the overrides leave alone
     assert cfg["elf"]["flow"]["mu_dec"] == -0.5 and cfg["elf"]["flow"]["p_drop"] == 0.1
     assert cfg["optim"]["name"] == "muon" and cfg["optim"]["lr"] is None and cfg["optim"]["lr_per_256"] == 1e-3
-    assert cfg["train"]["dtype"] == "auto" and cfg["decode"]["sampler"]["guidance"] == 2.0
+    assert cfg["train"]["dtype"] == "auto" and cfg["decode"]["flow"]["guidance"] == 2.0
     (decode,) = exp.glob("decode_*")
-    assert decode.name == "decode_ode2_g2_w1"
+    assert decode.name == "decode_flow2_g2_prior"
     for s, part_spk in (("dev_clean", 101), ("test_clean", 102)):
         assert hyp_ids(decode / s / "text") == [f"{part_spk}-10-0000", f"{part_spk}-10-0001"]
         assert re.search(r"^WER:\s*[0-9.]+", (decode / s / "result.txt").read_text(), re.M)
@@ -169,8 +169,9 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     ar_opts = ("ar.layers=1 ar.hidden=32 ar.heads=2 ar.feat_dim=64 ar.stack=2 data.max_duration=2 "
                "data.num_buckets=2 train.max_steps=3 train.log_every=1 train.valid_every=0 train.save_every=3 "
                "train.num_workers=0 train.pin_memory=false train.progress=false optim.warmup_steps=1")
-    swap = {tiny_train_opts(): ar_opts, "decode.sampler.steps=2 decode.max_duration=5": "decode.beam_size=2 "
+    swap = {tiny_train_opts(): ar_opts, "decode.flow.steps=2 decode.max_duration=5": "decode.beam_size=2 "
             "decode.max_new_tokens=8 decode.max_duration=5"}
+    assert set(swap) <= set(args), "common_args changed: update the AR swap"
     ar_args = [swap.get(a, a) for a in args]
     r = run(recipe, "--stage", "3", "--stop-stage", "6", "--model", "ar", "--task", "joint", "--ar-vocab-size", "40",
             *ar_args, **env)
@@ -266,7 +267,7 @@ def test_paper_configs_load_with_the_paper_settings(name):
     assert cfg.elf.text.name_or_path == "t5-small" and cfg.init.denoiser == "embedded-language-flows/ELF-B-owt-torch"
     assert (cfg.elf.flow.mu_dec, cfg.elf.flow.p_drop) == (-0.5, 0.1)
     assert cfg.optim.name == "muon" and cfg.optim.lr is None and cfg.optim.lr_per_256 == 1e-3
-    assert cfg.train.dtype == "auto" and (cfg.decode.sampler.steps, cfg.decode.sampler.guidance) == (32, 2.0)
+    assert cfg.train.dtype == "auto" and (cfg.decode.strategy, cfg.decode.flow.steps, cfg.decode.flow.guidance) == ("flow", 32, 2.0)
 
 
 def test_stage_3_offline_hub_id_fails_clearly(tmp_path, tiny_models):

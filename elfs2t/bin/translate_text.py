@@ -13,7 +13,8 @@ folder that stages 6 scores and the results table reads like any other.
 
 Output in ``out-dir``: ``text`` (translations), ``ref`` (the reference translation of every source id),
 ``decode_config.yaml`` (the sampler) and ``timing.json``: model ``cascade`` (``mt`` from reference transcripts),
-the MT sampler's steps and guidance, and -- for hypotheses of a decode folder -- the ASR's audio seconds,
+``reader`` (the results table's "tokens from": the ASR's reader, then the text ELF's flow), the MT sampler's steps
+and guidance, and -- for hypotheses of a decode folder -- the ASR's audio seconds,
 decoding seconds, parameters and encoder added to the translation's, so that RTFx is the whole cascade's (from
 encoder states). Sampler defaults: the MT experiment's ``sampler`` section; ``sampler.*`` overrides it.
 """
@@ -93,7 +94,9 @@ def translate(args: argparse.Namespace) -> dict:
     timing = {"model": "cascade" if asr else "mt", "num_utts": len(ids), "mt_exp": str(args.mt_exp),
               "mt_train_step": state.get("step"), "mt_seconds": mt_seconds, "source": str(args.source),
               "steps": sampler.steps, "guidance": sampler.guidance, "method": sampler.method,
-              "params": count_params(model.denoiser) + int(asr.get("params") or 0), "decode_seconds": mt_seconds}
+              "params": count_params(model.denoiser) + int(asr.get("params") or 0), "decode_seconds": mt_seconds,
+              "reader": f"{asr.get('reader') or 'ASR'}, then the text ELF's flow" if asr else
+              "the text ELF's flow from the reference transcript"}
     if asr.get("audio_seconds") and asr.get("decode_seconds") is not None:
         timing.update(audio_seconds=asr["audio_seconds"], asr_seconds=asr["decode_seconds"],
                       decode_seconds=asr["decode_seconds"] + mt_seconds,
