@@ -47,8 +47,11 @@ def test_translating_an_asr_decode_folder_times_the_whole_cascade(mt, tmp_path):
                                                  "reader": "CTC readout of the audio slots"}))
     out = tmp_path / "exp" / "cascade_elf" / "decode_x_mt" / "st_test"
     cuts_file = root / "feats" / "cuts.jsonl.gz"
+    ref_out = tmp_path / "exp" / "mt_elf" / "decode_ref_mt" / "st_test"  # a second job in the same call
     assert translate_bin.main(["--mt-exp", str(exp), "--source", str(asr / "text"), "--ref", str(cuts_file),
-                               "--out-dir", str(out), "sampler.steps=3"]) == 0
+                               "--out-dir", str(out), "--source", str(cuts_file), "--ref", str(cuts_file),
+                               "--out-dir", str(ref_out), "sampler.steps=3"]) == 0
+    assert json.loads((ref_out / "timing.json").read_text())["model"] == "mt" and len(read_text(ref_out / "text")) == 4
     hyps, refs = read_text(out / "text"), read_text(out / "ref")
     assert list(hyps) == list(refs) == ids and sorted(refs.values()) == sorted(ENGLISH)
     timing = json.loads((out / "timing.json").read_text())
@@ -62,7 +65,7 @@ def test_translating_an_asr_decode_folder_times_the_whole_cascade(mt, tmp_path):
     from elfs2t.score import ScoreConfig, score_files
 
     score_files(out / "text", out / "ref", out, ScoreConfig(metric="bleu"))
-    (row,) = collect_results(tmp_path)
+    (row,) = [r for r in collect_results(tmp_path) if r.exp == "cascade_elf"]
     assert (row.model, row.exp, row.set_name, row.steps) == ("cascade", "cascade_elf", "st_test", "3")
     assert row.reader == "CTC readout of the audio slots, then the text ELF's flow"  # the "tokens from" column
     assert row.rtfx == pytest.approx(timing["rtfx"]) and "| Cascade (ASR -> text ELF) | cascade_elf |" in (
@@ -83,7 +86,15 @@ def test_translating_reference_transcripts_and_bad_input(mt, tmp_path, capsys):
     write_text(bad, {"nobody": "ein hund"})
     args = ["--mt-exp", str(exp), "--ref", str(cuts_file), "--out-dir", str(tmp_path / "x")]
     assert translate_bin.main([*args, "--source", str(bad)]) == 1
-    assert "1 source ids have no reference" in capsys.readouterr().err
+    assert "1 source ids of " in capsys.readouterr().err
+    # every job's input is checked before any is translated: a bad second one leaves nothing written
+    first = tmp_path / "first"
+    assert translate_bin.main(["--mt-exp", str(exp), "--source", str(cuts_file), "--ref", str(cuts_file),
+                               "--out-dir", str(first), "--source", str(bad), "--ref", str(cuts_file),
+                               "--out-dir", str(tmp_path / "second")]) == 1
+    assert "have no reference" in capsys.readouterr().err and not first.exists()
+    assert translate_bin.main([*args, "--source", str(cuts_file), "--source", str(cuts_file)]) == 1
+    assert "come in triples: got 2 / 1 / 1" in capsys.readouterr().err
     assert translate_bin.main([*args, "--source", str(cuts_file), "decode.beam_size=2"]) == 1
     assert "only sampler.* keys can be overridden" in capsys.readouterr().err
     assert translate_bin.main([*args, "--source", str(tmp_path / "none.txt")]) == 1

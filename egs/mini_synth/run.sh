@@ -388,24 +388,21 @@ if joint_stage_begin 5 whisper "Whisper zero-shot German transcription"; then  #
   joint_stage_done 5 whisper
 fi
 if cascade_stage_begin 5 "translation of the joint models' German transcripts (and of the references)"; then
-  translated=0
+  mt_args=()  # one translate_text run (one model load) for every German ASR decode and reference set
   for src in exp/joint_*/decode_*/asr_de_*/text; do  # every German ASR decode -> exp/cascade_<m>/decode_<inf>_mt/
     [ -f "$src" ] || continue
     dir=$(dirname "$src"); set_name=st_${dir##*/asr_de_}; inf=$(basename "$(dirname "$dir")")
     m=$(basename "$(dirname "$(dirname "$dir")")"); m=${m#joint_}
     [ -f "$manifest_dir/cuts_$set_name.jsonl.gz" ] || continue
-    # shellcheck disable=SC2086  # sampler overrides
-    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf --source "$src" \
-      --ref "$manifest_dir/cuts_$set_name.jsonl.gz" --out-dir "exp/cascade_$m/${inf}_mt/$set_name" $mt_decode_opts
-    translated=$((translated + 1))
+    mt_args+=(--source "$src" --ref "$manifest_dir/cuts_$set_name.jsonl.gz" --out-dir "exp/cascade_$m/${inf}_mt/$set_name")
   done
-  [ "$translated" -gt 0 ] || die "the cascade translates the joint models' German transcripts (exp/joint_<m>/decode_*/asr_de_*): none found, add joint to --tasks"
+  [ "${#mt_args[@]}" -gt 0 ] || die "the cascade translates the joint models' German transcripts (exp/joint_<m>/decode_*/asr_de_*): none found, add joint to --tasks"
   for set_name in $(prepared_sets st $decode_sets); do  # the reference transcripts: the translation model alone
-    # shellcheck disable=SC2086
-    OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf \
-      --source "$manifest_dir/cuts_$set_name.jsonl.gz" --ref "$manifest_dir/cuts_$set_name.jsonl.gz" \
-      --out-dir "exp/mt_elf/decode_ref_mt/$set_name" $mt_decode_opts
+    mt_args+=(--source "$manifest_dir/cuts_$set_name.jsonl.gz" --ref "$manifest_dir/cuts_$set_name.jsonl.gz"
+           --out-dir "exp/mt_elf/decode_ref_mt/$set_name")
   done
+  # shellcheck disable=SC2086  # sampler overrides
+  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf "${mt_args[@]}" $mt_decode_opts
   cascade_stage_done 5
 fi
 
