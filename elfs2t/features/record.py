@@ -34,7 +34,7 @@ from elfs2t.config import ConfigError, unstructure
 log = logging.getLogger(__name__)
 
 __all__ = ["RECORD_FILE", "EncoderRecord", "FeatureMismatchError", "read_record", "write_record",
-           "features_record", "check_features"]
+           "features_record", "check_features", "sets_record", "model_record", "record_training"]
 
 RECORD_FILE = "encoder.json"
 COMPARED = ("tag", "mode", "dtype", "hidden_size", "fingerprint")
@@ -127,6 +127,8 @@ def features_record(cuts_path: str | Path, cuts: Optional[CutSet] = None) -> Enc
     """The record of the features a cuts manifest references: ``encoder.json`` beside it, else its stage-2
     ``plan.json``, else the first cut's features ``type`` (the tag). Raises ConfigError when the cuts carry no
     features."""
+    if not Path(cuts_path).is_file():
+        raise FileNotFoundError(f"cuts manifest not found: {cuts_path} (did stage 2 run?)")
     folder = Path(cuts_path).parent
     record = read_record(folder / RECORD_FILE)
     if record is not None:
@@ -159,3 +161,39 @@ def check_features(model: EncoderRecord, feats: EncoderRecord, *, model_where: s
             f"{feats_where}: features of {feats.describe()}, but {model_where} was trained on {model.describe()} "
             f"({', '.join(diff)} differ{'s' if len(diff) == 1 else ''}); cache them with the model's encoder "
             f"(python -m elfs2t.bin.cache_features{hint})")
+
+
+def sets_record(manifests: list[str | Path]) -> EncoderRecord:
+    """The record shared by the features of several manifests (a model's training and validation sets); a
+    :class:`FeatureMismatchError` names the first manifest whose features differ from the first one's."""
+    if not manifests:
+        raise ConfigError("no cut manifests given")
+    first = features_record(manifests[0])
+    merged = dict(unstructure(first))
+    for path in manifests[1:]:
+        other = features_record(path)
+        check_features(first, other, model_where=f"{manifests[0]}", feats_where=str(path))
+        merged.update({k: v for k, v in unstructure(other).items() if v is not None and merged.get(k) is None})
+    return EncoderRecord.from_dict(merged)
+
+
+def model_record(exp_dir: str | Path) -> Optional[EncoderRecord]:
+    """The encoder a trained experiment folder's model was trained on (``exp/<tag>/encoder.json``), or None for
+    folders from before the record."""
+    return read_record(Path(exp_dir) / RECORD_FILE)
+
+
+def record_training(exp_dir: str | Path, record: EncoderRecord, *, resuming: bool, write: bool = True) -> EncoderRecord:
+    """Check and keep the training features' record in ``exp_dir``: a run that resumes a model (``resuming``:
+    the folder holds its checkpoints) must train on features of the encoder it was trained on
+    (:class:`FeatureMismatchError` otherwise); fields the old record lacked are filled in. ``write=False`` only
+    checks. Returns the record (to be) written."""
+    old = model_record(exp_dir) if resuming else None
+    if old is not None:
+        check_features(old, record, model_where=str(exp_dir), feats_where="the training features")
+        merged = {**{k: v for k, v in unstructure(record).items() if v is not None},
+                  **{k: v for k, v in unstructure(old).items() if v is not None}}
+        record = EncoderRecord.from_dict(merged)
+    if write:
+        write_record(record, Path(exp_dir) / RECORD_FILE)
+    return record

@@ -22,7 +22,7 @@ from elfs2t.flow.objective import FlowDraws, draw_flow_noise, flow_loss_from_dra
 from elfs2t.flow.sampler import SamplerConfig, build_condition_cache, decoding_forward, generate_ids
 from elfs2t.flow.time import sample_logit_normal
 from elfs2t.models.augment import mask_features
-from elfs2t.models.ctc_align import ctc_align, slot_positions
+from elfs2t.models.ctc_align import ctc_align, ctc_align_spans, slot_positions
 from elfs2t.models.ctc_aux import CtcReadout, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 from elfs2t.models.denoiser import ElfDenoiser
 from elfs2t.models.draft_rescore import best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
@@ -363,6 +363,50 @@ class ElfS2T(TokenShortlist, nn.Module):
                       generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """``refine: rescore`` (:mod:`elfs2t.models.draft_rescore`): the ids ``(B, L)`` of each row's best
         candidate among its CTC draft and the draft's one-token variants."""
+        ids, score, cands = self._rescored_candidates(cond, cond_mask, sampler, generator)
+        return ids[best_per_row(score, cands, cond.shape[0])]
+
+    @torch.no_grad()
+    def rescore_nbest(self, batch: dict, sampler: SamplerConfig,
+                      generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every candidate of ``refine: rescore`` for the rows of ``batch`` (n-best lists): their ids ``(N, L)``,
+        scores ``(N,)`` (CTC + text-slot negative log-likelihoods: lower is better) and rows ``(N,)``. Draws the
+        same noise from ``generator`` as :meth:`generate`, whose output is each row's best candidate (the first of
+        equals)."""
+        self._device()
+        cond, cond_mask = self.condition(batch)
+        ids, score, cands = self._rescored_candidates(cond, cond_mask, sampler, generator)
+        return ids, score, torch.tensor([c.row for c in cands], dtype=torch.long)
+
+    @torch.no_grad()
+    def ctc_token_spans(self, batch: dict, tokens: list[list[int]],
+                        generator: Optional[torch.Generator] = None) -> list[Optional[list[tuple[int, int, float]]]]:
+        """Where the token ids ``tokens[b]`` (a row's content tokens) sit in its audio: the forced CTC alignment of
+        the audio slots' readout (the draft's, :meth:`_draft_readout`; needs ``ctc_weight > 0``). Per row, per
+        token, ``(first audio slot, last audio slot, highest posterior over them)``; an audio slot covers
+        ``stack`` encoder frames. None for a row with no tokens, a token outside the CTC vocabulary, or more
+        tokens than its slots can hold. ``generator``: the text slots' noise of the readout (with ``prefix_attention:
+        self`` the audio slots do not see it)."""
+        self._device()
+        cond, cond_mask = self.condition(batch)
+        readout = self._draft_readout(cond, cond_mask, generator)
+        local_rows: list[list[int]] = []
+        for row in tokens:
+            local, found = readout.vocab.index(torch.tensor(row, dtype=torch.long))
+            local_rows.append(local.tolist() if row and bool(found.all()) else [])
+        spans = ctc_align_spans(readout.log_probs, readout.in_lens, local_rows, readout.vocab.blank)
+        post = readout.log_probs.detach().float().exp().cpu()  # (B, C, K)
+        out: list[Optional[list[tuple[int, int, float]]]] = []
+        for b, (row, sp) in enumerate(zip(local_rows, spans)):
+            if not row or not sp:
+                out.append(None)
+                continue
+            out.append([(f, l, float(post[b, f:l + 1, k].max())) for k, (f, l) in zip(row, sp)])
+        return out
+
+    def _rescored_candidates(self, cond: torch.Tensor, cond_mask: torch.Tensor, sampler: SamplerConfig,
+                             generator: Optional[torch.Generator] = None):
+        """The candidates of ``refine: rescore``: ids ``(N, L)``, scores ``(N,)`` and the candidates."""
         readout = self._draft_readout(cond, cond_mask, generator)
         top, idx = readout.log_probs.topk(2, dim=-1)
         best, prob, blank = idx[..., 0], top[..., 0].exp(), readout.vocab.blank
@@ -375,4 +419,4 @@ class ElfS2T(TokenShortlist, nn.Module):
             torch.tensor([c.row for c in cands]), cond, cond_mask, vocab_ids=readout.vocab.ids,
             levels=sampler.rescore_levels, draws=sampler.steps, sigma_d=self.cfg.flow.sigma_d,
             text_pos=text_pos if self.cfg.text_positions == "ctc" else None, generator=generator)
-        return ids[best_per_row(score, cands, cond.shape[0])]
+        return ids, score, cands
