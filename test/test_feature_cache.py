@@ -21,19 +21,6 @@ TEXTS = ["hello world", "the cat sat on the mat", "one two three four", "good mo
 
 
 @pytest.fixture(scope="module")
-def rand_whisper(tmp_path_factory):
-    from transformers import WhisperConfig, WhisperModel
-
-    cfg = WhisperConfig(vocab_size=64, num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                        pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=2)
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("m") / "whisper-rand"
-    WhisperModel(cfg).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def cuts(tmp_path_factory):
     """espeak-ng utterances (22.05 kHz wav files, resampled on reading) as MonoCuts."""
     d = tmp_path_factory.mktemp("wav")
