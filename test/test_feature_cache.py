@@ -8,7 +8,6 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
-import torch
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 import elfs2t.features.cache as cache_mod

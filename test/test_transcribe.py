@@ -12,7 +12,6 @@ import soundfile as sf
 from lhotse import CutSet
 
 import elfs2t
-from conftest import RESCORE
 from elfs2t.config import ConfigError
 from elfs2t.inference.audio import InputError, TooLongError
 from elfs2t.inference.setting import read_setting
@@ -38,6 +37,7 @@ def run_main(capsys, *args):
     """The command's main() in this process: ``(exit status, stdout, stderr)``."""
     from elfs2t.bin import transcribe
 
+    capsys.readouterr()  # what earlier steps printed
     try:
         code = transcribe.main([str(a) for a in args])
     except SystemExit as exc:  # --help
@@ -201,3 +201,36 @@ def test_readme_shows_the_three_line_use(tiny_asr, capsys):
     code = block.replace('"exp/asr_elf"', repr(str(tiny_asr.exp))).replace('"a.wav"', repr(str(tiny_asr.wavs[0])))
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.strip() == stage5_text(tiny_asr.exp)["u0"]
+
+
+def test_a_translation_model_translates(tiny_asr, tmp_path, capsys):
+    """A model trained on translation targets does st:<tgt>: translate() and the command (its only task) use it,
+    transcribe() is refused; the batch's task reaches a model with task tokens."""
+    import yaml
+
+    from elfs2t.bin import train as train_bin
+
+    def with_translation(cut):
+        sup = cut.supervisions[0]
+        sup.custom = {"translated_text": {"en": " ".join(reversed(sup.text.split()))}}
+        return cut
+
+    st_cuts = tiny_asr.feats.parent / "cuts_st.jsonl.gz"  # beside the archives it references
+    CutSet.from_file(tiny_asr.feats).map(with_translation).to_file(st_cuts)
+    conf = yaml.safe_load((tiny_asr.root / "train.yaml").read_text())
+    conf["data"] = {**conf["data"], "train": [{"cuts": str(st_cuts), "target": "translation:en"}], "valid": []}
+    conf["elf"]["tasks"] = ["st:en"]
+    conf["train"].update(max_steps=2, valid_every=0, save_every=2)
+    (tmp_path / "st.yaml").write_text(yaml.safe_dump(conf))
+    exp = tmp_path / "exp" / "st"
+    assert train_bin.main(["--conf", str(tmp_path / "st.yaml"), "--exp-dir", str(exp), "--num-valid-examples", "0"]) == 0
+    model = elfs2t.load(exp)
+    assert model.tasks == ["st:en"] and model.default_task() == "st:en"
+    out = model.translate(tiny_asr.wavs[:2])
+    assert [t.task for t in out] == ["st:en", "st:en"]
+    with pytest.raises(ConfigError, match=r"does not transcribe \(its tasks: \['st:en'\]\): use translate\(\)"):
+        model.transcribe(tiny_asr.wavs[0])
+    with pytest.raises(ConfigError, match=r"does not translate into de \(its tasks: \['st:en'\]\)"):
+        model.translate(tiny_asr.wavs[0], target="de")
+    code, stdout, _ = run_main(capsys, "--model", exp, "--format", "json", tiny_asr.wavs[0])
+    assert code == 0 and json.loads(stdout)["task"] == "st:en" and json.loads(stdout)["text"] == out[0].text

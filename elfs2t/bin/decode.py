@@ -20,15 +20,14 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
 
 from elfs2t.config import dump_config
 from elfs2t.data.dataset import load_sets, SetSpec
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import hypothesis_fn, model_kind
-from elfs2t.features.record import FeatureMismatchError, check_features, features_record
+from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.setting import record_setting
-from elfs2t.inference.trained import experiment_encoder, load_experiment
+from elfs2t.inference.trained import check_sets, load_experiment
 from elfs2t.results import decode_info
 from elfs2t.train.distributed import barrier, cleanup, init_distributed
 
@@ -74,17 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
         sets.append((name, path))
     model, cfg, state = load_trained(args.exp_dir, args.overrides, args.checkpoint, args.average, args.average_by)
-    encoder = experiment_encoder(args.exp_dir, cfg)
-    if encoder is None:
-        log.warning("%s: no record of the encoder it was trained on: the features' encoder is not checked",
-                    args.exp_dir)
-    for name, path in sets:  # before any decoding: features of another encoder would decode into wrong text
-        if encoder is not None:
-            try:
-                check_features(encoder, features_record(path), model_where=str(args.exp_dir), feats_where=path)
-            except FeatureMismatchError as exc:
-                print(f"decode: error: {exc}", file=sys.stderr)
-                return 2
+    try:  # before any decoding: features of another encoder would decode into wrong text
+        check_sets(args.exp_dir, cfg, [path for _, path in sets])
+    except FeatureMismatchError as exc:
+        print(f"decode: error: {exc}", file=sys.stderr)
+        return 2
     model.to(info.device)
     tag = args.tag or cfg.decode.tag(cfg.model)
     if args.average:

@@ -213,11 +213,10 @@ def load(path: str | Path, *, device: str = "cpu", average: int = 0, average_by:
          text_model: Optional[str] = None) -> SpeechModel:
     """A trained model from an experiment folder (``exp/<tag>``: EMA weights of its latest checkpoint, or
     ``average`` checkpoints, or ``checkpoint``) or an exported folder (:mod:`elfs2t.inference.export`), with its
-    recorded decoding setting (``overrides``: more ``decode.*`` overrides). ``encoder`` / ``text_model``: where
-    the frozen Whisper / text encoder are, when the recorded locations are not found
-    (:mod:`elfs2t.inference.references`)."""
+    recorded decoding setting (``overrides``: more ``decode.*`` overrides). ``encoder`` / ``text_model``: load the
+    frozen Whisper / text encoder from there instead of the recorded location or name (useful where those do not
+    exist; :mod:`elfs2t.inference.references`); their weights must still be the ones the model was trained with."""
     from elfs2t.inference.export import MODEL_FILE, load_exported
-    from elfs2t.inference.trained import config_bases, experiment_encoder, load_experiment, resolve_path
 
     path = Path(path)
     if (path / MODEL_FILE).is_file():
@@ -228,26 +227,34 @@ def load(path: str | Path, *, device: str = "cpu", average: int = 0, average_by:
     if not (path / "config.yaml").is_file():
         raise FileNotFoundError(f"{path}: not a model folder (an experiment folder exp/<tag> with config.yaml, or a "
                                 "folder written by python -m elfs2t.bin.export with model.json)")
+    return _from_experiment(path, device=device, average=average, average_by=average_by,
+                            checkpoint=Path(checkpoint) if checkpoint else None, overrides=overrides, encoder=encoder,
+                            text_model=text_model)
+
+
+def _from_experiment(path: Path, *, device: str, average: int, average_by: str, checkpoint: Optional[Path],
+                     overrides: Sequence[str], encoder: Optional[str], text_model: Optional[str]) -> SpeechModel:
+    """:func:`load` for an experiment folder: the frozen models where given, recorded or found by name, checked
+    against their recorded fingerprints; the Whisper encoder of ``encoder.json``."""
     from elfs2t.config import load_config
     from elfs2t.inference.references import make_ref, read_frozen
+    from elfs2t.inference.trained import config_bases, experiment_encoder, load_experiment, resolve_path
     from elfs2t.train.run_info import read_train_data
 
     bases = config_bases(path)
     frozen = read_frozen(path)
-    kind = MODELS[load_config(ExperimentConfig, path / "config.yaml").model]
-    locations = {}  # where each frozen model loads from: given, recorded, or found by name
-    for key, value in kind.frozen_models(load_config(ExperimentConfig, path / "config.yaml")).items():
-        if value:
-            ref = frozen.get(key) or make_ref(value, None, bases)
-            locations[key] = find_model(ref, text_model, bases, key)
-    loaded = load_experiment(path, overrides, checkpoint=Path(checkpoint) if checkpoint else None, average=average,
-                             average_by=average_by, use_setting=True, device=device, paths=locations)
+    stored = load_config(ExperimentConfig, path / "config.yaml")
+    kind = MODELS[stored.model]
+    locations = {key: find_model(frozen.get(key) or make_ref(value, None, bases), text_model, bases, key)
+                 for key, value in kind.frozen_models(stored).items() if value}
+    loaded = load_experiment(path, overrides, checkpoint=checkpoint, average=average, average_by=average_by,
+                             use_setting=True, device=device, paths=locations)
     cfg = loaded.cfg
-    _check_frozen(MODELS[cfg.model], loaded.model, cfg, frozen, locations)
+    _check_frozen(kind, loaded.model, cfg, frozen, locations)
     record = experiment_encoder(path, cfg)
     if record is None:
         raise ConfigError(f"{path}: no record of the Whisper encoder it was trained on (encoder.json, or its training "
-                          "features' folder): retrain with this version, or pass the encoder with its mode")
+                          "features' folder): retrain it with this version of elfs2t")
     ref = ModelRef(value=resolve_path(record.model, bases) if record.model else None, name=record.name or record.tag,
                    fingerprint=record.fingerprint)
     enc = build_encoder(record, find_model(ref, encoder, bases, "encoder"), device, str(path))

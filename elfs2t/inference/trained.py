@@ -20,7 +20,7 @@ from torch import nn
 
 from elfs2t.config import ConfigError, load_config
 from elfs2t.experiment import MODELS, ExperimentConfig
-from elfs2t.features.record import EncoderRecord, features_record, model_record
+from elfs2t.features.record import EncoderRecord, check_features, features_record, model_record
 from elfs2t.inference.setting import check_overrides, read_setting
 from elfs2t.train.average import AverageBy, average_checkpoints, select_checkpoints
 from elfs2t.train.checkpoint import load_checkpoint, load_latest
@@ -28,7 +28,7 @@ from elfs2t.train.run_info import read_run_info
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Loaded", "config_bases", "resolve_path", "set_key", "load_experiment", "experiment_encoder"]
+__all__ = ["Loaded", "config_bases", "resolve_path", "set_key", "load_experiment", "experiment_encoder", "check_sets"]
 
 
 @dataclass
@@ -128,3 +128,14 @@ def experiment_encoder(exp_dir: str | Path, cfg: ExperimentConfig) -> Optional[E
             log.info("%s has no encoder.json (trained before the record): the encoder is taken from %s", exp_dir, path)
             return features_record(path)
     return None
+
+
+def check_sets(exp_dir: str | Path, cfg: ExperimentConfig, manifests: list[str | Path]) -> None:
+    """Refuse (:class:`~elfs2t.features.record.FeatureMismatchError`, one line) cached features of the manifests
+    that another encoder, mode or dtype made than the model's; a folder without any record is only warned about."""
+    encoder = experiment_encoder(exp_dir, cfg)
+    if encoder is None:
+        log.warning("%s: no record of the encoder it was trained on: the features' encoder is not checked", exp_dir)
+        return
+    for path in manifests:
+        check_features(encoder, features_record(path), model_where=str(exp_dir), feats_where=str(path))
