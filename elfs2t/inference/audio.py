@@ -164,7 +164,7 @@ def segment_cut(cut: Cut, max_seconds: Optional[float], source: str = "", *, spl
     pieces = []
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         piece = cut.truncate(offset=a, duration=b - a, keep_excessive_supervisions=True, preserve_id=True)
-        pieces.append(Segment(piece.with_id(f"{cut.id}_{k:03d}"), cut.id, a, b))
+        pieces.append(Segment(piece.with_id(f"{cut.id}#{k:03d}"), cut.id, a, b))  # "#": no input id clash
     log.info("%s: %.1f s split into %d segments of at most %.1f s%s", source or cut.id, cut.duration, len(pieces),
              max_seconds, f" ({why})" if why else "")
     return pieces
