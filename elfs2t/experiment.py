@@ -18,20 +18,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, ClassVar, Literal, Optional
 
 import torch
 from torch import nn
 
-from elfs2t.config import config_check
+from elfs2t.config import ANY, config_check
 from elfs2t.data.dataset import SetSpec
-from elfs2t.flow.sampler import SamplerConfig
 from elfs2t.kinds.ar import ArKind
 from elfs2t.kinds.base import ModelKind
 from elfs2t.kinds.elf_s2t import ElfS2TKind
 from elfs2t.models.ar import ArConfig
 from elfs2t.models.elf_s2t import ElfS2TConfig
 from elfs2t.optim.build import OptimConfig
+from elfs2t.s2t.decoding import STRATEGIES, DecodingConfig, build_decoding
 from elfs2t.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,13 @@ class InitConfig:
 
 
 @dataclass(kw_only=True)
-class DecodeConfig:
-    """Stage-5 decoding."""
+class DecodeConfig(DecodingConfig):
+    """Stage-5 decoding: ELF-S2T's strategy and its settings (:class:`~elfs2t.s2t.decoding.DecodingConfig`), the AR
+    baseline's search, and what every model shares."""
 
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    """ELF-S2T sampling: steps, ODE/SDE, gamma, guidance g, self-cond guidance w."""
+    RETIRED: ClassVar[dict] = {"sampler": (ANY, "replaced by decode.strategy and its sections (decode.flow, "
+                                                "decode.refine, decode.rescore); decoding settings never change the "
+                                                "trained weights, so an old experiment's stored value is ignored")}
     beam_size: int = 1
     """AR baseline: beam size (1 = greedy)."""
     max_new_tokens: int = 64
@@ -85,23 +87,14 @@ class DecodeConfig:
     audio: Literal["real", "zero", "noise", "swap"] = "real"
     """Audio-reliance diagnostics: decode the real features, zeros, Gaussian noise of the utterance's mean/std, or
     another utterance's features (elfs2t.analysis.audio)."""
+    valid_strategies: list[str] = field(default_factory=list)
+    """ELF-S2T: strategies (each with its section's settings) whose WER on the dev examples decoded at every
+    validation is logged beside ``strategy``'s (``wer_<strategy>`` in train.log, for the learning curves)."""
 
-    def tag(self, model: str) -> str:
-        """Folder name ``decode_<tag>`` for these settings (``_audio<mode>`` appended unless ``audio`` is real)."""
-        audio = "" if self.audio == "real" else f"_audio{self.audio}"
-        if model == "ar":
-            return f"beam{self.beam_size}{audio}"
-        s = self.sampler
-        if s.init == "noise":
-            start = ""
-        elif s.refine == "mask":
-            start = f"_{s.init}mask{s.mask_threshold:g}"
-        elif s.refine == "rescore":
-            levels = "-".join(f"{v:g}" for v in s.rescore_levels)
-            start = f"_{s.init}rescore{s.rescore_threshold:g}l{levels}"
-        else:
-            start = f"_{s.init}{s.t_start:g}" + (f"k{s.flow_threshold:g}" if s.flow_threshold < 1 else "")
-        return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{start}{audio}"
+    def validate(self) -> None:
+        super().validate()
+        bad = [s for s in self.valid_strategies if s not in STRATEGIES]
+        config_check(not bad, "valid_strategies", self.valid_strategies, f"must be among {sorted(STRATEGIES)}")
 
 
 @dataclass(kw_only=True)
@@ -155,6 +148,15 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("built %s with %.2fM trainable parameters", cfg.model, n / 1e6)
     return model
+
+
+def decode_tag(cfg: ExperimentConfig) -> str:
+    """Folder name ``decode_<tag>`` of ``cfg.decode`` for this experiment's model: ELF-S2T's strategy tag
+    (:mod:`elfs2t.s2t.decoding`), the AR baseline's ``beam<N>``; ``_audio<mode>`` appended unless ``audio`` is real."""
+    audio = "" if cfg.decode.audio == "real" else f"_audio{cfg.decode.audio}"
+    if cfg.model == "ar":
+        return f"beam{cfg.decode.beam_size}{audio}"
+    return build_decoding(cfg.decode, cfg.elf).tag() + audio
 
 
 def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:

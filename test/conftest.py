@@ -41,8 +41,7 @@ def rand_whisper(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------------------------
 SPOKEN = ["the cat sat on the mat", "a dog ran to the park", "the bird sang a song", "my friend reads a book",
           "we walk to the old town"]
-RESCORE = ["decode.sampler.init=ctc", "decode.sampler.refine=rescore", "decode.sampler.steps=2",
-           "decode.sampler.rescore_threshold=0.99"]
+RESCORE = ["decode.strategy=rescore", "decode.rescore.threshold=0.99", "decode.rescore.draws=2"]
 """The tiny model's recorded decoding setting: the rescored CTC draft (n-best lists, word times)."""
 
 
@@ -95,7 +94,7 @@ def tiny_asr(tmp_path_factory):
         "optim": {"name": "adamw", "lr": 1.0e-2, "warmup_steps": 2, "ema_decay": 0.5},
         "train": {"max_steps": 40, "log_every": 8, "valid_every": 4, "save_every": 4, "keep_last": 3,
                   "valid_max_batches": 1, "progress": False},
-        "decode": {"sampler": {"init": "ctc", "steps": 0}, "max_duration": 20},
+        "decode": {"strategy": "draft", "max_duration": 20},
     }
     (root / "train.yaml").write_text(yaml.safe_dump(conf))
     exp = root / "exp" / "asr"

@@ -80,5 +80,5 @@ def test_decode_and_load_average_checkpoints(tiny_asr):
     best = load_experiment(tiny_asr.exp, average=2, average_by="best").weights
     assert best.startswith("average of 2 checkpoints (best: steps ")
     assert decode_bin.main(["--exp-dir", str(tiny_asr.exp), "--set", f"train={tiny_asr.feats}", "--average", "3",
-                            "decode.sampler.init=ctc", "decode.sampler.steps=0"]) == 0
-    assert (tiny_asr.exp / "decode_ode0_g1_w1_ctc0.6_avg3" / "train" / "text").is_file()
+                            "decode.strategy=draft"]) == 0
+    assert (tiny_asr.exp / "decode_draft_avg3" / "train" / "text").is_file()

@@ -41,7 +41,7 @@ def _train(root, exp, train_feats, *extra):
         "data": {"train": [{"cuts": str(train_feats / "cuts.jsonl.gz")}], "max_duration": 10.0, "num_buckets": 2},
         "optim": {"name": "adamw", "lr": 1e-3, "warmup_steps": 1},
         "train": {"max_steps": 2, "log_every": 1, "valid_every": 0, "save_every": 2, "progress": False},
-        "decode": {"sampler": {"steps": 1}, "max_duration": 20},
+        "decode": {"strategy": "flow", "flow": {"steps": 1}, "max_duration": 20},
     }
     (root / "train.yaml").write_text(yaml.safe_dump(conf))
     return train_bin.main(["--conf", str(root / "train.yaml"), "--exp-dir", str(exp), "--num-valid-examples", "0",

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import elfs2t
+from conftest import RESCORE
 from elfs2t.bin import export as export_bin
 from elfs2t.config import ConfigError
 
@@ -40,12 +41,12 @@ def test_export_folder_holds_no_machine_paths(tiny_asr, exported):
     assert meta["weights"] == "EMA weights of step 40" and meta["tasks"] == ["asr"]
     assert meta["encoder"]["tag"] == "whisper-tiny.en_trim" and len(meta["encoder"]["fingerprint"]) == 16
     assert meta["frozen"]["elf.text.name_or_path"]["name"] == "all-MiniLM-L6-v2"
-    assert meta["decode_setting"]["overrides"][:2] == ["decode.sampler.init=ctc", "decode.sampler.refine=rescore"]
+    assert meta["decode_setting"]["overrides"] == RESCORE
     cfg = yaml.safe_load((exported / "config.yaml").read_text())
     assert cfg["elf"]["text"]["name_or_path"] == "all-MiniLM-L6-v2" and cfg["data"]["train"] == []
-    assert cfg["decode"]["sampler"]["refine"] == "rescore"  # the recorded setting, applied
+    assert cfg["decode"]["strategy"] == "rescore" and cfg["decode"]["rescore"]["draws"] == 2  # the setting, applied
     readme = (exported / "README.md").read_text()
-    assert "| train | ode2_g1_w1_ctcrescore0.99l0.05-0.2 (this model's setting) | " in readme  # its score
+    assert f"| train | {meta['decode_setting']['tag']} (this model's setting) | " in readme  # its score
     assert 'elfs2t.load("my_model")' in readme and "steps: 40" in readme and "5 utterances" in readme
 
 

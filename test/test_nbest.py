@@ -83,18 +83,22 @@ def _elf_cfg() -> ExperimentConfig:
         "elf": {"text": {"name_or_path": str(MINILM), "max_len": 8}, "feat_dim": FEAT_DIM, "stack": 2,
                 "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self"},
                 "ctc_weight": 1.0},
-        "decode": {"sampler": {"init": "ctc", "refine": "rescore", "steps": 2, "rescore_threshold": 1.0}}})
+        "decode": {"strategy": "rescore", "rescore": {"threshold": 1.0, "draws": 2}}})
 
 
 def test_elf_rescore_nbest_first_is_generate_and_lists_every_candidate():
+    from elfs2t.s2t.decoding import build_decoding
+
     cfg = _elf_cfg()
     torch.manual_seed(0)
     model = ElfS2T(cfg.elf).eval()
     batch = _batch([12, 7, 9])
-    sampler = cfg.decode.sampler
-    expected = model.generate(batch, sampler, generator=torch.Generator().manual_seed(0))
-    ids, score, rows = model.rescore_nbest(batch, sampler, torch.Generator().manual_seed(0))
-    assert ids.shape[0] == score.shape[0] == rows.shape[0] >= 3 and sorted(set(rows.tolist())) == [0, 1, 2]
+    decoding = build_decoding(cfg.decode, cfg.elf)
+    expected = model.generate(batch, decoding, generator=torch.Generator().manual_seed(0))
+    cond, mask = model.condition(batch)
+    ids, score, cands = decoding.candidates(model, cond, mask, torch.Generator().manual_seed(0))
+    rows = torch.tensor([c.row for c in cands])
+    assert ids.shape[0] == score.shape[0] == len(cands) >= 3 and sorted(set(rows.tolist())) == [0, 1, 2]
     kind = ElfS2TKind()
     lists = kind.decode_fn(model, cfg, torch.Generator().manual_seed(0), nbest=50)(batch)
     assert [row[0].text for row in lists] == expected
@@ -102,8 +106,9 @@ def test_elf_rescore_nbest_first_is_generate_and_lists_every_candidate():
         texts = model.text_space.decode(ids[rows == b])
         assert {h.text for h in row} == set(texts)  # every candidate, each text once
         assert [h.score for h in row] == sorted((h.score for h in row), reverse=True)
-    flow = structure(ExperimentConfig, {**unstructure(cfg), "decode": {"sampler": {"init": "noise", "steps": 1}}})
-    with pytest.raises(ConfigError, match="nbest=2: ELF-S2T's n-best lists are its rescoring candidates"):
+    flow = structure(ExperimentConfig, {**unstructure(cfg), "decode": {"strategy": "flow"}})
+    with pytest.raises(ConfigError, match="nbest=2: ELF-S2T's n-best lists are its rescoring candidates; decode "
+                                          "with decode.strategy=rescore"):
         kind.decode_fn(model, flow, torch.Generator(), nbest=2)
 
 

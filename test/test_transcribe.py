@@ -59,7 +59,7 @@ def test_api_and_command_give_stage_5_text(tiny_asr, tmp_path):
     one = model.transcribe(tiny_asr.wavs[2])  # one input: one Transcript
     assert one.text == expected["u2"] and one.source == str(tiny_asr.wavs[2]) and one.task == "asr"
 
-    noise = ["decode.sampler.init=noise", "decode.sampler.refine=flow", "decode.sampler.steps=2"]
+    noise = ["decode.strategy=flow", "decode.flow.steps=2"]
     from elfs2t.bin import decode as decode_bin
 
     assert decode_bin.main(["--exp-dir", str(tiny_asr.exp), "--set", f"train={tiny_asr.feats}", "--tag", "noise2",

@@ -1,7 +1,7 @@
 """Stage 5: decode test sets with a trained model (EMA weights), writing Kaldi-style hypothesis files.
 
     python -m elfs2t.bin.decode --exp-dir exp/asr_elf --target transcript \\
-        --set asr_test=dump/whisper-tiny.en_trim/asr_test/cuts.jsonl.gz [decode.sampler.steps=8 ...]
+        --set asr_test=dump/whisper-tiny.en_trim/asr_test/cuts.jsonl.gz [decode.flow.steps=8 ...]
 
 The model config comes from ``exp-dir/config.yaml``; only ``decode.*`` keys may be overridden. Output:
 ``exp-dir/decode_<inference_tag>/<set>/{text,ref,utt_timing.txt,timing.json}`` (see elfs2t.decode).
@@ -24,7 +24,7 @@ from pathlib import Path
 from elfs2t.config import dump_config
 from elfs2t.data.dataset import load_sets, SetSpec
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
-from elfs2t.experiment import hypothesis_fn, model_kind
+from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind
 from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.setting import record_setting
 from elfs2t.inference.trained import check_sets, load_experiment
@@ -50,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="record these decode.* overrides as the model's setting (exp-dir/decode_setting.yaml)")
     p.add_argument("--tag", default=None, help="inference tag (default: from the decoding settings)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("overrides", nargs="*", metavar="decode.key=value", help="decoding overrides, e.g. decode.sampler.steps=8")
+    p.add_argument("overrides", nargs="*", metavar="decode.key=value", help="decoding overrides, e.g. decode.flow.steps=8")
     return p
 
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decode: error: {exc}", file=sys.stderr)
         return 2
     model.to(info.device)
-    tag = args.tag or cfg.decode.tag(cfg.model)
+    tag = args.tag or decode_tag(cfg)
     if args.average:
         tag += f"_avg{'best' if args.average_by == 'best' else ''}{args.average}"
     lower = model_kind(cfg).lowercase(cfg)

@@ -4,8 +4,8 @@ An experiment's ``config.yaml`` holds the ``decode`` section training validated 
 other settings (``run.sh --decode-opts``: lists of ``decode.*`` overrides) and picks one to use. Stage 5 records
 it with ``python -m elfs2t.bin.decode ... --record-setting``: ``exp/<tag>/decode_setting.yaml``::
 
-    overrides: [decode.sampler.init=ctc, decode.sampler.refine=rescore, decode.sampler.steps=4]
-    tag: ode4_g1_w1_ctcrescore0.9l0.05     # the decode_<tag> folder it was scored in
+    overrides: [decode.strategy=rescore]
+    tag: rescore_k0.95_l0.05-0.2_d4        # the decode_<tag> folder it was scored in
 
 ``elfs2t.load`` / ``transcribe`` / ``export`` apply these overrides on top of the config (a user's own
 ``decode.*`` overrides go after them). A folder without the file decodes with its config's ``decode`` section.
@@ -25,10 +25,19 @@ SETTING_FILE = "decode_setting.yaml"
 
 
 def check_overrides(overrides: list[str], where: str = "decoding") -> list[str]:
-    """The overrides, if all are ``decode.*`` ones (ConfigError naming the others)."""
+    """The overrides, if all are ``decode.*`` ones and none names a removed decoding option (ConfigError naming
+    the others: a config file's removed option is dropped, but an override asks for a setting and would go unused,
+    e.g. a ``decode.sampler.*`` setting recorded before ``decode.strategy``)."""
+    from elfs2t.experiment import DecodeConfig
+
     bad = [o for o in overrides if not o.lstrip("-").startswith("decode.")]
     if bad:
         raise ConfigError(f"only decode.* keys can be overridden at {where} time, got {bad}")
+    for o in overrides:
+        key = o.lstrip("-").split("=", 1)[0].split(".")[1]
+        if key in DecodeConfig.RETIRED:
+            reason = DecodeConfig.RETIRED[key][1].split(";")[0]
+            raise ConfigError(f"{o} ({where} override): decode.{key} is a removed option ({reason})")
     return list(overrides)
 
 

@@ -1,9 +1,10 @@
 """ELF-S2T in the model registry: build, decode (n-best = the rescoring candidates), word times from the CTC.
 
-Scores of the n-best list are minus the rescoring score (CTC + text-slot negative log-likelihoods,
+Decoding follows ``decode.strategy`` (:mod:`elfs2t.s2t.decoding`). N-best lists are the candidates of
+``strategy: rescore``, scored by minus the rescoring score (CTC + text-slot negative log-likelihoods,
 :mod:`elfs2t.models.draft_rescore`): higher is better. Word times come from the forced CTC alignment of the
-hypothesis to the audio slots' readout (:meth:`ElfS2T.ctc_token_spans`): a word starts at the first audio slot of
-its first token and ends after the last slot of its last token; one audio slot is ``elf.stack`` encoder frames.
+hypothesis to the audio slots' readout (:func:`token_spans`): a word starts at the first audio slot of its first
+token and ends after the last slot of its last token; one audio slot is ``elf.stack`` encoder frames.
 """
 from __future__ import annotations
 
@@ -18,7 +19,45 @@ from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind, Word
 if TYPE_CHECKING:
     from elfs2t.experiment import ExperimentConfig
 
-__all__ = ["ElfS2TKind", "group_words"]
+__all__ = ["ElfS2TKind", "group_words", "token_spans"]
+
+
+class _Candidates:
+    """A rescore decoding that keeps every candidate of the last batch (``found``) and returns the best, as the
+    strategy does: handed to :meth:`ElfS2T.generate`, it sees exactly the condition and noise draws of stage 5."""
+
+    def __init__(self, decoding) -> None:
+        self.decoding, self.found = decoding, None
+
+    def __call__(self, model, cond, cond_mask, generator):
+        from elfs2t.models.draft_rescore import best_per_row
+
+        self.found = ids, score, cands = self.decoding.candidates(model, cond, cond_mask, generator)
+        return ids[best_per_row(score, cands, cond.shape[0])]
+
+
+@torch.no_grad()
+def token_spans(model: nn.Module, batch: dict, tokens: list[list[int]]) -> list[Optional[list[tuple[int, int, float]]]]:
+    """Where the token ids ``tokens[b]`` (a row's content tokens) sit in its audio: the forced CTC alignment
+    (:func:`~elfs2t.models.ctc_align.ctc_align_spans`) of the audio slots' readout (the draft's,
+    ``ElfS2T.draft_readout``; its text-slot noise from a generator of its own, so decoding's draws are untouched).
+    Per row, per token, ``(first audio slot, last audio slot, highest posterior over them)``; None for a row with no
+    tokens, a token outside the CTC vocabulary, or more tokens than its slots hold."""
+    from elfs2t.models.ctc_align import ctc_align_spans
+
+    cond, cond_mask = model.condition(batch)
+    readout, _ = model.draft_readout(cond, cond_mask, torch.Generator().manual_seed(0))
+    local_rows: list[list[int]] = []
+    for row in tokens:
+        local, found = readout.vocab.index(torch.tensor(row, dtype=torch.long))
+        local_rows.append(local.tolist() if row and bool(found.all()) else [])
+    spans = ctc_align_spans(readout.log_probs, readout.in_lens, local_rows, readout.vocab.blank)
+    post = readout.log_probs.detach().float().exp().cpu()  # (B, C, K)
+    out: list[Optional[list[tuple[int, int, float]]]] = []
+    for b, (row, sp) in enumerate(zip(local_rows, spans)):
+        out.append([(f, last, float(post[b, f:last + 1, k].max())) for k, (f, last) in zip(row, sp)]
+                   if row and sp else None)
+    return out
 
 
 def group_words(text: str, offsets: list[tuple[int, int]], spans: list[tuple[int, int, float]]) -> list[tuple[str, int, int, float]]:
@@ -70,28 +109,30 @@ class ElfS2TKind(ModelKind):
 
     def decode_fn(self, model: nn.Module, cfg: "ExperimentConfig", generator: torch.Generator,
                   nbest: int = 1) -> DecodeFn:
-        sampler = cfg.decode.sampler
+        from elfs2t.s2t.decoding import RescoreDecoding, build_decoding
+
+        decoding = build_decoding(cfg.decode, cfg.elf)
         limit = model.max_text_tokens
-        rescore = sampler.init == "ctc" and sampler.refine == "rescore" and sampler.steps > 0
 
         def full(text: str) -> bool:
             return model.count_tokens(text) >= limit
 
-        if nbest <= 1:
+        if nbest <= 1:  # exactly stage 5's call
             def one(batch: dict) -> list[list[Hyp]]:
-                return [[Hyp(t, full=full(t))] for t in model.generate(batch, sampler, generator=generator)]
+                return [[Hyp(t, full=full(t))] for t in model.generate(batch, decoding, generator=generator)]
             return one
-        if not rescore:
+        if not isinstance(decoding, RescoreDecoding):
             raise ConfigError(f"nbest={nbest}: ELF-S2T's n-best lists are its rescoring candidates; decode with "
-                              "decode.sampler.init=ctc decode.sampler.refine=rescore decode.sampler.steps=N")
+                              f"decode.strategy=rescore (this setting: decode.strategy={cfg.decode.strategy})")
+        collect = _Candidates(decoding)
 
         def ranked(batch: dict) -> list[list[Hyp]]:
-            ids, score, rows = model.rescore_nbest(batch, sampler, generator)
+            model.generate(batch, collect, generator=generator)  # the same draws as stage 5's call
+            ids, score, cands = collect.found
             texts = model.text_space.decode(ids)
             out: list[list[Hyp]] = [[] for _ in range(len(batch["cut_ids"]))]
-            order = sorted(range(len(texts)), key=lambda i: (int(rows[i]), float(score[i]), i))  # draft first of equals
-            for i in order:
-                hyps = out[int(rows[i])]
+            for i in sorted(range(len(texts)), key=lambda i: (cands[i].row, float(score[i]), i)):  # first of equals
+                hyps = out[cands[i].row]
                 if len(hyps) < nbest and all(h.text != texts[i] for h in hyps):  # candidates can decode alike
                     hyps.append(Hyp(texts[i], -float(score[i]), full(texts[i])))
             return out
@@ -106,8 +147,7 @@ class ElfS2TKind(ModelKind):
         cased = [t.lower() for t in texts] if cfg.elf.lowercase else list(texts)
         enc = tok(cased, add_special_tokens=False, return_offsets_mapping=True)
         limit = model.max_text_tokens
-        tokens = [ids[:limit] for ids in enc["input_ids"]]
-        spans = model.ctc_token_spans(batch, tokens, torch.Generator().manual_seed(0))
+        spans = token_spans(model, batch, [ids[:limit] for ids in enc["input_ids"]])
         slot = cfg.elf.stack * frame_shift
         out: list[Optional[list[Word]]] = []
         for text, low, offsets, sp in zip(texts, cased, enc["offset_mapping"], spans):
@@ -115,9 +155,8 @@ class ElfS2TKind(ModelKind):
                 out.append(None)
                 continue
             shown = text if len(text) == len(low) else low
-            words = group_words(low, list(offsets)[:len(sp)], sp)
             pos, row = 0, []
-            for word, first, last, conf in words:
+            for word, first, last, conf in group_words(low, list(offsets)[:len(sp)], sp):
                 start = low.index(word, pos)
                 pos = start + len(word)
                 row.append(Word(shown[start:pos], round(first * slot, 3), round((last + 1) * slot, 3), conf))

@@ -96,6 +96,11 @@ class DenoiserConfig:
     prefix_attention: Literal["full", "self"] = "full"
     """What the condition slots attend to: ``full`` everything (ELF); ``self`` the condition only, so that
     its keys/values are computed once per utterance and cached across sampling steps (module docstring)."""
+    flow_head: Literal["linear", "token_mixture"] = "linear"
+    """How ``x_hat`` is read off the residual stream: ``linear`` -- the flow head alone (ELF); ``token_mixture`` --
+    the flow head plus the token head's softmax over its columns times each column's mean latent (``token_means``,
+    set from the training text: :meth:`ElfDenoiser.set_token_means`). Beyond the paper: as soon as a slot's token is
+    recognised its latent's token part comes with it, and the flow head only has to learn the context's part."""
     text_pos_scale: float = 0.0
     """RoPE positions of the text slots. 0: numbered after the condition (ELF's layout: slot i at
     cond_len + i). > 0: slot i at round(i * text_pos_scale), on the condition's own axis (condition slot
@@ -120,6 +125,8 @@ class DenoiserConfig:
         config_check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         config_check(self.prefix_attention in PREFIX_ATTENTION, "prefix_attention", self.prefix_attention,
                      f"must be one of {list(PREFIX_ATTENTION)}")
+        config_check(self.flow_head in ("linear", "token_mixture"), "flow_head", self.flow_head,
+                     "must be linear or token_mixture")
         config_check(self.text_pos_scale >= 0, "text_pos_scale", self.text_pos_scale, "must be >= 0 (0: ELF layout)")
 
     @property
@@ -167,6 +174,8 @@ class ElfDenoiser(TokenHead, nn.Module):
         )
         self._init_token_head(h, d, cfg.vocab_size)  # proj_* and unembed_* (the released order)
         self.final_layer = FlowHead(h, d, cfg.norm_eps)
+        if cfg.flow_head == "token_mixture":  # (columns, d): one row per token-head column, set_token_means
+            self.register_buffer("token_means", torch.zeros(cfg.vocab_size, d))
         self.reset_parameters()
 
     # ------------------------------------------------------------------------------------------
@@ -269,6 +278,32 @@ class ElfDenoiser(TokenHead, nn.Module):
             kv.append(layer_kv)
         return x, ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
 
+    def flow_out(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``x_hat (B, L, d)`` from the residual stream at the text slots (``flow_head``)."""
+        x_hat = self.final_layer(hidden)
+        if self.cfg.flow_head == "linear":
+            return x_hat
+        ids = self.head_ids if self.head_ids.numel() else None
+        probs = self.token_logits(hidden, ids).float().softmax(dim=-1)  # (B, L, columns)
+        return x_hat + (probs @ self.token_means.float()).to(x_hat.dtype)
+
+    def set_token_means(self, means: torch.Tensor) -> None:
+        """The mean latent of each token-head column (``(columns, d)``, after :meth:`restrict_head`), for
+        ``flow_head: token_mixture``."""
+        if self.cfg.flow_head != "token_mixture":
+            raise ValueError("ElfDenoiser.set_token_means: the flow head is not token_mixture")
+        columns = self.unembed_bias.numel()
+        if tuple(means.shape) != (columns, self.cfg.latent_dim):
+            raise ValueError(f"ElfDenoiser.set_token_means: means have shape {tuple(means.shape)}, expected "
+                             f"({columns}, {self.cfg.latent_dim}) (one row per token-head column)")
+        self.token_means = means.to(self.unembed_bias.device, torch.float32).clone()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        means = state_dict.get(prefix + "token_means")
+        if means is not None and hasattr(self, "token_means") and means.shape != self.token_means.shape:
+            self.token_means = means.new_zeros(means.shape)  # a restricted head's: its shape is the shortlist's
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _check(self, name: str, x: torch.Tensor | None, shape: tuple) -> None:
         if x is not None and tuple(x.shape) != shape:
             raise ValueError(f"ElfDenoiser: {name} has shape {tuple(x.shape)}, expected {shape}")
@@ -286,6 +321,7 @@ class ElfDenoiser(TokenHead, nn.Module):
         text_mask: torch.Tensor | None = None,
         cond_cache: ConditionCache | None = None,
         text_pos: torch.Tensor | None = None,
+        text_extra: torch.Tensor | None = None,
     ) -> DenoiserOutput:
         """One denoiser pass.
 
@@ -295,7 +331,9 @@ class ElfDenoiser(TokenHead, nn.Module):
         None = all real); text_mask (B, L) bool or None (all real); cond_cache: the condition as
         :meth:`cache_condition` returned it, instead of cond / cond_mask (``prefix_attention: self``);
         text_pos (B, L) long or None: RoPE positions of the text slots on the condition's axis (instead of
-        ``text_pos_scale``'s, e.g. the tokens' CTC-aligned slots). Returns x_hat (B, L, d) and hidden (B, L, H).
+        ``text_pos_scale``'s, e.g. the tokens' CTC-aligned slots); text_extra (B, L, H) or None: added to the text
+        slots' input embeddings (e.g. ELF-S2T's aligned audio, ``elf.slot_audio``). Returns x_hat (B, L, d) and
+        hidden (B, L, H).
         """
         cfg = self.cfg
         if z.dim() != 3 or z.shape[-1] != cfg.latent_dim:
@@ -316,6 +354,9 @@ class ElfDenoiser(TokenHead, nn.Module):
         self._check("text_mask", text_mask, (b, l_text))
 
         x_text = self.embed_text(z, self_cond)  # (B, L, H)
+        if text_extra is not None:
+            self._check("text_extra", text_extra, tuple(x_text.shape))
+            x_text = x_text + text_extra.to(x_text.dtype)
         prefix = self._prefix(t, guidance, decode).to(x_text.dtype)  # (B, P, H)
         n_prefix = prefix.shape[1]
         head_dim = cfg.hidden // cfg.heads
@@ -337,7 +378,7 @@ class ElfDenoiser(TokenHead, nn.Module):
             for block, kv in zip(self.blocks, cond_cache.kv):
                 x = block(x, cos, sin, keys, extra_kv=kv)
             hidden = x[:, n_prefix:]  # (B, L, H)
-            return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden)
+            return DenoiserOutput(x_hat=self.flow_out(hidden), hidden=hidden)
 
         if cond is not None:
             cond, cond_mask = self._cond_inputs(cond, cond_mask, b, x_text.dtype)
@@ -356,4 +397,4 @@ class ElfDenoiser(TokenHead, nn.Module):
             x = block(x, cos, sin, mask)
         hidden = x[:, n_prefix + n_cond:]  # (B, L, H) raw residual stream
         cond_hidden = x[:, n_prefix:n_prefix + n_cond] if cond is not None else None
-        return DenoiserOutput(x_hat=self.final_layer(hidden), hidden=hidden, cond_hidden=cond_hidden)
+        return DenoiserOutput(x_hat=self.flow_out(hidden), hidden=hidden, cond_hidden=cond_hidden)

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["TokenShortlist", "shortlist_ids"]
+__all__ = ["TokenShortlist", "mean_latents", "shortlist_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,23 @@ def shortlist_ids(text_space, texts: list[str]) -> torch.Tensor:
     for start in range(0, len(texts), 4096):
         found.update(torch.unique(text_space.tokenize(texts[start:start + 4096])).tolist())
     return torch.tensor(sorted(found), dtype=torch.long)
+
+
+@torch.no_grad()
+def mean_latents(text_space, texts: list[str], ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The mean latent ``(K, d)`` of each token id of ``ids (K,)`` over its occurrences in ``texts`` (zeros for an id
+    that never occurs, e.g. the padding id that serves as the CTC blank)."""
+    sums = torch.zeros(ids.numel(), text_space.dim, dtype=torch.float64)
+    counts = torch.zeros(ids.numel(), dtype=torch.float64)
+    for start in range(0, len(texts), batch):
+        tok = text_space.tokenize(texts[start:start + batch])
+        x = text_space.encode(tok).double().cpu().reshape(-1, text_space.dim)
+        flat = tok.reshape(-1)
+        col = torch.searchsorted(ids, flat).clamp_max(ids.numel() - 1)
+        hit = ids[col] == flat
+        sums.index_add_(0, col[hit], x[hit])
+        counts.index_add_(0, col[hit], torch.ones(int(hit.sum()), dtype=torch.float64))
+    return (sums / counts.clamp_min(1)[:, None]).float()
 
 
 class TokenShortlist:
@@ -47,6 +64,8 @@ class TokenShortlist:
         self.denoiser.restrict_head(self.shortlist)
         log.info("token-head shortlist: %d of %d token ids (from %d training texts)", ids.numel(),
                  self.text_space.vocab_size, len(texts))
+        if self.denoiser.cfg.flow_head == "token_mixture":
+            self.denoiser.set_token_means(mean_latents(self.text_space, sorted(set(texts)), ids))
         return ids.numel()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
