@@ -152,7 +152,7 @@ fi
 if stage_begin 5 "decoding (${eval_sets[*]})"; then
   args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s=dump/$feat_tag/$s/cuts.jsonl.gz"); done
   run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" \
-    "${extra_decode_opts[@]}"
+    --record-setting "${extra_decode_opts[@]}"  # the model's setting (transcribe, export)
   stage_done 5
 fi
 

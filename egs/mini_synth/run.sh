@@ -94,6 +94,9 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --reliance-opts \"...\" the ELF-S2T decoding that stage 7's audio-reliance diagnostics sweep over CFG scales
                          ($reliance_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
+                         Stage 5 records each model's own setting for transcribe / export
+                         (exp/<task>_<model>/decode_setting.yaml): ELF-S2T ASR the last --asr-decode-opts setting,
+                         S2TT the first --decode-opts one, AR the last --ar-decode-opts one
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
   --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
@@ -232,18 +235,23 @@ done
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
 job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
 decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn
-  local m=$1 task=$2 tag setting s sets=() opts settings
+  local m=$1 task=$2 tag setting s sets=() opts settings use record
   opts=$decode_opts
   [ "$m" = ar ] && opts=$ar_decode_opts
   [ "$m" = elf ] && [ "$task" = asr ] && [ -n "$asr_decode_opts" ] && opts="$opts;$asr_decode_opts"
   IFS=';' read -r -a settings <<< "$opts"
   [ "${#settings[@]}" -gt 0 ] || settings=("")
+  # the model's own setting (exp/<tag>/decode_setting.yaml: what transcribe and export use): the last ASR-only
+  # setting of ELF-S2T ASR (the rescored draft), the first --decode-opts one for S2TT (the draft), the last AR one
+  use=${settings[0]}
+  { [ "$m" = ar ] || { [ "$task" = asr ] && [ -n "$asr_decode_opts" ]; }; } && use=${settings[${#settings[@]}-1]}
   tag=$(feat_tag_of "$task")
   for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
   for setting in "${settings[@]}"; do
+    record=(); [ "$setting" = "$use" ] && record=(--record-setting)
     # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
     OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "exp/${task}_$m" \
-      --target "$(target_of "$task")" "${sets[@]}" $setting || return 1
+      --target "$(target_of "$task")" "${sets[@]}" "${record[@]}" $setting || return 1
   done
 }
 for m in elf ar; do
