@@ -95,8 +95,7 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          ($reliance_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
                          Stage 5 records each model's own setting for transcribe / export
-                         (exp/<task>_<model>/decode_setting.yaml): ELF-S2T ASR the last --asr-decode-opts setting,
-                         S2TT the first --decode-opts one, AR the last --ar-decode-opts one
+                         (exp/<task>_<model>/decode_setting.yaml): the last setting decoded for the task
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
   --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
@@ -241,10 +240,9 @@ decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, i
   [ "$m" = elf ] && [ "$task" = asr ] && [ -n "$asr_decode_opts" ] && opts="$opts;$asr_decode_opts"
   IFS=';' read -r -a settings <<< "$opts"
   [ "${#settings[@]}" -gt 0 ] || settings=("")
-  # the model's own setting (exp/<tag>/decode_setting.yaml: what transcribe and export use): the last ASR-only
-  # setting of ELF-S2T ASR (the rescored draft), the first --decode-opts one for S2TT (the draft), the last AR one
-  use=${settings[0]}
-  { [ "$m" = ar ] || { [ "$task" = asr ] && [ -n "$asr_decode_opts" ]; }; } && use=${settings[${#settings[@]}-1]}
+  # the model's own setting (exp/<tag>/decode_setting.yaml: what transcribe and export use): the task's last one
+  # (by default ELF-S2T ASR the rescored draft, S2TT the draft, AR beam 4)
+  use=${settings[${#settings[@]}-1]}
   tag=$(feat_tag_of "$task")
   for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
   for setting in "${settings[@]}"; do
