@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # __RECIPE__: a recipe made from egs/TEMPLATE (utils/new_recipe.sh). See docs/adding_a_corpus.md.
-# Stages (numbers shared by every recipe, DESIGN.md §4.1):
+# Stages (numbers shared by every recipe, docs/design.md §4.1):
 #   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone
 #   4 training         5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)

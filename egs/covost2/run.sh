@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CoVoST 2 speech-to-text translation (X -> En and En -> X) with ELF-S2T. Stages (DESIGN.md §4.1):
+# CoVoST 2 speech-to-text translation (X -> En and En -> X) with ELF-S2T. Stages (docs/design.md §4.1):
 #   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone
 #   4 training         5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--src-lang de --tgt-lang en] [--stage N] [--stop-stage M] [options]

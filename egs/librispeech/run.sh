@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LibriSpeech ASR with ELF-S2T. Stages (numbers shared by every recipe, see DESIGN.md §4.1):
+# LibriSpeech ASR with ELF-S2T. Stages (numbers shared by every recipe, see docs/design.md §4.1):
 #   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone
 #   4 training         5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mini_synth: the offline default recipe. A small corpus is synthesized with espeak-ng (stage 0) in the
 # on-disk formats of LibriSpeech and Common Voice + CoVoST 2, then the real recipes' preparation runs on it.
-# ASR (en) and S2TT (de -> en). Stages (DESIGN.md §4.1):
+# ASR (en) and S2TT (de -> en). Stages (docs/design.md §4.1):
 #   0 synthesize the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone (pre-train)
 #   4 training                5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)
@@ -295,7 +295,7 @@ if stage_in_range 6; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 7: analysis (DESIGN §2.6)
+# Stage 7: analysis (docs/design.md §2.6)
 #   error analysis of every decode of the test sets, one report per experiment: exp/<tag>/analysis/report.md
 #     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's)
 #   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/

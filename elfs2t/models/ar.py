@@ -1,4 +1,4 @@
-"""Autoregressive speech-LLM baseline (DESIGN §6): cached Whisper frames -> projector -> causal LM.
+"""Autoregressive speech-LLM baseline (docs/design.md §6): cached Whisper frames -> projector -> causal LM.
 
 The LM is any Hugging Face causal LM (``AutoModelForCausalLM``) given by name or local path, or a
 fresh small Llama built from a tokenizer (:func:`small_llama_config`, :func:`make_small_lm`). Each

@@ -1,6 +1,6 @@
 """Optimiser and schedule from :class:`OptimConfig`.
 
-Parameter split for ``name: muon`` (DESIGN §2.3, "Muon for every 2-D weight, Adam for the rest"):
+Parameter split for ``name: muon`` (docs/design.md §2.3: Muon for every 2-D weight, Adam for the rest):
 every trainable parameter with exactly 2 dimensions goes to Muon — linear maps, but also embedding
 tables, the token head and learned prefix tokens — unless its name contains one of
 ``adam_patterns``; everything else (biases, norm gains, scalars, >2-D tensors) goes to Adam.
