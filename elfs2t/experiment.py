@@ -11,7 +11,7 @@ One YAML file per experiment composes the per-concern configs::
     train: {...}              # TrainConfig
     decode: {...}             # DecodeConfig
 
-Adding a model is adding a builder to :data:`MODELS`, not editing the stages.
+Adding a model is adding a :class:`~elfs2t.kinds.base.ModelKind` to :data:`MODELS`, not editing the stages.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from torch import nn
 
 from elfs2t.config import ANY, config_check
 from elfs2t.data.dataset import SetSpec
+from elfs2t.kinds.ar import ArKind
+from elfs2t.kinds.base import ModelKind
+from elfs2t.kinds.elf_s2t import ElfS2TKind
 from elfs2t.models.ar import ArConfig
 from elfs2t.models.elf_s2t import ElfS2TConfig
 from elfs2t.optim.build import OptimConfig
@@ -120,17 +123,17 @@ class ExperimentConfig:
         check_tasks(self)
 
 
-def model_tasks(cfg: ExperimentConfig) -> list[str]:
+def task_tokens(cfg: ExperimentConfig) -> list[str]:
     """The task tokens of the configured model (``elf.tasks`` / ``ar.tasks``)."""
-    return getattr(cfg, MODEL_SECTIONS[cfg.model]).tasks
+    return model_kind(cfg).section(cfg).tasks
 
 
 def check_tasks(cfg: ExperimentConfig) -> None:
     """Raise ConfigError unless the model has a task token for every task of ``data.train`` / ``data.valid``: with
     task tokens configured, each set's task must be one of them; without, the training sets must share one task
     (a model without task tokens could not tell a transcript row from a translation row)."""
-    tasks = model_tasks(cfg)
-    key = f"{MODEL_SECTIONS[cfg.model]}.tasks"
+    tasks = task_tokens(cfg)
+    key = f"{model_kind(cfg).section_key}.tasks"
     for name in ("train", "valid"):
         for i, spec in enumerate(getattr(cfg.data, name)):
             config_check(not tasks or spec.task_name in tasks, f"data.{name}[{i}].task", spec.task_name,
@@ -150,29 +153,14 @@ def check_for_ddp(cfg: ExperimentConfig, world_size: int) -> None:
                  "processes): the warm-up steps leave the text path without gradients")
 
 
-def _build_elf_s2t(cfg: ExperimentConfig) -> nn.Module:
-    from elfs2t.models.elf_s2t import ElfS2T
-
-    model = ElfS2T(cfg.elf)
-    if cfg.init.denoiser:
-        from elfs2t.models.init import init_denoiser
-
-        init_denoiser(model.denoiser, cfg.init.denoiser, strict=cfg.init.strict)
-    return model
+MODELS: dict[str, ModelKind] = {kind.name: kind for kind in (ElfS2TKind(), ArKind())}
+"""The model registry: ``model:`` value -> its :class:`~elfs2t.kinds.base.ModelKind` (called with a config, it
+builds the model)."""
 
 
-def _build_ar(cfg: ExperimentConfig) -> nn.Module:
-    from elfs2t.models.ar import ArSpeechLM
-
-    return ArSpeechLM(cfg.ar)
-
-
-MODELS: dict[str, Callable[[ExperimentConfig], nn.Module]] = {
-    "elf_s2t": _build_elf_s2t,
-    "ar": _build_ar,
-}
-MODEL_SECTIONS: dict[str, str] = {"elf_s2t": "elf", "ar": "ar"}
-"""The config section of each model type."""
+def model_kind(cfg: ExperimentConfig) -> ModelKind:
+    """The registry entry of ``cfg.model``."""
+    return MODELS[cfg.model]
 
 
 def build_model(cfg: ExperimentConfig) -> nn.Module:
@@ -201,9 +189,6 @@ def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Cal
     from elfs2t.analysis.audio import AudioTransform
 
     audio = AudioTransform(cfg.decode.audio, seed=seed)
-    if cfg.model == "ar":
-        return lambda batch: model.generate(audio(batch), max_new_tokens=cfg.decode.max_new_tokens,
-                                            beam_size=cfg.decode.beam_size)
-    decoding = build_decoding(cfg.decode, cfg.elf)
     gen = torch.Generator().manual_seed(seed)  # sampler noise is drawn on CPU: device-independent results
-    return lambda batch: model.generate(audio(batch), decoding, generator=gen)
+    decode = MODELS[cfg.model].decode_fn(model, cfg, gen)
+    return lambda batch: [hyps[0].text for hyps in decode(audio(batch))]

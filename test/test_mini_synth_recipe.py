@@ -21,7 +21,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--num-test-gen", "2",
             "--num-test-gen-unseen", "0", "--nj", "2", "--train-threads", "1", "--train-jobs", "2",
             "--models", "elf ar whisper", "--elf-init", "text",
-            "--decode-opts", "decode.strategy=draft;decode.strategy=flow decode.flow.steps=2",
+            "--decode-opts", "decode.strategy=flow decode.flow.steps=2;decode.strategy=draft",  # the last: recorded
             "--ar-decode-opts", "decode.beam_size=1",
             "--decode-sets", "test test_unseen gen_test gen_test_unseen", "--whisper-sets", "test gen_test",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
@@ -56,6 +56,16 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     assert len(list(recipe.glob("dump/*/asr_train_sp/cuts.jsonl.gz"))) == 1
     reliance = list((exp / "asr_elf" / "analysis").rglob("reliance.md"))
     assert reliance and "zero" in reliance[0].read_text()
+    # stage 5 recorded each model's own setting; elfs2t.load decodes the test audio with it as stage 5 did
+    import elfs2t
+    from elfs2t.inference.setting import read_setting
+    from elfs2t.textfile import read_text
+
+    assert read_setting(exp / "asr_elf")[0] == ["decode.strategy=rescore"]  # --asr-decode-opts' default
+    assert read_setting(exp / "st_elf")[0] == ["decode.strategy=draft"] and read_setting(exp / "asr_ar")[1] == "beam1"
+    flacs = sorted((recipe / "corpus" / "LibriSpeech" / "test-clean").rglob("*.flac"))
+    got = {t.id: t.text for t in elfs2t.load(exp / "asr_elf").transcribe(flacs)}
+    assert got == read_text(exp / "asr_elf" / f"decode_{read_setting(exp / 'asr_elf')[1]}" / "asr_test" / "text")
 
     # the joint task and the cascade added later: their own stages run, the finished ones of the other tasks are
     # skipped (the test set only, for time)
@@ -72,6 +82,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
         assert "normalizer: strip_accents" in (asr_de[0] / "result.txt").read_text()  # MiniLM has no umlauts
         st = sorted((exp / f"joint_{model}").glob("decode_*/st_test/result.txt"))
         assert st and "BLEU" in st[0].read_text(), model
+    assert read_setting(exp / "joint_elf")[0] == ["decode.strategy=draft"]  # the last --decode-opts, both tasks
     assert (recipe / "data" / "token_list" / "de_en" / "sp.model").is_file()
     assert list(exp.glob("whisper_*/decode_transcribe_de*/asr_de_test/result.txt"))
     # the cascade: the joint models' German transcripts (and the references) translated by the text ELF

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CoVoST 2 speech-to-text translation (X -> En and En -> X) with ELF-S2T or the AR speech-LLM baseline, one task
-# (translation or source-language ASR) or both in one model with task tokens. Stages (DESIGN.md §4.1):
+# (translation or source-language ASR) or both in one model with task tokens. Stages (docs/design.md §4.1):
 #   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone / AR vocabulary
 #   4 training         5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--src-lang de --tgt-lang en] [--stage N] [--stop-stage M] [options]
@@ -198,7 +198,7 @@ if stage_begin 5 "decoding (${eval_sets[*]})"; then
     IFS='|' read -r target suffix _ <<< "$d"
     args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s$suffix=dump/$feat_tag/$s/cuts.jsonl.gz"); done
     run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" \
-      "${extra_decode_opts[@]}"
+      --record-setting "${extra_decode_opts[@]}"  # the model's setting (transcribe, export)
   done
   stage_done 5
 fi

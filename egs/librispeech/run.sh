@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LibriSpeech ASR with ELF-S2T or the AR speech-LLM baseline. Stages (numbers shared by every recipe, DESIGN.md §4.1):
+# LibriSpeech ASR with ELF-S2T or the AR speech-LLM baseline. Stages (numbers shared by every recipe, docs/design.md §4.1):
 #   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone / AR vocabulary
 #   4 training         5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)
@@ -178,7 +178,7 @@ fi
 if stage_begin 5 "decoding (${eval_sets[*]})"; then
   sets=(); for s in "${eval_sets[@]}"; do sets+=(--set "$s=dump/$feat_tag/$s/cuts.jsonl.gz"); done
   run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target transcript "${sets[@]}" \
-    "${extra_decode_opts[@]}"
+    --record-setting "${extra_decode_opts[@]}"  # the model's setting (transcribe, export)
   stage_done 5
 fi
 

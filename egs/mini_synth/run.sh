@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mini_synth: the offline default recipe. A small corpus is synthesized with espeak-ng (stage 0) in the
 # on-disk formats of LibriSpeech and Common Voice + CoVoST 2, then the real recipes' preparation runs on it.
-# ASR (en) and S2TT (de -> en). Stages (DESIGN.md §4.1):
+# ASR (en) and S2TT (de -> en). Stages (docs/design.md §4.1):
 #   0 synthesize the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone (pre-train)
 #   4 training                5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)
@@ -114,6 +114,9 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          ($reliance_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
   --mt-decode-opts \"...\" sampler.* overrides of the cascade's text ELF ($mt_decode_opts)
+                         Stage 5 records each model's own setting for transcribe / export
+                         (exp/<task>_<model>/decode_setting.yaml): the last setting decoded for the task
+                         (a joint model: the last --decode-opts / --ar-decode-opts setting, for both tasks)
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
   --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
@@ -324,13 +327,17 @@ decode_sets_of() {  # decode_sets_of NAME SRC SETS...: --set NAME_<s>=<features 
   for s in $(prepared_sets "$src" "$@"); do echo "--set ${name}_${s#"${src}"_}=dump/$tag/$s/cuts.jsonl.gz"; done
 }
 decode_run() {  # decode_run EXP TARGET OPTS SET_ARGS...: every ';'-separated decoding setting of OPTS, in turn
-  local exp=$1 target=$2 opts=$3 setting settings; shift 3
+  local exp=$1 target=$2 opts=$3 setting settings use record; shift 3
   IFS=';' read -r -a settings <<< "$opts"
   [ "${#settings[@]}" -gt 0 ] || settings=("")
+  # the model's own setting (exp/<tag>/decode_setting.yaml: what transcribe and export use): the last one
+  # (by default ELF-S2T ASR the rescored draft, S2TT the draft, AR beam 4)
+  use=${settings[${#settings[@]}-1]}
   for setting in "${settings[@]}"; do
+    record=(); [ "$setting" = "$use" ] && record=(--record-setting)
     # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
-    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "$exp" --target "$target" "$@" $setting \
-      || return 1
+    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "$exp" --target "$target" "$@" \
+      "${record[@]}" $setting || return 1
   done
 }
 decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn (joint: both of its tasks)
@@ -449,7 +456,7 @@ if stage_in_range 6; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 7: analysis (DESIGN §2.6)
+# Stage 7: analysis (docs/design.md §2.6)
 #   error analysis of every decode of the test sets, one report per experiment: exp/<tag>/analysis/report.md
 #     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's; the joint task's German
 #     transcripts are left out: the word lists are English)

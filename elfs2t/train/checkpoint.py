@@ -1,13 +1,15 @@
 """Training checkpoints: our own format, written atomically, with the previous ones kept.
 
-Files in ``exp/<tag>/``: ``checkpoint-<step>.pt`` (the newest ``keep_last`` are kept) and ``last.pt``
-(a hard link to — or, where links are impossible, a copy of — the newest). Each file is one
+Files in ``exp/<tag>/``: ``checkpoint-<step>.pt`` (the newest ``keep_last`` are kept, and the ``keep_best`` of
+lowest validation loss) and ``last.pt`` (a hard link to — or, where links are impossible, a copy of — the newest);
+``valid_loss.json`` (``{step: loss}`` of every checkpoint written at a validation). Each file is one
 ``torch.save`` dict::
 
     {"format": "elfs2t-checkpoint", "version": 1, "step": int, "epoch": int, "batches_in_epoch": int,
      "model": state_dict, "ema": Ema.state_dict() | None, "optimizer": ..., "scheduler": ...,
      "sampler": sampler state | None, "rng": [per-rank rng_state()], "config": plain dict, "time": str,
-     "train_seconds": float}   # the run's training time so far (older checkpoints lack it: 0)
+     "train_seconds": float,   # the run's training time so far (older checkpoints lack it: 0)
+     "valid_loss": float | None}  # validation loss at that step (EMA weights), when validated there
 
 Writes go to ``<name>.tmp`` then ``os.replace``: a crash never leaves a half-written ``.pt``.
 Loading uses ``weights_only=False`` (RNG states and sampler states are Python objects): load only
@@ -15,6 +17,7 @@ checkpoints you trust. :func:`load_latest` falls back to older checkpoints when 
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -30,11 +33,12 @@ import torch
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FORMAT", "CheckpointError", "rng_state", "set_rng_state", "list_checkpoints", "save_checkpoint",
-    "load_checkpoint", "load_latest",
+    "FORMAT", "VALID_INDEX", "CheckpointError", "rng_state", "set_rng_state", "list_checkpoints", "save_checkpoint",
+    "load_checkpoint", "load_latest", "read_valid_losses",
 ]
 
 FORMAT = "elfs2t-checkpoint"
+VALID_INDEX = "valid_loss.json"
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
@@ -100,23 +104,49 @@ def _atomic_link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int = 2) -> Path:
+def read_valid_losses(exp_dir: str | Path) -> dict[int, float]:
+    """``{step: validation loss}`` of the checkpoints written at a validation (``valid_loss.json``; {} if none)."""
+    path = Path(exp_dir) / VALID_INDEX
+    try:
+        return {int(k): float(v) for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: unreadable validation-loss index ({exc})") from exc
+
+
+def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int = 2, keep_best: int = 0) -> Path:
     """Write ``state`` (must hold ``step``) as ``checkpoint-<step>.pt``, point ``last.pt`` at it, prune.
 
-    Returns the path of the new checkpoint. Older checkpoints beyond ``keep_last`` are deleted only after
-    the new one is complete.
+    Returns the path of the new checkpoint. A ``valid_loss`` in ``state`` goes into ``valid_loss.json``. Older
+    checkpoints are deleted only after the new one is complete, except the newest ``keep_last`` and the
+    ``keep_best`` of lowest validation loss.
     """
     if "step" not in state:
         raise ValueError("save_checkpoint: state has no 'step'")
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": 1, **state}
-    path = exp_dir / f"checkpoint-{int(state['step'])}.pt"
+    step = int(state["step"])
+    path = exp_dir / f"checkpoint-{step}.pt"
     _atomic_save(state, path)
     _atomic_link(path, exp_dir / "last.pt")
-    for _, old in list_checkpoints(exp_dir)[: -max(1, keep_last)]:
-        if old != path:
+    losses = read_valid_losses(exp_dir)
+    if state.get("valid_loss") is not None:
+        losses[step] = float(state["valid_loss"])
+    found = list_checkpoints(exp_dir)
+    keep = {p for _, p in found[-max(1, keep_last):]} | {path}
+    if keep_best > 0:
+        scored = sorted((losses[s], s) for s, _ in found if s in losses)
+        best = {s for _, s in scored[:keep_best]}
+        keep |= {p for s, p in found if s in best}
+    for s, old in found:
+        if old not in keep:
             old.unlink(missing_ok=True)
+    kept = {s for s, p in found if p in keep}
+    index = exp_dir / VALID_INDEX
+    if losses or index.is_file():
+        tmp = index.with_name(index.name + ".tmp")
+        tmp.write_text(json.dumps({str(s): v for s, v in sorted(losses.items()) if s in kept}, indent=1) + "\n")
+        os.replace(tmp, index)
     log.info("saved %s", path)
     return path
 

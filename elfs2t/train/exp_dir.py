@@ -4,7 +4,8 @@
 a UTC timestamp to ``cmd.txt``, and refuses to reuse a folder whose stored ``config.yaml`` differs from the
 new config — listing the differing keys — unless ``overwrite=True``. Keys that only lengthen or
 re-resource a run (``max_steps``, ``max_epochs``, ``max_minutes``, ``num_workers``, ``pin_memory``,
-``progress``, ``log_every``) may change: that is how a finished run is continued.
+``progress``, ``log_every``, and how many checkpoints are kept: ``keep_last``, ``keep_best``) may change: that is
+how a finished run is continued.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ExpDirError", "RESUMABLE_KEYS", "config_diff", "prepare_exp_dir", "setup_file_logging"]
 
 RESUMABLE_KEYS: tuple[str, ...] = ("max_steps", "max_epochs", "max_minutes", "num_workers", "pin_memory",
-                                   "progress", "log_every")
+                                   "progress", "log_every", "keep_last", "keep_best")
 """Last components of dotted keys that may differ when an experiment folder is reused."""
 
 
