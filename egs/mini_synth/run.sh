@@ -113,7 +113,10 @@ done
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: synthesize the corpus into $MINI_SYNTH
-if stage_begin 0 "synthesize the mini_synth corpus"; then
+# (Each stage's marker records its inputs and settings, the files and values after the description; a stage
+# done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
+if stage_begin 0 "synthesize the mini_synth corpus" -- "seed=$seed" "num_train=$num_train" "num_dev=$num_dev" \
+    "num_test=$num_test" "num_test_unseen=$num_test_unseen" "MINI_SYNTH=$MINI_SYNTH"; then
   python -m elfs2t.bin.make_mini_synth --output-dir "$MINI_SYNTH" --seed "$seed" --num-train "$num_train" \
     --num-dev "$num_dev" --num-test "$num_test" --num-test-unseen "$num_test_unseen" --nj "$nj"
   stage_done 0
@@ -122,7 +125,8 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Stage 1: data preparation with the LibriSpeech and CoVoST 2 code ->
 #   $manifest_dir/cuts_{asr,st}_{train,dev,test,test_unseen}.jsonl.gz
-if stage_begin 1 "data preparation"; then
+if stage_begin 1 "data preparation" "$MINI_SYNTH/LibriSpeech" "$MINI_SYNTH/cv/de/validated.tsv" \
+    "$MINI_SYNTH/covost/covost_v2.de_en.tsv" -- "manifest_dir=$manifest_dir"; then
   python -m elfs2t.bin.prepare_data librispeech --corpus-dir "$MINI_SYNTH/LibriSpeech" --output-dir "$manifest_dir" \
     --parts train-clean-100 dev-clean test-clean test-other \
     --set-name train-clean-100=asr_train --set-name dev-clean=asr_dev \
@@ -135,11 +139,16 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (by default base for ASR, tiny.en for S2TT; trimmed)
-asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --print-tag)
+# (--print-tag also checks --ngpu against the GPUs there are: a one-line error before any stage runs)
+asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --ngpu "$ngpu" --print-tag)
 st_tag=$asr_tag   # one python start-up (~8 s) less when both tasks use the same encoder (the default)
 [ "$st_encoder" = "$asr_encoder" ] || \
   st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
-if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
+stage1_cuts=(); for t in asr st; do for s in train dev test test_unseen; do
+  stage1_cuts+=("$manifest_dir/cuts_${t}_$s.jsonl.gz"); done; done
+if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)" "${stage1_cuts[@]}" -- "asr_encoder=$asr_encoder" \
+    "st_encoder=$st_encoder" "feat_mode=$feat_mode" "asr_speed_perturb=$asr_speed_perturb" \
+    "speed_perturb_per_cut=$speed_perturb_per_cut"; then
   asr_sets="asr_train asr_dev asr_test asr_test_unseen"
   if [ -n "$asr_speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
     # shellcheck disable=SC2086  # a list of factors
@@ -161,10 +170,10 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Stages 3-6 run per model; their done markers are exp/.done/<model>/stageN.
 has_model() { [[ " $models " == *" $1 "* ]]; }
-model_stage_begin() {  # model_stage_begin N MODEL DESC: stage_begin with the model's marker folder
-  local n=$1 m=$2; shift 2
+model_stage_begin() {  # model_stage_begin N MODEL DESC [INPUT... [-- SETTING...]]: stage_begin, the model's markers
+  local n=$1 m=$2 desc=$3; shift 3
   has_model "$m" || return 1
-  done_dir=exp/.done/$m stage_begin "$n" "$* [$m]"
+  done_dir=exp/.done/$m stage_begin "$n" "$desc [$m]" "$@"
 }
 model_stage_done() { done_dir=exp/.done/$2 stage_done "$1"; }
 export_lm_text() {  # the English training text of both tasks (ASR transcripts, S2TT translations)
@@ -178,13 +187,16 @@ feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi
 # Stage 3: backbones pre-trained on the English training text, same data and time budget:
 #   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser; only with --elf-init text)
 #   ar:  causal LM with a BPE tokenizer -> exp/lm_text/hf (the AR baseline's LM)
-if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
+lm_text_inputs=("$manifest_dir/cuts_asr_train.jsonl.gz" "$manifest_dir/cuts_st_train.jsonl.gz")
+if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text" \
+    "${lm_text_inputs[@]}" "$conf/pretrain_text.yaml" -- "train_opts=$train_opts"; then
   export_lm_text
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
     --exp-dir exp/elf_text --text data/lm/train_text.txt $train_opts
   model_stage_done 3 elf
 fi
-if model_stage_begin 3 ar "causal LM pre-trained on the training text"; then
+if model_stage_begin 3 ar "causal LM pre-trained on the training text" \
+    "${lm_text_inputs[@]}" "$conf/pretrain_lm.yaml" -- "train_opts=$train_opts"; then
   export_lm_text
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_lm --conf "$conf/pretrain_lm.yaml" \
     --exp-dir exp/lm_text --text data/lm/train_text.txt $train_opts
@@ -212,8 +224,20 @@ train_task() {  # train_task MODEL TASK: one stage-4 training
   OMP_NUM_THREADS=$job_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
     --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" "${data[@]}" $train_opts
 }
+train_inputs() {  # train_inputs MODEL: the files stage 4 trains MODEL from, one a line (its marker records them)
+  local m=$1 task tag
+  for task in $tasks; do
+    tag=$(feat_tag_of "$task")
+    if [ "$m" = ar ]; then echo "$conf/train_${task}_ar.yaml"; else echo "$conf/train_$task.yaml"; fi
+    echo "dump/$tag/${task}_train/cuts.jsonl.gz"; echo "dump/$tag/${task}_dev/cuts.jsonl.gz"
+    if [ "$task" = asr ] && [ -n "$asr_speed_perturb" ]; then echo "dump/$tag/asr_train_sp/cuts.jsonl.gz"; fi
+  done
+  if [ "$m" = ar ]; then echo exp/lm_text/last.pt; elif [ "$elf_init" = text ]; then echo exp/elf_text/last.pt; fi
+}
 for m in elf ar; do
-  if model_stage_begin 4 "$m" "training ($tasks)"; then
+  mapfile -t inputs < <(train_inputs "$m")
+  if model_stage_begin 4 "$m" "training ($tasks)" "${inputs[@]}" -- "tasks=$tasks" "train_opts=$train_opts" \
+      "elf_init=$elf_init"; then
     jobs_init "$train_jobs"  # up to $train_jobs tasks at once, each with its output in exp/<task>_<m>/train.out
     for task in $tasks; do jobs_run "training ${task}_$m" "exp/${task}_$m/train.out" train_task "$m" "$task"; done
     jobs_wait "stage 4: training"
@@ -241,15 +265,26 @@ decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, i
       --target "$(target_of "$task")" "${sets[@]}" $setting || return 1
   done
 }
+decode_inputs() {  # decode_inputs MODEL: the checkpoints and cuts stage 5 decodes with, one a line
+  local task s
+  for task in $tasks; do
+    echo "exp/${task}_$1/last.pt"
+    for s in $decode_sets; do echo "dump/$(feat_tag_of "$task")/${task}_$s/cuts.jsonl.gz"; done
+  done
+}
 for m in elf ar; do
-  if model_stage_begin 5 "$m" "decoding ($tasks)"; then
+  mapfile -t inputs < <(decode_inputs "$m")
+  if model_stage_begin 5 "$m" "decoding ($tasks)" "${inputs[@]}" -- "decode_opts=$decode_opts" \
+      "asr_decode_opts=$asr_decode_opts" "ar_decode_opts=$ar_decode_opts"; then
     jobs_init "$nj"  # the tasks at once (--nj), each with its output in exp/<task>_<m>/decode.out
     for task in $tasks; do jobs_run "decoding ${task}_$m" "exp/${task}_$m/decode.out" decode_task "$m" "$task"; done
     jobs_wait "stage 5: decoding"
     model_stage_done 5 "$m"
   fi
 done
-if model_stage_begin 5 whisper "Whisper zero-shot decoding ($tasks)"; then
+inputs=(); for task in $tasks; do for s in $whisper_sets; do inputs+=("$manifest_dir/cuts_${task}_$s.jsonl.gz"); done; done
+if model_stage_begin 5 whisper "Whisper zero-shot decoding ($tasks)" "${inputs[@]}" -- "asr_whisper=$asr_whisper" \
+    "st_whisper=$st_whisper" "whisper_beam=$whisper_beam"; then
   for task in $tasks; do
     sets=(); for s in $whisper_sets; do sets+=(--set "${task}_$s=$manifest_dir/cuts_${task}_$s.jsonl.gz"); done
     if [ "$task" = asr ]; then
@@ -267,8 +302,9 @@ fi
 # Stage 6: scoring -> result.txt per set (WER for asr_* sets, BLEU/chrF for st_* sets), then the
 # comparison table of every scored decode: exp/results.md (per set: ELF-S2T settings, AR, Whisper)
 for m in $models; do
-  if model_stage_begin 6 "$m" "scoring"; then
-    case "$m" in elf) pattern="exp/*_elf" ;; ar) pattern="exp/*_ar" ;; whisper) pattern="exp/whisper_*" ;; esac
+  case "$m" in elf) pattern="exp/*_elf" ;; ar) pattern="exp/*_ar" ;; whisper) pattern="exp/whisper_*" ;; esac
+  inputs=(); for f in $pattern/decode_*/*/text; do [ -f "$f" ] && inputs+=("$f"); done
+  if model_stage_begin 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
     for dir in $pattern/decode_*/*/; do
       [ -f "$dir/text" ] || continue
       case "$(basename "$dir")" in asr_*) metric=wer ;; *) metric=bleu ;; esac
@@ -290,7 +326,8 @@ fi
 #   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/
 #   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g, the first
 #     --decode-opts setting otherwise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
-if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
+inputs=(); for f in exp/*/decode_*/*_test/text exp/*/decode_*/*_test_unseen/text; do [ -f "$f" ] && inputs+=("$f"); done
+if stage_begin 7 "analysis (latent-space error analysis, audio reliance)" "${inputs[@]}" -- "decode_opts=$decode_opts"; then
   analysis_space=$MAIN_ROOT/tools/models/all-MiniLM-L6-v2
   reliance_guidance="1 2 3 4"
   analysis_args=(--text-space "$analysis_space" --max-len 24 --no-progress)
