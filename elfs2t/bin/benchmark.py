@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from elfs2t.bin._cli import entry_point
+
 log = logging.getLogger("elfs2t.benchmark")
 
 
@@ -153,6 +155,7 @@ def run(args) -> dict:
     return result
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
