@@ -15,6 +15,7 @@ Adding a model is adding a builder to :data:`MODELS`, not editing the stages.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,8 +168,17 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
     return model
 
 
+def batch_generator(seed: int, cut_ids: list[str]) -> torch.Generator:
+    """A CPU generator seeded by ``seed`` and the batch's cut ids: the sampler noise a batch gets does not depend
+    on the batches decoded before it, so N decoding processes (each a share of the batches) give the hypotheses
+    of one, and noise drawn on the CPU gives the same results on every device."""
+    digest = hashlib.sha256("\n".join([str(seed), *cut_ids]).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
 def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:
-    """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`.
+    """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`; the sampler noise of a batch is seeded by
+    ``seed`` and its cut ids (:func:`batch_generator`).
 
     The batch features first go through ``cfg.decode.audio`` (:class:`elfs2t.analysis.audio.AudioTransform`;
     ``real`` leaves them as they are), so the audio-reliance diagnostics hold for every model type.
@@ -179,5 +189,5 @@ def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Cal
     if cfg.model == "ar":
         return lambda batch: model.generate(audio(batch), max_new_tokens=cfg.decode.max_new_tokens,
                                             beam_size=cfg.decode.beam_size)
-    gen = torch.Generator().manual_seed(seed)  # sampler noise is drawn on CPU: device-independent results
-    return lambda batch: model.generate(audio(batch), cfg.decode.sampler, generator=gen)
+    return lambda batch: model.generate(audio(batch), cfg.decode.sampler,
+                                        generator=batch_generator(seed, batch["cut_ids"]))

@@ -6,6 +6,8 @@
 The model config comes from ``exp-dir/config.yaml``; only ``decode.*`` keys may be overridden. Output:
 ``exp-dir/decode_<inference_tag>/<set>/{text,ref,utt_timing.txt,timing.json}`` (see elfs2t.decode).
 Under torchrun each process decodes a share of the batches and rank 0 merges the shards.
+References longer than the model's text slots (``max_text_tokens``; no hypothesis can be that long) are still
+decoded and scored, but counted: a warning names a few, and ``timing.json`` holds ``refs_over_max_len``.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError, dump_config, load_config
-from elfs2t.data.dataset import load_sets, SetSpec
+from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import ExperimentConfig, build_model, hypothesis_fn
 from elfs2t.results import decode_info
@@ -65,6 +68,17 @@ def load_trained(exp_dir: Path, overrides: list[str], checkpoint: Path | None = 
     return model, cfg, state
 
 
+def refs_over_max_len(model, cuts, target: str) -> list[str]:
+    """Ids of the cuts whose reference has more tokens than ``model.max_text_tokens`` (counted as the training
+    filter counts them, ``model.count_tokens``; ``[]`` for a model without them): their scores hold errors no
+    hypothesis of this model could avoid."""
+    count, limit = getattr(model, "count_tokens", None), getattr(model, "max_text_tokens", None)
+    if count is None or limit is None:
+        return []
+    return [cut.id for cut in cuts if count(target_text(cut, target)) > limit]
+
+
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
@@ -78,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
         cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
+        over = refs_over_max_len(model, cuts, args.target) if info.is_main else []
+        if over:
+            log.warning("%s: %d reference(s) longer than the model's %d text tokens (e.g. %s): decoded and scored, "
+                        "but no hypothesis can be that long", name, len(over), model.max_text_tokens,
+                        ", ".join(over[:5]))
         out_dir = args.exp_dir / f"decode_{tag}" / name
         summary = decode_cuts(hypothesis_fn(model, cfg, args.seed), cuts, out_dir, max_duration=cfg.decode.max_duration,
                               rank=info.rank, world_size=info.world_size, text_transform=str.lower if lower else None)
@@ -87,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 summary = merge_shards(out_dir, info.world_size)
         if info.is_main:
             dump_config(cfg.decode, out_dir / "decode_config.yaml")
-            annotate_timing(out_dir, decode_info(cfg, model, cuts=path, train_step=state.get("step")))
+            annotate_timing(out_dir, {**decode_info(cfg, model, cuts=path, train_step=state.get("step")),
+                                      "refs_over_max_len": len(over),
+                                      "max_text_tokens": getattr(model, "max_text_tokens", None)})
             print(f"decoded {name}: {summary['num_utts']} utts, RTFx {summary['rtfx']:.1f} -> {out_dir}/text")
     cleanup()
     return 0

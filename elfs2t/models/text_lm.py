@@ -38,7 +38,7 @@ from elfs2t.data.text_corpus import TextLineDataset, sample_reporter, text_loade
 from elfs2t.models.ar import special_ids, small_llama_config, train_bpe_tokenizer
 from elfs2t.train.checkpoint import list_checkpoints
 from elfs2t.train.config import TextPretrainConfig
-from elfs2t.train.exp_dir import prepare_exp_dir
+from elfs2t.train.exp_dir import check_exp_dir, record_exp_dir
 from elfs2t.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -212,13 +212,14 @@ def pretrain_lm(cfg: PretrainLmConfig, exp_dir: str | Path, text_file: str | Pat
     has_ckpt = bool(list_checkpoints(exp_dir))
     if not resume and has_ckpt:
         raise FileExistsError(f"{exp_dir} already holds checkpoints: resume, or use another exp dir")
-    prepare_exp_dir(exp_dir, cfg, overwrite=overwrite)
+    check_exp_dir(exp_dir, cfg, overwrite=overwrite)
     corpus = TextLineDataset(text_file)
     tokenizer = _tokenizer(cfg.model, exp_dir, corpus, resuming=has_ckpt)
     torch.manual_seed(cfg.train.seed)
     model = TextLm(cfg.model, tokenizer)
     log.info("text LM: %.2fM parameters (%d layers, H=%d), vocabulary %d, %d sentences",
              model.num_parameters() / 1e6, cfg.model.layers, cfg.model.hidden, len(tokenizer), len(corpus))
+    record_exp_dir(exp_dir, cfg)  # only now: a start that failed (a missing text file) leaves the folder as it was
     trainer = Trainer(model, cfg.optim, cfg.train, exp_dir, text_loader(corpus, cfg.batch_size),
                       on_validate=lm_sample_hook(corpus, cfg.num_samples), batch_size=cfg.batch_size,
                       config=unstructure(cfg))
