@@ -8,7 +8,6 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
-import torch
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 import elfs2t.features.cache as cache_mod
@@ -17,19 +16,6 @@ from elfs2t.features.storage import KaldiioArkReader, KaldiioArkWriter
 from elfs2t.features.whisper import WhisperFrontEnd
 
 TEXTS = ["hello world", "the cat sat on the mat", "one two three four", "good morning", "speech to text"]
-
-
-@pytest.fixture(scope="module")
-def rand_whisper(tmp_path_factory):
-    from transformers import WhisperConfig, WhisperModel
-
-    cfg = WhisperConfig(vocab_size=64, num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                        pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=2)
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("m") / "whisper-rand"
-    WhisperModel(cfg).save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
