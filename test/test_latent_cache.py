@@ -47,3 +47,31 @@ def test_lru_eviction_keeps_the_recent_rows(space):
     assert cache.misses == misses + 1
     with pytest.raises(ValueError, match="max_items"):
         LatentCache(space, max_items=0)
+
+
+def test_tensor_lru_is_bounded_by_bytes_and_reuses_rows():
+    from elfs2t.tensor_lru import TensorLRU
+
+    lru = TensorLRU(max_bytes=3 * 4 * 4 + 5)  # three rows of 4 float32 values (and change)
+    for k in range(5):
+        lru.put(f"k{k}", torch.full((4,), float(k)))
+    assert (len(lru), lru.capacity, lru.nbytes) == (3, 3, 48) and "k1" not in lru
+    assert torch.equal(lru.get("k2"), torch.full((4,), 2.0))  # k2 is now the most recent
+    lru.put("k5", torch.full((4,), 5.0))  # evicts k3, the least recent, and reuses its row
+    assert "k3" not in lru and "k2" in lru and torch.equal(lru.get("k5"), torch.full((4,), 5.0))
+    with pytest.raises(ValueError, match="entries must all be"):
+        lru.put("bad", torch.zeros(5))
+    pair = TensorLRU(max_bytes=1 << 20, max_items=2)
+    pair.put("a", (torch.arange(3), torch.ones(3, 2)))
+    ids, x = pair.get("a")
+    assert ids.dtype == torch.long and torch.equal(x, torch.ones(3, 2)) and pair.capacity == 2
+    assert TensorLRU(max_bytes=8).put("x", torch.zeros(4)) is None  # larger than the budget: not kept
+
+
+def test_latent_cache_holds_its_byte_budget(space):
+    row = space.max_len * space.dim * 4
+    cache = LatentCache(space, max_bytes=2 * row + 100)
+    texts = ["one", "two", "three", "four"]
+    out = cache.encode(space.tokenize(texts))
+    assert len(cache) == 2 and cache.nbytes == 2 * row <= cache.max_bytes
+    assert torch.allclose(out, space.encode(space.tokenize(texts)), atol=1e-5)  # rows reused after the copy

@@ -101,15 +101,17 @@ class TextElf(TokenShortlist, nn.Module):
             ids = self.text_space.tokenize(texts)
             x = self.text_space.encode(ids)
             return ids.to(self.device), x.to(self.device, torch.float32)
-        found = {t: self._cache.get(t) for t in texts}
+        found = {t: self._cache.get(t) for t in texts}  # views of the cache's rows, valid until the next put
         missing = [t for t, entry in found.items() if entry is None]
         if missing:
             ids_new, x_new = self.text_space.encode_texts(missing)
-            for text, i, x in zip(missing, ids_new, x_new.float().cpu()):
+            x_new = x_new.float().cpu()
+            for text, i, x in zip(missing, ids_new, x_new):
                 found[text] = (i, x)
-                self._cache.put(text, (i, x))
-        ids = torch.stack([found[t][0] for t in texts])
+        ids = torch.stack([found[t][0] for t in texts])  # copies, made before the puts below reuse rows
         x = torch.stack([found[t][1] for t in texts])
+        for text in missing:
+            self._cache.put(text, found[text])
         return ids.to(self.device), x.to(self.device)
 
     def condition(self, source_texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -220,7 +220,8 @@ class LatentCache:
 
     Memory: ``L * d * 4`` bytes per entry in float32 (L 24, d 384: 37 KB; L 64, d 512: 131 KB; L 128, d 512:
     262 KB), bounded per process by ``max_bytes`` (default 1 GiB: about 28,000 mini_synth targets, 4,000 at
-    L 128 x d 512, where a corpus of LibriSpeech's size gets few hits anyway).
+    L 128 x d 512, where a corpus of LibriSpeech's size gets few hits anyway), in one preallocated slab
+    (:class:`~elfs2t.tensor_lru.TensorLRU`) whose pages are touched only as entries arrive.
     """
 
     def __init__(self, space: TextLatentSpace, max_bytes: int = DEFAULT_MAX_BYTES, dtype: torch.dtype = torch.float32,
@@ -265,16 +266,17 @@ class LatentCache:
             raise ValueError(f"LatentCache.encode: ids must be (B, L), got {tuple(ids.shape)}")
         rows = ids.detach().to("cpu", torch.long)
         keys = [r.numpy().tobytes() for r in rows]
-        found = [self._store.get(k) for k in keys]
+        found = [self._store.get(k) for k in keys]  # views of the cache's rows, valid until the next put
         missing = [i for i, x in enumerate(found) if x is None]
-        if missing:
-            new = self.space.encode(rows[missing]).to("cpu", self.dtype)
-            for j, i in enumerate(missing):
-                found[i] = new[j].clone()
-                self._store.put(keys[i], found[i])
+        new = self.space.encode(rows[missing]).to("cpu", self.dtype) if missing else None
+        for j, i in enumerate(missing):
+            found[i] = new[j]
+        out = torch.stack(found)  # a copy, made before the puts below reuse rows
+        for j, i in enumerate(missing):
+            self._store.put(keys[i], new[j])
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
-        return torch.stack(found).to(self.space.device, torch.float32)
+        return out.to(self.space.device, torch.float32)
 
     def encode_texts(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Texts -> ``(ids (B, L), latents (B, L, d))`` through the cache."""
