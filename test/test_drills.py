@@ -210,7 +210,8 @@ def _libri_orphan(corpus: Path) -> None:
 STAGE1_DRILLS = [
     # (corpus layout, break it, the reason counted, the example named, cuts kept)
     ("template", _template_truncated, "truncated_audio", "s1-u.wav", ["s0-u", "s2-u"]),
-    ("template", _template_duplicate, "duplicate_id", "s1-u (dev/text:4; first at dev/text:2)", ["s0-u", "s1-u", "s2-u"]),
+    ("template", _template_duplicate, "duplicate_id", "s1-u (dev/text:4; first at dev/text:2)",
+     ["s0-u", "s1-u", "s2-u"]),
     ("template", _template_orphan, "audio_without_transcript", "s9-x.wav", ["s0-u", "s1-u", "s2-u"]),
     ("librispeech", _libri_truncated, "truncated_audio", "100-10-0001.flac", ["100-10-0000"]),
     ("librispeech", _libri_duplicate, "duplicate_id", "100-10-0000 (100-10.trans.txt:3; first at 100-10.trans.txt:1)",

@@ -28,8 +28,8 @@ from typing import Iterator, Sequence
 from lhotse import CutSet
 from lhotse.supervision import SupervisionSegment
 
-from elfs2t.data.manifests import (SplitReport, clear_done, is_done, keep_first_ids, load_set, probe_many, write_reports,
-                                   write_set)
+from elfs2t.data.manifests import (SplitReport, clear_done, is_done, keep_first_ids, load_set, probe_many,
+                                   write_reports, write_set)
 
 logger = logging.getLogger(__name__)
 

@@ -135,8 +135,8 @@ class CutFilter:
 
 
 def filter_cuts(
-    cuts: CutSet, max_duration: float, max_tokens: Optional[int] = None, count_tokens: Optional[Callable[[str], int]] = None,
-    dropped: Optional[list] = None,
+    cuts: CutSet, max_duration: float, max_tokens: Optional[int] = None,
+    count_tokens: Optional[Callable[[str], int]] = None, dropped: Optional[list] = None,
 ) -> tuple[CutSet, dict]:
     """Eagerly filter ``cuts``; returns the kept cuts and the counts per reason (logged). ``dropped``, when given,
     receives ``(cut id, reason, value, limit)`` of every dropped cut (:class:`CutFilter`)."""

@@ -209,7 +209,8 @@ def encode_shard(cuts: list[Cut], out_dir: Path, k: int, encoder, batch_size: in
     _atomic_cuts(CutSet.from_cuts(out_cuts), out_dir / f"cuts.{k}.jsonl.gz")
     _atomic_text(out_dir / f"failed.{k}.txt", "".join(f + "\n" for f in failed))
     seconds = time.perf_counter() - start
-    _atomic_text(out_dir / "shards" / f"{k}.done", f"{len(out_cuts)} {len(failed)} {audio_sec:.3f} {seconds:.3f} {workers}\n")
+    _atomic_text(out_dir / "shards" / f"{k}.done",
+                 f"{len(out_cuts)} {len(failed)} {audio_sec:.3f} {seconds:.3f} {workers}\n")
     return len(out_cuts), len(failed), audio_sec
 
 
