@@ -70,11 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    check_gpus(args.ngpu)  # before anything: --ngpu 1 on a CPU machine is one line, not a CUDA traceback
     cfg = structure(CacheConfig, dict(
         encoder=args.encoder, mode=args.mode, name=args.name, batch_size=args.batch_size, dtype=args.dtype,
         device=args.device, nj=args.nj, ngpu=args.ngpu, shard_size=args.shard_size, num_threads=args.num_threads))
     spec = WhisperFrontEnd.from_pretrained(cfg.encoder, cfg.mode, name=cfg.name)
+    check_gpus(args.ngpu)  # before any work: --ngpu 1 on a CPU machine is one line, not a CUDA traceback
     if args.print_tag:
         print(spec.tag)
         return 0
