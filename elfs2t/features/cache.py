@@ -152,7 +152,8 @@ def _features(cut: Cut, shape: tuple[int, int], ark: str, key: str, spec: Whispe
 
 
 def encode_shard(cuts: list[Cut], out_dir: Path, k: int, encoder, batch_size: int,
-                 progress: Callable[[int, float], None] = lambda n, s: None, workers: int = 1) -> tuple[int, int, float]:
+                 progress: Callable[[int, float], None] = lambda n, s: None,
+                 workers: int = 1) -> tuple[int, int, float]:
     """Encode the cuts of shard ``k`` and publish ``feats.<k>.ark/scp``, ``cuts.<k>.jsonl.gz``,
     ``failed.<k>.txt`` and ``shards/<k>.done`` (``<cached> <failed> <audio s> <encoding s> <workers>``, ``workers``
     the run's parallel workers). Returns (cached, failed, audio seconds)."""
@@ -417,7 +418,8 @@ def _merge(out_dir: Path, n_shards: int, spec: WhisperFrontEnd, fp: str, encoded
     _atomic_text(out_dir / "feats.scp", "".join(scp))
     _atomic_text(out_dir / "failed.txt", "".join(f + "\n" for f in failed))
     if failed:
-        log.warning("%s: %d cut(s) excluded (audio unreadable), listed in %s", out_dir, len(failed), out_dir / "failed.txt")
+        log.warning("%s: %d cut(s) excluded (audio unreadable), listed in %s", out_dir, len(failed),
+                    out_dir / "failed.txt")
     _atomic_cuts(CutSet.from_cuts(merged), out_dir / "cuts.jsonl.gz")
     report = CacheReport(out_dir=str(out_dir), tag=spec.tag, num_cuts=len(merged), num_failed=len(failed),
                          audio_seconds=audio, wall_seconds=wall, num_encoded=encoded)
