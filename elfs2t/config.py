@@ -13,12 +13,16 @@ Rules:
   Literal, list[...], tuple[...], dict[str, ...], nested dataclasses); ints are accepted for floats.
 * A dataclass may define ``validate(self)`` and raise :class:`ConfigError` with :func:`config_check`;
   it is called after structuring, innermost first, with the key path prefixed to the message.
+* Removed options stay readable in old experiment folders: a dataclass lists them in a class attribute
+  ``RETIRED = {key: (no_op_value, reason)}``; a retired key set to its no-op value (or any value, when that is
+  :data:`ANY`) is dropped with a log line, any other value is an error that says why the option went.
 * Overrides are ``key.path=value`` strings; the value is parsed as YAML (``4``, ``true``, ``[1,2]``,
   ``null``), so they go through the same type checks as the file.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from pathlib import Path
@@ -29,8 +33,13 @@ import yaml
 from elfs2t.errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+ANY = object()
+"""The no-op value of a retired key whose value never mattered (e.g. a decoding setting stored with a model)."""
 
 __all__ = [
+    "ANY",
     "ConfigError",
     "config_check",
     "structure",
@@ -166,6 +175,24 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _drop_retired(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    """``data`` without the keys ``cls.RETIRED`` lists, when they hold their no-op value (see the module docstring)."""
+    retired = getattr(cls, "RETIRED", None) or {}
+    hits = [k for k in data if k in retired]
+    if not hits:
+        return data
+    out = dict(data)
+    for name in hits:
+        no_op, reason = retired[name]
+        key = f"{prefix}.{name}" if prefix else name
+        if no_op is not ANY and out[name] != no_op:
+            raise ConfigError(f"{key}={out[name]!r}: this option was removed ({reason}); only {no_op!r}, what "
+                              "the code does now, is still accepted")
+        log.info("config: ignoring the removed option %s (%s)", key, reason)
+        del out[name]
+    return out
+
+
 def structure(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a nested mapping, checking keys and types; then ``validate()``."""
     data = {} if data is None else data
@@ -174,6 +201,7 @@ def structure(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") ->
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    data = _drop_retired(cls, data, prefix)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         path = [f"{prefix}.{k}" if prefix else k for k in unknown]

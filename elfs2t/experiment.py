@@ -19,17 +19,17 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, ClassVar, Literal, Optional
 
 import torch
 from torch import nn
 
-from elfs2t.config import config_check
+from elfs2t.config import ANY, config_check
 from elfs2t.data.dataset import SetSpec
-from elfs2t.flow.sampler import SamplerConfig
 from elfs2t.models.ar import ArConfig
 from elfs2t.models.elf_s2t import ElfS2TConfig
 from elfs2t.optim.build import OptimConfig
+from elfs2t.s2t.decoding import STRATEGIES, DecodingConfig, build_decoding
 from elfs2t.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,13 @@ class InitConfig:
 
 
 @dataclass(kw_only=True)
-class DecodeConfig:
-    """Stage-5 decoding."""
+class DecodeConfig(DecodingConfig):
+    """Stage-5 decoding: ELF-S2T's strategy and its settings (:class:`~elfs2t.s2t.decoding.DecodingConfig`), the AR
+    baseline's search, and what every model shares."""
 
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    """ELF-S2T sampling: steps, ODE/SDE, gamma, guidance g, self-cond guidance w."""
+    RETIRED: ClassVar[dict] = {"sampler": (ANY, "replaced by decode.strategy and its sections (decode.flow, "
+                                                "decode.refine, decode.rescore); decoding settings never change the "
+                                                "trained weights, so an old experiment's stored value is ignored")}
     beam_size: int = 1
     """AR baseline: beam size (1 = greedy)."""
     max_new_tokens: int = 64
@@ -83,23 +85,14 @@ class DecodeConfig:
     audio: Literal["real", "zero", "noise", "swap"] = "real"
     """Audio-reliance diagnostics: decode the real features, zeros, Gaussian noise of the utterance's mean/std, or
     another utterance's features (elfs2t.analysis.audio)."""
+    valid_strategies: list[str] = field(default_factory=list)
+    """ELF-S2T: strategies (each with its section's settings) whose WER on the dev examples decoded at every
+    validation is logged beside ``strategy``'s (``wer_<strategy>`` in train.log, for the learning curves)."""
 
-    def tag(self, model: str) -> str:
-        """Folder name ``decode_<tag>`` for these settings (``_audio<mode>`` appended unless ``audio`` is real)."""
-        audio = "" if self.audio == "real" else f"_audio{self.audio}"
-        if model == "ar":
-            return f"beam{self.beam_size}{audio}"
-        s = self.sampler
-        if s.init == "noise":
-            start = ""
-        elif s.refine == "mask":
-            start = f"_{s.init}mask{s.mask_threshold:g}"
-        elif s.refine == "rescore":
-            levels = "-".join(f"{v:g}" for v in s.rescore_levels)
-            start = f"_{s.init}rescore{s.rescore_threshold:g}l{levels}"
-        else:
-            start = f"_{s.init}{s.t_start:g}" + (f"k{s.flow_threshold:g}" if s.flow_threshold < 1 else "")
-        return f"{s.method}{s.steps}_g{s.guidance:g}_w{s.self_cond_scale:g}{start}{audio}"
+    def validate(self) -> None:
+        super().validate()
+        bad = [s for s in self.valid_strategies if s not in STRATEGIES]
+        config_check(not bad, "valid_strategies", self.valid_strategies, f"must be among {sorted(STRATEGIES)}")
 
 
 @dataclass(kw_only=True)
@@ -176,6 +169,15 @@ def batch_generator(seed: int, cut_ids: list[str]) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def decode_tag(cfg: ExperimentConfig) -> str:
+    """Folder name ``decode_<tag>`` of ``cfg.decode`` for this experiment's model: ELF-S2T's strategy tag
+    (:mod:`elfs2t.s2t.decoding`), the AR baseline's ``beam<N>``; ``_audio<mode>`` appended unless ``audio`` is real."""
+    audio = "" if cfg.decode.audio == "real" else f"_audio{cfg.decode.audio}"
+    if cfg.model == "ar":
+        return f"beam{cfg.decode.beam_size}{audio}"
+    return build_decoding(cfg.decode, cfg.elf).tag() + audio
+
+
 def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:
     """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`; the sampler noise of a batch is seeded by
     ``seed`` and its cut ids (:func:`batch_generator`).
@@ -189,5 +191,5 @@ def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Cal
     if cfg.model == "ar":
         return lambda batch: model.generate(audio(batch), max_new_tokens=cfg.decode.max_new_tokens,
                                             beam_size=cfg.decode.beam_size)
-    return lambda batch: model.generate(audio(batch), cfg.decode.sampler,
-                                        generator=batch_generator(seed, batch["cut_ids"]))
+    decoding = build_decoding(cfg.decode, cfg.elf)
+    return lambda batch: model.generate(audio(batch), decoding, generator=batch_generator(seed, batch["cut_ids"]))

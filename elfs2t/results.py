@@ -10,9 +10,12 @@ Audio-reliance diagnostic decodes (``timing.json`` ``audio``: zero / noise / swa
 
 * **model**: ``timing.json`` ``model`` (``elf_s2t``, ``ar``, ``whisper``), else ``exp/<exp>/config.yaml``
   ``model``, else ``whisper`` for ``exp/whisper_*``.
+* **tokens from**: ``timing.json`` ``reader`` -- which part of the model produced the tokens (ELF-S2T: the flow
+  from noise, the text slots' readout, the CTC readout, the draft refined by the flow or rescored; the AR decoder;
+  Whisper's decoder).
 * **steps / g / beam**: ``timing.json`` (``steps``, ``guidance``, ``beam_size``), else the set's
-  ``decode_config.yaml`` (``sampler.steps``, ``sampler.guidance``, ``beam_size``), else the inference
-  tag (``ode4_g1_w1``, ``sde8_g2_w1``, ``steps32_g2.0``, ``nfe16``, ``beam4``).
+  ``decode_config.yaml`` (the strategy's section: ``flow.steps``, ``flow.guidance``, ...; ``beam_size``), else
+  the inference tag (``flow8_g2_ctc``, ``refine1_g1_t0.8``, ``steps32_g2.0``, ``nfe16``, ``beam4``).
 * **RTFx**: audio seconds / ``decode_seconds``: text generation from encoder states, the same
   measure for every model (cached features for ELF-S2T / AR; for Whisper its decoder only).
   **RTFx e2e** adds the encoder: ``1 / (1 / RTFx + 1 / encoder_rtfx)``, where ``encoder_rtfx`` is
@@ -47,7 +50,7 @@ MODEL_NAMES = {"elf_s2t": "ELF-S2T", "ar": "AR", "whisper": "Whisper zero-shot"}
 _METRIC_LINE = re.compile(r"^(WER|CER|BLEU|BLEU_lc|chrF|chrF_lc):\s*([-+]?(?:[0-9.]+|inf|nan))", re.MULTILINE)
 _INT_LINE = re.compile(r"^(num_utts|missing_hyps):\s*(\d+)", re.MULTILINE)
 _TAG_PARTS = {
-    "steps": re.compile(r"(?:^|[_-])(?:steps?|nfe|ode|sde)(\d+)(?=$|[_-])"),
+    "steps": re.compile(r"(?:^|[_-])(?:steps?|nfe|ode|sde|flow|refine)(\d+)(?=$|[_-])"),
     "guidance": re.compile(r"(?:^|[_-])(?:g|cfg|guidance)(\d+(?:\.\d+)?)(?=$|[_-])"),
     "beam_size": re.compile(r"(?:^|[_-])beam(\d+)(?=$|[_-])"),
 }
@@ -66,6 +69,8 @@ class ResultRow:
     missing: Optional[int] = None
     model: Optional[str] = None
     """Model kind: a key of MODEL_NAMES, or whatever the experiment's config says."""
+    reader: Optional[str] = None
+    """What produced the tokens (``timing.json`` ``reader``, e.g. ``flow from noise``, ``CTC readout ...``)."""
     steps: Optional[str] = None
     guidance: Optional[str] = None
     beam_size: Optional[str] = None
@@ -123,9 +128,17 @@ def decode_info(cfg: Any, model: Any, *, cuts: Optional[str | Path] = None, trai
         info["audio"] = audio
     if cfg.model == "ar":
         info["beam_size"] = cfg.decode.beam_size
+        info["reader"] = "autoregressive decoder" + (" (greedy)" if cfg.decode.beam_size == 1 else
+                                                     f" (beam {cfg.decode.beam_size})")
     else:
-        s = cfg.decode.sampler
-        info.update(steps=s.steps, guidance=s.guidance, method=s.method, self_cond_scale=s.self_cond_scale)
+        from elfs2t.s2t.decoding import build_decoding
+
+        info["strategy"] = cfg.decode.strategy
+        info["reader"] = build_decoding(cfg.decode, cfg.elf).reader
+        section = getattr(cfg.decode, cfg.decode.strategy, None)
+        for key in ("steps", "guidance", "method", "self_cond_scale", "draws"):
+            if hasattr(section, key):
+                info[key] = getattr(section, key)
     if cuts is not None:
         info["cuts"] = str(cuts)
         info.update(stage2_encoder(cuts))
@@ -229,8 +242,9 @@ def _num(value: Any) -> Optional[str]:
 def _settings(timing: dict, decode_cfg: dict, inference: str, model: Optional[str]) -> dict[str, Optional[str]]:
     """steps / guidance / beam_size of one decode; a model kind keeps only its own settings (a stage-5
     ``decode_config.yaml`` holds the sampler defaults for the AR model too, and a beam size for ELF-S2T)."""
-    from_cfg = {"steps": (decode_cfg.get("sampler") or {}).get("steps"),
-                "guidance": (decode_cfg.get("sampler") or {}).get("guidance"),
+    section = decode_cfg.get(decode_cfg.get("strategy") or "") or {}
+    section = section if isinstance(section, dict) else {}
+    from_cfg = {"steps": section.get("steps"), "guidance": section.get("guidance"),
                 "beam_size": decode_cfg.get("beam_size")}
     out = {}
     for key, pattern in _TAG_PARTS.items():
@@ -279,6 +293,7 @@ def collect_results(recipe_dir: str | Path, include_diagnostics: bool = False) -
         rows.append(ResultRow(
             exp=exp_dir.name, inference=inference, set_name=set_dir.name, metrics=metrics,
             num_utts=counts.get("num_utts"), missing=counts.get("missing_hyps"), model=model,
+            reader=timing.get("reader") or ("Whisper's decoder" if model == "whisper" else None),
             **_settings(timing, _read_yaml(set_dir / "decode_config.yaml"), inference, model),
             rtfx=rtfx, rtfx_e2e=rtfx_e2e, params=timing.get("params"), encoder=timing.get("encoder"),
             train_minutes=None if model == "whisper" else train_min,
@@ -313,7 +328,7 @@ def format_results_table(rows: list[ResultRow]) -> str:
     for set_name in dict.fromkeys(r.set_name for r in rows):
         part = [r for r in rows if r.set_name == set_name]
         metrics = [m for m in METRICS if any(m in r.metrics for r in part)]
-        header = ["model", "exp", "decoding", "steps", "g", "beam",
+        header = ["model", "exp", "decoding", "tokens from", "steps", "g", "beam",
                   *[f"{m} (%)" if m in ("WER", "CER") else m for m in metrics],
                   "RTFx", "RTFx e2e", "params (M)", "encoder", "train (min)", "pre-train (min)", "utts"]
         lines = [f"### {set_name}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -322,7 +337,7 @@ def format_results_table(rows: list[ResultRow]) -> str:
             if r.missing:
                 utts += f" ({r.missing} missing)"
             train = "zero-shot" if r.model == "whisper" else _fmt(r.train_minutes, 1)
-            cells = [MODEL_NAMES.get(r.model or "", r.model or ""), r.exp, r.inference, r.steps or "",
+            cells = [MODEL_NAMES.get(r.model or "", r.model or ""), r.exp, r.inference, r.reader or "", r.steps or "",
                      r.guidance or "", r.beam_size or "", *[_fmt(r.metrics.get(m), 2) for m in metrics],
                      _fmt(r.rtfx, 1), _fmt(r.rtfx_e2e, 1), _fmt(None if r.params is None else r.params / 1e6, 2),
                      r.encoder or "", train, _fmt(r.pretrain_minutes, 1), utts]

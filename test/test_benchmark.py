@@ -35,90 +35,71 @@ def test_decode_benchmark_prints_every_system_side_by_side(tmp_path, capsys):
     for col in ("utt/s", "RTFx dec", "RTFx e2e", "lat ms b=1", "lat e2e ms", "peak mem MB", "GFLOP/utt", "x utt/s"):
         assert col in next(iter(rows.values())), col
     names = set(rows)
-    assert {f"elf-s2t random-tiny-{k} n={n} g={g}" for k in ("full", "self") for n in (1, 2) for g in (1, 2)} <= names
+    assert {f"elf-s2t random-tiny-{k} flow{n}_g{g}_prior" for k in ("full", "self") for n in (1, 2) for g in (1, 2)} <= names
     assert "ar random-tiny greedy" in names and any(n.startswith("encoder whisper-random-tiny_trim") for n in names)
     assert rows["ar random-tiny greedy"]["x utt/s"] == "1.00"  # the default baseline
-    assert rows["elf-s2t random-tiny-self n=2 g=2"]["cache"] == "yes"
-    assert rows["elf-s2t random-tiny-full n=2 g=2"]["cache"] == "no"
+    assert rows["elf-s2t random-tiny-self flow2_g2_prior"]["cache"] == "yes"
+    assert rows["elf-s2t random-tiny-full flow2_g2_prior"]["cache"] == "no"
     # prefix caching saves FLOPs; guidance doubles the sampling rows; steps add forwards
     gflop = {n: float(r["GFLOP/utt"]) for n, r in rows.items() if n.startswith("elf")}
-    assert gflop["elf-s2t random-tiny-self n=2 g=2"] < gflop["elf-s2t random-tiny-full n=2 g=2"]
-    assert gflop["elf-s2t random-tiny-full n=2 g=1"] < gflop["elf-s2t random-tiny-full n=2 g=2"]
-    assert gflop["elf-s2t random-tiny-full n=1 g=1"] < gflop["elf-s2t random-tiny-full n=2 g=1"]
+    assert gflop["elf-s2t random-tiny-self flow2_g2_prior"] < gflop["elf-s2t random-tiny-full flow2_g2_prior"]
+    assert gflop["elf-s2t random-tiny-full flow2_g1_prior"] < gflop["elf-s2t random-tiny-full flow2_g2_prior"]
+    assert gflop["elf-s2t random-tiny-full flow1_g1_prior"] < gflop["elf-s2t random-tiny-full flow2_g1_prior"]
     for name in ("decode.md", "decode.json", "speed_accuracy.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "decode.json").read_text())
     assert len(saved["rows"]) == len(rows) and all(r["utt_s"] > 0 for r in saved["rows"])
 
 
-def test_decode_benchmark_times_the_ctc_draft_start_beside_noise(tmp_path, capsys):
-    """Random models get a CTC weight when ctc is asked for; n=0 (the draft alone) runs for ctc only, unguided."""
-    assert benchmark.main(["decode", *TINY, "--kinds", "self", "--no-ar", "--starts", "noise", "ctc", "--steps", "0", "1",
-                           "--latency-utts", "1", "--baseline", "elf", "--out-dir", str(tmp_path)]) == 0
+def test_decode_benchmark_times_every_strategy_by_its_tag(tmp_path, capsys):
+    """Random models get a CTC weight when a strategy reads the draft; flow and refine run at every step count and
+    guidance, draft / readout / rescore once, unguided; the rescoring has no FLOP count."""
+    assert benchmark.main(["decode", *TINY, "--kinds", "self", "--no-ar", "--strategies", "flow", "refine", "draft",
+                           "readout", "rescore", "--steps", "1", "--latency-utts", "1", "--baseline", "elf",
+                           "--out-dir", str(tmp_path)]) == 0
     rows = _table_rows(capsys.readouterr().out)
     label = "elf-s2t random-tiny-self"
-    assert set(rows) == {f"{label} n=1 g=1", f"{label} n=1 g=2", f"{label} ctc@0.6 n=0 g=1",
-                         f"{label} ctc@0.6 n=1 g=1", f"{label} ctc@0.6 n=1 g=2"}
-    assert {n: r["start"] for n, r in rows.items()} == {n: "ctc@0.6" if "ctc" in n else "noise" for n in rows}
-    assert rows[f"{label} ctc@0.6 n=0 g=1"]["steps"] == "0"
-    gflop = {n: float(r["GFLOP/utt"]) for n, r in rows.items()}
+    assert set(rows) == {f"{label} {t}" for t in ("flow1_g1_prior", "flow1_g2_prior", "refine1_g1_t0.8", "refine1_g2_t0.8",
+                                                 "draft", "readout_prior", "rescore_k0.95_l0.05-0.2_d4")}
+    assert {n: r["decoding"] for n, r in rows.items()} == {n: n.split()[-1] for n in rows}
+    assert rows[f"{label} draft"]["steps"] == "-" and rows[f"{label} flow1_g2_prior"]["steps"] == "1"
+    assert rows[f"{label} rescore_k0.95_l0.05-0.2_d4"]["GFLOP/utt"] == "-"
+    saved = json.loads((tmp_path / "decode.json").read_text())["rows"]
+    g = {r["decoding"]: r["gflop_utt"] for r in saved if "gflop_utt" in r}
     # the draft (a forward, the token head over the audio slots) and the text encoder come on top of the steps
-    assert gflop[f"{label} ctc@0.6 n=1 g=1"] > gflop[f"{label} n=1 g=1"]
-    assert gflop[f"{label} ctc@0.6 n=1 g=1"] > gflop[f"{label} ctc@0.6 n=0 g=1"] > 0
+    assert g["refine1_g1_t0.8"] > g["flow1_g1_prior"] > g["readout_prior"] > 0 and g["draft"] > 0
     assert all(float(r["utt/s"]) > 0 for r in rows.values())
-    assert (tmp_path / "speed_accuracy.png").stat().st_size > 0  # n=0 on the steps axis
+    assert (tmp_path / "speed_accuracy.png").stat().st_size > 0
 
 
-def test_decode_benchmark_times_the_rescored_draft(tmp_path, capsys):
-    """start rescore: the recipe's ASR output (sampler.refine: rescore), unguided, n = noise draws per level, no
-    n=0 row of its own (the ctc start's n=0 is the draft) and no FLOP count (the candidates depend on the draft)."""
-    assert benchmark.main(["decode", *TINY, "--kinds", "self", "--no-ar", "--starts", "ctc", "rescore", "--steps", "0",
-                           "2", "--latency-utts", "1", "--baseline", "elf"]) == 0
-    rows = _table_rows(capsys.readouterr().out)
-    label = "elf-s2t random-tiny-self"
-    assert set(rows) == {f"{label} ctc@0.6 n=0 g=1", f"{label} ctc@0.6 n=2 g=1", f"{label} ctc@0.6 n=2 g=2",
-                         f"{label} rescore n=2 g=1"}
-    rescored = rows[f"{label} rescore n=2 g=1"]
-    assert rescored["start"] == "rescore" and rescored["steps"] == "2" and rescored["GFLOP/utt"] == "-"
-    assert float(rescored["utt/s"]) > 0 and float(rows[f"{label} ctc@0.6 n=0 g=1"]["GFLOP/utt"]) > 0
-
-
-def test_decode_bench_config_checks_steps_and_starts():
+def test_decode_bench_config_checks_steps_and_strategies():
     from elfs2t.bench.decode import DecodeBenchConfig
     from elfs2t.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^steps=\[0, 4\]: .*needs starts ctc"):
-        DecodeBenchConfig(steps=[0, 4]).validate()  # noise only: the draft alone does not exist
-    with pytest.raises(ConfigError, match=r"^steps=\[0\]: starts noise and rescore need"):
-        DecodeBenchConfig(steps=[0], starts=["noise", "ctc"]).validate()
-    with pytest.raises(ConfigError, match=r"^steps=\[-1\]"):
-        DecodeBenchConfig(steps=[-1], starts=["ctc"]).validate()
-    with pytest.raises(ConfigError, match=r"^starts="):
-        DecodeBenchConfig(starts=["ctc", "draft"]).validate()
-    with pytest.raises(ConfigError, match=r"^steps=\[0\]: starts noise and rescore need a step count >= 1"):
-        DecodeBenchConfig(steps=[0], starts=["ctc", "rescore"]).validate()
-    with pytest.raises(ConfigError, match=r"^steps=\[0, 4\]: .*needs starts ctc"):
-        DecodeBenchConfig(steps=[0, 4], starts=["rescore"]).validate()
-    DecodeBenchConfig(steps=[4], starts=["rescore"]).validate()
+    with pytest.raises(ConfigError, match=r"^steps=\[0, 4\]: must be >= 1"):
+        DecodeBenchConfig(steps=[0, 4]).validate()
+    with pytest.raises(ConfigError, match=r"^strategies="):
+        DecodeBenchConfig(strategies=["flow", "mask"]).validate()
+    with pytest.raises(ConfigError, match=r"^strategies="):
+        DecodeBenchConfig(strategies=[]).validate()
     with pytest.raises(ConfigError, match=r"^t_start="):
-        DecodeBenchConfig(starts=["ctc"], t_start=1.0).validate()
-    DecodeBenchConfig(steps=[0], starts=["ctc"]).validate()
-    DecodeBenchConfig(steps=[0, 4], starts=["noise", "ctc"]).validate()
+        DecodeBenchConfig(strategies=["refine"], t_start=1.0).validate()
+    DecodeBenchConfig(steps=[4], strategies=["rescore", "draft"]).validate()
 
 
-def test_decode_bench_ctc_start_needs_a_ctc_trained_experiment(monkeypatch):
+def test_decode_bench_draft_strategies_need_a_ctc_trained_experiment(monkeypatch):
     from types import SimpleNamespace
 
     from elfs2t.bench import decode
     from elfs2t.bench.models import random_elf_s2t
-    from elfs2t.flow.sampler import SamplerConfig
+    from elfs2t.s2t.decoding import DecodingConfig
 
     model = random_elf_s2t("tiny", prefix_attention="self", feat_dim=16, text_len=8)  # ctc_weight 0
-    ecfg = SimpleNamespace(model="elf_s2t", decode=SimpleNamespace(sampler=SamplerConfig()))
+    ecfg = SimpleNamespace(model="elf_s2t", decode=DecodingConfig())
     monkeypatch.setattr(decode, "load_trained_model", lambda exp: (model, ecfg))
     utts = synthetic_utterances(2, feat_dim=16, min_duration=0.5, max_duration=1.0, audio=False)
-    cfg = decode.DecodeBenchConfig(elf_exps=["exp/no_ctc"], starts=["noise", "ctc"], steps=[1], no_ar=True)
-    with pytest.raises(ValueError, match=r"exp/no_ctc: starts ctc and rescore need .*ctc_weight > 0"):
+    cfg = decode.DecodeBenchConfig(elf_exps=["exp/no_ctc"], strategies=["flow", "draft"], steps=[1], no_ar=True)
+    with pytest.raises(ValueError, match=r"exp/no_ctc: strategies draft, refine and rescore need .*ctc_weight > 0"):
         decode.run_decode_bench(cfg, utts)
 
 
@@ -196,8 +177,10 @@ def test_ctc_draft_and_text_encoder_flops_by_hand_and_by_the_torch_flop_counter(
     assert F.denoiser_forward_flops(cfg, 1, l_text, c) == 370624
     assert F.elf_ctc_draft_flops(cfg, 1, l_text, c, n_audio, vocab=k) == 372448
     assert F.elf_ctc_draft_flops(cfg, 3, l_text, c, n_audio) == 3 * (370624 + 2 * 6 * (16 * 8 + 8 * 11))  # V = 11
-    # steps 0: the draft alone (no text encoder, no sampling, no guidance); steps >= 1: all three
-    assert F.elf_generate_flops(cfg, 1, l_text, c, 0, 2.0, True, vocab=k, draft_audio=n_audio, text_encoder=99.0) == 372448
+    # a draft first (refine, slots: ctc), the text encoder, then the steps and the decoding forward; steps 0: the
+    # decoding forward alone (the readout)
+    assert F.elf_generate_flops(cfg, 1, l_text, c, 0, 1.0, False, vocab=k) == \
+        F.denoiser_forward_flops(cfg, 1, l_text, c, token_head=True, vocab=k)
     assert F.elf_generate_flops(cfg, 1, l_text, c, 2, 2.0, True, vocab=k, draft_audio=n_audio, text_encoder=99.0) == \
         372448 + 99 + F.elf_generate_flops(cfg, 1, l_text, c, 2, 2.0, True, vocab=k)
     # the decoding forward's token head over the shortlist: 2*5*(16*8 + 8*3) instead of 2*5*(16*8 + 8*11)

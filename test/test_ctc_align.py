@@ -47,9 +47,8 @@ def test_slot_positions_place_content_slots_at_their_frames():
 import pytest  # noqa: E402
 
 from elfs2t.config import ConfigError  # noqa: E402
-from elfs2t.flow.sampler import SamplerConfig  # noqa: E402
 from elfs2t.models.elf_s2t import ElfS2T  # noqa: E402
-from test_elf_s2t import batch, tiny_cfg  # noqa: E402,F401 (fixture)
+from test_elf_s2t import batch, decoding, tiny_cfg  # noqa: E402,F401 (fixture)
 
 SELF = {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self", "text_pos_scale": 1.5}
 
@@ -72,7 +71,7 @@ def test_ctc_positions_training_is_the_full_forward_with_the_text_slots_moved(ba
 
     def scale_positions(readout, targets, length, rows):
         seen.append(rows.clone())
-        return default
+        return default, [0, 0, 0]
 
     monkeypatch.setattr(model, "_aligned_positions", scale_positions)
     for seed in range(6):  # some seeds drop a row's audio (p_drop 0.3): the split forward must zero it too
@@ -110,15 +109,16 @@ def test_aligned_positions_follow_the_ctc_alignment_of_the_true_text(batch, monk
 
     monkeypatch.setattr(model.denoiser, "token_logits", fake_logits)
     targets = model._ctc_targets(ids, batch["text"])
-    pos = model._aligned_positions(model._ctc_readout(cond, mask, targets), targets, ids.shape[1],
-                                   torch.tensor([True, False, True]))
+    pos, lengths = model._aligned_positions(model._ctc_readout(cond, mask, targets), targets, ids.shape[1],
+                                            torch.tensor([True, False, True]))
     n0 = model.count_tokens(batch["text"][0])
+    assert lengths[0] == n0 and lengths[1] == 0  # aligned content slots; none for a dropped row
     assert pos[0, 1:1 + n0].tolist() == [1 + 2 * j for j in range(n0)]  # at the aligned slots (no task token)
     assert pos[1].tolist() == [round(i * 1.5) for i in range(8)]  # a dropped row keeps the scale's positions
     assert C >= 2 * n0
 
 
-def test_refinements_read_the_draft_at_its_tokens_positions(batch, monkeypatch):  # noqa: F811
+def test_decodings_read_at_the_draft_positions_and_cfg_gives_the_unconditional_branch_the_prior(batch, monkeypatch):  # noqa: F811,E501
     model = ElfS2T(tiny_cfg(ctc_weight=1.0, denoiser=SELF, text_positions="ctc")).eval()
     given = []
     real = model.denoiser.forward
@@ -129,9 +129,15 @@ def test_refinements_read_the_draft_at_its_tokens_positions(batch, monkeypatch):
 
     monkeypatch.setattr(model.denoiser, "forward", spy)
     cond, mask = model.condition(batch)
-    _, _, draft_pos = model.ctc_draft(cond, mask, torch.Generator().manual_seed(0))
-    for sampler in (SamplerConfig(init="ctc", steps=1, t_start=0.8), SamplerConfig(init="ctc", refine="mask", steps=1)):
+    draft = model.draft(cond, mask, torch.Generator().manual_seed(0))
+    for strategy, settings in (("refine", dict(steps=1, t_start=0.8)), ("flow", dict(steps=2)), ("readout", {})):
         given.clear()
-        model.generate(batch, sampler, generator=torch.Generator().manual_seed(0))
+        model.generate(batch, decoding(model, strategy, **settings), generator=torch.Generator().manual_seed(0))
         used = [p for p in given if p is not None]
-        assert used and all(torch.equal(p.cpu(), draft_pos.cpu()) for p in used), sampler
+        assert used and all(torch.equal(p.cpu(), draft.text_pos.cpu()) for p in used), strategy
+    given.clear()  # CFG: one forward over 2B rows, the conditional ones at the draft's positions, the others at the prior
+    model.generate(batch, decoding(model, "flow", steps=2, guidance=2.0), generator=torch.Generator().manual_seed(0))
+    both = [p for p in given if p is not None and p.shape[0] == 6]
+    prior = model.prior_positions(3)
+    assert len(both) == 2 and all(torch.equal(p[:3].cpu(), draft.text_pos.cpu()) and torch.equal(p[3:].cpu(), prior)
+                                  for p in both)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elfs2t.models.ctc_aux import ctc_loss, ctc_readout, ctc_targets, ctc_vocab
+from elfs2t.models.ctc_aux import ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 
 
 def test_ctc_targets_skip_cls_and_eos_and_cut_to_fit():
@@ -13,6 +13,16 @@ def test_ctc_targets_skip_cls_and_eos_and_cut_to_fit():
     assert lens.tolist() == [3, 1, 4] and flat.tolist() == [7, 8, 9, 5, 1, 2, 3, 4]
     flat, lens = ctc_targets(torch.tensor([[7, 8, 1, 1]]), [2], offset=0)  # T5 style: no BOS
     assert flat.tolist() == [7, 8] and lens.tolist() == [2]
+
+
+def test_ctc_greedy_merges_runs_drops_blanks_and_keeps_the_best_posterior_of_a_run():
+    best = torch.tensor([[5, 5, 0, 5, 7, 7, 0, 9], [0, 3, 3, 3, 0, 0, 0, 0]])
+    prob = torch.tensor([[.5, .9, .99, .6, .3, .8, .9, .7], [.9, .2, .4, .3, .9, .9, .9, .9]])
+    tokens, confs, frames, peaks = ctc_greedy(best, prob, torch.tensor([7, 8]), blank=0)
+    assert tokens == [[5, 5, 7], [3]]  # frame 7 of row 0 (the 9) is past its length
+    assert confs == [pytest.approx([.9, .6, .8]), pytest.approx([.4])]
+    assert frames == [[0, 3, 4], [1]]
+    assert peaks == [[1, 3, 5], [2]]  # the frame of each run's best posterior
 
 
 def two_rows():

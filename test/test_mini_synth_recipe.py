@@ -17,7 +17,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     recipe = copy_recipe("mini_synth", tmp_path)
     os.symlink(ROOT / "tools", tmp_path / "tools")  # the configs name ../../tools/models/...
     args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--nj", "2",
-            "--train-threads", "1", "--train-jobs", "2", "--models", "elf ar whisper", "--elf-init", "text", "--decode-opts", "decode.sampler.steps=2",
+            "--train-threads", "1", "--train-jobs", "2", "--models", "elf ar whisper", "--elf-init", "text", "--decode-opts", "decode.strategy=draft;decode.strategy=flow decode.flow.steps=2",
             "--ar-decode-opts", "decode.beam_size=1", "--decode-sets", "test test_unseen",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
     r = run(recipe, *args, timeout=900)
@@ -29,8 +29,8 @@ def test_mini_synth_stages_0_to_7(tmp_path):
             assert results, (task, model)
         assert list(exp.glob(f"whisper_*/decode_*/{task}_test/result.txt")), task
     # --asr-decode-opts (default: the rescored draft) decodes ASR only, after the --decode-opts settings
-    assert list((exp / "asr_elf").glob("decode_*ctcrescore*/asr_test/result.txt"))
-    assert not list((exp / "st_elf").glob("decode_*ctcrescore*"))
+    assert list((exp / "asr_elf").glob("decode_rescore*/asr_test/result.txt"))
+    assert not list((exp / "st_elf").glob("decode_rescore*"))
     table = (exp / "results.md").read_text()
     for needle in ("asr_test", "st_test_unseen", "ELF-S2T", "AR", "Whisper"):
         assert needle in table, needle

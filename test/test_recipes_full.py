@@ -66,7 +66,7 @@ def tiny_train_opts() -> str:
 def common_args(models) -> list[str]:
     return ["--nj", "1", "--ngpu", "0", "--encoder", str(models["whisper"]), "--feat-mode", "trim",
             "--feat-batch-size", "2", "--elf-init", str(models["elf"]), "--train-opts", tiny_train_opts(),
-            "--decode-opts", "decode.sampler.steps=2 decode.max_duration=5"]
+            "--decode-opts", "decode.flow.steps=2 decode.max_duration=5"]
 
 
 def hyp_ids(path: Path) -> list[str]:
@@ -99,9 +99,9 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
     # the paper settings that the overrides leave alone
     assert cfg["elf"]["flow"]["mu_dec"] == -0.5 and cfg["elf"]["flow"]["p_drop"] == 0.1
     assert cfg["optim"]["name"] == "muon" and cfg["optim"]["lr"] is None and cfg["optim"]["lr_per_256"] == 1e-3
-    assert cfg["train"]["dtype"] == "auto" and cfg["decode"]["sampler"]["guidance"] == 2.0
+    assert cfg["train"]["dtype"] == "auto" and cfg["decode"]["flow"]["guidance"] == 2.0
     (decode,) = exp.glob("decode_*")
-    assert decode.name == "decode_ode2_g2_w1"
+    assert decode.name == "decode_flow2_g2_prior"
     for s, part_spk in (("dev_clean", 101), ("test_clean", 102)):
         assert hyp_ids(decode / s / "text") == [f"{part_spk}-10-0000", f"{part_spk}-10-0001"]
         assert re.search(r"^WER:\s*[0-9.]+", (decode / s / "result.txt").read_text(), re.M)
@@ -219,7 +219,7 @@ def test_paper_configs_load_with_the_paper_settings(name):
     assert cfg.elf.text.name_or_path == "t5-small" and cfg.init.denoiser == "embedded-language-flows/ELF-B-owt-torch"
     assert (cfg.elf.flow.mu_dec, cfg.elf.flow.p_drop) == (-0.5, 0.1)
     assert cfg.optim.name == "muon" and cfg.optim.lr is None and cfg.optim.lr_per_256 == 1e-3
-    assert cfg.train.dtype == "auto" and (cfg.decode.sampler.steps, cfg.decode.sampler.guidance) == (32, 2.0)
+    assert cfg.train.dtype == "auto" and (cfg.decode.strategy, cfg.decode.flow.steps, cfg.decode.flow.guidance) == ("flow", 32, 2.0)
 
 
 def test_stage_3_offline_hub_id_fails_clearly(tmp_path, tiny_models):

@@ -1,6 +1,7 @@
 """Stages 4-6 through their entry points on tiny cached-feature sets: train, resume, decode, score."""
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,10 @@ def write_conf(tmp_path: Path, cuts: Path, model: str = "elf_s2t") -> Path:
         "data": {"train": [{"cuts": str(cuts)}], "valid": [{"cuts": str(cuts)}], "max_duration": 2.0, "num_buckets": 2},
         "optim": {"name": "adamw", "lr": 1e-3, "warmup_steps": 2},
         "train": {"max_steps": 6, "log_every": 2, "valid_every": 3, "save_every": 3, "progress": False},
-        "decode": {"sampler": {"steps": 2, "guidance": 1.5}, "max_duration": 2.0},
+        "decode": {"flow": {"steps": 2, "guidance": 1.5}, "max_duration": 2.0, "valid_strategies": ["readout"]},
     }
+    if model == "ar":
+        del conf["decode"]["valid_strategies"]
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(conf))
     return path
@@ -48,7 +51,18 @@ def test_training_writes_exp_dir(trained):
     _, _, exp = trained
     for name in ("config.yaml", "config.hash", "cmd.txt", "train.log", "last.pt"):
         assert (exp / name).exists(), name
-    assert "REF:" in (exp / "train.log").read_text()  # decoded dev examples in the log
+    log = (exp / "train.log").read_text()
+    assert "REF:" in log  # decoded dev examples in the log
+    # validations log the WER of the configured strategy and of decode.valid_strategies (the learning curves)
+    assert re.search(r"step 3 validation: .*examples_wer=[0-9.]+ wer_readout=[0-9.]+", log)
+
+
+def test_unknown_valid_strategy_is_a_config_error():
+    from elfs2t.config import ConfigError, structure
+    from elfs2t.experiment import DecodeConfig
+
+    with pytest.raises(ConfigError, match=r"^valid_strategies=\['mask'\]: must be among"):
+        structure(DecodeConfig, {"valid_strategies": ["mask"]})
 
 
 def test_rerun_resumes_and_config_change_is_refused(trained, capsys):
@@ -63,8 +77,8 @@ def test_rerun_resumes_and_config_change_is_refused(trained, capsys):
 def test_decode_and_score(trained):
     tmp, _, exp = trained
     cuts = tmp / "feats" / "cuts.jsonl.gz"
-    assert decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={cuts}", "decode.sampler.steps=1"]) == 0
-    out = exp / "decode_ode1_g1.5_w1" / "dev"
+    assert decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={cuts}", "decode.flow.steps=1"]) == 0
+    out = exp / "decode_flow1_g1.5_prior" / "dev"
     hyps = (out / "text").read_text().splitlines()
     assert len(hyps) == len(TEXTS)
     assert json.loads((out / "timing.json").read_text())["num_utts"] == len(TEXTS)

@@ -8,7 +8,10 @@ import torch
 from torch import nn
 
 from elfs2t.config import ConfigError, structure
+from elfs2t.flow.objective import FlowConfig
 from elfs2t.flow.sampler import SamplerConfig, decode_tokens, generate_ids, guided_forward, sample_latents
+
+FLOW = FlowConfig()  # the paper's path constants, trained with self-conditioning (self_cond_prob 0.5)
 from elfs2t.flow.time import time_grid
 
 
@@ -82,7 +85,7 @@ def test_batched_guidance_equals_two_separate_forwards():
 def test_euler_steps_self_cond_feedback_and_last_step_lands_on_x_hat():
     net = ToyDenoiser()
     cfg = SamplerConfig(steps=4, grid="uniform", self_cond_scale=1.5, seed=7)
-    z_final = sample_latents(net, cfg, batch_size=2, length=5, latent_dim=3)
+    z_final = sample_latents(net, cfg, FLOW, batch_size=2, length=5, latent_dim=3)
     calls = [dict(c) for c in net.calls]
     assert len(calls) == 4
     # start: z = 2 eps with the seeded generator, c = 0, t = 0
@@ -99,19 +102,42 @@ def test_euler_steps_self_cond_feedback_and_last_step_lands_on_x_hat():
         assert torch.allclose(calls[i + 1]["t"], torch.full((2,), grid[i + 1]))
     last = net(calls[3]["z"], calls[3]["t"], self_cond=calls[3]["self_cond"], guidance=calls[3]["guidance"]).x_hat
     assert torch.allclose(z_final, last, atol=1e-6)  # 1 - t = 0.25 >= clamp: the step lands on x_hat
-    x_from = sample_latents(ToyDenoiser(), SamplerConfig(steps=4, grid="uniform", self_cond_scale=1.5, seed=7,
-                                                         decode_from="x_hat"), batch_size=2, length=5, latent_dim=3)
-    assert torch.allclose(x_from, last, atol=1e-6)
+
+
+def test_a_model_trained_without_self_conditioning_is_never_fed_it():
+    net = ToyDenoiser()
+    cfg = SamplerConfig(steps=4, grid="uniform", seed=7)
+    sample_latents(net, cfg, FlowConfig(self_cond_prob=0.0), batch_size=2, length=5, latent_dim=3)
+    assert len(net.calls) == 4 and all(torch.all(c["self_cond"] == 0) for c in net.calls)
+    fed = ToyDenoiser()
+    sample_latents(fed, cfg, FlowConfig(self_cond_prob=0.5), batch_size=2, length=5, latent_dim=3)
+    assert all(bool(torch.any(c["self_cond"] != 0)) for c in fed.calls[1:])
+
+
+def test_path_constants_come_from_the_model_unless_overridden():
+    flow = FlowConfig(sigma_n=3.0, t_mean=0.5, t_std=0.3, t_clamp=0.2)
+    net = ToyDenoiser()
+    sample_latents(net, SamplerConfig(steps=3, seed=7), flow, batch_size=2, length=5, latent_dim=3)
+    eps = torch.randn((2, 5, 3), generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(net.calls[0]["z"], 3.0 * eps)  # the model's sigma_n
+    assert torch.allclose(net.calls[1]["t"], torch.full((2,), float(time_grid(3, mean=0.5, std=0.3, seed=7)[1])))
+    over = SamplerConfig(steps=3, seed=7, sigma_n=1.0, t_mean=-1.0)
+    assert over.overrides() == {"sigma_n": 1.0, "t_mean": -1.0}
+    assert over.constants(flow) == {"sigma_n": 1.0, "t_mean": -1.0, "t_std": 0.3, "t_clamp": 0.2}
+    net = ToyDenoiser()
+    sample_latents(net, over, flow, batch_size=2, length=5, latent_dim=3)
+    assert torch.allclose(net.calls[0]["z"], 1.0 * eps)
 
 
 def test_sde_with_zero_churn_equals_ode_and_churn_changes_path():
     cond, mask = _cond()
     kw = dict(batch_size=2, length=5, latent_dim=3, cond=cond, cond_mask=mask)
-    ode = sample_latents(ToyDenoiser(), SamplerConfig(steps=6, guidance=2.0, seed=1), **kw)
-    sde0 = sample_latents(ToyDenoiser(), SamplerConfig(steps=6, guidance=2.0, seed=1, method="sde", gamma=0.0), **kw)
+    ode = sample_latents(ToyDenoiser(), SamplerConfig(steps=6, guidance=2.0, seed=1), FLOW, **kw)
+    sde0 = sample_latents(ToyDenoiser(), SamplerConfig(steps=6, guidance=2.0, seed=1, method="sde", gamma=0.0), FLOW,
+                          **kw)
     assert torch.allclose(ode, sde0, atol=1e-6)
     net = ToyDenoiser()
-    sde = sample_latents(net, SamplerConfig(steps=6, grid="uniform", seed=1, method="sde", gamma=1.0), **kw)
+    sde = sample_latents(net, SamplerConfig(steps=6, grid="uniform", seed=1, method="sde", gamma=1.0), FLOW, **kw)
     assert not torch.allclose(ode, sde)
     # churn: the second forward runs at t_b = alpha t with alpha = 1 - gamma h = 5/6, t = 1/6
     assert torch.allclose(net.calls[1]["t"], torch.full((2,), (5 / 6) * (1 / 6)))
@@ -129,9 +155,9 @@ def test_decode_tokens_and_generate_ids():
     assert call["decode"].tolist() == [True, True] and torch.all(call["t"] == 1)
     assert torch.all(call["self_cond"] == 0) and torch.equal(call["cond"], cond)
     assert torch.equal(ids, net.head(net.proj(z)).argmax(-1))
-    out = generate_ids(ToyDenoiser(), SamplerConfig(steps=3, seed=2), batch_size=2, length=5, latent_dim=3,
+    out = generate_ids(ToyDenoiser(), SamplerConfig(steps=3, seed=2), FLOW, batch_size=2, length=5, latent_dim=3,
                        cond=cond, cond_mask=mask)
-    again = generate_ids(ToyDenoiser(), SamplerConfig(steps=3, seed=2), batch_size=2, length=5, latent_dim=3,
+    again = generate_ids(ToyDenoiser(), SamplerConfig(steps=3, seed=2), FLOW, batch_size=2, length=5, latent_dim=3,
                          cond=cond, cond_mask=mask)
     assert torch.equal(out, again)
 
@@ -148,26 +174,26 @@ def test_decode_tokens_over_a_shortlist_returns_global_ids():
 def test_draft_start_enters_the_path_at_t_start():
     net = ToyDenoiser()
     x_init = torch.randn(2, 5, 3)
-    cfg = SamplerConfig(steps=2, grid="uniform", seed=3, init="ctc", t_start=0.6)
-    sample_latents(net, cfg, batch_size=2, length=5, latent_dim=3, x_init=x_init)
+    cfg = SamplerConfig(steps=2, grid="uniform", seed=3)
+    sample_latents(net, cfg, FLOW, batch_size=2, length=5, latent_dim=3, x_init=x_init, t_start=0.6)
     eps = torch.randn((2, 5, 3), generator=torch.Generator().manual_seed(3))
     assert torch.allclose(net.calls[0]["z"], 0.6 * x_init + 0.4 * 2.0 * eps, atol=1e-6)
     assert torch.allclose(net.calls[0]["t"], torch.full((2,), 0.6))  # grid [0, .5, 1] -> [.6, .8, 1]
     assert torch.allclose(net.calls[1]["t"], torch.full((2,), 0.8))
-    with pytest.raises(ValueError, match="x_init"):
-        sample_latents(ToyDenoiser(), cfg, batch_size=2, length=5, latent_dim=3)
-    assert structure(SamplerConfig, {"steps": 0, "init": "ctc"}).steps == 0
-    with pytest.raises(ConfigError, match="steps"):
-        structure(SamplerConfig, {"steps": 0})
-    with pytest.raises(ConfigError, match="t_start"):
-        structure(SamplerConfig, {"t_start": 1.0})
+    with pytest.raises(ValueError, match="t_start=0.6 needs draft latents x_init"):
+        sample_latents(ToyDenoiser(), cfg, FLOW, batch_size=2, length=5, latent_dim=3, t_start=0.6)
+    with pytest.raises(ValueError, match=r"x_init have shape \(2, 4, 3\), expected \(2, 5, 3\)"):
+        sample_latents(ToyDenoiser(), cfg, FLOW, batch_size=2, length=5, latent_dim=3, x_init=x_init[:, :4],
+                       t_start=0.6)
 
 
 def test_sampler_config_validation():
     with pytest.raises(ConfigError, match="steps"):
         structure(SamplerConfig, {"steps": 0})
-    with pytest.raises(ConfigError, match="decode_from"):
-        structure(SamplerConfig, {"decode_from": "logits"})
+    with pytest.raises(ConfigError, match="sigma_n"):
+        structure(SamplerConfig, {"sigma_n": 0.0})
+    with pytest.raises(ConfigError, match="unknown config key"):
+        structure(SamplerConfig, {"decode_from": "x_hat"})
 
 
 def _real_denoiser():
@@ -195,8 +221,8 @@ def test_real_denoiser_batched_guidance_and_samplers():
         assert torch.allclose(x, x_u + 3.0 * (x_c - x_u), atol=1e-5)
         assert torch.allclose(guided_forward(net, z, t, c, w, guidance=1.0, cond=cond, cond_mask=mask), x_c, atol=1e-6)
     kw = dict(batch_size=2, length=5, latent_dim=8, cond=cond, cond_mask=mask)
-    ode = sample_latents(net, SamplerConfig(steps=5, guidance=2.0, seed=3), **kw)
-    sde0 = sample_latents(net, SamplerConfig(steps=5, guidance=2.0, seed=3, method="sde", gamma=0.0), **kw)
+    ode = sample_latents(net, SamplerConfig(steps=5, guidance=2.0, seed=3), FLOW, **kw)
+    sde0 = sample_latents(net, SamplerConfig(steps=5, guidance=2.0, seed=3, method="sde", gamma=0.0), FLOW, **kw)
     assert torch.allclose(ode, sde0, atol=1e-5)
-    ids = generate_ids(net, SamplerConfig(steps=5, guidance=2.0, seed=3), **kw)
+    ids = generate_ids(net, SamplerConfig(steps=5, guidance=2.0, seed=3), FLOW, **kw)
     assert ids.shape == (2, 5) and int(ids.max()) < 11

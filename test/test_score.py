@@ -178,13 +178,14 @@ def _recipe_with_three_models(root):
     """exp/ of a recipe with ELF-S2T (3 decodes), AR (1) and Whisper zero-shot (2 sets), as stages 3-6 leave it."""
     hyps, refs = {"a": "x y", "b": "p q r"}, {"a": "x z", "b": "p q r"}
     elf_timing = {"audio_seconds": 30.0, "decode_seconds": 2.0, "model": "elf_s2t", "steps": 4, "guidance": 1.0,
-                  "params": 3_456_789, "encoder": "whisper-tiny.en_trim", "encoder_rtfx": 60.0}
-    _result_tree(root, "asr_elf", "ode4_g1_w1", "asr_test", hyps, refs, "wer", elf_timing)
+                  "params": 3_456_789, "encoder": "whisper-tiny.en_trim", "encoder_rtfx": 60.0,
+                  "reader": "flow from noise"}
+    _result_tree(root, "asr_elf", "flow4_g1_ctc", "asr_test", hyps, refs, "wer", elf_timing)
     # written before stage 5 annotated timing.json: settings from decode_config.yaml, then from the tag
-    _result_tree(root, "asr_elf", "ode16_g2_w1", "asr_test", hyps, hyps, "wer", {"audio_seconds": 30.0, "decode_seconds": 6.0})
-    (root / "exp/asr_elf/decode_ode16_g2_w1/asr_test/decode_config.yaml").write_text(
-        "sampler: {steps: 16, guidance: 2.0}\nbeam_size: 1\n")
-    _result_tree(root, "asr_elf", "sde8_g1.5_w1", "asr_test", hyps, refs, "wer")
+    _result_tree(root, "asr_elf", "flow16_g2_ctc", "asr_test", hyps, hyps, "wer", {"audio_seconds": 30.0, "decode_seconds": 6.0})
+    (root / "exp/asr_elf/decode_flow16_g2_ctc/asr_test/decode_config.yaml").write_text(
+        "strategy: flow\nflow: {steps: 16, guidance: 2.0}\nrefine: {steps: 1, guidance: 1.0}\nbeam_size: 1\n")
+    _result_tree(root, "asr_elf", "flow8_g1.5_sde1_ctc", "asr_test", hyps, refs, "wer")
     (root / "exp/asr_elf/config.yaml").write_text("model: elf_s2t\ninit: {denoiser: exp/elf_text}\n")
     _log(root / "exp/asr_elf/train.log", [("10:00:00", "step 25 epoch 0: l=1"), ("10:06:00", "step 50 epoch 0: l=1"),
                                           ("10:06:00", "training stopped by max_minutes at step 50 (epoch 0)")])
@@ -192,15 +193,16 @@ def _recipe_with_three_models(root):
     _result_tree(root, "asr_ar", "beam4", "asr_test", hyps, hyps, "wer",
                  {"audio_seconds": 30.0, "decode_seconds": 1.0, "model": "ar", "beam_size": 4, "params": 2_000_000})
     (root / "exp/asr_ar/config.yaml").write_text("model: ar\nar: {lm: exp/lm_text/hf}\n")
-    # stage 5 dumps the whole DecodeConfig, sampler defaults included: not AR settings
-    (root / "exp/asr_ar/decode_beam4/asr_test/decode_config.yaml").write_text("sampler: {steps: 32, guidance: 1.0}\nbeam_size: 4\n")
+    # stage 5 dumps the whole DecodeConfig, ELF-S2T's defaults included: not AR settings
+    (root / "exp/asr_ar/decode_beam4/asr_test/decode_config.yaml").write_text(
+        "strategy: flow\nflow: {steps: 32, guidance: 1.0}\nbeam_size: 4\n")
     _log(root / "exp/asr_ar/train.log", [("10:00:00", "step 25 epoch 0: l=1"), ("10:03:00", "training stopped by max_steps at step 50 (epoch 0)")])
     _log(root / "exp/lm_text/train.log", [("08:00:00", "step 50 epoch 0: l=1"), ("08:01:30", "training stopped by max_steps at step 100 (epoch 0)")])
     (root / "exp/lm_text/hf").mkdir()
     whisper = {"audio_seconds": 30.0, "decode_seconds": 3.0, "model": "whisper", "beam_size": 1, "params": 29_551_872,
                "encoder": "whisper-tiny.en_pad30", "encoder_rtfx": 5.0}
     _result_tree(root, "whisper_tiny.en", "transcribe_beam1", "asr_test", hyps, refs, "wer", whisper)
-    _result_tree(root, "asr_elf", "ode4_g1_w1_audiozero", "asr_test", hyps, refs, "wer", dict(elf_timing, audio="zero"))
+    _result_tree(root, "asr_elf", "flow4_g1_ctc_audiozero", "asr_test", hyps, refs, "wer", dict(elf_timing, audio="zero"))
     _result_tree(root, "whisper_base", "translate_de_beam1", "st_test", hyps, refs, "bleu", dict(whisper, encoder="whisper-base_pad30"))
 
 
@@ -208,8 +210,8 @@ def test_results_table_with_all_three_model_kinds(tmp_path):
     _recipe_with_three_models(tmp_path)
     rows = collect_results(tmp_path)
     assert [(r.set_name, r.model, r.inference) for r in rows] == [
-        ("asr_test", "elf_s2t", "ode4_g1_w1"), ("asr_test", "elf_s2t", "sde8_g1.5_w1"),
-        ("asr_test", "elf_s2t", "ode16_g2_w1"), ("asr_test", "ar", "beam4"),
+        ("asr_test", "elf_s2t", "flow4_g1_ctc"), ("asr_test", "elf_s2t", "flow8_g1.5_sde1_ctc"),
+        ("asr_test", "elf_s2t", "flow16_g2_ctc"), ("asr_test", "ar", "beam4"),
         ("asr_test", "whisper", "transcribe_beam1"), ("st_test", "whisper", "translate_de_beam1")]
     elf4, elf8, elf16, ar, wh, st = rows
     assert (elf4.steps, elf4.guidance, elf8.steps, elf8.guidance, elf16.steps, elf16.guidance) == ("4", "1", "8", "1.5", "16", "2")
@@ -221,25 +223,25 @@ def test_results_table_with_all_three_model_kinds(tmp_path):
     assert wh.train_minutes is None and wh.rtfx_e2e == pytest.approx(1 / (1 / 10 + 1 / 5))
     assert "BLEU" in st.metrics and "WER" not in st.metrics
     diagnostics = [r for r in collect_results(tmp_path, include_diagnostics=True) if r not in rows]
-    assert [r.inference for r in diagnostics] == ["ode4_g1_w1_audiozero"]  # left out of the comparison
+    assert [r.inference for r in diagnostics] == ["flow4_g1_ctc_audiozero"]  # left out of the comparison
     text = write_results_table(tmp_path, tmp_path / "RESULTS.md").read_text()
     assert text.index("### asr_test") < text.index("### st_test")
     asr = text[text.index("### asr_test"):text.index("### st_test")]
     header = next(line for line in asr.splitlines() if line.startswith("| model"))
-    assert header == ("| model | exp | decoding | steps | g | beam | WER (%) | RTFx | RTFx e2e | params (M) | encoder | "
-                      "train (min) | pre-train (min) | utts |")
-    assert ("| ELF-S2T | asr_elf | ode4_g1_w1 | 4 | 1 |  | 20.00 | 15.0 | 12.0 | 3.46 | whisper-tiny.en_trim | 12.0 | 6.0 | 2 |"
-            in asr.splitlines())
-    assert "| AR | asr_ar | beam4 |  |  | 4 | 0.00 | 30.0 |  | 2.00 |  | 6.0 | 3.0 | 2 |" in asr.splitlines()
-    assert ("| Whisper zero-shot | whisper_tiny.en | transcribe_beam1 |  |  | 1 | 20.00 | 10.0 | 3.3 | 29.55 | "
-            "whisper-tiny.en_pad30 | zero-shot |  | 2 |") in asr.splitlines()
+    assert header == ("| model | exp | decoding | tokens from | steps | g | beam | WER (%) | RTFx | RTFx e2e | params (M) | "
+                      "encoder | train (min) | pre-train (min) | utts |")
+    assert ("| ELF-S2T | asr_elf | flow4_g1_ctc | flow from noise | 4 | 1 |  | 20.00 | 15.0 | 12.0 | 3.46 | "
+            "whisper-tiny.en_trim | 12.0 | 6.0 | 2 |" in asr.splitlines())
+    assert "| AR | asr_ar | beam4 |  |  |  | 4 | 0.00 | 30.0 |  | 2.00 |  | 6.0 | 3.0 | 2 |" in asr.splitlines()
+    assert ("| Whisper zero-shot | whisper_tiny.en | transcribe_beam1 | Whisper's decoder |  |  | 1 | 20.00 | 10.0 | 3.3 | "
+            "29.55 | whisper-tiny.en_pad30 | zero-shot |  | 2 |") in asr.splitlines()
     st_header = next(line for line in text[text.index("### st_test"):].splitlines() if line.startswith("| model"))
     assert "BLEU | BLEU_lc | chrF | chrF_lc" in st_header and "WER" not in st_header
 
 
 def test_results_table_survives_bad_timing(tmp_path, caplog):
-    _result_tree(tmp_path, "x", "ode4_g1_w1", "s", {"a": "b"}, {"a": "b"}, "wer")
-    (tmp_path / "exp/x/decode_ode4_g1_w1/s/timing.json").write_text("{not json")
+    _result_tree(tmp_path, "x", "flow4_g1_ctc", "s", {"a": "b"}, {"a": "b"}, "wer")
+    (tmp_path / "exp/x/decode_flow4_g1_ctc/s/timing.json").write_text("{not json")
     with caplog.at_level("WARNING"):
         rows = collect_results(tmp_path)
     assert rows[0].rtfx is None and rows[0].steps == "4" and "timing.json" in caplog.text
@@ -254,7 +256,7 @@ def test_score_entry_point(tmp_path, capsys):
                "--out-dir", str(tmp_path / "exp" / "m" / "decode_g1" / "s")])
     assert rc == 0 and "WER: 50.00 %" in capsys.readouterr().out
     assert main(["--results-table", str(tmp_path)]) == 0
-    assert "|  | m | g1 |  | 1 |  | 50.00 |" in (tmp_path / "RESULTS.md").read_text()
+    assert "|  | m | g1 |  |  | 1 |  | 50.00 |" in (tmp_path / "RESULTS.md").read_text()
     (tmp_path / "bad").write_text("u1 a\nu1 b\n")
     assert main(["--hyp", str(tmp_path / "bad"), "--ref", str(tmp_path / "ref"), "--out-dir", str(tmp_path / "o")]) == 1
     assert f"{tmp_path / 'bad'}:2: duplicate utterance id" in capsys.readouterr().err

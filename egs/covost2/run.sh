@@ -31,7 +31,7 @@ speed_perturb_per_cut=all   # stage 2: all = one copy per factor; one = one copy
 elf_init=""           # stage 3-4: ELF checkpoint (file, dir or hub id) instead of init.denoiser of --conf
 exp_tag=""            # stage 4-6: experiment folder exp/<tag> (default: <pair>_<task>_<conf name>_<encoder tag>)
 train_opts=""         # stage 3-4: config overrides, e.g. "train.max_steps=30000 data.max_duration=600"
-decode_opts=""        # stage 5: decoding overrides, e.g. "decode.sampler.steps=16 decode.sampler.guidance=1.5"
+decode_opts=""        # stage 5: decoding overrides, e.g. "decode.flow.steps=16 decode.flow.guidance=1.5"
 node_rank=0           # stage 4: rank of this node (multi-node training)
 rdzv_endpoint=localhost:29400   # stage 4: torchrun rendezvous host:port, the same on every node
 rdzv_id=elfs2t        # stage 4: torchrun job id shared by all nodes
@@ -59,7 +59,7 @@ CoVoST 2 S2TT recipe (ELF-S2T). Options (default in parentheses):
   --elf-init SRC        ELF checkpoint (file, dir, hub id) overriding init.denoiser of --conf ($elf_init)
   --exp-tag TAG         experiment folder exp/TAG (default: <pair>_<task>_<conf name>_<encoder tag>[_sp]) ($exp_tag)
   --train-opts \"K=V ..\" config overrides for stages 3-4, e.g. \"train.max_steps=30000\" ($train_opts)
-  --decode-opts \"K=V ..\" decoding overrides, e.g. \"decode.sampler.guidance=1.5\" ($decode_opts)
+  --decode-opts \"K=V ..\" decoding overrides, e.g. \"decode.flow.guidance=1.5\" ($decode_opts)
   --node-rank N         rank of this node for multi-node training ($node_rank)
   --rdzv-endpoint H:P   torchrun rendezvous endpoint, the same on every node ($rdzv_endpoint)
   --rdzv-id ID          torchrun job id shared by all nodes ($rdzv_id)

@@ -39,11 +39,14 @@ elf_init=""           # ELF-S2T denoiser init: "" from scratch (measured best he
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
-decode_opts="decode.sampler.init=ctc decode.sampler.steps=0;decode.sampler.init=ctc decode.sampler.steps=1 decode.sampler.t_start=0.8 decode.sampler.flow_threshold=0.9"
-                      # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each
-asr_decode_opts="decode.sampler.init=ctc decode.sampler.refine=rescore decode.sampler.steps=4"
+decode_opts="decode.strategy=flow decode.flow.steps=4;decode.strategy=readout;decode.strategy=draft"
+                      # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each: the
+                      # flow from noise (4 steps, g 1; slots and length from the CTC alignment), the readout of
+                      # noise with no flow step (the bar the flow must clear), the CTC draft
+asr_decode_opts="decode.strategy=rescore"
                       # ELF-S2T settings for ASR only, after --decode-opts: the draft rescored by both readouts
-                      # (RESULTS.md session 9; on S2TT it cost 0.7-1.4 BLEU: it drops words)
+                      # (on S2TT it cost 0.7-1.4 BLEU: it drops words)
+reliance_opts="decode.strategy=flow decode.flow.steps=4"   # the decoding whose CFG scale stage 7 sweeps
 ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
 decode_sets="dev test test_unseen"                        # sets decoded by ELF-S2T and AR (prefixed asr_/st_)
 asr_whisper=$MAIN_ROOT/tools/models/whisper-tiny.en  # Whisper zero-shot ASR baseline (transcribe)
@@ -88,6 +91,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          ($decode_opts)
   --asr-decode-opts \"...\" ELF-S2T decoding settings for the ASR task only, after --decode-opts
                          ($asr_decode_opts)
+  --reliance-opts \"...\" the ELF-S2T decoding that stage 7's audio-reliance diagnostics sweep over CFG scales
+                         ($reliance_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
@@ -324,12 +329,12 @@ fi
 #   error analysis of every decode of the test sets, one report per experiment: exp/<tag>/analysis/report.md
 #     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's)
 #   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/
-#   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g, the first
-#     --decode-opts setting otherwise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
+#   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g of the --reliance-opts
+#     decoding, the flow from noise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
 inputs=(); for f in exp/*/decode_*/*_test/text exp/*/decode_*/*_test_unseen/text; do [ -f "$f" ] && inputs+=("$f"); done
-if stage_begin 7 "analysis (latent-space error analysis, audio reliance)" "${inputs[@]}" -- "decode_opts=$decode_opts"; then
+if stage_begin 7 "analysis (latent-space error analysis, audio reliance)" "${inputs[@]}" -- "reliance_opts=$reliance_opts"; then
   analysis_space=$MAIN_ROOT/tools/models/all-MiniLM-L6-v2
-  reliance_guidance="1 2 3 4"
+  reliance_guidance="1 1.5 2 3"
   analysis_args=(--text-space "$analysis_space" --max-len 24 --no-progress)
   [ -f data/lm/train_text.txt ] && analysis_args+=(--vocab-text data/lm/train_text.txt)
   jobs_init "$nj"  # independent reports, --nj at once; each job's output in the report's folder (analyze.out)
@@ -357,14 +362,13 @@ if stage_begin 7 "analysis (latent-space error analysis, audio reliance)" "${inp
     [ "${#dirs[@]}" -gt 0 ] || continue
     jobs_run "ASR vs S2TT analysis ($m)" "exp/analysis/asr_vs_st_$m/analyze.out" analyze "exp/analysis/asr_vs_st_$m" "${dirs[@]}"
   done
-  IFS=';' read -r -a settings <<< "$decode_opts"
   for task in $tasks; do
     [ -f "exp/${task}_elf/config.yaml" ] || continue
-    # shellcheck disable=SC2086  # the first decoding setting is a list of decode.* overrides
+    # shellcheck disable=SC2086  # a decoding setting is a list of decode.* overrides
     jobs_run "audio reliance of ${task}_elf" "exp/${task}_elf/analysis/audio_reliance.out" \
       env OMP_NUM_THREADS="$job_threads_nj" python -m elfs2t.bin.audio_reliance --exp-dir "exp/${task}_elf" \
       --target "$(target_of "$task")" --set "${task}_test=dump/$(feat_tag_of "$task")/${task}_test/cuts.jsonl.gz" \
-      ${settings[0]:-} --guidance $reliance_guidance
+      $reliance_opts --guidance $reliance_guidance
   done
   jobs_wait "stage 7: analysis"
   stage_done 7

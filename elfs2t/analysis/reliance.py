@@ -28,7 +28,7 @@ from torch import nn
 from elfs2t.analysis.audio import AUDIO_MODES
 from elfs2t.config import dump_config, load_yaml, unstructure
 from elfs2t.decode import decode_cuts
-from elfs2t.experiment import ExperimentConfig, hypothesis_fn
+from elfs2t.experiment import ExperimentConfig, decode_tag, hypothesis_fn
 from elfs2t.score import ScoreConfig, score_files
 
 __all__ = ["run_reliance", "format_table"]
@@ -45,13 +45,22 @@ def _decoded(dec_dir: Path, decode_cfg) -> bool:
     return load_yaml(cfg_file) == unstructure(decode_cfg)
 
 
+def _guided(cfg: ExperimentConfig):
+    """The settings section of the experiment's decoding strategy when it takes a CFG scale (ELF-S2T's ``flow`` and
+    ``refine``), else None (the AR baseline; ELF-S2T's draft, readout and rescoring)."""
+    if cfg.model == "ar":
+        return None
+    section = getattr(cfg.decode, cfg.decode.strategy, None)
+    return section if hasattr(section, "guidance") else None
+
+
 def guidance_scales(cfg: ExperimentConfig, guidances: Optional[list[float]] = None) -> list[Optional[float]]:
-    """The CFG scales to sweep: ``[None]`` (no sweep) for a decode that takes no guidance -- the AR baseline and
-    ELF-S2T's CTC draft alone (``sampler.init: ctc, steps: 0``) -- else ``guidances`` (default: the config's)."""
-    sampler = cfg.decode.sampler
-    if cfg.model == "ar" or (sampler.init == "ctc" and sampler.steps == 0):
+    """The CFG scales to sweep: ``[None]`` (no sweep) for a decode that takes no guidance (:func:`_guided`), else
+    ``guidances`` (default: the config's)."""
+    section = _guided(cfg)
+    if section is None:
         return [None]
-    return list(guidances or [sampler.guidance])
+    return list(guidances or [section.guidance])
 
 
 def run_reliance(
@@ -86,8 +95,8 @@ def run_reliance(
             run_cfg = copy.deepcopy(cfg)
             run_cfg.decode.audio = mode
             if g is not None:
-                run_cfg.decode.sampler.guidance = float(g)
-            dec_dir = out_dir / f"decode_{run_cfg.decode.tag(cfg.model)}" / set_name
+                _guided(run_cfg).guidance = float(g)
+            dec_dir = out_dir / f"decode_{decode_tag(run_cfg)}" / set_name
             if force or not _decoded(dec_dir, run_cfg.decode):
                 log.info("decoding %s with audio=%s%s -> %s", set_name, mode, "" if g is None else f", g={g:g}", dec_dir)
                 # seed: the same sampling noise for every condition, so only the audio differs

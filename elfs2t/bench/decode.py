@@ -12,16 +12,15 @@ Whisper and faster-whisper always run from audio (their ``dec`` and ``e2e`` colu
 Every system decodes one untimed warm-up batch and one single utterance first (lazy initialisation,
 ``torch.compile``). With ``compile`` every ELF-S2T setting runs twice: eager and ``+compile``.
 
-ELF-S2T starts (``starts``): ``noise`` (ELF's sampler) and ``ctc`` (draft and refine: the model's greedy CTC
-readout of its audio slots, encoded by the frozen text encoder, put on the path at ``t_start`` and refined
-by ``steps`` steps; ``steps = 0`` times the draft alone, one forward plus the token head over the audio
-slots, without guidance), and ``rescore`` (the draft rescored, ``sampler.refine: rescore``: the draft and its
-one-token variants scored by the CTC plus the text slots' token head at ``steps`` noise draws per signal level,
-the model's own threshold and levels; unguided, no FLOP count since the candidates depend on the draft).
-``ctc`` and ``rescore`` need a model trained with ``elf.ctc_weight > 0``; random-weight models are built with a
-CTC weight then (timing only). The frozen text encoder runs on ``device`` (in float32; ``ElfS2T.generate``
-moves it along) and without the latent cache of trained models (a cache would serve the warm-up pass's drafts
-again in the timed pass).
+ELF-S2T decoding strategies (``strategies``, :mod:`elfs2t.s2t.decoding`, named by their decode tags): ``flow``
+(the paper's generator, from noise) and ``refine`` (the CTC draft put on the path at ``t_start``) at every step count
+of ``steps``, unguided and at ``guidance``; ``draft`` (the greedy CTC readout), ``readout`` (the text slots' readout
+of noise) and ``rescore`` (the draft rescored by both readouts; no FLOP count, the candidates depend on the draft)
+once each. A trained model decodes with its experiment's own settings otherwise (e.g. the rescoring's threshold);
+the strategies that read a CTC draft need a model trained with ``elf.ctc_weight > 0``, and random-weight models are
+built with a CTC weight then (timing only). The frozen text encoder runs on ``device`` (in float32;
+``ElfS2T.generate`` moves it along) and without the latent cache of trained models (a cache would serve the warm-up
+pass's drafts again in the timed pass).
 """
 from __future__ import annotations
 
@@ -49,12 +48,11 @@ class DecodeBenchConfig:
     """What to decode with which systems."""
 
     steps: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
-    """ELF-S2T sampling step counts (0: the CTC draft alone, start ``ctc`` only; noise rows skip it)."""
-    starts: list[str] = field(default_factory=lambda: ["noise"])
-    """ELF-S2T sampling starts: ``noise``, ``ctc`` (the CTC draft put on the path at ``t_start``) and/or
-    ``rescore`` (the CTC draft rescored; ``steps``: noise draws per level)."""
-    t_start: float = 0.6
-    """Time at which the ``ctc`` start's draft enters the path (the steps cover ``[t_start, 1]``)."""
+    """Flow steps of the ``flow`` and ``refine`` strategies."""
+    strategies: list[str] = field(default_factory=lambda: ["flow"])
+    """ELF-S2T decoding strategies (``decode.strategy``): flow, refine (at every step count), draft, readout, rescore."""
+    t_start: float = 0.8
+    """Where the ``refine`` strategy's draft enters the path."""
     guidance: float = 2.0
     """CFG scale of the guided ELF-S2T rows (every step count also runs unguided, g = 1)."""
     method: Literal["ode", "sde"] = "ode"
@@ -107,16 +105,12 @@ class DecodeBenchConfig:
     """Sampling seed."""
 
     def validate(self) -> None:
-        config_check(bool(self.starts) and set(self.starts) <= {"noise", "ctc", "rescore"}
-                     and len(set(self.starts)) == len(self.starts), "starts", self.starts,
-                     "must be noise, ctc and/or rescore")
-        config_check(bool(self.steps) and all(s >= 0 for s in self.steps), "steps", self.steps, "must be >= 0")
-        if "ctc" not in self.starts:
-            config_check(all(s >= 1 for s in self.steps), "steps", self.steps,
-                         "must be >= 1 without start ctc (0, the draft alone, needs starts ctc)")
-        else:
-            config_check(set(self.starts) == {"ctc"} or any(s >= 1 for s in self.steps), "steps", self.steps,
-                         "starts noise and rescore need a step count >= 1")
+        from elfs2t.s2t.decoding import STRATEGIES
+
+        config_check(bool(self.strategies) and set(self.strategies) <= set(STRATEGIES)
+                     and len(set(self.strategies)) == len(self.strategies), "strategies", self.strategies,
+                     f"must be some of {sorted(STRATEGIES)}")
+        config_check(bool(self.steps) and all(s >= 1 for s in self.steps), "steps", self.steps, "must be >= 1")
         config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
         config_check(self.guidance > 0, "guidance", self.guidance, "must be > 0")
         config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
@@ -138,21 +132,46 @@ class System:
     flops: Optional[Callable[[list[Utterance]], float]] = None
 
 
+def _elf_decodings(cfg: DecodeBenchConfig, base, model_cfg) -> list[tuple[object, Optional[int], Optional[float]]]:
+    """The strategies to time, each with its steps and guidance (None where it takes none): ``base`` is the model's
+    own :class:`~elfs2t.s2t.decoding.DecodingConfig`, whose sections give every other setting."""
+    import copy
+
+    from elfs2t.s2t.decoding import build_decoding
+
+    out = []
+    for strategy in cfg.strategies:
+        dcfg = copy.deepcopy(base)
+        dcfg.strategy = strategy
+        section = getattr(dcfg, strategy, None)
+        if not hasattr(section, "guidance"):  # draft, readout, rescore: no steps, no guidance
+            out.append((build_decoding(dcfg, model_cfg), None, None))
+            continue
+        section.method, section.prefix_cache = cfg.method, True
+        if strategy == "refine":
+            section.t_start = cfg.t_start
+        for steps in cfg.steps:
+            for g in sorted({1.0, cfg.guidance}):
+                section.steps, section.guidance = steps, g
+                out.append((build_decoding(copy.deepcopy(dcfg), model_cfg), steps, g))
+    return out
+
+
 def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> list[System]:
-    from elfs2t.flow.sampler import SamplerConfig
+    from elfs2t.s2t.decoding import DecodingConfig
     from elfs2t.text.latent import LatentCache
 
-    models = []  # (label, model, base sampler, trained)
-    drafts = bool({"ctc", "rescore"} & set(cfg.starts))
+    models = []  # (label, model, its decoding config, trained)
+    drafts = bool({"draft", "refine", "rescore"} & set(cfg.strategies))
     if cfg.elf_exps:
         for exp in cfg.elf_exps:
             model, ecfg = load_trained_model(exp)
             if ecfg.model != "elf_s2t":
                 raise ValueError(f"--elf-exp {exp}: model is {ecfg.model!r}, not elf_s2t")
             if drafts and model.cfg.ctc_weight <= 0:
-                raise ValueError(f"--elf-exp {exp}: starts ctc and rescore need a model trained with "
-                                 f"elf.ctc_weight > 0 (it has {model.cfg.ctc_weight}); leave them out of --starts")
-            models.append((Path(exp).name, model, ecfg.decode.sampler, True))
+                raise ValueError(f"--elf-exp {exp}: strategies draft, refine and rescore need a model trained with "
+                                 f"elf.ctc_weight > 0 (it has {model.cfg.ctc_weight}); leave them out of --strategies")
+            models.append((Path(exp).name, model, ecfg.decode, True))
     else:
         from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
         from elfs2t.bench.models import default_text_model
@@ -162,7 +181,7 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
             model = random_elf_s2t(cfg.size, prefix_attention=kind, feat_dim=feat_dim, stack=cfg.stack,
                                    text_len=cfg.text_len, text_space=space, seed=cfg.seed,
                                    ctc_weight=1.0 if drafts else 0.0)
-            models.append((f"random-{cfg.size}-{kind}", model, SamplerConfig(), False))
+            models.append((f"random-{cfg.size}-{kind}", model, DecodingConfig(), False))
     systems = []
     for label, model, base, trained in models:
         model.to(cfg.device, dtype)
@@ -175,43 +194,33 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
         encoder = model.text_space.encoder
         pooler = getattr(encoder, "pooler", None) is not None
         for suffix, denoiser in variants:
-            for start in cfg.starts:
-                tag = f"ctc@{cfg.t_start:g}" if start == "ctc" else start
-                for steps in cfg.steps:
-                    if start != "ctc" and steps == 0:  # the draft alone is the ctc start's n=0
-                        continue
-                    # guidance applies to neither the draft alone nor its rescoring
-                    for g in ([1.0] if steps == 0 or start == "rescore" else sorted({1.0, cfg.guidance})):
-                        sampler = SamplerConfig(**{**base.__dict__, "steps": steps, "guidance": g, "method": cfg.method,
-                                                   "prefix_cache": True, "init": "noise" if start == "noise" else "ctc",
-                                                   "refine": "rescore" if start == "rescore" else "flow",
-                                                   "t_start": cfg.t_start})
+            for decoding, steps, g in _elf_decodings(cfg, base, model.cfg):
 
-                        def run(utts, model=model, sampler=sampler, denoiser=denoiser, eager=eager):
-                            model.denoiser = denoiser  # the compiled wrapper shares the eager module's weights
-                            try:
-                                return model.generate(collate(utts), sampler,
-                                                      generator=torch.Generator().manual_seed(cfg.seed))
-                            finally:
-                                model.denoiser = eager
+                def run(utts, model=model, decoding=decoding, denoiser=denoiser, eager=eager):
+                    model.denoiser = denoiser  # the compiled wrapper shares the eager module's weights
+                    try:
+                        return model.generate(collate(utts), decoding, generator=torch.Generator().manual_seed(cfg.seed))
+                    finally:
+                        model.denoiser = eager
 
-                        def flops(utts, model=model, steps=steps, g=g, cached=cached, start=start, vocab=vocab,
-                                  encoder=encoder, pooler=pooler):
-                            n_task = 1 if model.cfg.tasks else 0
-                            n_audio = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts)
-                            l_text = model.text_space.max_len
-                            draft = {}
-                            if start == "ctc":
-                                draft = {"draft_audio": n_audio, "text_encoder":
-                                         F.text_encoder_flops(encoder.config, len(utts), l_text, pooler)}
-                            return F.elf_generate_flops(eager.cfg, len(utts), l_text, n_audio + n_task, steps, g,
-                                                        cached, vocab=vocab, **draft)
+                def flops(utts, model=model, decoding=decoding, steps=steps, g=g, cached=cached, vocab=vocab,
+                          encoder=encoder, pooler=pooler):
+                    n_task = 1 if model.cfg.tasks else 0
+                    n_audio = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts)
+                    l_text = model.text_space.max_len
+                    aligned = getattr(decoding, "slots", None) == "ctc" or decoding.name in ("draft", "refine")
+                    draft = {"draft_audio": n_audio} if aligned else {}
+                    if decoding.name == "draft":
+                        return F.elf_ctc_draft_flops(eager.cfg, len(utts), l_text, n_audio + n_task, n_audio, vocab)
+                    if decoding.name == "refine":
+                        draft["text_encoder"] = F.text_encoder_flops(encoder.config, len(utts), l_text, pooler)
+                    return F.elf_generate_flops(eager.cfg, len(utts), l_text, n_audio + n_task, steps or 0, g or 1.0,
+                                                cached and decoding.name != "readout", vocab=vocab, **draft)
 
-                        name = f"elf-s2t {label}{'' if start == 'noise' else ' ' + tag} n={steps} g={g:g}{suffix}"
-                        systems.append(System(name, "elf", run, False, trained,
-                                              {"start": tag, "steps": steps, "g": g, "cache": "yes" if cached else "no",
-                                               "params_m": count_params(eager) / 1e6},
-                                              None if start == "rescore" else flops))
+                systems.append(System(f"elf-s2t {label} {decoding.tag()}{suffix}", "elf", run, False, trained,
+                                      {"decoding": decoding.tag(), "steps": steps, "g": g,
+                                       "cache": "yes" if cached else "no", "params_m": count_params(eager) / 1e6},
+                                      None if decoding.name == "rescore" else flops))
     return systems
 
 
@@ -308,7 +317,7 @@ def _score(refs: dict[str, str], hyps: dict[str, str], metric: str) -> float:
     return report.scores["WER"] if metric == "wer" else report.scores["BLEU_lc"]
 
 
-COLUMNS = [("system", "system", ""), ("params_m", "params M", ".1f"), ("start", "start", ""), ("steps", "steps", ""),
+COLUMNS = [("system", "system", ""), ("params_m", "params M", ".1f"), ("decoding", "decoding", ""), ("steps", "steps", ""),
            ("g", "g", ""),
            ("cache", "cache", ""), ("utt_s", "utt/s", ".1f"), ("rtfx", "RTFx dec", ".1f"), ("rtfx_e2e", "RTFx e2e", ".1f"),
            ("lat_ms", "lat ms b=1", ".1f"), ("lat_e2e_ms", "lat e2e ms", ".1f"), ("mem_mb", "peak mem MB", ".0f"),

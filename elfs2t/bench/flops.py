@@ -18,7 +18,7 @@ left out (a few percent). Attention is counted dense over every key a kernel com
   plus one row for the zero condition that all unconditional CFG rows share).
   One ``generate``: ``steps`` forwards over ``B`` rows (``2 B`` with CFG), one decoding forward over ``B``.
   With a token-head shortlist (``elf.token_shortlist``) the head's ``V`` is the shortlist size ``K``.
-* ELF-S2T CTC draft start (``sampler.init: ctc``): the draft is one decoding-mode forward over ``B`` rows,
+* ELF-S2T CTC draft (the draft, refine and rescore strategies, the flow's CTC-aligned slots): the draft is one decoding-mode forward over ``B`` rows,
   always uncached (``S_q = S_k = P + C + L``), plus the token head over the ``C_a`` audio slots,
   ``2 C_a (H d + d K)`` per row (``K``: the shortlist size, else ``V``); with ``steps >= 1`` the frozen text
   encoder encodes the ``B`` drafts (``L`` tokens each) and the sampling from ``t_start`` costs what it costs
@@ -80,7 +80,7 @@ def denoiser_forward_flops(cfg, rows: int, l_text: int, n_cond: int, *, n_prefix
 
 
 def elf_ctc_draft_flops(cfg, batch: int, l_text: int, n_cond: int, n_audio: int, vocab: Optional[int] = None) -> float:
-    """ELF-S2T's greedy CTC draft (``ElfS2T.ctc_draft_ids``) of ``batch`` rows: one decoding-mode forward over
+    """ELF-S2T's greedy CTC draft (``ElfS2T.draft``) of ``batch`` rows: one decoding-mode forward over
     ``P + C + L`` positions (uncached: the draft does not use the condition cache) plus the token head over the
     ``n_audio`` audio slots of each row (``n_cond`` minus the task token), over ``vocab`` ids (None: ``V``)."""
     return denoiser_forward_flops(cfg, batch, l_text, n_cond) + batch * token_head_flops(cfg, n_audio, vocab)
@@ -89,20 +89,17 @@ def elf_ctc_draft_flops(cfg, batch: int, l_text: int, n_cond: int, n_audio: int,
 def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, guidance: float, cached: bool, *,
                        vocab: Optional[int] = None, draft_audio: Optional[int] = None,
                        text_encoder: float = 0.0) -> float:
-    """One ELF-S2T ``generate`` call: sampling steps (CFG doubles the rows), cache, decoding forward (its token
-    head over ``vocab`` ids, the shortlist size; None: ``V``).
+    """One ELF-S2T ``generate`` call of a flow-type strategy: sampling steps (CFG doubles the rows), cache, decoding
+    forward (its token head over ``vocab`` ids, the shortlist size; None: ``V``); ``steps = 0``: the decoding
+    forward alone (the ``readout`` strategy).
 
-    ``draft_audio`` (the audio slots per row) makes it a CTC draft start (``init: ctc``): the draft forward
-    (:func:`elf_ctc_draft_flops`) comes first; with ``steps >= 1`` then ``text_encoder`` (the FLOPs of encoding
-    the ``batch`` drafts, :func:`text_encoder_flops`; 0: left out) and the sampling as from noise; with
-    ``steps = 0`` the draft alone (nothing else runs).
+    ``draft_audio`` (the audio slots per row): a CTC draft comes first (:func:`elf_ctc_draft_flops`: the ``refine``
+    strategy's start, the layout of ``slots: ctc``), and ``text_encoder`` (the FLOPs of encoding the ``batch`` drafts,
+    :func:`text_encoder_flops`; 0: left out) after it. The ``draft`` strategy alone is :func:`elf_ctc_draft_flops`.
     """
-    total = 0.0
+    total = text_encoder
     if draft_audio is not None:
         total += elf_ctc_draft_flops(cfg, batch, l_text, n_cond, draft_audio, vocab)
-        if steps == 0:
-            return total
-        total += text_encoder
     rows = batch * (2 if guidance != 1.0 else 1)
     total += steps * denoiser_forward_flops(cfg, rows, l_text, n_cond, cached=cached)
     total += denoiser_forward_flops(cfg, batch, l_text, n_cond, cached=cached, token_head=True, vocab=vocab)

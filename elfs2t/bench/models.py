@@ -77,7 +77,7 @@ def random_elf_s2t(size: str, *, prefix_attention: str, feat_dim: int, stack: in
     """A randomly initialised ELF-S2T model (``text_space``: a shared TextLatentSpace, or built from
     ``text_model``). The flow head is re-drawn at random so that sampling does not sit at ``x_hat = 0``.
     ``ctc_weight > 0`` marks it as trained with the auxiliary CTC (no extra weights), so that the CTC draft
-    start (``sampler.init: ctc``) runs on it -- for timing only: the draft of random weights is noise."""
+    strategies run on it -- for timing only: the draft of random weights is noise."""
     from elfs2t.models.denoiser import DenoiserConfig
     from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
     from elfs2t.text.latent import TextLatentConfig

@@ -1,9 +1,9 @@
 """Speed/accuracy plot of a decoding benchmark (PNG, matplotlib's Agg backend, no display needed).
 
-With scores: accuracy (WER or BLEU) against utterances/s (log axis), one line per ELF-S2T model and
-guidance scale through its step counts, one marker per other system. Without ELF-S2T scores (random-weight
-models): utterances/s against ELF-S2T steps, other systems as horizontal lines (their scores in the legend).
-A CTC draft start is its own line per model and guidance scale (its ``n=0`` point: the draft alone).
+With scores: accuracy (WER or BLEU) against utterances/s (log axis), one line per ELF-S2T model, flow-type
+strategy (``flow``, ``refine``) and guidance scale through its step counts, one marker per other system (ELF-S2T's
+draft, readout and rescoring included). Without ELF-S2T scores (random-weight models): utterances/s against ELF-S2T
+steps, other systems as horizontal lines (their scores in the legend).
 """
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from pathlib import Path
 __all__ = ["plot_decode"]
 
 
+def _stepped(r: dict) -> bool:
+    """An ELF-S2T row of a strategy with a step count (flow, refine)."""
+    return r.get("family") == "elf" and isinstance(r.get("steps"), int)
+
+
 def _series(rows: list[dict]) -> dict[str, list[dict]]:
     lines: dict[str, list[dict]] = {}
     for r in rows:
-        if r.get("family") == "elf":
-            label = re.sub(r" n=\d+", "", r["system"])
+        if _stepped(r):
+            label = re.sub(r"(flow|refine)\d+", r"\1", r["system"])
             lines.setdefault(label, []).append(r)
     return {k: sorted(v, key=lambda r: r["steps"]) for k, v in lines.items()}
 
@@ -30,7 +35,7 @@ def plot_decode(rows: list[dict], path: str | Path, score_name: str = "score", t
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    others = [r for r in rows if r.get("family") not in (None, "elf")]
+    others = [r for r in rows if r.get("family") is not None and not _stepped(r)]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     scored = any(r.get("score") is not None for r in rows if r.get("family") == "elf")
     for label, series in _series(rows).items():
@@ -53,10 +58,7 @@ def plot_decode(rows: list[dict], path: str | Path, score_name: str = "score", t
         ax.set_xlabel("utterances / s (log)")
         ax.set_ylabel(score_name)
     else:
-        if any(r.get("steps") == 0 for r in rows if r.get("family") == "elf"):  # the CTC draft alone: n = 0
-            ax.set_xscale("symlog", base=2, linthresh=1)
-        else:
-            ax.set_xscale("log", base=2)
+        ax.set_xscale("log", base=2)
         ax.set_xlabel("ELF-S2T sampling steps")
         ax.set_ylabel("utterances / s")
         ax.set_yscale("log")

@@ -6,7 +6,7 @@
         --set st_test=dump/whisper-base_trim/st_test/cuts.jsonl.gz --audio real zero --guidance 1 2
 
 The trained model (EMA weights) is loaded once from ``--exp-dir``; each (audio condition, CFG scale) is a
-stage-5 decode with ``decode.audio`` and ``decode.sampler.guidance`` set, scored like stage 6 (WER, or BLEU and
+stage-5 decode with ``decode.audio`` and the strategy's CFG scale (``decode.flow.guidance``) set, scored like stage 6 (WER, or BLEU and
 chrF). The AR baseline has no CFG: it is decoded once per audio condition. Output (``--out-dir``, default
 ``<exp>/analysis/audio_reliance``): ``decode_<tag>/<set>/`` per run, and ``<set>/reliance.md``, ``reliance.json``
 and ``cfg_sweep.png`` (see elfs2t.analysis.reliance). Finished decodes with the same settings are reused
@@ -40,13 +40,13 @@ def get_parser() -> argparse.ArgumentParser:
                    help="score (default: wer for transcript, bleu for translation targets)")
     p.add_argument("--audio", nargs="+", choices=AUDIO_MODES, default=list(AUDIO_MODES),
                    help=f"audio conditions (default: all of {' '.join(AUDIO_MODES)})")
-    p.add_argument("--guidance", nargs="+", type=float, default=[1.0, 2.0, 3.0, 4.0],
-                   help="CFG scales g to sweep (ELF-S2T; default 1 2 3 4)")
+    p.add_argument("--guidance", nargs="+", type=float, default=[1.0, 1.5, 2.0, 3.0],
+                   help="CFG scales g to sweep (ELF-S2T; default 1 1.5 2 3)")
     p.add_argument("--seed", type=int, default=0, help="sampling and noise seed (the same for every condition)")
     p.add_argument("--out-dir", type=Path, default=None, help="default <exp>/analysis/audio_reliance")
     p.add_argument("--force", action="store_true", help="redo decodes that already exist")
     p.add_argument("overrides", nargs="*", metavar="decode.key=value",
-                   help="decoding overrides, e.g. decode.sampler.steps=4")
+                   help="decoding overrides, e.g. decode.flow.steps=4")
     return p
 
 

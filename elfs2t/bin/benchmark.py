@@ -2,7 +2,7 @@
 
     python -m elfs2t.bin.benchmark decode   [--cuts CUTS] [--elf-exp EXP ...] [--ar-exp EXP] \\
         [--encoder DIR|random:large-v3] [--whisper DIR] [--faster-whisper auto|DIR] [--steps 4 8 16 32 64] \\
-        [--starts noise ctc rescore] [--t-start 0.6]
+        [--strategies flow refine draft readout rescore] [--t-start 0.8]
     python -m elfs2t.bin.benchmark train    [--cuts CUTS] [--models elf_s2t ar] [--processes 1 2]
     python -m elfs2t.bin.benchmark features [--cuts CUTS] [--encoders DIR ...]
     python -m elfs2t.bin.benchmark scale    [--num-cuts 281241] [--feat-dim 1280] [--num-workers 2]
@@ -62,11 +62,13 @@ def get_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decoding speed/accuracy of every system")
     _common(d)
     d.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32, 64],
-                   help="ELF-S2T step counts (0: the CTC draft alone, with --starts ctc)")
-    d.add_argument("--starts", nargs="+", default=["noise"], choices=["noise", "ctc", "rescore"],
-                   help="ELF-S2T sampling starts: noise, ctc (the model's CTC draft refined from --t-start) and/or "
-                        "rescore (the CTC draft rescored by both readouts; --steps: noise draws per level)")
-    d.add_argument("--t-start", type=float, default=0.6, help="time at which the ctc start's draft enters the path")
+                   help="flow steps of the flow and refine strategies")
+    d.add_argument("--strategies", nargs="+", default=["flow"],
+                   choices=["flow", "refine", "draft", "readout", "rescore"],
+                   help="ELF-S2T decoding strategies (decode.strategy): flow (from noise) and refine (the CTC draft "
+                        "refined from --t-start) at every --steps, draft (the CTC readout), readout (the text slots on "
+                        "noise) and rescore (the draft rescored by both readouts) once")
+    d.add_argument("--t-start", type=float, default=0.8, help="time at which the refine strategy's draft enters the path")
     d.add_argument("--guidance", type=float, default=2.0, help="CFG scale of the guided rows (g = 1 always runs)")
     d.add_argument("--method", default="ode", choices=["ode", "sde"], help="ELF-S2T sampler")
     d.add_argument("--elf-exp", dest="elf_exps", action="append", default=[], help="trained ELF-S2T exp dir (repeatable)")
@@ -156,7 +158,7 @@ def run(args) -> dict:
         from elfs2t.bench.decode import DecodeBenchConfig, run_decode_bench
 
         cfg = DecodeBenchConfig(
-            steps=args.steps, starts=args.starts, t_start=args.t_start, guidance=args.guidance, method=args.method,
+            steps=args.steps, strategies=args.strategies, t_start=args.t_start, guidance=args.guidance, method=args.method,
             elf_exps=args.elf_exps, ar_exp=args.ar_exp,
             no_ar=args.no_ar, size=args.size, kinds=args.kinds, text_len=args.text_len, ar_tokens=args.ar_tokens,
             encoder=args.encoder, whisper=args.whisper, faster_whisper=args.faster_whisper,

@@ -1,7 +1,7 @@
 """Stage 5: decode test sets with a trained model (EMA weights), writing Kaldi-style hypothesis files.
 
     python -m elfs2t.bin.decode --exp-dir exp/asr_elf --target transcript \\
-        --set asr_test=dump/whisper-tiny.en_trim/asr_test/cuts.jsonl.gz [decode.sampler.steps=8 ...]
+        --set asr_test=dump/whisper-tiny.en_trim/asr_test/cuts.jsonl.gz [decode.flow.steps=8 ...]
 
 The model config comes from ``exp-dir/config.yaml``; only ``decode.*`` keys may be overridden. Output:
 ``exp-dir/decode_<inference_tag>/<set>/{text,ref,utt_timing.txt,timing.json}`` (see elfs2t.decode).
@@ -22,7 +22,7 @@ from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError, dump_config, load_config
 from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
-from elfs2t.experiment import ExperimentConfig, build_model, hypothesis_fn
+from elfs2t.experiment import ExperimentConfig, build_model, decode_tag, hypothesis_fn
 from elfs2t.results import decode_info
 from elfs2t.train.checkpoint import load_checkpoint, load_latest
 from elfs2t.train.distributed import barrier, cleanup, init_distributed
@@ -40,7 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default: the latest in exp-dir)")
     p.add_argument("--tag", default=None, help="inference tag (default: from the decoding settings)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("overrides", nargs="*", metavar="decode.key=value", help="decoding overrides, e.g. decode.sampler.steps=8")
+    p.add_argument("overrides", nargs="*", metavar="decode.key=value", help="decoding overrides, e.g. decode.flow.steps=8")
     return p
 
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     info = init_distributed()
     model, cfg, state = load_trained(args.exp_dir, args.overrides, args.checkpoint)
     model.to(info.device)
-    tag = args.tag or cfg.decode.tag(cfg.model)
+    tag = args.tag or decode_tag(cfg)
     lower = cfg.ar.lowercase if cfg.model == "ar" else cfg.elf.lowercase
     for item in args.sets:
         name, sep, path = item.partition("=")

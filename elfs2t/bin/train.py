@@ -42,35 +42,45 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="reuse exp-dir even if its stored config differs")
     p.add_argument("--no-resume", action="store_true",
                    help="start from scratch: the checkpoints already in exp-dir are deleted when training starts")
-    p.add_argument("--num-valid-examples", type=int, default=4,
-                   help="dev utterances decoded and logged at each validation (0: none)")
+    p.add_argument("--num-valid-examples", type=int, default=50,
+                   help="dev utterances decoded at each validation, their WER logged (examples_wer, and wer_<strategy> "
+                        "for decode.valid_strategies) and the first 4 printed (0: none)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides, e.g. optim.lr=2e-3")
     return p
 
 
 def valid_examples_hook(cfg: ExperimentConfig, cuts, n: int):
-    """``on_validate``: decode ``n`` dev utterances and log hypothesis / reference pairs."""
+    """``on_validate``: decode ``n`` dev utterances, log hypothesis / reference pairs and their WER
+    (``examples_wer``); for ELF-S2T also the WER of every strategy in ``decode.valid_strategies``
+    (``wer_<strategy>``), so that the learning curves show each reader side by side."""
     if n <= 0 or cuts is None:
         return None
+    import copy
+
+    import jiwer
     from lhotse import CutSet
 
     sample = CutSet.from_cuts(list(cuts.subset(first=n)))
     dataset = S2TDataset(text_transform=str.lower if _lowercase(cfg) else None)
+    extra = [] if cfg.model == "ar" else [s for s in cfg.decode.valid_strategies if s != cfg.decode.strategy]
+
+    def wer(refs: list[str], hyps: list[str]) -> float:
+        return jiwer.wer([r or "<empty>" for r in refs], [h or "<empty>" for h in hyps])
 
     def hook(model, step):
         batch = dataset[sample]
         was_training = model.training
         model.eval()
         hyps = hypothesis_fn(model, cfg)(batch)
+        out = {"examples_wer": wer(batch["text"], hyps)}
+        for strategy in extra:
+            other = copy.deepcopy(cfg)
+            other.decode.strategy = strategy
+            out[f"wer_{strategy}"] = wer(batch["text"], hypothesis_fn(model, other)(batch))
         model.train(was_training)
-        errors = words = 0
-        for cid, hyp, ref in zip(batch["cut_ids"], hyps, batch["text"]):
+        for cid, hyp, ref in list(zip(batch["cut_ids"], hyps, batch["text"]))[:4]:
             log.info("step %d %s\n  REF: %s\n  HYP: %s", step, cid, ref, hyp)
-            import jiwer
-
-            words += max(len(ref.split()), 1)
-            errors += jiwer.process_words(ref or "<empty>", hyp or "<empty>").wer * max(len(ref.split()), 1)
-        return {"examples_wer": errors / max(words, 1)}
+        return out
 
     return hook
 

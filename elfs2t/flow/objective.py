@@ -18,12 +18,8 @@ One training step, per example row ``b`` of a batch ``x (B, L, d)``:
   ``mu_read`` instead (near-clean latents: the token head also learns to *read* latents, which is what the
   sampler hands it at the end, while the noisy rows keep it reading the audio);
 * condition dropout: with probability ``p_drop`` a row's condition tokens are zeros (positions kept);
-* ``x_in`` (optional, ELF-S2T's draft rows): the latents the noisy *inputs* are built from, where they differ
-  from the targets' ``x`` (e.g. a row's own CTC draft): ``z_t = t x_in + (1 - t) sigma_n eps`` and
-  ``z_dec = lambda x_in + ...``, while ``v* = (x - z_t) / max(1 - t, t_clamp)`` and the CE still aim at the
-  true ``x`` / ids: the network learns to move a draft towards the truth.
 
-The batch loss is ``(decode_weight * sum CE over decoding rows' loss positions + sum L2 over denoising rows'
+The batch loss is ``(sum CE over decoding rows' loss positions + sum L2 over denoising rows'
 loss positions) / number of loss positions``. Decoding and denoising rows share ONE trained forward (per-row
 ``decode`` flags); the two no-grad passes run only over the self-conditioned rows.
 
@@ -34,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +38,7 @@ from torch import nn
 
 from elfs2t.config import config_check
 from elfs2t.flow.time import sample_logit_normal
-from elfs2t.models.layout import text_pos_kwargs
+from elfs2t.models.layout import TextSlots, slot_kwargs
 
 __all__ = [
     "FlowConfig",
@@ -60,6 +56,9 @@ __all__ = [
 @dataclass(kw_only=True)
 class FlowConfig:
     """Flow-matching objective of ELF (values from the paper as defaults)."""
+
+    RETIRED: ClassVar[dict] = {"decode_weight": (1.0, "a weight on the decoding cross-entropy, measured no gain; "
+                                                      "removed in the decoding redesign")}
 
     sigma_n: float = 2.0
     """Noise scale of the path z_t = t x + (1 - t) sigma_n eps."""
@@ -87,8 +86,6 @@ class FlowConfig:
     """Mean of n' on those rows (2: lambda ~ 0.88, near-clean latents, like the sampler's final state)."""
     sigma_d: float = 1.0
     """Noise scale of the decoding branch z_dec = lambda x + (1 - lambda) sigma_d eps' (ELF unconditional: 5.0)."""
-    decode_weight: float = 1.0
-    """Weight of the decoding cross-entropy in the batch loss (ELF: 1)."""
     p_drop: float = 0.1
     """Probability of zeroing a row's condition tokens (classifier-free guidance training)."""
 
@@ -103,7 +100,6 @@ class FlowConfig:
         config_check(self.w_low > 0, "w_low", self.w_low, "must be > 0 (1 + w is log-uniform)")
         config_check(self.w_high >= self.w_low, "w_high", self.w_high, f"must be >= w_low ({self.w_low})")
         config_check(self.w_low > 1 or self.w_high > 1, "w_high", self.w_high, "1 + w must allow w > 0")
-        config_check(self.decode_weight >= 0, "decode_weight", self.decode_weight, "must be >= 0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,9 +210,8 @@ def flow_loss_from_draws(
     text_mask: Optional[torch.Tensor] = None,
     outputs: Optional[dict] = None,
     vocab: Optional[torch.Tensor] = None,
-    x_in: Optional[torch.Tensor] = None,
     cond_cache=None,
-    text_pos: Optional[torch.Tensor] = None,
+    slots: Optional[TextSlots] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The ELF loss for given draws (deterministic); see the module docstring for the formulas.
 
@@ -225,15 +220,11 @@ def flow_loss_from_draws(
     ``outputs``: a dict that receives the trained pass's output (``"out"``, a DenoiserOutput) and the draws
     (``"draws"``), for auxiliary losses on the same forward (e.g. ELF-S2T's CTC on the condition).
     ``vocab (K,)``: sorted token ids of a shortlist; the decoding cross-entropy is then a softmax over those
-    ids only (targets outside it are ignored). None: the full vocabulary (ELF). ``x_in (B, L, d)``: latents the
-    noisy inputs start from (module docstring; None: ``x``). ``cond_cache``: the condition as the denoiser's
+    ids only (targets outside it are ignored). None: the full vocabulary (ELF). ``cond_cache``: the condition as the denoiser's
     ``cache_condition`` gives it (built by the caller WITH gradients and with the dropped rows already zeroed),
-    instead of ``cond`` / ``cond_mask``; ``text_pos (B, L)``: RoPE positions of the text slots (denoiser).
+    instead of ``cond`` / ``cond_mask``; ``slots``: the text slots' positions and extra inputs (denoiser).
     """
     B, L, d = x.shape
-    if x_in is not None and x_in.shape != x.shape:
-        raise ValueError(f"flow loss: x_in {tuple(x_in.shape)} must have the shape of x {tuple(x.shape)}")
-    src = x if x_in is None else x_in
     if ids.shape != (B, L) or loss_mask.shape != (B, L):
         raise ValueError(f"flow loss: ids {tuple(ids.shape)} and loss_mask {tuple(loss_mask.shape)} must be {(B, L)}")
     loss_mask = loss_mask.bool()
@@ -253,11 +244,11 @@ def flow_loss_from_draws(
             kw = dict(cond=cond, cond_mask=cond_mask)
         else:
             kw = dict(cond=_sub(cond, idx), cond_mask=_sub(cond_mask, idx))
-        return {**kw, **text_pos_kwargs(text_pos if idx is None else _sub(text_pos, idx))}
+        return {**kw, **slot_kwargs(slots if idx is None or slots is None else slots.rows(idx))}
 
     # Inputs of the trained pass: denoising rows on the path at t, decoding rows lightly noised at t = 1.
-    z_t = noisy_latent(src, draws.t, draws.eps, cfg.sigma_n)  # (B, L, d)
-    z_dec = noisy_latent(src, draws.lam, draws.eps_dec, cfg.sigma_d)  # (B, L, d)
+    z_t = noisy_latent(x, draws.t, draws.eps, cfg.sigma_n)  # (B, L, d)
+    z_dec = noisy_latent(x, draws.lam, draws.eps_dec, cfg.sigma_d)  # (B, L, d)
     z_in = torch.where(dec[:, None, None], z_dec, z_t)
     t_in = torch.where(dec, torch.ones_like(draws.t), draws.t)
     v_star = velocity(x, z_t, draws.t, cfg.t_clamp)  # (B, L, d)
@@ -301,7 +292,7 @@ def flow_loss_from_draws(
         # No decoding row in this batch: a zero term keeps the token head in the graph, so that DDP
         # (without find_unused_parameters) still sees a gradient for every parameter.
         ce_sum = denoiser.token_logits(out.hidden[:1, :1], vocab).sum() * 0.0
-    loss = (cfg.decode_weight * ce_sum + l2_sum) / n_pos
+    loss = (ce_sum + l2_sum) / n_pos
 
     n_den = den_pos.sum()
     if int(n_den) > 0:

@@ -1,6 +1,8 @@
 """ELF samplers (DESIGN §2.4): Euler ODE / churned SDE over a time grid, CFG, self-cond guidance, decoding.
 
-Start ``z = sigma_n eps`` at t = 0 and ``c = 0``; for each grid step ``t -> t_next`` (``h = t_next - t``):
+The path constants ``sigma_n``, ``t_mean``, ``t_std`` (the logit_normal grid) and ``t_clamp`` are the trained
+model's (:class:`~elfs2t.flow.objective.FlowConfig`; :class:`SamplerConfig` may override them). Start
+``z = sigma_n eps`` at t = 0 and ``c = 0``; for each grid step ``t -> t_next`` (``h = t_next - t``):
 
 * ``ode``: ``x_hat = F(z, t, c)``, ``v = (x_hat - z) / max(1 - t, t_clamp)``, ``z <- z + h v``;
 * ``sde`` (churn ``gamma``): ``alpha = clip(1 - gamma h, 0, 1)``, go back to ``t_b = alpha t`` with
@@ -11,14 +13,14 @@ Start ``z = sigma_n eps`` at t = 0 and ``c = 0``; for each grid step ``t -> t_ne
   ``sigma_n sqrt(alpha^2 (1 - t)^2 + (1 - alpha)^2) <= sigma_n (1 - t_b)``, slightly less noisy than the
   marginal at ``t_b`` (ELF's formula, kept as is). ``gamma = 0`` gives ``alpha = 1``: exactly the ODE step;
 * the last step (to t = 1) is always an ODE step; when ``1 - t >= t_clamp`` it lands exactly on ``x_hat``;
-* after each step ``c <- x_hat`` (the guided one); the self-cond guidance scale ``w`` goes in through the
+* after each step ``c <- x_hat`` (the guided one) -- only for a model trained with self-conditioning
+  (``flow.self_cond_prob > 0``; one trained without it only ever saw ``c = 0``, so it keeps getting zeros); the self-cond guidance scale ``w`` goes in through the
   guidance tokens and costs no extra forward (``w = 1``: no self-cond guidance);
 * classifier-free guidance with scale ``g``: ``v = v_u + g (v_c - v_u)`` and ``x_hat = x_u + g (x_c - x_u)``,
   the unconditional branch having zeros in the condition slots; both branches run in one batched forward.
   ``g = 1`` (or no condition) runs the conditional branch only.
 
-Decoding: one forward in decoding mode at t = 1 (self-cond zeros, guidance 1) on the final ``z`` — or on the
-last guided ``x_hat`` (``decode_from: x_hat``) — then argmax; cutting at the first EOS is
+Decoding: one forward in decoding mode at t = 1 (self-cond zeros, guidance 1) on the final ``z``, then argmax; cutting at the first EOS is
 ``TextLatentSpace.decode``'s job.
 
 Prefix cache: when the denoiser has ``prefix_attention: self`` (its condition attends only to itself) and
@@ -29,16 +31,16 @@ outputs are those of the uncached sampler up to float rounding.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
 from torch import nn
 
 from elfs2t.config import config_check
-from elfs2t.flow.objective import velocity
+from elfs2t.flow.objective import FlowConfig, velocity
 from elfs2t.flow.time import time_grid
-from elfs2t.models.layout import ConditionCache, text_pos_kwargs
+from elfs2t.models.layout import ConditionCache, TextSlots, slot_kwargs, stack_slots
 
 __all__ = ["SamplerConfig", "supports_prefix_cache", "build_condition_cache", "guided_forward", "sample_latents",
            "decoding_forward", "decode_tokens", "generate_ids"]
@@ -46,81 +48,56 @@ __all__ = ["SamplerConfig", "supports_prefix_cache", "build_condition_cache", "g
 
 @dataclass(kw_only=True)
 class SamplerConfig:
-    """How to sample text latents from the denoiser and decode them."""
+    """How to integrate the flow: steps, time grid, ODE / SDE, guidance. The noise and time constants of the path
+    (``sigma_n``, ``t_mean``, ``t_std``, ``t_clamp``) and whether to feed the self-conditioning input come from the
+    trained model's :class:`~elfs2t.flow.objective.FlowConfig`; the four constants can be overridden here (null:
+    the model's), which the caller logs."""
 
-    steps: int = 32
-    """Number of denoising steps N (N network forwards, plus one decoding forward); with a draft start
-    (``init != noise``) 0 returns the draft itself (e.g. ELF-S2T's CTC readout, for comparison)."""
+    steps: int = 8
+    """Number of flow steps N (N network forwards, plus one decoding forward)."""
     method: Literal["ode", "sde"] = "ode"
     """Euler ODE steps, or SDE steps with churn gamma (the last step is always ODE)."""
     gamma: float = 0.0
     """SDE churn: alpha = clip(1 - gamma h, 0, 1) per step of size h."""
     grid: Literal["logit_normal", "uniform"] = "logit_normal"
     """Time grid: N-1 sorted draws of the training time distribution plus 0 and 1, or uniform."""
-    t_mean: float = -1.5
-    """Mean of n in t = sigmoid(n) for the logit_normal grid (the training value)."""
-    t_std: float = 0.8
-    """Standard deviation of n for the logit_normal grid."""
     guidance: float = 1.0
     """Classifier-free guidance scale g (1: conditional only, no extra forward)."""
     self_cond_scale: float = 1.0
     """Self-conditioning guidance scale w fed to the guidance tokens (1: none)."""
-    sigma_n: float = 2.0
-    """Noise scale of the start z = sigma_n eps and of SDE churn (the training sigma_n)."""
-    t_clamp: float = 0.05
-    """Velocities divide by max(1 - t, t_clamp) (the training value)."""
-    decode_from: Literal["z", "x_hat"] = "z"
-    """Decode the final z (ELF) or the last guided x_hat."""
     seed: int = 0
     """Seed of the logit_normal grid, and of the start and churn noise when no generator is given."""
-    init: Literal["noise", "ctc"] = "noise"
-    """Where sampling starts: pure noise at t = 0 (ELF), or a draft -- ELF-S2T's CTC readout of the audio slots
-    (``ctc_weight > 0``), encoded by the frozen text encoder -- put on the path at ``t_start`` and refined by the
-    flow from there (draft-and-refine, beyond the paper; the caller passes the draft latents as ``x_init``)."""
-    t_start: float = 0.6
-    """Time at which a draft start enters the path (``init != noise``): ``z = t x_draft + (1 - t) sigma_n eps``;
-    the steps then cover ``[t_start, 1]`` (the grid is mapped onto it)."""
-    refine: Literal["flow", "mask", "rescore"] = "flow"
-    """How a draft start (``init: ctc``) is refined: ``flow`` -- ``steps`` flow steps from ``t_start`` (above);
-    ``mask`` -- Mask-CTC: the draft's tokens with a CTC confidence under ``mask_threshold`` are masked and
-    re-predicted by ``steps`` decoding forwards, easy first (:mod:`elfs2t.models.mask_ctc`; the model needs
-    mask rows in training, ``elf.draft_rows: mask``); ``rescore`` -- the draft and its variants with one token
-    under ``rescore_threshold`` replaced by its runner-up (or dropped) are scored by the CTC plus the text slots'
-    token head, ``steps`` noise draws at each of ``rescore_levels``, and the best kept
-    (:mod:`elfs2t.models.draft_rescore`). ``steps: 0`` returns the draft whichever is set."""
-    mask_threshold: float = 0.9
-    """``refine: mask``: draft tokens whose CTC confidence (highest posterior over their frames) is below this
-    are re-predicted."""
-    rescore_threshold: float = 0.95
-    """``refine: rescore``: each draft token whose CTC confidence is below this gives one more candidate."""
-    rescore_levels: list[float] = field(default_factory=lambda: [0.05, 0.2])
-    """``refine: rescore``: signal levels ``lam`` of the candidates' latents, ``z = lam x + (1 - lam) sigma_d eps``,
-    at which the token head scores them (the decoding rows were trained around ``sigmoid(flow.mu_dec)``)."""
-    flow_threshold: float = 1.0
-    """``refine: flow``: only the draft's content tokens whose CTC confidence is below this take the refined
-    token; the others, and every non-content slot, keep the draft's (1: every slot takes the refined token)."""
     prefix_cache: bool = True
     """Reuse the condition's keys/values across steps when the denoiser has prefix_attention=self
     (no effect otherwise; same outputs up to float rounding)."""
+    t_mean: Optional[float] = None
+    """Override of the model's ``flow.t_mean`` for the logit_normal grid (null: the model's)."""
+    t_std: Optional[float] = None
+    """Override of the model's ``flow.t_std`` for the logit_normal grid (null: the model's)."""
+    sigma_n: Optional[float] = None
+    """Override of the model's ``flow.sigma_n``: the start z = sigma_n eps and the SDE churn (null: the model's)."""
+    t_clamp: Optional[float] = None
+    """Override of the model's ``flow.t_clamp``: velocities divide by max(1 - t, t_clamp) (null: the model's)."""
 
     def validate(self) -> None:
-        config_check(self.steps >= (0 if self.init != "noise" else 1), "steps", self.steps,
-                     "must be >= 1 (0 only with a draft start: the draft itself)")
+        config_check(self.steps >= 1, "steps", self.steps, "must be >= 1")
         config_check(self.gamma >= 0, "gamma", self.gamma, "must be >= 0")
-        config_check(self.t_std > 0, "t_std", self.t_std, "must be > 0")
-        config_check(self.sigma_n > 0, "sigma_n", self.sigma_n, "must be > 0")
-        config_check(0 < self.t_clamp <= 1, "t_clamp", self.t_clamp, "must be in (0, 1]")
+        config_check(self.t_std is None or self.t_std > 0, "t_std", self.t_std, "must be > 0 (or null)")
+        config_check(self.sigma_n is None or self.sigma_n > 0, "sigma_n", self.sigma_n, "must be > 0 (or null)")
+        config_check(self.t_clamp is None or 0 < self.t_clamp <= 1, "t_clamp", self.t_clamp, "must be in (0, 1] (or null)")
         config_check(self.self_cond_scale > 0, "self_cond_scale", self.self_cond_scale, "must be > 0")
-        config_check(self.init in ("noise", "ctc"), "init", self.init, "must be noise or ctc")
-        config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
-        config_check(self.refine in ("flow", "mask", "rescore"), "refine", self.refine, "must be flow, mask or rescore")
-        config_check(self.refine == "flow" or self.init == "ctc", "refine", self.refine,
-                     f"{self.refine} refinement works on a CTC draft: set init: ctc")
-        config_check(0 <= self.rescore_threshold <= 1, "rescore_threshold", self.rescore_threshold, "must be in [0, 1]")
-        config_check(len(self.rescore_levels) > 0 and all(0 <= v < 1 for v in self.rescore_levels), "rescore_levels",
-                     self.rescore_levels, "must be a non-empty list of signal levels in [0, 1)")
-        config_check(0 <= self.mask_threshold <= 1, "mask_threshold", self.mask_threshold, "must be in [0, 1]")
-        config_check(0 <= self.flow_threshold <= 1, "flow_threshold", self.flow_threshold, "must be in [0, 1]")
+
+    def overrides(self) -> dict[str, float]:
+        """The path constants this config overrides (key -> value), for the log and the decode tag."""
+        return {k: getattr(self, k) for k in PATH_CONSTANTS if getattr(self, k) is not None}
+
+    def constants(self, flow: FlowConfig) -> dict[str, float]:
+        """``sigma_n``, ``t_mean``, ``t_std``, ``t_clamp``: the model's ``flow`` values unless overridden here."""
+        return {k: getattr(flow, k) if getattr(self, k) is None else getattr(self, k) for k in PATH_CONSTANTS}
+
+
+#: The path constants a sampler takes from the model's FlowConfig (SamplerConfig may override them).
+PATH_CONSTANTS = ("sigma_n", "t_mean", "t_std", "t_clamp")
 
 
 def supports_prefix_cache(denoiser: nn.Module) -> bool:
@@ -170,17 +147,20 @@ def guided_forward(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     cond_cache: Optional[ConditionCache] = None,
-    text_pos: Optional[torch.Tensor] = None,
+    slots: Optional[TextSlots] = None,
+    slots_uncond: Optional[TextSlots] = None,
 ) -> torch.Tensor:
     """CFG-guided ``x_hat (B, L, d)``: ``x_u + g (x_c - x_u)`` from ONE forward over ``2B`` rows.
 
     Guiding ``x_hat`` is the same as guiding ``v`` (``v`` is affine in ``x_hat`` for fixed ``z, t``).
     With ``g == 1`` or no condition only the conditional branch runs. ``cond_cache`` (from
     :func:`build_condition_cache` with the same ``guidance``: ``2B`` rows with CFG, ``B`` without)
-    replaces ``cond`` / ``cond_mask``. ``text_pos (B, L)``: the text slots' positions (denoiser), None: its own.
+    replaces ``cond`` / ``cond_mask``. ``slots``: the text slots' positions and extra inputs (None: the denoiser's
+    own); ``slots_uncond``: those of the unconditional branch, where they differ (e.g. a model that placed the text
+    slots of its condition-dropped training rows at its prior positions; :func:`~elfs2t.models.layout.stack_slots`).
     """
     B = z.shape[0]
-    pos = text_pos_kwargs(text_pos)
+    pos = slot_kwargs(slots)
     if cond_cache is not None:
         rows = B if guidance == 1.0 else 2 * B
         if cond_cache.batch_size != rows:
@@ -197,7 +177,7 @@ def guided_forward(
     def two(v: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return None if v is None else torch.cat([v, v], dim=0)
 
-    pos2 = text_pos_kwargs(two(text_pos))
+    pos2 = slot_kwargs(stack_slots(slots, slots_uncond))
     if cond_cache is not None:
         x2 = denoiser(two(z), two(t), self_cond=two(c), guidance=two(w), decode=None, text_mask=two(text_mask),
                       cond_cache=cond_cache, **pos2).x_hat
@@ -213,6 +193,7 @@ def guided_forward(
 def sample_latents(
     denoiser: nn.Module,
     cfg: SamplerConfig,
+    flow: FlowConfig,
     *,
     batch_size: int,
     length: int,
@@ -223,55 +204,65 @@ def sample_latents(
     generator: Optional[torch.Generator] = None,
     cond_cache: Optional[ConditionCache] = None,
     x_init: Optional[torch.Tensor] = None,
-    text_pos: Optional[torch.Tensor] = None,
+    t_start: float = 0.0,
+    slots: Optional[TextSlots] = None,
+    slots_uncond: Optional[TextSlots] = None,
 ) -> torch.Tensor:
-    """Run the sampler; returns the latents to decode ``(B, L, d)``: the final ``z`` or the last ``x_hat``.
+    """Run the sampler; returns the final latents ``z (B, L, d)`` to decode.
 
-    ``x_init (B, L, d)``: draft latents for ``cfg.init != "noise"`` (required then): the start is
-    ``t_start x_init + (1 - t_start) sigma_n eps`` at ``t_start`` and the grid ``t_i`` becomes
-    ``t_start + (1 - t_start) t_i``; the self-conditioning input starts at zeros as from noise.
+    ``flow``: the trained model's :class:`~elfs2t.flow.objective.FlowConfig` -- the path constants (unless ``cfg``
+    overrides them) and whether the model was trained with self-conditioning (``self_cond_prob > 0``): only then is
+    ``c <- x_hat`` fed back after each step; a model trained without it keeps ``c = 0``, what it always saw.
 
-    Noise is drawn on CPU from ``generator`` (default: seeded with ``cfg.seed``), so results do not
-    depend on the device. ``cond (B, C, H)`` / ``cond_mask (B, C)``: optional condition tokens. With
-    ``cfg.prefix_cache`` and a denoiser that supports it, the condition cache is built here once (or
-    ``cond_cache`` from :func:`build_condition_cache` is used) and reused at every step.
+    ``x_init (B, L, d)`` with ``t_start > 0``: a draft start -- ``z = t_start x_init + (1 - t_start) sigma_n eps`` at
+    ``t_start``, the grid ``t_i`` mapped to ``t_start + (1 - t_start) t_i``; the self-conditioning input starts at
+    zeros as from noise. Noise is drawn on CPU from ``generator`` (default: seeded with ``cfg.seed``), so results
+    do not depend on the device. ``cond (B, C, H)`` / ``cond_mask (B, C)``: optional condition tokens. With
+    ``cfg.prefix_cache`` and a denoiser that supports it, the condition cache is built here once (or ``cond_cache``
+    from :func:`build_condition_cache` is used) and reused at every step. ``slots`` / ``slots_uncond``: see
+    :func:`guided_forward`.
     """
     try:
         param = next(denoiser.parameters())
         device, dtype = param.device, param.dtype
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
+    k = cfg.constants(flow)
+    sigma_n, t_clamp = k["sigma_n"], k["t_clamp"]
+    feed_self_cond = flow.self_cond_prob > 0
     gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
     B, L, d = batch_size, length, latent_dim
-    grid = time_grid(cfg.steps, cfg.grid, mean=cfg.t_mean, std=cfg.t_std, seed=cfg.seed)
-    z = (cfg.sigma_n * torch.randn((B, L, d), generator=gen)).to(device, dtype)  # (B, L, d)
-    if cfg.init != "noise":
-        if x_init is None or tuple(x_init.shape) != (B, L, d):
-            got = None if x_init is None else tuple(x_init.shape)
-            raise ValueError(f"sampler init={cfg.init!r} needs draft latents x_init of shape {(B, L, d)}, got {got}")
-        t0 = cfg.t_start
-        z = t0 * x_init.to(device, dtype) + (1.0 - t0) * z
-        grid = t0 + (1.0 - t0) * grid
+    grid = time_grid(cfg.steps, cfg.grid, mean=k["t_mean"], std=k["t_std"], seed=cfg.seed)
+    z = (sigma_n * torch.randn((B, L, d), generator=gen)).to(device, dtype)  # (B, L, d)
+    if x_init is not None:
+        if tuple(x_init.shape) != (B, L, d):
+            raise ValueError(f"sampler: draft latents x_init have shape {tuple(x_init.shape)}, expected {(B, L, d)}")
+        if not 0.0 <= t_start < 1.0:
+            raise ValueError(f"sampler: t_start={t_start} must be in [0, 1)")
+        z = t_start * x_init.to(device, dtype) + (1.0 - t_start) * z
+        grid = t_start + (1.0 - t_start) * grid
+    elif t_start != 0.0:
+        raise ValueError(f"sampler: t_start={t_start} needs draft latents x_init")
     grid = grid.tolist()
     c = torch.zeros_like(z)
     w = torch.full((B,), cfg.self_cond_scale, device=device, dtype=dtype)
     if cond_cache is None and cond is not None and cfg.prefix_cache:
         cond_cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
-    x_hat = z
     for i in range(cfg.steps):
         t, t_next = grid[i], grid[i + 1]
         last = i == cfg.steps - 1
         if cfg.method == "sde" and not last:
             alpha = min(max(1.0 - cfg.gamma * (t_next - t), 0.0), 1.0)
             noise = torch.randn((B, L, d), generator=gen).to(device, dtype)
-            z = alpha * z + (1.0 - alpha) * cfg.sigma_n * noise
+            z = alpha * z + (1.0 - alpha) * sigma_n * noise
             t = alpha * t
         t_vec = torch.full((B,), t, device=device, dtype=dtype)
         x_hat = guided_forward(denoiser, z, t_vec, c, w, guidance=cfg.guidance, cond=cond, cond_mask=cond_mask,
-                               text_mask=text_mask, cond_cache=cond_cache, text_pos=text_pos)
-        z = z + (t_next - t) * velocity(x_hat, z, t_vec, cfg.t_clamp)
-        c = x_hat
-    return x_hat if cfg.decode_from == "x_hat" else z
+                               text_mask=text_mask, cond_cache=cond_cache, slots=slots, slots_uncond=slots_uncond)
+        z = z + (t_next - t) * velocity(x_hat, z, t_vec, t_clamp)
+        if feed_self_cond:
+            c = x_hat
+    return z
 
 
 @torch.no_grad()
@@ -283,19 +274,19 @@ def decoding_forward(
     cond_mask: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     cond_cache: Optional[ConditionCache] = None,
-    text_pos: Optional[torch.Tensor] = None,
+    slots: Optional[TextSlots] = None,
 ):
     """One decoding-mode forward at t = 1 on ``z (B, L, d)`` with the condition (no self-conditioning input,
     guidance 1): the denoiser's output, whose ``hidden`` the token head reads (and ``cond_hidden``, with the
     condition, the CTC readout). ``cond_cache`` (``B`` rows, the conditional ones) replaces ``cond`` /
-    ``cond_mask``; ``text_pos``: the text slots' positions (see :func:`guided_forward`)."""
+    ``cond_mask``; ``slots``: the text slots' positions and extra inputs (see :func:`guided_forward`)."""
     B = z.shape[0]
     ones = torch.ones(B, device=z.device, dtype=z.dtype)
     if cond_cache is not None:
         condition = dict(cond_cache=cond_cache)
     else:
         condition = dict(cond=cond, cond_mask=cond_mask)
-    condition.update(text_pos_kwargs(text_pos))
+    condition.update(slot_kwargs(slots))
     return denoiser(z, ones, self_cond=torch.zeros_like(z), guidance=ones,
                     decode=torch.ones(B, dtype=torch.bool, device=z.device), text_mask=text_mask, **condition)
 
@@ -310,14 +301,14 @@ def decode_tokens(
     text_mask: Optional[torch.Tensor] = None,
     cond_cache: Optional[ConditionCache] = None,
     vocab: Optional[torch.Tensor] = None,
-    text_pos: Optional[torch.Tensor] = None,
+    slots: Optional[TextSlots] = None,
 ) -> torch.Tensor:
     """:func:`decoding_forward` on ``z (B, L, d)``, then the token head's argmax ids ``(B, L)``.
 
     ``vocab (K,)``: the argmax runs over these token ids only (a shortlist), None: the full vocabulary.
     """
     out = decoding_forward(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask, cond_cache=cond_cache,
-                           text_pos=text_pos)
+                           slots=slots)
     best = denoiser.token_logits(out.hidden, vocab).argmax(dim=-1)
     return best if vocab is None else vocab[best]
 
@@ -326,6 +317,7 @@ def decode_tokens(
 def generate_ids(
     denoiser: nn.Module,
     cfg: SamplerConfig,
+    flow: FlowConfig,
     *,
     batch_size: int,
     length: int,
@@ -336,21 +328,24 @@ def generate_ids(
     generator: Optional[torch.Generator] = None,
     vocab: Optional[torch.Tensor] = None,
     x_init: Optional[torch.Tensor] = None,
-    text_pos: Optional[torch.Tensor] = None,
+    t_start: float = 0.0,
+    slots: Optional[TextSlots] = None,
+    slots_uncond: Optional[TextSlots] = None,
 ) -> torch.Tensor:
     """:func:`sample_latents` then :func:`decode_tokens`: token ids ``(B, L)`` (not yet cut at EOS).
 
     With ``cfg.prefix_cache`` and a caching denoiser, one condition cache serves every step and the
-    decoding forward (its conditional rows). ``vocab``: see :func:`decode_tokens`; ``x_init``: see
-    :func:`sample_latents`; ``text_pos``: the text slots' positions (see :func:`guided_forward`).
+    decoding forward (its conditional rows). ``vocab``: see :func:`decode_tokens`; ``flow``, ``x_init``,
+    ``t_start``: see :func:`sample_latents`; ``slots`` / ``slots_uncond``: see :func:`guided_forward`
+    (the decoding forward is conditional: ``slots``).
     """
     cache = None
     if cond is not None and cfg.prefix_cache:
         cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
-    z = sample_latents(denoiser, cfg, batch_size=batch_size, length=length, latent_dim=latent_dim, cond=cond,
+    z = sample_latents(denoiser, cfg, flow, batch_size=batch_size, length=length, latent_dim=latent_dim, cond=cond,
                        cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache, x_init=x_init,
-                       text_pos=text_pos)
+                       t_start=t_start, slots=slots, slots_uncond=slots_uncond)
     if cache is not None:
         return decode_tokens(denoiser, z, text_mask=text_mask, cond_cache=cache.rows(slice(0, batch_size)), vocab=vocab,
-                             text_pos=text_pos)
-    return decode_tokens(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask, vocab=vocab, text_pos=text_pos)
+                             slots=slots)
+    return decode_tokens(denoiser, z, cond=cond, cond_mask=cond_mask, text_mask=text_mask, vocab=vocab, slots=slots)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CtcReadout", "CtcVocab", "ctc_loss", "ctc_readout", "ctc_targets", "ctc_vocab"]
+__all__ = ["CtcReadout", "CtcVocab", "ctc_greedy", "ctc_loss", "ctc_readout", "ctc_targets", "ctc_vocab"]
 
 
 class CtcVocab(NamedTuple):
@@ -105,3 +105,39 @@ def ctc_loss(readout: CtcReadout, targets: torch.Tensor, target_lens: torch.Tens
     nll = F.ctc_loss(lp, local[keep].to(lp.device), in_lens[sel], target_lens[sel], blank=vocab.blank,
                      reduction="sum", zero_infinity=True)
     return nll, int(target_lens[sel].sum())
+
+
+def ctc_greedy(best: torch.Tensor, prob: torch.Tensor, lens: torch.Tensor,
+               blank: int) -> tuple[list[list[int]], list[list[float]], list[list[int]], list[list[int]]]:
+    """Greedy CTC readout with token confidences and frames.
+
+    ``best (B, T)`` argmax token ids per frame, ``prob (B, T)`` their posteriors, ``lens (B,)`` valid frames.
+    Repeats are merged and blanks dropped; a token's confidence is the highest posterior over the frames of
+    its run, its frame the run's first, its peak the frame of that highest posterior (the first of equals).
+    Returns per row the token ids, their confidences, their frames and their peaks.
+    """
+    tokens, confs, frames, peaks = [], [], [], []
+    best, prob = best.cpu(), prob.float().cpu()
+    for b in range(best.shape[0]):
+        n = int(lens[b])
+        seq, p = best[b, :n].tolist(), prob[b, :n].tolist()
+        row_t: list[int] = []
+        row_c: list[float] = []
+        row_f: list[int] = []
+        row_p: list[int] = []
+        prev = None
+        for i, (tok, q) in enumerate(zip(seq, p)):
+            if tok != prev and tok != blank:
+                row_t.append(tok)
+                row_c.append(q)
+                row_f.append(i)
+                row_p.append(i)
+            elif tok == prev and tok != blank and q > row_c[-1]:
+                row_c[-1] = q
+                row_p[-1] = i
+            prev = tok
+        tokens.append(row_t)
+        confs.append(row_c)
+        frames.append(row_f)
+        peaks.append(row_p)
+    return tokens, confs, frames, peaks

@@ -39,7 +39,7 @@ Parameter names are those of the released ELF PyTorch checkpoints; see
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -64,6 +64,10 @@ ELF_SIZES: dict[str, tuple[int, int, int]] = {
 @dataclasses.dataclass(kw_only=True)
 class DenoiserConfig:
     """Architecture of the ELF denoiser (defaults: ELF-B over t5-small latents)."""
+
+    RETIRED: ClassVar[dict] = {
+        "flow_head": ("linear", "token_mixture was measured worse for the flow from noise on mini_synth"),
+    }
 
     latent_dim: int = 512
     """d: width of the text latents (the text encoder's hidden size)."""
@@ -269,6 +273,7 @@ class ElfDenoiser(TokenHead, nn.Module):
             kv.append(layer_kv)
         return x, ConditionCache(kv=tuple(kv), cond_mask=cond_mask)
 
+
     def _check(self, name: str, x: torch.Tensor | None, shape: tuple) -> None:
         if x is not None and tuple(x.shape) != shape:
             raise ValueError(f"ElfDenoiser: {name} has shape {tuple(x.shape)}, expected {shape}")
@@ -286,6 +291,7 @@ class ElfDenoiser(TokenHead, nn.Module):
         text_mask: torch.Tensor | None = None,
         cond_cache: ConditionCache | None = None,
         text_pos: torch.Tensor | None = None,
+        text_extra: torch.Tensor | None = None,
     ) -> DenoiserOutput:
         """One denoiser pass.
 
@@ -295,7 +301,9 @@ class ElfDenoiser(TokenHead, nn.Module):
         None = all real); text_mask (B, L) bool or None (all real); cond_cache: the condition as
         :meth:`cache_condition` returned it, instead of cond / cond_mask (``prefix_attention: self``);
         text_pos (B, L) long or None: RoPE positions of the text slots on the condition's axis (instead of
-        ``text_pos_scale``'s, e.g. the tokens' CTC-aligned slots). Returns x_hat (B, L, d) and hidden (B, L, H).
+        ``text_pos_scale``'s, e.g. the tokens' CTC-aligned slots); text_extra (B, L, H) or None: added to the text
+        slots' input embeddings (e.g. ELF-S2T's aligned audio, ``elf.slot_audio``). Returns x_hat (B, L, d) and
+        hidden (B, L, H).
         """
         cfg = self.cfg
         if z.dim() != 3 or z.shape[-1] != cfg.latent_dim:
@@ -316,6 +324,9 @@ class ElfDenoiser(TokenHead, nn.Module):
         self._check("text_mask", text_mask, (b, l_text))
 
         x_text = self.embed_text(z, self_cond)  # (B, L, H)
+        if text_extra is not None:
+            self._check("text_extra", text_extra, tuple(x_text.shape))
+            x_text = x_text + text_extra.to(x_text.dtype)
         prefix = self._prefix(t, guidance, decode).to(x_text.dtype)  # (B, P, H)
         n_prefix = prefix.shape[1]
         head_dim = cfg.hidden // cfg.heads

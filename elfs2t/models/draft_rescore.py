@@ -1,4 +1,4 @@
-"""Rescoring the CTC draft's unsure tokens with both of ELF-S2T's readouts (``sampler.refine: rescore``).
+"""Rescoring the CTC draft's unsure tokens with both of ELF-S2T's readouts (``decode.strategy: rescore``).
 
 ELF-S2T reads the same text out of the audio in two ways. The CTC readout of the audio slots decides each
 frame alone (that is the draft); the token head on the *text* slots reads the audio too, but each text slot
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elfs2t.flow.sampler import build_condition_cache, decoding_forward
+from elfs2t.models.layout import TextSlots
 
 __all__ = ["Candidate", "runner_up", "draft_candidates", "ctc_nll", "text_nll", "best_per_row"]
 
@@ -44,7 +45,7 @@ class Candidate(NamedTuple):
 
 
 def runner_up(second: torch.Tensor, peaks: list[list[int]]) -> list[list[int]]:
-    """For each greedy CTC token (:func:`~elfs2t.models.mask_ctc.ctc_greedy`'s ``peaks``: the frame of its run
+    """For each greedy CTC token (:func:`~elfs2t.models.ctc_aux.ctc_greedy`'s ``peaks``: the frame of its run
     where it is most probable), the second-best symbol ``second (B, T)`` at that frame."""
     second = second.cpu()
     return [[int(second[b, f]) for f in row] for b, row in enumerate(peaks)]
@@ -82,7 +83,7 @@ def ctc_nll(log_probs: torch.Tensor, lens: torch.Tensor, cands: list[Candidate],
 @torch.no_grad()
 def text_nll(denoiser: nn.Module, x: torch.Tensor, local: torch.Tensor, rows: torch.Tensor,
              cond: torch.Tensor, cond_mask: torch.Tensor, *, vocab_ids: torch.Tensor, levels: list[float], draws: int,
-             sigma_d: float, text_pos: torch.Tensor | None = None,
+             sigma_d: float, slots: TextSlots | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """The token head's negative log-likelihood ``(N,)`` of each candidate's ids at every text slot (the EOS
     tail too, as in training: candidates of different lengths are scored on the same slots), averaged over the
@@ -90,7 +91,7 @@ def text_nll(denoiser: nn.Module, x: torch.Tensor, local: torch.Tensor, rows: to
 
     ``x (N, L, d)``: the candidates' latents; ``local (N, L)``: their ids as indices into ``vocab_ids`` (the
     token head's columns); ``rows (N,)``: each candidate's row
-    of ``cond (B, C, H)`` / ``cond_mask (B, C)``; ``text_pos (N, L)``: the text slots' positions (None: the
+    of ``cond (B, C, H)`` / ``cond_mask (B, C)``; ``slots``: the text slots' positions and extra inputs, ``(N, L)`` rows (None: the
     denoiser's own). A draw is ``eps (B, L, d)`` from ``generator``, shared by the candidates of a row.
     """
     dev = cond.device
@@ -100,13 +101,13 @@ def text_nll(denoiser: nn.Module, x: torch.Tensor, local: torch.Tensor, rows: to
                  else dict(cond=cond[rows_d], cond_mask=cond_mask[rows_d]))
     x = x.to(dev, cond.dtype)
     local, cols = local.to(dev), vocab_ids.to(dev)
-    text_pos = None if text_pos is None else text_pos.to(dev)
+    slots = None if slots is None else TextSlots(*(None if v is None else v.to(dev) for v in slots))
     nll = torch.zeros(x.shape[0])
     for lam in levels:
         for _ in range(draws):
             eps = torch.randn((cond.shape[0], *x.shape[1:]), generator=generator).to(dev, x.dtype)[rows_d]
             z = lam * x + (1.0 - lam) * sigma_d * eps
-            hidden = decoding_forward(denoiser, z, text_pos=text_pos, **condition).hidden
+            hidden = decoding_forward(denoiser, z, slots=slots, **condition).hidden
             logp = denoiser.token_logits(hidden, cols).float().log_softmax(dim=-1)
             nll -= logp.gather(-1, local[..., None])[..., 0].sum(dim=-1).cpu()
     return nll / (len(levels) * draws)

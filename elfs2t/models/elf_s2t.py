@@ -13,28 +13,41 @@ cached (stage 2) and the text encoder is frozen inside :class:`TextLatentSpace`.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
-from elfs2t.flow.objective import FlowDraws, draw_flow_noise, flow_loss_from_draws
-from elfs2t.flow.sampler import SamplerConfig, build_condition_cache, decoding_forward, generate_ids
-from elfs2t.flow.time import sample_logit_normal
+from elfs2t.flow.objective import draw_flow_noise, flow_loss_from_draws
+from elfs2t.flow.sampler import decoding_forward
 from elfs2t.models.augment import mask_features
 from elfs2t.models.ctc_align import ctc_align, slot_positions
-from elfs2t.models.ctc_aux import CtcReadout, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
+from elfs2t.models.ctc_aux import CtcReadout, ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 from elfs2t.models.denoiser import ElfDenoiser
-from elfs2t.models.draft_rescore import best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
 from elfs2t.models.elf_s2t_config import ElfS2TConfig
-from elfs2t.models.mask_ctc import ctc_greedy, mask_predict, mask_tokens
+from elfs2t.models.layout import TextSlots
 from elfs2t.models.projector import AudioProjector
 from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.text.latent import LatentCache, TextLatentSpace
 
-__all__ = ["ElfS2T", "ElfS2TConfig"]  # the config lives in elfs2t.models.elf_s2t_config
+__all__ = ["ElfS2T", "ElfS2TConfig", "CtcDraft"]  # the config lives in elfs2t.models.elf_s2t_config
 
 log = logging.getLogger(__name__)
+
+
+class CtcDraft(NamedTuple):
+    """The greedy CTC readout of a batch's audio slots, laid out as the text space lays out ids."""
+
+    ids: torch.Tensor
+    """(B, L) token ids (BOS, tokens, EOS tail)."""
+    conf: torch.Tensor
+    """(B, L) each token's confidence: its highest posterior over its frames; 1 at BOS / EOS / padding."""
+    text_pos: torch.Tensor
+    """(B, L) the text slots' positions: the tokens' first frames, the tail continuing at the prior spacing."""
+    lengths: list[int]
+    """Content tokens per row (as many as fit in the text slots)."""
+    cond_hidden: torch.Tensor
+    """(B, C, H) the condition's outputs (what the CTC read; :meth:`ElfS2T.text_slots` reads them too)."""
 
 
 class ElfS2T(TokenShortlist, nn.Module):
@@ -58,6 +71,11 @@ class ElfS2T(TokenShortlist, nn.Module):
         self.task_embed = nn.Embedding(len(cfg.tasks), hidden) if cfg.tasks else None
         if self.task_embed is not None:
             nn.init.normal_(self.task_embed.weight, std=0.02)
+        self.slot_proj = None  # elf.slot_audio: the aligned audio slot's output added to each content slot's input
+        if cfg.slot_audio:
+            self.slot_proj = nn.Linear(hidden, hidden)
+            nn.init.eye_(self.slot_proj.weight)
+            nn.init.zeros_(self.slot_proj.bias)
         self._init_shortlist()  # token_shortlist: set_token_shortlist(training texts) before training
         self.ctc_only = False  # set per step by begin_step (ctc_warmup)
 
@@ -116,22 +134,20 @@ class ElfS2T(TokenShortlist, nn.Module):
         loss_mask = torch.ones_like(ids, dtype=torch.bool)  # the EOS tail is learned too
         outputs: dict = {}
         draws = draw_flow_noise(x, self.cfg.flow)
-        x_in, n_draft = self._draft_inputs(x, ids, cond, cond_mask, draws) if self.cfg.draft_frac > 0 else (None, 0)
         if self.cfg.text_positions == "ctc":
             # the condition first (with gradients; exact with prefix_attention: self), its CTC alignment of the
             # true text places the text slots, then the text positions against the condition's keys / values
             keep = (~draws.drop).to(cond.dtype)[:, None, None]
             cond_out, cache = self.denoiser.encode_condition(cond * keep, cond_mask)
             readout = self._ctc_readout(cond_out, cond_mask, targets)  # with gradients: the CTC loss reads it too
-            text_pos = self._aligned_positions(readout, targets, ids.shape[1], ~draws.drop)
+            text_pos, lengths = self._aligned_positions(readout, targets, ids.shape[1], ~draws.drop)
+            slots = self.text_slots(cond_out, text_pos, lengths)
             loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond_cache=cache,
-                                               text_pos=text_pos, outputs=outputs, vocab=self.vocab, x_in=x_in)
+                                               slots=slots, outputs=outputs, vocab=self.vocab)
         else:
             loss, stats = flow_loss_from_draws(self.denoiser, x, ids, loss_mask, self.cfg.flow, draws, cond=cond,
-                                               cond_mask=cond_mask, outputs=outputs, vocab=self.vocab, x_in=x_in)
+                                               cond_mask=cond_mask, outputs=outputs, vocab=self.vocab)
             readout = self._ctc_readout(outputs["out"].cond_hidden, cond_mask, targets) if targets else None
-        if self.cfg.draft_frac > 0:
-            stats["frac_draft"] = n_draft / max(ids.shape[0], 1)
         if self.cfg.ctc_weight > 0:
             ctc = self._ctc(readout, targets, ~draws.drop)
             loss = loss + self.cfg.ctc_weight * ctc
@@ -164,56 +180,38 @@ class ElfS2T(TokenShortlist, nn.Module):
 
     @torch.no_grad()
     def _aligned_positions(self, readout: CtcReadout, targets: tuple[torch.Tensor, torch.Tensor], length: int,
-                           rows: torch.Tensor) -> torch.Tensor:
+                           rows: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """Text-slot positions ``(B, length)`` at the CTC forced alignment of the true tokens (``readout`` from
         :meth:`_ctc_readout`, ``targets`` from :meth:`_ctc_targets`; ``rows``: the rows whose audio is kept; the
         others, and rows whose text does not fit their frames or holds an id outside the CTC's vocabulary, keep
-        ``text_pos_scale``'s)."""
+        ``text_pos_scale``'s), and the number of aligned content slots per row (0 for those)."""
         flat, lens = targets
         local, found = readout.vocab.index(flat)  # the ids' indices in the vocabulary
         rows = rows.cpu()
         per_row = [(row.tolist() if bool(rows[b]) and bool(ok.all()) else [])
                    for b, (row, ok) in enumerate(zip(local.split(lens.tolist()), found.split(lens.tolist())))]
         frames = ctc_align(readout.log_probs.detach(), readout.in_lens, per_row, readout.vocab.blank)
-        return slot_positions(frames, length, self.cfg.denoiser.text_pos_scale, self._content_start,
-                              self._n_task).to(readout.log_probs.device)
+        room = length - self._content_start - 1
+        return (slot_positions(frames, length, self.cfg.denoiser.text_pos_scale, self._content_start,
+                               self._n_task).to(readout.log_probs.device), [min(len(f), room) for f in frames])
 
-    def _draft_inputs(self, x: torch.Tensor, ids: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
-                      draws: FlowDraws) -> tuple[Optional[torch.Tensor], int]:
-        """Input latents with draft rows: a ``draft_frac`` share of the denoising (or decoding, ``draft_rows``) rows
-        whose condition is kept get their own CTC draft's latents, at time ``draft_t`` (denoising) or a signal
-        level around ``flow.mu_read`` (decoding) -- or, for ``mask``, the clean latents of their true ids with a
-        random share masked; ``draws`` is updated. Returns them (None when no row is picked) and the number of
-        draft rows."""
-        mode = self.cfg.draft_rows
-        cand = ((draws.decode if mode != "denoise" else ~draws.decode) & ~draws.drop).cpu()
-        pick = cand & (torch.rand(cand.shape[0]) < self.cfg.draft_frac)
-        if not bool(pick.any()):
-            return None, 0
-        idx = pick.nonzero(as_tuple=True)[0].to(x.device)
-        with torch.no_grad():
-            if mode == "mask":
-                rows = ids[idx]
-                masked, _ = mask_tokens(rows, self._content(rows), self.text_space.mask_id)
-                x_draft = self._encode_drafts(masked).to(x.device, x.dtype)
-            else:
-                draft = self.ctc_draft_ids(cond[idx].detach(), cond_mask[idx])
-                x_draft = self._encode_drafts(draft).to(x.device, x.dtype)
-        if mode == "mask":  # clean: the inference input is the encoder's latents of the masked draft as they are
-            draws.lam[idx] = 1.0
-        elif mode == "decode":
-            f = self.cfg.flow
-            lam = sample_logit_normal((len(idx), draws.lam.shape[1]), f.mu_read, f.std_dec)
-            draws.lam[idx] = lam.to(draws.lam.device, draws.lam.dtype)
-        else:
-            draws.t[idx] = self.cfg.draft_t
-            draws.self_cond[idx] = False
-            draws.w[idx] = 1.0
-        x_in = x.clone()
-        x_in[idx] = x_draft
-        return x_in, len(idx)
+    def text_slots(self, cond_hidden: torch.Tensor, text_pos: torch.Tensor, lengths: list[int]) -> TextSlots:
+        """The text slots of aligned rows: at ``text_pos (B, L)`` (content slots at their tokens' audio slots), and
+        with ``elf.slot_audio`` each of the first ``lengths[b]`` content slots given the condition's output at its
+        audio slot (``cond_hidden (B, C, H)``, the states the CTC reads) through ``slot_proj``."""
+        if not self.cfg.slot_audio:
+            return TextSlots(pos=text_pos)
+        B, L = text_pos.shape
+        start = self._content_start
+        aligned = torch.zeros(B, L, dtype=torch.bool)
+        for b, n in enumerate(lengths):
+            aligned[b, start:start + n] = True
+        aligned = aligned.to(cond_hidden.device)
+        idx = torch.where(aligned, text_pos, torch.zeros_like(text_pos)).clamp(0, cond_hidden.shape[1] - 1)
+        picked = cond_hidden.gather(1, idx[..., None].expand(-1, -1, cond_hidden.shape[-1]))  # (B, L, H)
+        return TextSlots(pos=text_pos, extra=self.slot_proj(picked) * aligned[..., None].to(picked.dtype))
 
-    def _content(self, ids: torch.Tensor) -> torch.Tensor:
+    def content_mask(self, ids: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` bool: the content positions of ids laid out by the text space (not BOS, EOS or padding)."""
         special = {self.text_space.eos_id, self.text_space.pad_id}
         if self.text_space.bos_id is not None:
@@ -223,9 +221,9 @@ class ElfS2T(TokenShortlist, nn.Module):
             content &= ids != tok
         return content
 
-    def _encode_drafts(self, ids: torch.Tensor) -> torch.Tensor:
-        """Latents of draft ids, past the latent cache: drafts differ at every step and for every utterance, so
-        caching them would only fill memory."""
+    def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Latents ``(N, L, d)`` of ids laid out by the text space (e.g. drafts), past the latent cache: drafts differ
+        for every utterance, so caching them would only fill memory."""
         space = self.text_space.space if isinstance(self.text_space, LatentCache) else self.text_space
         return space.encode(ids)
 
@@ -249,107 +247,53 @@ class ElfS2T(TokenShortlist, nn.Module):
         return ctc, {"ctc": float(ctc.detach()), "ctc_warmup": 1.0, "num_samples": float(ids.shape[0])}
 
     @torch.no_grad()
-    def generate(self, batch: dict, sampler: SamplerConfig, generator: Optional[torch.Generator] = None) -> list[str]:
-        """Sample text latents conditioned on the audio (with CFG) and decode them to strings."""
+    def generate(self, batch: dict, decoding, generator: Optional[torch.Generator] = None) -> list[str]:
+        """Decode a batch with a decoding strategy (:mod:`elfs2t.s2t.decoding`; ``build_decoding(cfg.decode, cfg.elf)``);
+        ``generator``: the sampling noise (None: one seeded with 0)."""
         self._device()  # the frozen text encoder (drafts) follows the model
         cond, cond_mask = self.condition(batch)
-        x_init = None
-        if sampler.init == "ctc":
-            gen = generator if generator is not None else torch.Generator().manual_seed(sampler.seed)
-            if sampler.refine == "rescore" and sampler.steps > 0:
-                return self.text_space.decode(self.rescore_draft(cond, cond_mask, sampler, gen))
-            draft, conf, text_pos = self.ctc_draft(cond, cond_mask, gen)
-            if sampler.steps == 0:  # the draft itself: the CTC branch alone
-                return self.text_space.decode(draft)
-            if self.cfg.text_positions != "ctc":
-                text_pos = None
-            if sampler.refine == "mask":
-                return self.text_space.decode(self.mask_refine(draft, conf, cond, cond_mask, sampler, text_pos))
-            x_init = self._encode_drafts(draft).to(cond.device)
-        else:
-            draft = text_pos = None
-        # one condition cache (prefix_attention: self) serves every sampling step and the decoding forward
-        ids = generate_ids(
-            self.denoiser,
-            sampler,
-            batch_size=cond.shape[0],
-            length=self.text_space.max_len,
-            latent_dim=self.text_space.dim,
-            cond=cond,
-            cond_mask=cond_mask,
-            generator=generator,
-            vocab=self.vocab,
-            x_init=x_init,
-            text_pos=text_pos,
-        )
-        if draft is not None and sampler.flow_threshold < 1:  # only the unsure draft tokens may change
-            unsure = (conf < sampler.flow_threshold) & self._content(draft)
-            ids = torch.where(unsure.to(ids.device), ids, draft.to(ids.device))
-        return self.text_space.decode(ids)
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        return self.text_space.decode(decoding(self, cond, cond_mask, gen))
 
     @torch.no_grad()
-    def mask_refine(self, draft: torch.Tensor, conf: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
-                    sampler: SamplerConfig, text_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Mask-CTC: the draft's content tokens with ``conf < sampler.mask_threshold`` re-predicted by
-        ``sampler.steps`` decoding forwards on the text encoder's latents of the partly masked draft (t = 1,
-        clean, with the audio; the condition's keys/values computed once). Returns ids ``(B, L)``."""
-        masked = (conf < sampler.mask_threshold) & self._content(draft)
-        cache = build_condition_cache(self.denoiser, cond, cond_mask)
-        condition = dict(cond_cache=cache) if cache is not None else dict(cond=cond, cond_mask=cond_mask)
-
-        def predict(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            z = self._encode_drafts(ids).to(cond.device, cond.dtype)
-            best, prob = self._read_tokens(decoding_forward(self.denoiser, z, text_pos=text_pos, **condition).hidden)
-            return best.to(ids.device), prob.to(ids.device)
-
-        return mask_predict(predict, draft, masked, self.text_space.mask_id, sampler.steps)
-
-    def _read_tokens(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The token head's best ids ``(B, N)`` (over the shortlist when set) and their probabilities ``(B, N)``."""
-        prob, best = self.denoiser.token_logits(hidden, self.vocab).float().softmax(dim=-1).max(dim=-1)
-        return (best if self.vocab is None else self.vocab[best]), prob
-
-    @torch.no_grad()
-    def ctc_draft_ids(self, cond: torch.Tensor, cond_mask: torch.Tensor,
-                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Greedy CTC readout of the audio slots, laid out as text ids ``(B, L)`` (a draft for ``init: ctc``)."""
-        return self.ctc_draft(cond, cond_mask, generator)[0]
-
-    @torch.no_grad()
-    def ctc_draft(self, cond: torch.Tensor, cond_mask: torch.Tensor,
-                  generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Greedy CTC readout of the audio slots (:meth:`_draft_readout`): ids ``(B, L)`` laid out as text ids,
-        each token's confidence ``(B, L)`` (the highest posterior over its frames; 1 at BOS / EOS / padding), and
-        the text slots' positions at the tokens' first frames ``(B, L)`` (:meth:`_lay_out`); argmax per slot,
+    def draft(self, cond: torch.Tensor, cond_mask: torch.Tensor,
+              generator: Optional[torch.Generator] = None) -> CtcDraft:
+        """Greedy CTC readout of the audio slots (:meth:`draft_readout`) as a :class:`CtcDraft`: argmax per slot,
         repeats merged, blanks (the padding id) dropped."""
-        readout = self._draft_readout(cond, cond_mask, generator)
+        readout, cond_hidden = self.draft_readout(cond, cond_mask, generator)
         logp, best = readout.log_probs.max(dim=-1)
         tokens, confs, frames, _ = ctc_greedy(best, logp.exp(), readout.in_lens, readout.vocab.blank)
-        ids, text_pos = self._lay_out(readout.vocab.ids, tokens, frames)
+        ids, text_pos = self.lay_out(readout.vocab.ids, tokens, frames)
         conf = torch.ones(ids.shape, dtype=torch.float32)
-        start = self._content_start
+        start, room = self._content_start, ids.shape[1] - self._content_start - 1
         for b, row in enumerate(confs):
-            row = row[: ids.shape[1] - start - 1]  # cut like the ids
+            row = row[:room]  # cut like the ids
             conf[b, start: start + len(row)] = torch.tensor(row, dtype=torch.float32)
-        return ids, conf, text_pos.to(cond.device)
+        return CtcDraft(ids, conf, text_pos.to(cond.device), [min(len(t), room) for t in tokens], cond_hidden)
 
-    def _draft_readout(self, cond: torch.Tensor, cond_mask: torch.Tensor,
-                       generator: Optional[torch.Generator] = None) -> CtcReadout:
+    def draft_slots(self, draft: CtcDraft) -> TextSlots:
+        """The text slots at a draft's layout (:meth:`text_slots`)."""
+        return self.text_slots(draft.cond_hidden, draft.text_pos, draft.lengths)
+
+    def draft_readout(self, cond: torch.Tensor, cond_mask: torch.Tensor,
+                      generator: Optional[torch.Generator] = None) -> tuple[CtcReadout, torch.Tensor]:
         """One decoding-mode forward (t = 1) with the text slots at the decoding branch's noise (``sigma_d eps``,
         what the trained CTC saw on its decoding rows); the audio slots' outputs read by the token head over the
-        shortlist (or the whole vocabulary), the blank being the padding id."""
+        shortlist (or the whole vocabulary), the blank being the padding id; and the condition's outputs
+        ``(B, C, H)``."""
         if self.cfg.ctc_weight <= 0:
-            raise ValueError("ElfS2T: sampler.init=ctc needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
+            raise ValueError("ElfS2T: a CTC draft needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
         B, L, d = cond.shape[0], self.text_space.max_len, self.text_space.dim
         noise = torch.randn((B, L, d), generator=generator).to(cond.device, cond.dtype)
         out = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond, cond_mask=cond_mask)
         audio_hidden, audio_mask = self._audio_slots(out.cond_hidden, cond_mask)
         ids = self.vocab if self.vocab is not None else torch.arange(self.text_space.vocab_size)
-        return ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask,
-                           ctc_vocab(ids, ids[:0], self.text_space.pad_id))  # the vocabulary is given: no targets
+        readout = ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask,
+                              ctc_vocab(ids, ids[:0], self.text_space.pad_id))  # the vocabulary is given: no targets
+        return readout, out.cond_hidden
 
-    def _lay_out(self, vocab_ids: torch.Tensor, tokens: list[list[int]],
-                 frames: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def lay_out(self, vocab_ids: torch.Tensor, tokens: list[list[int]],
+                frames: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of CTC-vocabulary indices as text ids ``(N, L)`` and the text slots' positions ``(N, L)`` at the
         tokens' frames (:func:`~elfs2t.models.ctc_align.slot_positions`)."""
         vocab_ids = vocab_ids.cpu()
@@ -358,21 +302,18 @@ class ElfS2T(TokenShortlist, nn.Module):
                                   self._n_task)
         return ids, text_pos
 
-    @torch.no_grad()
-    def rescore_draft(self, cond: torch.Tensor, cond_mask: torch.Tensor, sampler: SamplerConfig,
-                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``refine: rescore`` (:mod:`elfs2t.models.draft_rescore`): the ids ``(B, L)`` of each row's best
-        candidate among its CTC draft and the draft's one-token variants."""
-        readout = self._draft_readout(cond, cond_mask, generator)
-        top, idx = readout.log_probs.topk(2, dim=-1)
-        best, prob, blank = idx[..., 0], top[..., 0].exp(), readout.vocab.blank
-        tokens, confs, frames, peaks = ctc_greedy(best, prob, readout.in_lens, blank)
-        cands = draft_candidates(tokens, frames, confs, runner_up(idx[..., 1], peaks), sampler.rescore_threshold, blank)
-        ids, text_pos = self._lay_out(readout.vocab.ids, [c.tokens for c in cands], [c.frames for c in cands])
-        local, _ = readout.vocab.index(ids.flatten())
-        score = ctc_nll(readout.log_probs, readout.in_lens, cands, blank) + text_nll(
-            self.denoiser, self._encode_drafts(ids), local.view(ids.shape),
-            torch.tensor([c.row for c in cands]), cond, cond_mask, vocab_ids=readout.vocab.ids,
-            levels=sampler.rescore_levels, draws=sampler.steps, sigma_d=self.cfg.flow.sigma_d,
-            text_pos=text_pos if self.cfg.text_positions == "ctc" else None, generator=generator)
-        return ids[best_per_row(score, cands, cond.shape[0])]
+    def prior_positions(self, batch_size: int) -> torch.Tensor:
+        """The text slots' positions ``(B, L)`` without an alignment: those of the training rows whose audio was
+        dropped (:meth:`_aligned_positions`), so the unconditional branch of CFG sees what it was trained with."""
+        return slot_positions([[] for _ in range(batch_size)], self.text_space.max_len,
+                              self.cfg.denoiser.text_pos_scale, self._content_start, self._n_task)
+
+    def keep_content(self, ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """Ids ``(B, L)`` re-laid out with only the first ``lengths[b]`` content slots of each row, the special ids
+        among them (EOS, padding, BOS) dropped: the text's length is given, a slot read as EOS is one token less,
+        not the end of the text."""
+        space, start = self.text_space, self._content_start
+        special = {space.eos_id, space.pad_id} | ({space.bos_id} if space.bos_id is not None else set())
+        rows = ids.cpu().tolist()
+        return space.ids_from_tokens([[i for i in row[start:start + n] if i not in special]
+                                      for row, n in zip(rows, lengths)]).to(ids.device)

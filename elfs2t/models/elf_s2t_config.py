@@ -1,12 +1,11 @@
 """ELF-S2T's configuration (:class:`ElfS2TConfig`): text latent space, denoiser, objective, and the CPU-budget
-options beyond the paper (auxiliary CTC and its warm-up, frame masks, draft / mask rows, aligned text positions,
-token shortlist). The model is :class:`elfs2t.models.elf_s2t.ElfS2T`."""
+options beyond the paper (auxiliary CTC and its warm-up, frame masks, aligned text positions, token shortlist). The model is :class:`elfs2t.models.elf_s2t.ElfS2T`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from elfs2t.config import config_check
+from elfs2t.config import ANY, config_check
 from elfs2t.flow.objective import FlowConfig
 from elfs2t.models.augment import FeatureMaskConfig
 from elfs2t.models.denoiser import DenoiserConfig
@@ -18,6 +17,13 @@ __all__ = ["ElfS2TConfig"]
 @dataclass(kw_only=True)
 class ElfS2TConfig:
     """ELF-S2T model: text latent space, denoiser, projector, objective."""
+
+    RETIRED: ClassVar[dict] = {
+        "draft_frac": (0.0, "draft rows, measured worse on mini_synth; removed in the decoding redesign"),
+        "draft_t": (ANY, "the time of the removed draft rows"),
+        "draft_rows": (ANY, "the kind of the removed draft rows (denoise, decode, mask)"),
+        "slot_audio_init": ("identity", "a zero-initialised slot_proj was measured worse for the flow from noise"),
+    }
 
     text: TextLatentConfig = field(default_factory=TextLatentConfig)
     """Frozen text encoder that defines the latent space (and the text length L)."""
@@ -48,26 +54,17 @@ class ElfS2TConfig:
     """Where the text slots sit on the audio's RoPE axis: ``scale`` -- slot i at ``round(i *
     denoiser.text_pos_scale)``; ``ctc`` -- each content slot at its token's CTC-aligned audio slot (the forced
     alignment of the true text in training, the draft's first frame of each token when refining a CTC draft;
-    :mod:`elfs2t.models.ctc_align`; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``). Sampling from
-    noise keeps ``scale``'s positions."""
+    :mod:`elfs2t.models.ctc_align`; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``). The rows whose
+    audio is dropped (CFG) keep ``scale``'s positions; decoding from noise takes the CTC alignment of the audio
+    (:mod:`elfs2t.s2t.decoding.layout`)."""
+    slot_audio: bool = False
+    """With ``text_positions: ctc``: each aligned content slot's input also gets the condition's output at its
+    token's audio slot (the state the CTC reads), through a learned linear map (``slot_proj``), so that the text slots
+    start from the audio evidence of their own token instead of having to find it by attention. ``slot_proj`` starts
+    as the identity: the aligned state lives in the residual space the token head reads, so the text slots start out
+    reading what the CTC reads. Rows without an alignment (dropped audio, CFG's unconditional branch) get nothing."""
     cache_latents: bool = True
     """Keep the frozen text encoder's latents of seen targets in memory (LatentCache) instead of re-encoding."""
-    draft_frac: float = 0.0
-    """Share of the denoising rows trained as *draft rows* (needs ctc_weight > 0; beyond the paper): their noisy
-    input is built from the row's own CTC draft (greedy readout of the audio slots, no gradient, encoded by the
-    frozen text encoder) at time ``draft_t``, their targets stay the true text -- the flow learns to refine what
-    ``sampler.init: ctc`` hands it, errors included. 0: off (on mini_synth it made the refined output worse at
-    an 8-minute budget: docs/elf_s2t_learning.md)."""
-    draft_t: float = 0.8
-    """Time of the draft rows (use the same ``sampler.t_start`` when decoding)."""
-    draft_rows: Literal["denoise", "decode", "mask"] = "denoise"
-    """Which rows take drafts: ``denoise`` (the flow regresses the true latents from a noised draft at
-    ``draft_t``), ``decode`` (decoding rows read a near-clean draft -- signal level around ``flow.mu_read`` --
-    and the token head is trained with cross-entropy to correct it; also worse at 8 minutes on mini_synth) or
-    ``mask`` (*mask rows*, Mask-CTC: decoding rows read the clean latents of the TRUE text with a random share
-    of its tokens replaced by the text encoder's mask token, and learn to fill them in from the audio and the
-    rest; decode with ``sampler.refine: mask``; :mod:`elfs2t.models.mask_ctc`). ``mask`` needs no CTC draft
-    in training."""
     token_shortlist: bool = False
     """Token head over a shortlist: the token ids of the training targets (plus the specials), fixed before
     training (:meth:`ElfS2T.set_token_shortlist`, saved with the weights; :mod:`elfs2t.models.shortlist`). The
@@ -89,9 +86,5 @@ class ElfS2TConfig:
         config_check(self.text_positions == "scale" or (self.ctc_weight > 0 and self.denoiser.prefix_attention == "self"),
                      "text_positions", self.text_positions,
                      "ctc positions need the CTC (ctc_weight > 0) and denoiser.prefix_attention: self")
-        config_check(0 <= self.draft_frac <= 1, "draft_frac", self.draft_frac, "must be in [0, 1]")
-        config_check(self.draft_frac == 0 or self.ctc_weight > 0 or self.draft_rows == "mask", "draft_frac",
-                     self.draft_frac, "draft rows read the CTC draft: set ctc_weight > 0")
-        config_check(0 <= self.draft_t < 1, "draft_t", self.draft_t, "must be in [0, 1)")
-        config_check(self.draft_rows in ("denoise", "decode", "mask"), "draft_rows", self.draft_rows,
-                     "must be denoise, decode or mask")
+        config_check(not self.slot_audio or self.text_positions == "ctc", "slot_audio", self.slot_audio,
+                     "needs text_positions: ctc (the aligned audio slot of each text slot)")

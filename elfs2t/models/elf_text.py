@@ -167,7 +167,7 @@ class TextElf(TokenShortlist, nn.Module):
                 cond = cond_mask = None
                 if sources is not None:
                     cond, cond_mask = self.condition(sources[start:start + b])
-                ids = generate_ids(self.denoiser, sampler, batch_size=b, length=self.text_space.max_len,
+                ids = generate_ids(self.denoiser, sampler, self.cfg.flow, batch_size=b, length=self.text_space.max_len,
                                    latent_dim=self.text_space.dim, cond=cond, cond_mask=cond_mask, generator=gen,
                                    vocab=self.vocab)
                 out.extend(self.text_space.decode(ids.cpu()))

@@ -119,19 +119,6 @@ class TextLatentSpace:
         return self._pad_id
 
     @property
-    def mask_id(self) -> int:
-        """The encoder's mask token (BERT ``[MASK]``; T5's first sentinel ``<extra_id_0>``), for Mask-CTC
-        (:mod:`elfs2t.models.mask_ctc`). Raises ValueError when the tokenizer has neither."""
-        tok = self.tokenizer
-        if tok.mask_token_id is not None:
-            return int(tok.mask_token_id)
-        sentinel = tok.convert_tokens_to_ids("<extra_id_0>")
-        if sentinel is not None and sentinel != tok.unk_token_id:
-            return int(sentinel)
-        raise ValueError(f"TextLatentSpace: tokenizer of {self.cfg.name_or_path!r} has no mask token (nor a T5 "
-                         "sentinel <extra_id_0>): Mask-CTC rows and refinement need one")
-
-    @property
     def max_len(self) -> int:
         """L."""
         return self.cfg.max_len

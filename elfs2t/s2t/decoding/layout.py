@@ -1,0 +1,58 @@
+"""Where the text slots sit when ELF-S2T decodes, and how many of them hold the text.
+
+A model trained with ``elf.text_positions: ctc`` saw each content slot at its token's CTC-aligned audio slot (the
+forced alignment of the true text), and the rows whose audio was dropped (the unconditional branch of
+classifier-free guidance) at the prior positions ``round(i * text_pos_scale)``. Decoding from noise does the same
+with what the audio gives: ``slots: ctc`` puts the content slots at the greedy CTC readout's token frames, takes
+the number of content tokens from it, and gives the unconditional branch the prior positions; the tokens
+themselves come from the strategy (the flow, or the text slots' readout; a model trained with ``elf.slot_audio``
+also gets each content slot's aligned audio state as input, the unconditional branch none), and only the first ``n`` content slots
+are read (a slot read as EOS or another special token is dropped, not taken as the end of the text).
+``slots: prior`` keeps the prior positions for both branches and lets the text end at its first EOS (the paper's
+layout, and the only one for a model trained with ``text_positions: scale``).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, NamedTuple, Optional
+
+import torch
+
+from elfs2t.models.layout import TextSlots
+from elfs2t.s2t.decoding.base import require_ctc
+
+if TYPE_CHECKING:
+    from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
+
+__all__ = ["SlotLayout", "resolve_slots", "slot_layout"]
+
+Slots = Literal["ctc", "prior"]
+
+
+class SlotLayout(NamedTuple):
+    """The text slots of one batch."""
+
+    slots: Optional[TextSlots]
+    """Positions (and, for ``elf.slot_audio``, extra inputs) of the conditional branch (None: the prior)."""
+    slots_uncond: Optional[TextSlots]
+    """Those of the unconditional branch (None: the conditional branch's positions)."""
+    lengths: Optional[list[int]]
+    """Content tokens per row to read (None: up to the first EOS)."""
+
+
+def resolve_slots(slots: Optional[Slots], model_cfg: "ElfS2TConfig") -> Slots:
+    """``slots`` as configured, or (None) what the model was trained with."""
+    if slots is None:
+        return "ctc" if model_cfg.text_positions == "ctc" else "prior"
+    if slots == "ctc":
+        require_ctc(model_cfg, "decoding with slots: ctc")
+    return slots
+
+
+def slot_layout(model: "ElfS2T", slots: Slots, cond: torch.Tensor, cond_mask: torch.Tensor,
+                generator: Optional[torch.Generator]) -> SlotLayout:
+    """The :class:`SlotLayout` of a batch: from the CTC draft of its audio (``ctc``) or the prior (``prior``)."""
+    if slots == "prior":
+        return SlotLayout(None, None, None)
+    draft = model.draft(cond, cond_mask, generator)
+    return SlotLayout(model.draft_slots(draft), TextSlots(pos=model.prior_positions(cond.shape[0]).to(cond.device)),
+                      draft.lengths)
