@@ -11,7 +11,7 @@ One YAML file per experiment composes the per-concern configs::
     train: {...}              # TrainConfig
     decode: {...}             # DecodeConfig
 
-Adding a model is adding a builder to :data:`MODELS`, not editing the stages.
+Adding a model is adding a :class:`~elfs2t.kinds.base.ModelKind` to :data:`MODELS`, not editing the stages.
 """
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from torch import nn
 
 from elfs2t.config import ANY, config_check
 from elfs2t.data.dataset import SetSpec
+from elfs2t.kinds.ar import ArKind
+from elfs2t.kinds.base import ModelKind
+from elfs2t.kinds.elf_s2t import ElfS2TKind
 from elfs2t.models.ar import ArConfig
 from elfs2t.models.elf_s2t import ElfS2TConfig
 from elfs2t.optim.build import OptimConfig
@@ -130,27 +133,14 @@ def check_for_ddp(cfg: ExperimentConfig, world_size: int) -> None:
                  "processes): the warm-up steps leave the text path without gradients")
 
 
-def _build_elf_s2t(cfg: ExperimentConfig) -> nn.Module:
-    from elfs2t.models.elf_s2t import ElfS2T
-
-    model = ElfS2T(cfg.elf)
-    if cfg.init.denoiser:
-        from elfs2t.models.init import init_denoiser
-
-        init_denoiser(model.denoiser, cfg.init.denoiser, strict=cfg.init.strict)
-    return model
+MODELS: dict[str, ModelKind] = {kind.name: kind for kind in (ElfS2TKind(), ArKind())}
+"""The model registry: ``model:`` value -> its :class:`~elfs2t.kinds.base.ModelKind` (called with a config, it
+builds the model)."""
 
 
-def _build_ar(cfg: ExperimentConfig) -> nn.Module:
-    from elfs2t.models.ar import ArSpeechLM
-
-    return ArSpeechLM(cfg.ar)
-
-
-MODELS: dict[str, Callable[[ExperimentConfig], nn.Module]] = {
-    "elf_s2t": _build_elf_s2t,
-    "ar": _build_ar,
-}
+def model_kind(cfg: ExperimentConfig) -> ModelKind:
+    """The registry entry of ``cfg.model``."""
+    return MODELS[cfg.model]
 
 
 def build_model(cfg: ExperimentConfig) -> nn.Module:
@@ -161,12 +151,12 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
     return model
 
 
-def batch_generator(seed: int, cut_ids: list[str]) -> torch.Generator:
-    """A CPU generator seeded by ``seed`` and the batch's cut ids: the sampler noise a batch gets does not depend
-    on the batches decoded before it, so N decoding processes (each a share of the batches) give the hypotheses
-    of one, and noise drawn on the CPU gives the same results on every device."""
+def batch_seed(seed: int, cut_ids: list[str]) -> int:
+    """The seed of a decoding batch's sampler noise, from ``seed`` and the batch's cut ids: the noise a batch gets
+    does not depend on the batches decoded before it, so N decoding processes (each a share of the batches) give
+    the hypotheses of one, and ``elfs2t.load(...).transcribe`` gives stage 5's for the same batches."""
     digest = hashlib.sha256("\n".join([str(seed), *cut_ids]).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def decode_tag(cfg: ExperimentConfig) -> str:
@@ -180,7 +170,7 @@ def decode_tag(cfg: ExperimentConfig) -> str:
 
 def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:
     """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`; the sampler noise of a batch is seeded by
-    ``seed`` and its cut ids (:func:`batch_generator`).
+    ``seed`` and its cut ids (:func:`batch_seed`).
 
     The batch features first go through ``cfg.decode.audio`` (:class:`elfs2t.analysis.audio.AudioTransform`;
     ``real`` leaves them as they are), so the audio-reliance diagnostics hold for every model type.
@@ -188,8 +178,10 @@ def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Cal
     from elfs2t.analysis.audio import AudioTransform
 
     audio = AudioTransform(cfg.decode.audio, seed=seed)
-    if cfg.model == "ar":
-        return lambda batch: model.generate(audio(batch), max_new_tokens=cfg.decode.max_new_tokens,
-                                            beam_size=cfg.decode.beam_size)
-    decoding = build_decoding(cfg.decode, cfg.elf)
-    return lambda batch: model.generate(audio(batch), decoding, generator=batch_generator(seed, batch["cut_ids"]))
+    gen = torch.Generator()  # sampler noise is drawn on CPU: device-independent results
+    decode = MODELS[cfg.model].decode_fn(model, cfg, gen)
+
+    def hypotheses(batch: dict) -> list[str]:
+        gen.manual_seed(batch_seed(seed, batch["cut_ids"]))
+        return [hyps[0].text for hyps in decode(audio(batch))]
+    return hypotheses

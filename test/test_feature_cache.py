@@ -12,7 +12,8 @@ from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
 import elfs2t.features.cache as cache_mod
 from elfs2t.features.cache import CacheConfig, CacheError, cache_features
-from elfs2t.features.storage import KaldiioArkReader, KaldiioArkWriter
+from elfs2t.features.record import read_record
+from elfs2t.features.storage import KaldiioArkReader, KaldiioArkWriter, open_cuts
 from elfs2t.features.whisper import WhisperFrontEnd
 
 TEXTS = ["hello world", "the cat sat on the mat", "one two three four", "good morning", "speech to text"]
@@ -52,7 +53,7 @@ def test_round_trip_through_cuts(rand_whisper, cuts, tmp_path):
     report = cache_features(cuts, out, _cfg(rand_whisper))
     assert (report.num_cuts, report.num_failed, report.num_encoded) == (5, 0, 5) and report.rtfx > 0
     assert "x-real-time" in report.summary()
-    cached = CutSet.from_file(out / "cuts.jsonl.gz")
+    cached = open_cuts(out / "cuts.jsonl.gz")
     assert [c.id for c in cached] == [c.id for c in cuts]  # manifest order kept
     enc = WhisperFrontEnd.from_pretrained(str(rand_whisper), "trim").build()
     scp = kaldiio.load_scp(str(out / "feats.scp"))
@@ -65,6 +66,39 @@ def test_round_trip_through_cuts(rand_whisper, cuts, tmp_path):
         np.testing.assert_array_equal(scp[cut.id], ref)
     again = cache_features(cuts, out, _cfg(rand_whisper))  # finished: skipped
     assert again.skipped and again.num_cuts == 5
+    record = read_record(out / "encoder.json")
+    assert (record.tag, record.model, record.mode, record.dtype) == ("whisper-rand_trim", str(rand_whisper), "trim",
+                                                                     "float32")
+    assert record.fingerprint == enc.fingerprint and len(record.fingerprint) == 16
+
+
+def test_a_dump_can_be_moved_and_read_from_anywhere(rand_whisper, cuts, tmp_path, monkeypatch):
+    """Stage 2 stores archive paths relative to the manifest: a copied dump folder reads from another working
+    directory; manifests of older runs (paths relative to where stage 2 ran, or absolute) keep loading."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    cache_features(cuts.subset(first=2), Path("dump/x"), _cfg(rand_whisper))  # relative out_dir, as run.sh does
+    assert {c.features.storage_path for c in CutSet.from_file("dump/x/cuts.jsonl.gz")} == {"feats.0.ark"}
+    ref = [c.load_features() for c in open_cuts("dump/x/cuts.jsonl.gz")]
+    shutil.copytree("dump/x", tmp_path / "elsewhere" / "shared")
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    moved = [c.load_features() for c in open_cuts(tmp_path / "elsewhere" / "shared" / "cuts.jsonl.gz")]
+    assert all(np.array_equal(a, b) for a, b in zip(ref, moved))
+    # an older manifest: the path relative to the recipe folder stage 2 ran in, read from there and after a move
+    old = CutSet.from_cuts([c.with_features_path_prefix("dump/x") for c in CutSet.from_file(tmp_path / "dump/x/cuts.jsonl.gz")])
+    old.to_file(tmp_path / "dump" / "x" / "old.jsonl.gz")
+    monkeypatch.chdir(tmp_path)
+    assert all(np.array_equal(a, c.load_features()) for a, c in zip(ref, open_cuts("dump/x/old.jsonl.gz")))
+    shutil.copy(tmp_path / "dump/x/old.jsonl.gz", tmp_path / "elsewhere" / "shared")
+    monkeypatch.chdir(tmp_path / "other")
+    assert all(np.array_equal(a, c.load_features())
+               for a, c in zip(ref, open_cuts(tmp_path / "elsewhere" / "shared" / "old.jsonl.gz")))
+    absolute = CutSet.from_cuts([c.with_features_path_prefix(str(tmp_path / "dump/x"))
+                                 for c in CutSet.from_file(tmp_path / "dump/x/cuts.jsonl.gz")])
+    absolute.to_file(tmp_path / "abs.jsonl.gz")
+    assert all(np.array_equal(a, c.load_features()) for a, c in zip(ref, open_cuts(tmp_path / "abs.jsonl.gz")))
 
 
 def test_resume_after_kill_recomputes_only_unfinished_shards(rand_whisper, cuts, tmp_path, monkeypatch):
@@ -93,7 +127,7 @@ def test_resume_after_kill_recomputes_only_unfinished_shards(rand_whisper, cuts,
     assert calls == [1, 2] and report.num_encoded == 3 and report.num_cuts == 5
     fresh = cache_features(cuts, tmp_path / "fresh", _cfg(rand_whisper))
     assert fresh.num_cuts == 5
-    for a, b in zip(CutSet.from_file(out / "cuts.jsonl.gz"), CutSet.from_file(tmp_path / "fresh" / "cuts.jsonl.gz")):
+    for a, b in zip(open_cuts(out / "cuts.jsonl.gz"), open_cuts(tmp_path / "fresh" / "cuts.jsonl.gz")):
         np.testing.assert_array_equal(a.load_features(), b.load_features())
 
 
@@ -133,7 +167,11 @@ def test_entry_point_with_two_processes(rand_whisper, cuts, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "x-real-time" in res.stdout and "5 cuts cached" in res.stdout
-    cached = CutSet.from_file(tmp_path / "dump" / "whisper-rand_pad30" / "dev" / "cuts.jsonl.gz")
+    dev = tmp_path / "dump" / "whisper-rand_pad30" / "dev"
+    cached = open_cuts(dev / "cuts.jsonl.gz").to_eager()
     assert len(cached) == 5 and all(c.load_features().shape == (c.num_frames, 16) for c in cached)
+    record = read_record(dev / "encoder.json")  # written from a worker's encoder
+    assert (record.tag, record.mode, record.dtype, record.hidden_size) == ("whisper-rand_pad30", "pad30", "float32", 16)
+    assert record.fingerprint == WhisperFrontEnd.from_pretrained(str(rand_whisper)).build().fingerprint
     res = subprocess.run([sys.executable, "-m", "elfs2t.bin.cache_features", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--ngpu" in res.stdout and "--mode" in res.stdout

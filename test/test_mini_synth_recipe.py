@@ -46,6 +46,16 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     assert len(list(recipe.glob("dump/*/asr_train_sp/cuts.jsonl.gz"))) == 1
     reliance = list((exp / "asr_elf" / "analysis").rglob("reliance.md"))
     assert reliance and "zero" in reliance[0].read_text()
+    # stage 5 recorded each model's own setting; elfs2t.load decodes the test audio with it as stage 5 did
+    import elfs2t
+    from elfs2t.inference.setting import read_setting
+    from elfs2t.textfile import read_text
+
+    assert read_setting(exp / "asr_elf")[0] == ["decode.strategy=rescore"]  # --asr-decode-opts' default
+    assert read_setting(exp / "st_elf")[0] == ["decode.strategy=draft"] and read_setting(exp / "asr_ar")[1] == "beam1"
+    flacs = sorted((recipe / "corpus" / "LibriSpeech" / "test-clean").rglob("*.flac"))
+    got = {t.id: t.text for t in elfs2t.load(exp / "asr_elf").transcribe(flacs)}
+    assert got == read_text(exp / "asr_elf" / f"decode_{read_setting(exp / 'asr_elf')[1]}" / "asr_test" / "text")
     # a re-run skips every finished stage (per model for stages 3-6)
     r = run(recipe, *args, "--stage", "3", timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]

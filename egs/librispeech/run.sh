@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LibriSpeech ASR with ELF-S2T. Stages (numbers shared by every recipe, see DESIGN.md §4.1):
+# LibriSpeech ASR with ELF-S2T. Stages (numbers shared by every recipe, see docs/design.md §4.1):
 #   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone
 #   4 training         5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)
@@ -176,7 +176,7 @@ decode_inputs=("exp/$tag/last.pt"); for s in "${eval_sets[@]}"; do decode_inputs
 if stage_begin 5 "decoding (${eval_sets[*]})" "${decode_inputs[@]}" -- "target=transcript" "decode_opts=$decode_opts"; then
   sets=(); for s in "${eval_sets[@]}"; do sets+=(--set "$s=dump/$feat_tag/$s/cuts.jsonl.gz"); done
   run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target transcript "${sets[@]}" \
-    "${extra_decode_opts[@]}"
+    --record-setting "${extra_decode_opts[@]}"  # the model's setting (transcribe, export)
   stage_done 5
 fi
 

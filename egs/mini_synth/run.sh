@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mini_synth: the offline default recipe. A small corpus is synthesized with espeak-ng (stage 0) in the
 # on-disk formats of LibriSpeech and Common Voice + CoVoST 2, then the real recipes' preparation runs on it.
-# ASR (en) and S2TT (de -> en). Stages (DESIGN.md §4.1):
+# ASR (en) and S2TT (de -> en). Stages (docs/design.md §4.1):
 #   0 synthesize the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone (pre-train)
 #   4 training                5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)
@@ -94,6 +94,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --reliance-opts \"...\" the ELF-S2T decoding that stage 7's audio-reliance diagnostics sweep over CFG scales
                          ($reliance_opts)
   --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
+                         Stage 5 records each model's own setting for transcribe / export
+                         (exp/<task>_<model>/decode_setting.yaml): the last setting decoded for the task
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
   --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
@@ -256,18 +258,22 @@ done
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
 job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
 decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn
-  local m=$1 task=$2 tag setting s sets=() opts settings
+  local m=$1 task=$2 tag setting s sets=() opts settings use record
   opts=$decode_opts
   [ "$m" = ar ] && opts=$ar_decode_opts
   [ "$m" = elf ] && [ "$task" = asr ] && [ -n "$asr_decode_opts" ] && opts="$opts;$asr_decode_opts"
   IFS=';' read -r -a settings <<< "$opts"
   [ "${#settings[@]}" -gt 0 ] || settings=("")
+  # the model's own setting (exp/<tag>/decode_setting.yaml: what transcribe and export use): the task's last one
+  # (by default ELF-S2T ASR the rescored draft, S2TT the draft, AR beam 4)
+  use=${settings[${#settings[@]}-1]}
   tag=$(feat_tag_of "$task")
   for s in $decode_sets; do sets+=(--set "${task}_$s=dump/$tag/${task}_$s/cuts.jsonl.gz"); done
   for setting in "${settings[@]}"; do
+    record=(); [ "$setting" = "$use" ] && record=(--record-setting)
     # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
     OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "exp/${task}_$m" \
-      --target "$(target_of "$task")" "${sets[@]}" $setting || return 1
+      --target "$(target_of "$task")" "${sets[@]}" "${record[@]}" $setting || return 1
   done
 }
 decode_inputs() {  # decode_inputs MODEL: the checkpoints and cuts stage 5 decodes with, one a line
@@ -325,7 +331,7 @@ if stage_in_range 6; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 7: analysis (DESIGN §2.6)
+# Stage 7: analysis (docs/design.md §2.6)
 #   error analysis of every decode of the test sets, one report per experiment: exp/<tag>/analysis/report.md
 #     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's)
 #   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/

@@ -1,4 +1,4 @@
-"""Stage 7: latent-space error analysis and audio-reliance diagnostics (DESIGN §2.6).
+"""Stage 7: latent-space error analysis and audio-reliance diagnostics (docs/design.md §2.6).
 
 * :mod:`~elfs2t.analysis.align`: word-level Levenshtein alignment (backtrace kept) after the scoring normaliser;
 * :mod:`~elfs2t.analysis.spaces`: word vectors in the text-encoder latent space (in and out of context) and in

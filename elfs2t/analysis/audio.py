@@ -1,4 +1,4 @@
-"""Audio-reliance transforms: decode with the audio replaced, to measure how much the model listens (DESIGN §2.6).
+"""Audio-reliance transforms (docs/design.md §2.6): decode with the audio replaced, to see how much the model listens.
 
 :class:`AudioTransform` maps a decoding batch (the dict of :class:`elfs2t.data.dataset.S2TDataset`) to the same
 batch with its encoder features replaced; it runs before the model, so it serves ELF-S2T and the AR

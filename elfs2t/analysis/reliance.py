@@ -1,4 +1,4 @@
-"""Audio-reliance diagnostics: decode a set with the audio replaced and sweep the CFG scale (DESIGN §2.6).
+"""Audio-reliance diagnostics: decode a set with the audio replaced and sweep the CFG scale (docs/design.md §2.6).
 
 For every audio condition (``decode.audio``: real, zero, noise, swap; :mod:`elfs2t.analysis.audio`) and every
 CFG scale ``g`` (ELF-S2T only; the AR baseline has no CFG and is decoded once per condition), the set is

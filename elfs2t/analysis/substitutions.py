@@ -1,4 +1,4 @@
-"""Latent-space error analysis of one decoded set: are substitutions close-distance confusions? (DESIGN §2.6)
+"""Latent-space error analysis of one decoded set: are substitutions close-distance confusions? (docs/design.md §2.6)
 
 For every substitution ``ref word -> hyp word`` of the word alignment (:mod:`elfs2t.analysis.align`), and in
 every space of :mod:`elfs2t.analysis.spaces`, under cosine and L2 distance:

@@ -8,6 +8,12 @@ The model config comes from ``exp-dir/config.yaml``; only ``decode.*`` keys may 
 Under torchrun each process decodes a share of the batches and rank 0 merges the shards.
 References longer than the model's text slots (``max_text_tokens``; no hypothesis can be that long) are still
 decoded and scored, but counted: a warning names a few, and ``timing.json`` holds ``refs_over_max_len``.
+
+Weights: the EMA weights of the latest checkpoint, ``--checkpoint FILE``, or ``--average N`` checkpoints (the last
+N, or with ``--average-by best`` the N of lowest validation loss; the tag gets ``_avgN`` / ``_avgbestN``).
+Features made by another encoder, mode or dtype than the model's (``exp-dir/encoder.json``) are refused.
+``--record-setting`` records these ``decode.*`` overrides as the model's decoding setting
+(``exp-dir/decode_setting.yaml``), the one ``elfs2t.load``, ``transcribe`` and ``export`` use.
 """
 from __future__ import annotations
 
@@ -16,15 +22,15 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from elfs2t.bin._cli import entry_point
-from elfs2t.config import ConfigError, dump_config, load_config
+from elfs2t.config import dump_config
 from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
-from elfs2t.experiment import ExperimentConfig, build_model, decode_tag, hypothesis_fn
+from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind
+from elfs2t.features.record import FeatureMismatchError
+from elfs2t.inference.setting import record_setting
+from elfs2t.inference.trained import check_sets, load_experiment
 from elfs2t.results import decode_info
-from elfs2t.train.checkpoint import load_checkpoint, load_latest
 from elfs2t.train.distributed import barrier, cleanup, init_distributed
 
 log = logging.getLogger("elfs2t.decode")
@@ -38,34 +44,24 @@ def get_parser() -> argparse.ArgumentParser:
                    help="a test set: name and cuts manifest with cached features (repeatable)")
     p.add_argument("--target", default="transcript", help="transcript (ASR) or translation:<tgt> (S2TT)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default: the latest in exp-dir)")
+    p.add_argument("--average", type=int, default=0, metavar="N",
+                   help="decode the average of N checkpoints' weights instead of the EMA weights (0: off)")
+    p.add_argument("--average-by", choices=("last", "best"), default="last",
+                   help="which N checkpoints: the last, or those of lowest validation loss")
+    p.add_argument("--record-setting", action="store_true",
+                   help="record these decode.* overrides as the model's setting (exp-dir/decode_setting.yaml)")
     p.add_argument("--tag", default=None, help="inference tag (default: from the decoding settings)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("overrides", nargs="*", metavar="decode.key=value", help="decoding overrides, e.g. decode.flow.steps=8")
     return p
 
 
-def load_trained(exp_dir: Path, overrides: list[str], checkpoint: Path | None = None):
-    """Model + config of a trained experiment, with EMA weights when ``decode.use_ema``."""
-    bad = [o for o in overrides if not o.lstrip("-").startswith("decode.")]
-    if bad:
-        raise ConfigError(f"only decode.* keys can be overridden at decoding time, got {bad}")
-    cfg = load_config(ExperimentConfig, exp_dir / "config.yaml", overrides)
-    cfg.init.denoiser = None  # the trained weights come from the checkpoint
-    model = build_model(cfg)
-    state = load_checkpoint(checkpoint) if checkpoint else load_latest(exp_dir)
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint in {exp_dir}: run stage 4 first")
-    model.load_state_dict(state["model"])
-    if cfg.decode.use_ema and state.get("ema"):
-        shadow = state["ema"]["shadow"]
-        with torch.no_grad():
-            for name, value in model.state_dict(keep_vars=True).items():
-                if name in shadow:
-                    value.copy_(shadow[name].to(value.dtype))
-    log.info("loaded %s (step %s, %s weights)", state.get("path", checkpoint), state["step"],
-             "EMA" if cfg.decode.use_ema and state.get("ema") else "raw")
-    model.eval()
-    return model, cfg, state
+def load_trained(exp_dir: Path, overrides: list[str], checkpoint: Path | None = None, average: int = 0,
+                 average_by: str = "last"):
+    """Model + config of a trained experiment (EMA weights when ``decode.use_ema``, or an average of ``average``
+    checkpoints) and the checkpoint's entries (:func:`elfs2t.inference.trained.load_experiment`)."""
+    loaded = load_experiment(exp_dir, overrides, checkpoint=checkpoint, average=average, average_by=average_by)
+    return loaded.model, loaded.cfg, loaded.state
 
 
 def refs_over_max_len(model, cuts, target: str) -> list[str]:
@@ -83,14 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     info = init_distributed()
-    model, cfg, state = load_trained(args.exp_dir, args.overrides, args.checkpoint)
-    model.to(info.device)
-    tag = args.tag or decode_tag(cfg)
-    lower = cfg.ar.lowercase if cfg.model == "ar" else cfg.elf.lowercase
+    sets = []
     for item in args.sets:
         name, sep, path = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
+        sets.append((name, path))
+    model, cfg, state = load_trained(args.exp_dir, args.overrides, args.checkpoint, args.average, args.average_by)
+    try:  # before any decoding: features of another encoder would decode into wrong text
+        check_sets(args.exp_dir, cfg, [path for _, path in sets])
+    except FeatureMismatchError as exc:
+        print(f"decode: error: {exc}", file=sys.stderr)
+        return 2
+    model.to(info.device)
+    tag = args.tag or decode_tag(cfg)
+    if args.average:
+        tag += f"_avg{'best' if args.average_by == 'best' else ''}{args.average}"
+    lower = model_kind(cfg).lowercase(cfg)
+    for name, path in sets:
         cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
         over = refs_over_max_len(model, cuts, args.target) if info.is_main else []
         if over:
@@ -110,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                                       "refs_over_max_len": len(over),
                                       "max_text_tokens": getattr(model, "max_text_tokens", None)})
             print(f"decoded {name}: {summary['num_utts']} utts, RTFx {summary['rtfx']:.1f} -> {out_dir}/text")
+    if args.record_setting and info.is_main:
+        print(f"recorded the decoding setting {args.overrides} -> {record_setting(args.exp_dir, args.overrides, tag)}")
     cleanup()
     return 0
 

@@ -3,13 +3,15 @@
     python -m elfs2t.bin.train --conf conf/train_asr.yaml --exp-dir exp/asr_elf [key.path=value ...]
 
 Runs the same code on one CPU process and under torchrun (``utils/launch.sh``) on N GPUs or CPU
-processes. ``exp-dir`` records the resolved config, the command and the logs, and is never reused
-with a different config once it holds a checkpoint (``--overwrite`` to force); nothing is written there before the
-data is read and the model built, so a failed start (a mistyped ``data.train`` path) does not block the corrected
-run. A re-run resumes from the last checkpoint (mid-epoch, same sampler position) unless ``--no-resume``, which
-deletes the folder's checkpoints and starts over. Cuts dropped by the data filter (audio longer than
-``data.max_utt_duration``, a text longer than the model's text slots) are counted in ``train.log`` and listed
-with their reasons in ``exp-dir/dropped_cuts.tsv``.
+processes. ``exp-dir`` records the resolved config, the command and the logs, the encoder of the training features
+(``encoder.json``: every training and validation set must come from the same encoder, mode and dtype), the code,
+packages and hardware of each run (``run_info.json``) and the training data (``train_data.json``); it is never
+reused with a different config once it holds a checkpoint (``--overwrite`` to force). Nothing is written there
+before the data is read and the model built, so a failed start (a mistyped ``data.train`` path) does not block the
+corrected run. A re-run resumes from the last checkpoint (mid-epoch, same sampler position) unless ``--no-resume``,
+which deletes the folder's checkpoints and starts over, and refuses training features of another encoder. Cuts
+dropped by the data filter (audio longer than ``data.max_utt_duration``, a text longer than the model's text slots)
+are counted in ``train.log`` and listed with their reasons in ``exp-dir/dropped_cuts.tsv``.
 """
 from __future__ import annotations
 
@@ -24,11 +26,15 @@ import torch
 from elfs2t.bin._cli import entry_point
 from elfs2t.config import load_config, unstructure
 from elfs2t.data.dataset import S2TDataset, filter_cuts, load_sets, target_text
-from elfs2t.experiment import ExperimentConfig, build_model, check_for_ddp, hypothesis_fn
-from elfs2t.train.data import build_dataloader
 from elfs2t.errors import InputError
+from elfs2t.experiment import ExperimentConfig, build_model, check_for_ddp, hypothesis_fn, model_kind
+from elfs2t.features.record import FeatureMismatchError, record_training, sets_record
+from elfs2t.inference.references import FROZEN_FILE, make_ref, record_frozen
+from elfs2t.train.checkpoint import list_checkpoints
+from elfs2t.train.data import build_dataloader
 from elfs2t.train.distributed import cleanup, init_distributed
 from elfs2t.train.exp_dir import check_exp_dir, record_exp_dir, setup_file_logging, write_dropped_cuts
+from elfs2t.train.run_info import append_run_info, write_train_data
 from elfs2t.train.trainer import Trainer
 
 log = logging.getLogger("elfs2t.train")
@@ -61,7 +67,7 @@ def valid_examples_hook(cfg: ExperimentConfig, cuts, n: int):
     from lhotse import CutSet
 
     sample = CutSet.from_cuts(list(cuts.subset(first=n)))
-    dataset = S2TDataset(text_transform=str.lower if _lowercase(cfg) else None)
+    dataset = S2TDataset(text_transform=str.lower if model_kind(cfg).lowercase(cfg) else None)
     extra = [] if cfg.model == "ar" else [s for s in cfg.decode.valid_strategies if s != cfg.decode.strategy]
 
     def wer(refs: list[str], hyps: list[str]) -> float:
@@ -92,10 +98,6 @@ def _counts(counts: dict) -> str:
     return f"kept {counts['kept']}, dropped {sum(reasons.values())}{detail}"
 
 
-def _lowercase(cfg: ExperimentConfig) -> bool:
-    return cfg.ar.lowercase if cfg.model == "ar" else cfg.elf.lowercase
-
-
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
@@ -105,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(ExperimentConfig, args.conf, args.overrides)
     info = init_distributed()
     check_for_ddp(cfg, info.world_size)
+    resuming = not args.no_resume and bool(list_checkpoints(args.exp_dir))
+    try:  # one encoder for all sets; a resumed model only on features of the encoder it was trained on
+        features = sets_record([s.cuts for s in cfg.data.train + cfg.data.valid])
+        record_training(args.exp_dir, features, resuming=resuming, write=False)
+    except FeatureMismatchError as exc:
+        print(f"train: error: {exc}", file=sys.stderr)
+        return 2
     torch.manual_seed(cfg.train.seed)  # the initial weights: the same on every process and every run
     model = build_model(cfg)  # (completes cfg: the text space's width and vocabulary)
     if info.is_main:  # refuse a folder of another config now; write to it only once the run can start
@@ -117,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if counts["kept"] == 0:
         raise InputError(f"data.train: no training cut left after filtering ({_counts(counts)}; limits: "
                          f"data.max_utt_duration={data.max_utt_duration:g} s, {model.max_text_tokens} text tokens)")
-    if cfg.model == "elf_s2t" and cfg.elf.token_shortlist:  # fixed before training; a resume loads the saved one
-        model.set_token_shortlist([target_text(c) for c in train_cuts])
+    model_kind(cfg).prepare(model, cfg, [target_text(c) for c in train_cuts])  # e.g. ELF-S2T's token shortlist
     train_dl = build_dataloader(train_cuts, S2TDataset(), max_duration=data.max_duration,
                                 num_buckets=max(2, data.num_buckets), shuffle=data.shuffle, seed=cfg.train.seed,
                                 rank=info.rank, world_size=info.world_size,
@@ -131,9 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         valid_dl = build_dataloader(valid_cuts, S2TDataset(), max_duration=data.max_duration, shuffle=False,
                                     num_buckets=max(2, data.num_buckets),
                                     rank=info.rank, world_size=info.world_size, drop_last=False)
-    if info.is_main:  # the run can start: record it, and what the filter dropped
+    if info.is_main:  # the run can start: record it (config, encoder, run, frozen models, data) and what was dropped
         record_exp_dir(args.exp_dir, cfg)
         setup_file_logging(args.exp_dir)
+        if not resuming:  # a fresh model: an older run's records go
+            (args.exp_dir / FROZEN_FILE).unlink(missing_ok=True)
+        record_training(args.exp_dir, features, resuming=resuming)
+        append_run_info(args.exp_dir, info.world_size)
+        kind = model_kind(cfg)  # the frozen models it loads by name, with their weights' fingerprints
+        prints = kind.frozen_fingerprints(model, cfg)
+        record_frozen(args.exp_dir, {k: make_ref(v, prints.get(k), [Path.cwd()])
+                                     for k, v in kind.frozen_models(cfg).items() if v})
+        write_train_data(args.exp_dir, train_cuts)
         listed = write_dropped_cuts(args.exp_dir, dropped)
         for name, n in (("training", counts), ("validation", valid_counts)):
             if n is not None:

@@ -28,7 +28,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 
 from elfs2t.config import ConfigError, config_check
-import elfs2t.features.storage  # noqa: F401  (registers the 'elfs2t_kaldiio' lhotse storage of stage 2)
+from elfs2t.features.storage import open_cuts  # also registers the 'elfs2t_kaldiio' lhotse storage of stage 2
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,15 @@ def tag_target(cuts: CutSet, target: str) -> CutSet:
 
 
 def load_sets(specs: list[SetSpec]) -> CutSet:
-    """Open the manifests of ``specs`` lazily, tag their targets, and chain them."""
+    """Open the manifests of ``specs`` lazily (feature paths relative to a manifest resolved against its folder,
+    :func:`~elfs2t.features.storage.open_cuts`), tag their targets, and chain them."""
     if not specs:
         raise ConfigError("no cut manifests given")
     out = None
     for spec in specs:
         if not Path(spec.cuts).is_file():
             raise FileNotFoundError(f"cuts manifest not found: {spec.cuts} (did stage 2 run?)")
-        cuts = tag_target(CutSet.from_file(spec.cuts), spec.target)
+        cuts = tag_target(open_cuts(spec.cuts), spec.target)
         out = cuts if out is None else out + cuts
     return out
 

@@ -7,7 +7,11 @@ Output folder ``dump/<encoder_tag>/<set>/``::
     feats.scp            kaldiio index of all frames (``kaldiio.load_scp``)
     feats.<k>.ark/.scp   one archive per shard k
     failed.txt           ``<cut_id>\t<error>`` for every cut whose audio could not be read or encoded
+    encoder.json         the encoder that made them (elfs2t.features.record: tag, mode, dtype, weights fingerprint)
     stats.json, plan.json, .done
+
+The cuts reference their archives by paths relative to the folder (``feats.0.ark``): open them with
+:func:`elfs2t.features.storage.open_cuts` (training and decoding do), from any working directory.
 
 Work is cut into shards of ``shard_size`` cuts (in manifest order); ``nj`` CPU processes or ``ngpu``
 GPU processes take the pending shards round-robin. A shard is published (ark, scp, cuts, ``.done``)
@@ -43,6 +47,7 @@ from tqdm import tqdm
 
 from elfs2t.config import ConfigError, config_check, unstructure
 from elfs2t.errors import InputError
+from elfs2t.features.record import RECORD_FILE, EncoderRecord, read_record, write_record
 from elfs2t.features.storage import STORAGE_TYPE, KaldiioArkWriter
 from elfs2t.features.whisper import SAMPLE_RATE, WhisperFrontEnd
 
@@ -130,8 +135,9 @@ class CacheReport:
 # ---------------------------------------------------------------------------------------------
 # One shard
 # ---------------------------------------------------------------------------------------------
-def _load_audio(cut: Cut) -> np.ndarray:
-    """Mono 16 kHz float32 samples of a cut."""
+def load_cut_audio(cut: Cut) -> np.ndarray:
+    """Mono 16 kHz float32 samples of a cut: resampled by Lhotse, channels averaged (stage 2's input, and
+    ``elfs2t.load``'s: the same samples give the same features)."""
     if cut.sampling_rate != SAMPLE_RATE:
         cut = cut.resample(SAMPLE_RATE)
     audio = cut.load_audio()  # (C, N)
@@ -142,7 +148,8 @@ def _load_audio(cut: Cut) -> np.ndarray:
 
 
 def _features(cut: Cut, shape: tuple[int, int], ark: str, key: str, spec: WhisperFrontEnd) -> Features:
-    """Lhotse features of one cut: ``shape`` = (T, D) frames stored at ``ark``:``key``."""
+    """Lhotse features of one cut: ``shape`` = (T, D) frames stored at ``ark``:``key`` (``ark`` relative to the
+    folder of the manifests, :func:`elfs2t.features.storage.open_cuts`)."""
     return Features(
         type=spec.tag, num_frames=shape[0], num_features=shape[1], frame_shift=spec.frame_shift,
         sampling_rate=SAMPLE_RATE, start=cut.start, duration=cut.duration, storage_type=STORAGE_TYPE,
@@ -171,7 +178,7 @@ def encode_shard(cuts: list[Cut], out_dir: Path, k: int, encoder, batch_size: in
         out = []
         for cut in batch:
             try:
-                out.append(_load_audio(cut))
+                out.append(load_cut_audio(cut))
             except Exception as exc:  # reported and excluded, not fatal
                 out.append(exc)
         return out
@@ -205,7 +212,7 @@ def encode_shard(cuts: list[Cut], out_dir: Path, k: int, encoder, batch_size: in
     out_cuts = []
     for cut in cuts:
         if cut.id in keys:
-            feats = _features(cut, shapes[cut.id], str(writer.ark), keys[cut.id], spec)
+            feats = _features(cut, shapes[cut.id], writer.ark.name, keys[cut.id], spec)
             out_cuts.append(replace(cut, features=feats))
     _atomic_cuts(CutSet.from_cuts(out_cuts), out_dir / f"cuts.{k}.jsonl.gz")
     _atomic_text(out_dir / f"failed.{k}.txt", "".join(f + "\n" for f in failed))
@@ -239,7 +246,7 @@ def _worker(spec: WhisperFrontEnd, cfg: CacheConfig, device: str, shards: list[t
         torch.set_num_threads(threads)
     encoder = spec.build(device=device, dtype=cfg.resolved_dtype(device))
     if queue is not None:
-        queue.put(("ready", device, 0))
+        queue.put(("ready", device, unstructure(EncoderRecord.from_encoder(encoder))))
     report = (lambda n, s: queue.put(("progress", n, s))) if queue is not None else (lambda n, s: None)
     for k, cuts in shards:
         encode_shard(cuts, out_dir, k, encoder, cfg.batch_size, report, workers=workers)
@@ -270,12 +277,14 @@ def _worker_main(parent: int, *args) -> None:  # runs in a spawned process
 
 
 def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> float:
-    """Encode the pending shards; returns the time at which the first encoder was loaded."""
+    """Encode the pending shards; returns the time at which the first encoder was loaded. The first encoder
+    loaded writes its record (``encoder.json``, :mod:`elfs2t.features.record`)."""
     devices = [f"cuda:{i}" for i in range(cfg.ngpu)] if cfg.ngpu > 0 else ["cpu"] * cfg.nj
     devices = devices[: max(1, len(pending))]
     if len(devices) == 1:
         device = cfg.device if cfg.ngpu == 0 else devices[0]
         encoder = spec.build(device=device, dtype=cfg.resolved_dtype(device))
+        write_record(EncoderRecord.from_encoder(encoder), out_dir / RECORD_FILE)
         if device == "cpu" and cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         bar.start_t = ready = time.time()
@@ -303,6 +312,7 @@ def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> float:
             elif kind == "ready":
                 if ready is None:
                     bar.start_t = ready = time.time()
+                    write_record(EncoderRecord.from_dict(b), out_dir / RECORD_FILE)
             elif kind == "done":
                 running -= 1
             else:
@@ -389,6 +399,10 @@ def cache_features(cuts: CutSet | str | Path, out_dir: str | Path, cfg: CacheCon
               dynamic_ncols=True) as bar:
         if pending:
             _run_workers(spec, cfg, pending, out_dir, bar)
+    if read_record(out_dir / RECORD_FILE) is None:  # a folder begun before records existed: describe it now
+        device = "cuda:0" if cfg.ngpu > 0 else cfg.device
+        write_record(EncoderRecord.from_encoder(spec.build(device=device, dtype=cfg.resolved_dtype(device))),
+                     out_dir / RECORD_FILE)
     return _merge(out_dir, len(shards), spec, fp, sum(len(c) for _, c in pending))
 
 

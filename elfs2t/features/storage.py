@@ -6,22 +6,69 @@ kept, and the archives stay readable by ``kaldiio.load_scp`` / ``kaldiio.load_ma
 
 A cut's ``Features`` point at one record: ``storage_type = "elfs2t_kaldiio"``, ``storage_path`` = the
 ``.ark`` file, ``storage_key`` = the byte offset of the record. Importing this module registers the
-reader and the writer with lhotse; code that calls ``cut.load_features()`` on stage-2 cuts imports it::
+reader and the writer with lhotse.
 
-    import elfs2t.features.storage  # noqa: F401  (registers the 'elfs2t_kaldiio' storage)
+Stage 2 stores the ark's path *relative to the manifest* (``feats.0.ark``: the archives sit beside
+``cuts.jsonl.gz``), so a dump folder can be moved, shared between recipes and decoded from anywhere; open its
+cuts with :func:`open_cuts`, which resolves such paths against the manifest's folder (plain
+``CutSet.from_file`` leaves them relative to the working directory)::
+
+    from elfs2t.features.storage import open_cuts
+    cuts = open_cuts("dump/whisper-base_trim/asr_test/cuts.jsonl.gz")
+    feats = next(iter(cuts)).load_features()          # (T, D) float16, from any working directory
+
+Manifests written before that hold paths relative to the folder stage 2 ran in
+(``dump/whisper-base_trim/asr_test/feats.0.ark``) or absolute paths; :func:`open_cuts` keeps them loading (see
+:func:`resolve_storage_path`).
 """
 from __future__ import annotations
 
 import io
 import os
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import kaldiio
 import numpy as np
+from lhotse import CutSet
+from lhotse.cut import Cut
 from lhotse.features.io import FeaturesReader, FeaturesWriter, register_reader, register_writer
 
 STORAGE_TYPE = "elfs2t_kaldiio"
+
+
+def resolve_storage_path(path: str, base: Path) -> str:
+    """Where a manifest in folder ``base`` finds the features file ``path``: absolute paths as they are; a
+    relative one under ``base`` (stage 2's own), else as it is if it exists from the working directory (manifests
+    of older runs, relative to the folder they were cached in), else the file of that name under ``base`` (such a
+    dump moved elsewhere), else unchanged (the reader's error names it)."""
+    p = Path(path)
+    if p.is_absolute():
+        return path
+    for candidate in (base / p, None, base / p.name):
+        if candidate is None:
+            if p.exists():
+                return path
+        elif candidate.exists():
+            return str(candidate)
+    return path
+
+
+def _resolve(cut: Cut, base: Path, seen: dict) -> Cut:
+    feats = getattr(cut, "features", None)
+    if feats is None or feats.is_in_memory or Path(feats.storage_path).is_absolute():
+        return cut
+    if feats.storage_path not in seen:
+        seen[feats.storage_path] = resolve_storage_path(feats.storage_path, base)
+    feats.storage_path = seen[feats.storage_path]
+    return cut
+
+
+def open_cuts(path: str | Path) -> CutSet:
+    """A cuts manifest (lazily) with its relative feature storage paths resolved against its folder."""
+    path = Path(path)
+    return CutSet.from_file(path).map(partial(_resolve, base=path.parent.absolute(), seen={}))
 
 
 @register_reader

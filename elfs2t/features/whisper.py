@@ -2,7 +2,8 @@
 
 :class:`WhisperFrontEnd` describes the encoder (hub id or local directory, mel bins, hidden size, mode)
 and names its features (``tag``, e.g. ``whisper-tiny.en_trim``); :meth:`WhisperFrontEnd.build` loads
-:class:`WhisperEncoderModel`, which encodes a batch of waveforms into one ``(T_i, D)`` array each.
+:class:`WhisperEncoderModel`, which encodes a batch of waveforms into one ``(T_i, D)`` array each and knows the
+fingerprint of its weights (:mod:`elfs2t.fingerprint`; recorded with the features, :mod:`elfs2t.features.record`).
 
 Two modes (the tag records which; features of one mode must never feed a model trained on the other):
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from elfs2t.config import ConfigError, config_check
+from elfs2t.fingerprint import weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,8 @@ class WhisperEncoderModel(nn.Module):
         del whisper
         if self.encoder.config.num_mel_bins != spec.num_mel_bins or self.encoder.config.d_model != spec.hidden_size:
             raise ConfigError(f"encoder={spec.model!r}: sizes differ from the front-end spec {spec}")
+        self.fingerprint = weights_fingerprint(self.encoder)  # of the float32 weights, before the cast
+        self.dtype_name = dtype
         self.encoder.to(device=device, dtype=self.dtype).eval().requires_grad_(False)
         self.register_buffer("filters", torch.from_numpy(mel_filters(spec.num_mel_bins)).float().to(device))
         self.max_positions = self.encoder.config.max_source_positions

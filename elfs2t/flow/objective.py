@@ -1,4 +1,4 @@
-"""The ELF flow-matching objective (DESIGN §2.3): flow loss, decoding CE, self-cond guidance, CFG dropout.
+"""The ELF flow-matching objective (docs/design.md §2.3): flow loss, decoding CE, self-cond guidance, CFG dropout.
 
 One training step, per example row ``b`` of a batch ``x (B, L, d)``:
 

@@ -1,4 +1,4 @@
-"""ELF samplers (DESIGN §2.4): Euler ODE / churned SDE over a time grid, CFG, self-cond guidance, decoding.
+"""ELF samplers (docs/design.md §2.4): Euler ODE / churned SDE over a time grid, CFG, self-cond guidance, decoding.
 
 The path constants ``sigma_n``, ``t_mean``, ``t_std`` (the logit_normal grid) and ``t_clamp`` are the trained
 model's (:class:`~elfs2t.flow.objective.FlowConfig`; :class:`SamplerConfig` may override them). Start

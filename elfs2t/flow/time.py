@@ -1,4 +1,4 @@
-"""Time distributions and sampling grids of the flow (DESIGN §2.3, §2.4).
+"""Time distributions and sampling grids of the flow (docs/design.md §2.3, §2.4).
 
 t = 0 is noise, t = 1 is data. Training draws ``t = sigmoid(n)``, ``n ~ N(mean, std^2)`` (ELF: mean -1.5,
 std 0.8, biased toward noise); sampling walks a grid of ``steps + 1`` increasing times from 0 to 1.

@@ -1,4 +1,4 @@
-"""Autoregressive speech-LLM baseline (DESIGN §6): cached Whisper frames -> projector -> causal LM.
+"""Autoregressive speech-LLM baseline (docs/design.md §6): cached Whisper frames -> projector -> causal LM.
 
 The LM is any Hugging Face causal LM (``AutoModelForCausalLM``) given by name or local path, or a
 fresh small Llama built from a tokenizer (:func:`small_llama_config`, :func:`make_small_lm`). Each
@@ -17,7 +17,7 @@ row is fed as ``inputs_embeds``::
   for checking). Beam search stops a row once ``beam_size`` hypotheses have ended (HF's
   ``early_stopping=True``) and ranks them by ``log p / len ** length_penalty`` (len counts EOS);
   ``beam_size=1`` gives exactly the greedy output. Special tokens other than EOS (BOS, pad, ...) are
-  never generated.
+  never generated. :meth:`ArSpeechLM.generate_nbest` returns the ranked hypotheses with their scores.
 
 Tokenizers: ``make_small_lm`` takes any Hugging Face tokenizer directory. BOS/EOS are the
 tokenizer's bos/eos tokens, or ``[CLS]``/``[SEP]`` for BERT-style WordPiece ones (the MiniLM
@@ -314,31 +314,56 @@ class ArSpeechLM(nn.Module):
     def generate_ids(self, batch: dict, max_new_tokens: Optional[int] = None, beam_size: int = 1,
                      length_penalty: float = 1.0, use_cache: bool = True) -> list[list[int]]:
         """Like :meth:`generate`, but the token ids of each row (without EOS)."""
+        return [hyps[0][1] for hyps in self._search(batch, max_new_tokens, beam_size, length_penalty, use_cache)]
+
+    @torch.no_grad()
+    def generate_nbest(self, batch: dict, nbest: int, max_new_tokens: Optional[int] = None, beam_size: int = 1,
+                       length_penalty: float = 1.0) -> list[list[tuple[str, float, bool]]]:
+        """Up to ``nbest`` hypotheses per row, best first: ``(text, score, ended)`` -- the score is ``log p /
+        len ** length_penalty`` (len counts EOS), ``ended`` False for a hypothesis cut at ``max_new_tokens``. The
+        first is :meth:`generate`'s output. Greedy search (``beam_size=1``) has one per row; beam search the
+        hypotheses that ended (or, for a row that ran out of steps, its beams), at most ``beam_size``."""
+        if nbest > beam_size:
+            raise ValueError(f"nbest={nbest}: beam search keeps at most beam_size={beam_size} hypotheses per row")
+        return [[(self.tokenizer.decode(seq, skip_special_tokens=True).strip(), score, ended)
+                 for score, seq, ended in hyps[:nbest]]
+                for hyps in self._search(batch, max_new_tokens, beam_size, length_penalty, True)]
+
+    def _search(self, batch: dict, max_new_tokens: Optional[int], beam_size: int, length_penalty: float,
+                use_cache: bool) -> list[list[tuple[float, list[int], bool]]]:
+        """Per row, the hypotheses ``(score, ids, ended)`` best first (greedy: one)."""
         if beam_size < 1:
             raise ValueError(f"beam_size={beam_size} must be >= 1")
         max_new = max_new_tokens if max_new_tokens is not None else self.cfg.max_text_tokens + 1
         embeds, mask = self.prompt(batch)
         stepper = _Stepper(self.lm, self.lm.get_input_embeddings(), embeds, mask, use_cache, self.suppress)
         if beam_size == 1:
-            return self._greedy(stepper, max_new)
+            return self._greedy(stepper, max_new, length_penalty)
         return self._beam(stepper, max_new, beam_size, length_penalty)
 
-    def _greedy(self, stepper: _Stepper, max_new: int) -> list[list[int]]:
+    def _greedy(self, stepper: _Stepper, max_new: int,
+                length_penalty: float = 1.0) -> list[list[tuple[float, list[int], bool]]]:
         rows = stepper.logprobs.shape[0]
         seqs: list[list[int]] = [[] for _ in range(rows)]
+        logp = [0.0] * rows
         done = torch.zeros(rows, dtype=torch.bool, device=stepper.logprobs.device)
         for step in range(max_new):
             tok = stepper.logprobs.argmax(-1)
             tok = torch.where(done, torch.full_like(tok, self.eos), tok)
-            for r in (~done & (tok != self.eos)).nonzero().flatten().tolist():
-                seqs[r].append(int(tok[r]))
+            for r in (~done).nonzero().flatten().tolist():
+                logp[r] += float(stepper.logprobs[r, tok[r]])
+                if int(tok[r]) != self.eos:
+                    seqs[r].append(int(tok[r]))
             done |= tok == self.eos
             if bool(done.all()) or step == max_new - 1:
                 break
             stepper.append(tok)
-        return seqs
+        ended = done.tolist()
+        return [[(logp[r] / max(len(seqs[r]) + int(ended[r]), 1) ** length_penalty, seqs[r], bool(ended[r]))]
+                for r in range(rows)]
 
-    def _beam(self, stepper: _Stepper, max_new: int, k: int, length_penalty: float) -> list[list[int]]:
+    def _beam(self, stepper: _Stepper, max_new: int, k: int,
+              length_penalty: float) -> list[list[tuple[float, list[int], bool]]]:
         b, vocab = stepper.logprobs.shape
         dev = stepper.logprobs.device
         stepper.select(torch.arange(b, device=dev).repeat_interleave(k))  # (B K) rows, beam-major per row
@@ -359,7 +384,7 @@ class ArSpeechLM(nn.Module):
                         if tok == self.eos:
                             if rank < k and s > float("-inf"):
                                 seq = beams[row * k + beam]
-                                finished[row].append((s / (len(seq) + 1) ** length_penalty, seq))
+                                finished[row].append((s / (len(seq) + 1) ** length_penalty, seq, True))
                         elif s > float("-inf"):
                             live.append((s, beam, tok))
                         if len(live) == k:
@@ -390,6 +415,7 @@ class ArSpeechLM(nn.Module):
                     s = float(scores[row, j])
                     if s > float("-inf"):
                         seq = beams[row * k + j]
-                        hyps.append((s / max(len(seq), 1) ** length_penalty, seq))
-            out.append(max(hyps, key=lambda h: h[0])[1] if hyps else [])
+                        hyps.append((s / max(len(seq), 1) ** length_penalty, seq, False))
+            # best first; a stable sort keeps the first of equals first (what max() picked before)
+            out.append(sorted(hyps, key=lambda h: h[0], reverse=True) if hyps else [(float("-inf"), [], False)])
         return out

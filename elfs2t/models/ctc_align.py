@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ctc_align", "slot_positions"]
+__all__ = ["ctc_align", "ctc_align_spans", "slot_positions"]
 
 
 @torch.no_grad()
@@ -26,6 +26,14 @@ def ctc_align(log_probs: torch.Tensor, in_lens: torch.Tensor, targets: list[list
     into V, no blank). Returns per row the frame of each token; a row whose targets do not fit its frames
     (``T < n + repeats``) or that has no target gets ``[]``.
     """
+    return [[first for first, _ in row] for row in ctc_align_spans(log_probs, in_lens, targets, blank)]
+
+
+@torch.no_grad()
+def ctc_align_spans(log_probs: torch.Tensor, in_lens: torch.Tensor, targets: list[list[int]],
+                    blank: int) -> list[list[tuple[int, int]]]:
+    """First and last frame of each target token on the Viterbi CTC path (as :func:`ctc_align`; word
+    timestamps read the spans)."""
     B, T, V = log_probs.shape
     lp = log_probs.float().cpu()
     S = max((len(t) for t in targets), default=0)
@@ -69,12 +77,14 @@ def ctc_align(log_probs: torch.Tensor, in_lens: torch.Tensor, targets: list[list
         if not torch.isfinite(dp[b, state]):
             out.append([])  # the targets do not fit the frames
             continue
-        first = [0] * k
+        first, last = [0] * k, [-1] * k
         for t in range(T_b - 1, -1, -1):
             if state % 2 == 1:
                 first[state // 2] = t  # walking back: the last write is the first frame
+                if last[state // 2] < 0:
+                    last[state // 2] = t  # ... and the first write the last frame
             state -= int(back[t, b, state])
-        out.append(first)
+        out.append(list(zip(first, last)))
     return out
 
 

@@ -1,4 +1,4 @@
-"""The ELF denoiser F (DESIGN §2.2): a bidirectional transformer over prefix, condition and text latents.
+"""The ELF denoiser F (docs/design.md §2.2): a bidirectional transformer over prefix, condition and text latents.
 
 Sequence layout of one forward, with ``P`` prefix tokens, ``C`` condition slots and ``L`` text slots::
 
@@ -53,7 +53,7 @@ __all__ = ["DenoiserConfig", "DenoiserOutput", "ConditionCache", "ElfDenoiser", 
            "attention_mask", "sequence_positions"]
 
 
-#: Published sizes (depth, hidden, heads); DESIGN §2.2.
+#: Published sizes (depth, hidden, heads); docs/design.md §2.2.
 ELF_SIZES: dict[str, tuple[int, int, int]] = {
     "ELF-B": (12, 768, 12),
     "ELF-M": (24, 1056, 16),

@@ -1,4 +1,4 @@
-"""ELF-S2T: Whisper frames -> linear projector -> clean audio prefix of the ELF denoiser (DESIGN §2.5).
+"""ELF-S2T: Whisper frames -> linear projector -> clean audio prefix of the ELF denoiser (docs/design.md §2.5).
 
 The condition of the denoiser is ``[task token | projected audio]`` (task token only when the config
 lists tasks); the text that follows is a sequence of noisy text-encoder latents. Training is the ELF

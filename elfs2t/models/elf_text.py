@@ -1,4 +1,4 @@
-"""Text-only ELF (DESIGN §2.1–2.4): a frozen text latent space + the ELF denoiser, trained on text alone.
+"""Text-only ELF (docs/design.md §2.1–2.4): a frozen text latent space + the ELF denoiser, trained on text alone.
 
 This is the stage-3 backbone of the offline recipes: pre-trained on the corpus text, then used to
 initialise ELF-S2T's denoiser. Two modes:

@@ -1,4 +1,4 @@
-"""Initialise the ELF-S2T denoiser from a pre-trained ELF (DESIGN §2.5, §4.3).
+"""Initialise the ELF-S2T denoiser from a pre-trained ELF (docs/design.md §2.5, §4.3).
 
 ``source`` is either
 * one of our experiment folders (stage 3, ``exp/elf_<tag>/``) or one of its checkpoint files: the

@@ -1,4 +1,4 @@
-"""Stage 3 for the AR baseline: pre-train a small causal LM on the corpus text (DESIGN §6).
+"""Stage 3 for the AR baseline: pre-train a small causal LM on the corpus text (docs/design.md §6).
 
 The counterpart of the text ELF backbone (:mod:`elfs2t.models.elf_text`): the same text file, the
 same generic :class:`~elfs2t.train.trainer.Trainer`, batch size, optimiser family and wall-time

@@ -1,4 +1,4 @@
-"""Whisper zero-shot baseline (DESIGN §6): the Whisper model itself transcribes (ASR) or translates
+"""Whisper zero-shot baseline (docs/design.md §6): the Whisper model itself transcribes (ASR) or translates
 (X -> En) the test sets, greedy or with beam search, through ``transformers``' ``generate``.
 
 Audio is read through Lhotse (``cut.load_audio()``, resampled to 16 kHz when needed), so stage-1

@@ -1,9 +1,9 @@
 """Optimiser and schedule from :class:`OptimConfig`.
 
-Parameter split for ``name: muon`` (DESIGN §2.3, "Muon for every 2-D weight, Adam for the rest"):
+Parameter split for ``name: muon`` (docs/design.md §2.3: Muon for every 2-D weight, Adam for the rest):
 every trainable parameter with exactly 2 dimensions goes to Muon — linear maps, but also embedding
-tables, the token head and learned prefix tokens — unless its name contains one of
-``adam_patterns``; everything else (biases, norm gains, scalars, >2-D tensors) goes to Adam.
+tables and the token head — unless its name contains one of ``adam_patterns``; everything else (biases, norm
+gains, scalars, >2-D tensors such as the learned prefix tokens, shaped (1, n, H)) goes to Adam.
 Set ``adam_patterns: [embed, token_head]`` to keep embeddings and heads on Adam, as some Muon
 recipes do.
 

@@ -1,4 +1,4 @@
-"""The continuous text space (DESIGN §2.1): tokenizer + frozen text encoder -> scaled latents.
+"""The continuous text space (docs/design.md §2.1): tokenizer + frozen text encoder -> scaled latents.
 
 ``x = E(ids) / sigma_lat``: the last hidden states of a frozen Hugging Face encoder, divided by one
 global scale (0.2 in ELF). Every text becomes exactly ``L = max_len`` ids::

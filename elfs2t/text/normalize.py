@@ -1,4 +1,4 @@
-"""Text normalisation applied to references and hypotheses before WER/CER scoring (DESIGN §7).
+"""Text normalisation applied to references and hypotheses before WER/CER scoring (docs/design.md §7).
 
 Normalisers, chosen by name (``score.normalizer`` / ``--normalizer``):
 

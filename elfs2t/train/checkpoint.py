@@ -1,13 +1,15 @@
 """Training checkpoints: our own format, written atomically, with the previous ones kept.
 
-Files in ``exp/<tag>/``: ``checkpoint-<step>.pt`` (the newest ``keep_last`` are kept) and ``last.pt``, a copy
-of the newest (a file of its own, not a link: damage to one of the two leaves the other readable). Each file is
-one ``torch.save`` dict::
+Files in ``exp/<tag>/``: ``checkpoint-<step>.pt`` (the newest ``keep_last`` are kept, and the ``keep_best`` of
+lowest validation loss) and ``last.pt``, a copy of the newest (a file of its own, not a link: damage to one of the
+two leaves the other readable); ``valid_loss.json`` (``{step: loss}`` of every checkpoint written at a validation).
+Each file is one ``torch.save`` dict::
 
     {"format": "elfs2t-checkpoint", "version": 1, "step": int, "epoch": int, "batches_in_epoch": int,
      "model": state_dict, "ema": Ema.state_dict() | None, "optimizer": ..., "scheduler": ...,
      "sampler": sampler state | None, "rng": [per-rank rng_state()], "config": plain dict, "time": str,
-     "train_seconds": float}   # the run's training time so far (older checkpoints lack it: 0)
+     "train_seconds": float,   # the run's training time so far (older checkpoints lack it: 0)
+     "valid_loss": float | None}  # validation loss at that step (EMA weights), when validated there
 
 Writes go to ``<name>.tmp`` then ``os.replace``: a crash never leaves a half-written ``.pt``; the ``.tmp`` a
 kill leaves behind is never read, and :func:`remove_partial` (called when training starts) deletes it.
@@ -18,6 +20,7 @@ reach an older run's files.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -35,13 +38,14 @@ from elfs2t.errors import InputError
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "FORMAT", "CheckpointError", "rng_state", "set_rng_state", "list_checkpoints", "save_checkpoint",
-    "load_checkpoint", "load_latest", "remove_partial", "remove_checkpoints",
+    "FORMAT", "VALID_INDEX", "CheckpointError", "rng_state", "set_rng_state", "list_checkpoints", "save_checkpoint",
+    "load_checkpoint", "load_latest", "read_valid_losses", "remove_partial", "remove_checkpoints",
 ]
 
 FORMAT = "elfs2t-checkpoint"
+VALID_INDEX = "valid_loss.json"
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
-_PARTIAL = re.compile(r"^(checkpoint-\d+\.pt|last\.pt)\.tmp$")
+_PARTIAL = re.compile(r"^(checkpoint-\d+\.pt|last\.pt|valid_loss\.json)\.tmp$")
 
 
 class CheckpointError(InputError):
@@ -121,32 +125,60 @@ def remove_partial(exp_dir: str | Path) -> list[Path]:
 
 
 def remove_checkpoints(exp_dir: str | Path) -> list[Path]:
-    """Delete every checkpoint of exp_dir (``checkpoint-<step>.pt``, ``last.pt`` and partial writes): a run that
-    starts over must not leave an older run's files where :func:`load_latest` would fall back to them."""
+    """Delete every checkpoint of exp_dir (``checkpoint-<step>.pt``, ``last.pt``, ``valid_loss.json`` and partial
+    writes): a run that starts over must not leave an older run's files where :func:`load_latest` would fall back
+    to them, nor their validation losses for ``keep_best`` / ``--average-by best``."""
     exp_dir = Path(exp_dir)
-    old = [p for _, p in list_checkpoints(exp_dir)] + [p for p in [exp_dir / "last.pt"] if p.is_file()]
+    old = [p for _, p in list_checkpoints(exp_dir)] + [p for p in [exp_dir / "last.pt", exp_dir / VALID_INDEX]
+                                                        if p.is_file()]
     for path in old:
         path.unlink(missing_ok=True)
     return old + remove_partial(exp_dir)
 
 
-def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int = 2) -> Path:
+def read_valid_losses(exp_dir: str | Path) -> dict[int, float]:
+    """``{step: validation loss}`` of the checkpoints written at a validation (``valid_loss.json``; {} if none)."""
+    path = Path(exp_dir) / VALID_INDEX
+    try:
+        return {int(k): float(v) for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: unreadable validation-loss index ({exc})") from exc
+
+
+def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int = 2, keep_best: int = 0) -> Path:
     """Write ``state`` (must hold ``step``) as ``checkpoint-<step>.pt``, copy it to ``last.pt``, prune.
 
-    Returns the path of the new checkpoint. Older checkpoints beyond ``keep_last`` are deleted only after
-    the new one is complete.
+    Returns the path of the new checkpoint. A ``valid_loss`` in ``state`` goes into ``valid_loss.json``. Older
+    checkpoints are deleted only after the new one is complete, except the newest ``keep_last`` and the
+    ``keep_best`` of lowest validation loss.
     """
     if "step" not in state:
         raise ValueError("save_checkpoint: state has no 'step'")
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": 1, **state}
-    path = exp_dir / f"checkpoint-{int(state['step'])}.pt"
+    step = int(state["step"])
+    path = exp_dir / f"checkpoint-{step}.pt"
     _atomic_save(state, path)
     _atomic_copy(path, exp_dir / "last.pt")
-    for _, old in list_checkpoints(exp_dir)[: -max(1, keep_last)]:
-        if old != path:
+    losses = read_valid_losses(exp_dir)
+    if state.get("valid_loss") is not None:
+        losses[step] = float(state["valid_loss"])
+    found = list_checkpoints(exp_dir)
+    keep = {p for _, p in found[-max(1, keep_last):]} | {path}
+    if keep_best > 0:
+        scored = sorted((losses[s], s) for s, _ in found if s in losses)
+        best = {s for _, s in scored[:keep_best]}
+        keep |= {p for s, p in found if s in best}
+    for s, old in found:
+        if old not in keep:
             old.unlink(missing_ok=True)
+    kept = {s for s, p in found if p in keep}
+    index = exp_dir / VALID_INDEX
+    if losses or index.is_file():
+        tmp = index.with_name(index.name + ".tmp")
+        tmp.write_text(json.dumps({str(s): v for s, v in sorted(losses.items()) if s in kept}, indent=1) + "\n")
+        os.replace(tmp, index)
     log.info("saved %s", path)
     return path
 

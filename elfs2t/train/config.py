@@ -34,7 +34,11 @@ class TrainConfig:
     save_every: int = 1000
     """Write a checkpoint every this many steps (and always at the end)."""
     keep_last: int = 2
-    """Keep this many checkpoint-<step>.pt files (>= 2 keeps the previous one)."""
+    """Keep this many checkpoint-<step>.pt files (>= 2 keeps the previous one); ``--average N`` (decode, export,
+    ``elfs2t.load``) averages the last N of them."""
+    keep_best: int = 0
+    """Also keep the this many checkpoints with the lowest validation loss (``--average N --average-by best``;
+    only checkpoints written at a validation step have one: make save_every a multiple of valid_every)."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Autocast: auto = bfloat16 on CUDA, float32 on CPU."""
     seed: int = 1234
@@ -50,7 +54,7 @@ class TrainConfig:
     """Show a tqdm progress bar (main process)."""
 
     def validate(self) -> None:
-        for key in ("max_steps", "max_epochs", "valid_every", "valid_max_batches", "num_workers"):
+        for key in ("max_steps", "max_epochs", "valid_every", "valid_max_batches", "num_workers", "keep_best"):
             value = getattr(self, key)
             config_check(value >= 0, key, value, "must be >= 0")
         config_check(self.max_steps > 0 or self.max_epochs > 0, "max_steps", self.max_steps,

@@ -4,8 +4,8 @@
 listing the differing keys -- unless ``overwrite=True``, or unless the folder holds no checkpoint (then nothing
 would be resumed with the wrong config, and a run that failed before its first checkpoint -- a mistyped data
 path -- does not block the corrected one). Keys that only lengthen or re-resource a run (``max_steps``,
-``max_epochs``, ``max_minutes``, ``num_workers``, ``pin_memory``, ``progress``, ``log_every``) may change:
-that is how a finished run is continued. :func:`record_exp_dir` then writes ``config.yaml`` (resolved),
+``max_epochs``, ``max_minutes``, ``num_workers``, ``pin_memory``, ``progress``, ``log_every``, and how many
+checkpoints are kept: ``keep_last``, ``keep_best``) may change: that is how a finished run is continued. :func:`record_exp_dir` then writes ``config.yaml`` (resolved),
 ``config.hash`` and appends the command line with a UTC timestamp to ``cmd.txt`` -- call it once the run can
 start (its data read, its model built), so that a failed start leaves the folder as it was.
 :func:`prepare_exp_dir` does both at once.
@@ -31,7 +31,7 @@ __all__ = ["ExpDirError", "RESUMABLE_KEYS", "check_exp_dir", "config_diff", "pre
            "setup_file_logging", "write_dropped_cuts"]
 
 RESUMABLE_KEYS: tuple[str, ...] = ("max_steps", "max_epochs", "max_minutes", "num_workers", "pin_memory",
-                                   "progress", "log_every")
+                                   "progress", "log_every", "keep_last", "keep_best")
 """Last components of dotted keys that may differ when an experiment folder is reused."""
 
 

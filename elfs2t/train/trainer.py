@@ -119,6 +119,7 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.step = 0
         self._saved_step = -1
+        self._valid_step, self._valid_loss = -1, None  # the last validation's step and loss (for checkpoints)
         self.writer = None
 
     # ------------------------------------------------------------------ checkpoints
@@ -131,6 +132,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "world_size": self.info.world_size,
             "train_seconds": self._elapsed,
+            "valid_loss": self._valid_loss if self._valid_step == self.step else None,
             "config": self.config, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         }
 
@@ -140,7 +142,8 @@ class Trainer:
         if self._start is not None:
             self._out_of_time()  # the run's training seconds up to now, for the checkpoint
         if self.info.is_main:
-            save_checkpoint(self.exp_dir, {**self.state_dict(), "rng": rngs}, keep_last=self.cfg.keep_last)
+            save_checkpoint(self.exp_dir, {**self.state_dict(), "rng": rngs}, keep_last=self.cfg.keep_last,
+                            keep_best=self.cfg.keep_best)
         self._saved_step = self.step
         barrier()
 
@@ -248,6 +251,7 @@ class Trainer:
                 results.update(self.on_validate(self.module, self.step) or {})
             self.module.train()
         barrier()
+        self._valid_step, self._valid_loss = self.step, results.get("valid_loss")
         if self.info.is_main:
             log.info("step %d validation: %s", self.step, _fmt(results))
             self._log_scalars("valid", results)
@@ -380,11 +384,11 @@ class Trainer:
                     self.save()
             if window["steps"]:
                 train_loss = self._log_window(window, pbar)
-            if self.step > 0 and self._saved_step != self.step:
-                self.save()
             if (self.valid_loader is not None or self.on_validate is not None) and (
                     not cfg.valid_every or self.step % cfg.valid_every != 0):
-                valid = self.validate()
+                valid = self.validate()  # before the last checkpoint, which then carries its loss
+            if self.step > 0 and self._saved_step != self.step:
+                self.save()
         finally:
             # end the epoch's DataLoader iterator now, also when a step raised (the traceback would keep it, and
             # non-persistent workers, alive until garbage collection; persistent ones live with the loader)

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from elfs2t.config import config_check
-from elfs2t.models.draft_rescore import best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
+from elfs2t.models.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
 from elfs2t.models.ctc_aux import ctc_greedy
 from elfs2t.s2t.decoding.base import fmt, register, require_ctc
 
@@ -55,6 +55,13 @@ class RescoreDecoding:
 
     def __call__(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
                  generator: Optional[torch.Generator]) -> torch.Tensor:
+        ids, score, cands = self.candidates(model, cond, cond_mask, generator)
+        return ids[best_per_row(score, cands, cond.shape[0])]
+
+    def candidates(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
+                   generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor, list[Candidate]]:
+        """Every candidate (n-best lists): ids ``(N, L)``, scores ``(N,)`` (lower is better; the first of equals,
+        a row's draft first, wins) and the candidates (``.row``: which row each belongs to)."""
         readout, cond_hidden = model.draft_readout(cond, cond_mask, generator)
         top, idx = readout.log_probs.topk(2, dim=-1)
         best, prob, blank = idx[..., 0], top[..., 0].exp(), readout.vocab.blank
@@ -71,4 +78,4 @@ class RescoreDecoding:
             model.denoiser, model.encode_ids(ids), local.view(ids.shape), rows, cond, cond_mask,
             vocab_ids=readout.vocab.ids, levels=self.cfg.levels, draws=self.cfg.draws, sigma_d=model.cfg.flow.sigma_d,
             slots=slots, generator=generator)
-        return ids[best_per_row(score, cands, cond.shape[0])]
+        return ids, score, cands
