@@ -462,7 +462,7 @@ def test_dropped_cuts_are_listed_in_the_exp_dir_and_counted_in_train_log(tiny_fe
     with caplog.at_level("WARNING"):
         assert decode_bin.main(["--exp-dir", str(exp2), "--set", f"dev={tmp}/feats/cuts.jsonl.gz",
                                 "decode.flow.steps=1"]) == 0
-    (out,) = [d / "dev" for d in exp2.glob("decode_*")]
+    (out,) = exp2.glob("decode_*/dev")
     timing = json.loads((out / "timing.json").read_text())
     assert timing["refs_over_max_len"] == 1 and timing["max_text_tokens"] == 6
     assert len((out / "text").read_text().splitlines()) == 7  # still decoded (and scored)

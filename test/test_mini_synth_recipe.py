@@ -17,7 +17,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     recipe = copy_recipe("mini_synth", tmp_path)
     os.symlink(ROOT / "tools", tmp_path / "tools")  # the configs name ../../tools/models/...
     args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--nj", "2",
-            "--train-threads", "1", "--train-jobs", "2", "--models", "elf ar whisper", "--elf-init", "text", "--decode-opts", "decode.strategy=draft;decode.strategy=flow decode.flow.steps=2",
+            "--train-threads", "1", "--train-jobs", "2", "--models", "elf ar whisper", "--elf-init", "text", "--decode-opts", "decode.strategy=flow decode.flow.steps=2;decode.strategy=draft",
             "--ar-decode-opts", "decode.beam_size=1", "--decode-sets", "test test_unseen",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
     r = run(recipe, *args, timeout=900)

@@ -100,7 +100,7 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
     assert cfg["elf"]["flow"]["mu_dec"] == -0.5 and cfg["elf"]["flow"]["p_drop"] == 0.1
     assert cfg["optim"]["name"] == "muon" and cfg["optim"]["lr"] is None and cfg["optim"]["lr_per_256"] == 1e-3
     assert cfg["train"]["dtype"] == "auto" and cfg["decode"]["flow"]["guidance"] == 2.0
-    (decode,) = exp.glob("decode_*")
+    (decode,) = [d for d in exp.glob("decode_*") if d.is_dir()]  # not decode_setting.yaml
     assert decode.name == "decode_flow2_g2_prior"
     for s, part_spk in (("dev_clean", 101), ("test_clean", 102)):
         assert hyp_ids(decode / s / "text") == [f"{part_spk}-10-0000", f"{part_spk}-10-0001"]
@@ -130,7 +130,7 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     exp = recipe / "exp" / f"de_en_st_train_{tag}"
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
     assert cfg["data"]["train"] == [{"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "translation:en"}]
-    (decode,) = exp.glob("decode_*")
+    (decode,) = [d for d in exp.glob("decode_*") if d.is_dir()]
     assert hyp_ids(decode / "de_en_test" / "text") == ["d"] and hyp_ids(decode / "de_en_dev" / "text") == ["c", "e"]
     assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "How are you?"
     result = (decode / "de_en_test" / "result.txt").read_text()
@@ -147,7 +147,7 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     assert yaml.safe_load((asr / "config.yaml").read_text())["data"]["train"] == [
         {"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "transcript"},
         {"cuts": f"dump/{tag}/de_en_train_sp/cuts.jsonl.gz", "target": "transcript"}]
-    (decode,) = asr.glob("decode_*")
+    (decode,) = [d for d in asr.glob("decode_*") if d.is_dir()]
     assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "Wie geht es?"
     assert re.search(r"^WER:", (decode / "de_en_test" / "result.txt").read_text(), re.M)
     table = (recipe / "RESULTS.md").read_text()
