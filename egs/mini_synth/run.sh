@@ -29,7 +29,7 @@ asr_speed_perturb="0.9 1.1"   # speed factors for the ASR training set ("": none
                               # cuts (asr_train_sp) and caches them, stage 4 trains on both sets
 speed_perturb_per_cut=one     # one: one copy per cut, factor drawn per cut; all: one copy per factor
 asr_encoder=$MAIN_ROOT/tools/models/whisper-base      # Whisper for ASR features (hub id or local dir; base: fewer
-                                                      # errors on unseen voices than tiny.en, RESULTS.md session 6)
+                                                      # errors on unseen voices than tiny.en, HISTORY.md session 6)
 st_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en    # Whisper for S2TT features (tiny.en: as good as base here, 4x cheaper)
 feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
 tasks="asr st"        # which tasks stages 4-6 train, decode and score
