@@ -121,6 +121,27 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         config_check(self.model in MODELS, "model", self.model, f"must be one of {sorted(MODELS)}")
+        check_tasks(self)
+
+
+def task_tokens(cfg: ExperimentConfig) -> list[str]:
+    """The task tokens of the configured model (``elf.tasks`` / ``ar.tasks``)."""
+    return model_kind(cfg).section(cfg).tasks
+
+
+def check_tasks(cfg: ExperimentConfig) -> None:
+    """Raise ConfigError unless the model has a task token for every task of ``data.train`` / ``data.valid``: with
+    task tokens configured, each set's task must be one of them; without, the training sets must share one task
+    (a model without task tokens could not tell a transcript row from a translation row)."""
+    tasks = task_tokens(cfg)
+    key = f"{model_kind(cfg).section_key}.tasks"
+    for name in ("train", "valid"):
+        for i, spec in enumerate(getattr(cfg.data, name)):
+            config_check(not tasks or spec.task_name in tasks, f"data.{name}[{i}].task", spec.task_name,
+                         f"is not one of the model's tasks {tasks} ({key})")
+    train_tasks = sorted({spec.task_name for spec in cfg.data.train})
+    config_check(tasks or len(train_tasks) <= 1, key, tasks,
+                 f"data.train mixes the tasks {train_tasks}: list them here, so that each row gets its task token")
 
 
 def check_for_ddp(cfg: ExperimentConfig, world_size: int) -> None:

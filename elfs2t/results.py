@@ -45,7 +45,8 @@ __all__ = ["ResultRow", "parse_result_file", "decode_info", "train_minutes", "co
            "format_results_table", "write_results_table", "MODEL_NAMES"]
 
 METRICS = ("WER", "CER", "BLEU", "BLEU_lc", "chrF", "chrF_lc")
-MODEL_NAMES = {"elf_s2t": "ELF-S2T", "ar": "AR", "whisper": "Whisper zero-shot"}
+MODEL_NAMES = {"elf_s2t": "ELF-S2T", "ar": "AR", "whisper": "Whisper zero-shot",
+               "cascade": "Cascade (ASR -> text ELF)", "mt": "Text ELF (reference transcripts)"}
 """Display names of the model kinds, in table order."""
 _METRIC_LINE = re.compile(r"^(WER|CER|BLEU|BLEU_lc|chrF|chrF_lc):\s*([-+]?(?:[0-9.]+|inf|nan))", re.MULTILINE)
 _INT_LINE = re.compile(r"^(num_utts|missing_hyps):\s*(\d+)", re.MULTILINE)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from elfs2t.config import ConfigError, structure
-from elfs2t.models.ar import ArConfig, ArSpeechLM, make_small_lm, special_ids, train_bpe_tokenizer
+from elfs2t.models.ar import ArConfig, ArSpeechLM, make_small_lm, special_ids
+from text_fixtures import make_vocab
 
 CORPUS = ["The cat sat on the mat.", "A dog ran home!", "Hello world", "the mat is red", "Dogs and cats."] * 4
 FEAT_DIM = 6
@@ -14,7 +15,7 @@ FEAT_DIM = 6
 
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory) -> Path:
-    return train_bpe_tokenizer(CORPUS, tmp_path_factory.mktemp("tok"), vocab_size=120)
+    return make_vocab(tmp_path_factory.mktemp("tok"), CORPUS, vocab_size=120)
 
 
 def _model(tok_dir, **kw) -> ArSpeechLM:
@@ -59,14 +60,13 @@ def test_config_validation():
         structure(ArConfig, {"tokenizer": "x", "hidden": 30})
 
 
-def test_bpe_tokenizer_round_trip_and_special_ids(tok_dir):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(tok_dir))
-    ids = tok("The cat sat on the mat.", add_special_tokens=False)["input_ids"]
-    assert tok.decode(ids) == "The cat sat on the mat."  # cased, exact
-    bos, eos, pad = special_ids(tok)
-    assert tok.convert_ids_to_tokens([bos, eos, pad]) == ["<s>", "</s>", "<pad>"]
+def test_subword_vocabulary_round_trip_and_special_ids(tok_dir):
+    model = _model(tok_dir)
+    assert len(model.tokenizer) == model.lm.get_input_embeddings().num_embeddings  # the fresh LM is sized to it
+    ids = model.tokenize(["The cat sat on the mat."])[0]
+    assert model.tokenizer.decode(ids) == "The cat sat on the mat."  # cased, exact
+    assert model.tokenizer.convert_ids_to_tokens([model.bos, model.eos, model.pad]) == ["<s>", "</s>", "<pad>"]
+    assert model.suppress == [0, 1, 3]  # <unk>, <s>, <pad> are never generated; </s> ends a hypothesis
 
 
 def test_special_ids_fallbacks(tmp_path):
@@ -122,15 +122,17 @@ def test_loss_is_mean_token_cross_entropy(tok_dir):
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, target))
 
 
-def test_kv_cache_greedy_matches_recompute(trained):
+def test_kv_cache_greedy_matches_recompute(trained, tok_dir):
     model, batch, _ = trained
     assert model.generate(batch, use_cache=True) == model.generate(batch, use_cache=False)
-    # Unseen random audio: arbitrary, long outputs of different lengths exercise the cache for many steps.
-    for seed in (3, 4):
-        b = _batch(["x", "y", "z"], [8, 3, 5], seed=seed)
-        cached = model.generate_ids(b, max_new_tokens=30)
-        assert cached == model.generate_ids(b, max_new_tokens=30, use_cache=False)
-        assert max(len(s) for s in cached) > 10
+    # Unseen random audio: arbitrary outputs of different lengths; an untrained model's run long, exercising the
+    # cache for many steps.
+    for m in (model, _model(tok_dir).eval()):
+        for seed in (3, 4):
+            b = _batch(["x", "y", "z"], [8, 3, 5], seed=seed)
+            cached = m.generate_ids(b, max_new_tokens=30)
+            assert cached == m.generate_ids(b, max_new_tokens=30, use_cache=False)
+    assert max(len(s) for s in cached) > 10
 
 
 def test_beam_search(trained):

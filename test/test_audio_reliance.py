@@ -108,9 +108,9 @@ def test_decode_config_audio_tag_and_validation():
 def test_hypothesis_fn_applies_the_audio_transform_for_the_ar_model(tmp_path):
     """decode.audio reaches the model: AR greedy decoding (deterministic) of transformed vs pre-transformed batches."""
     from elfs2t.experiment import build_model
-    from elfs2t.models.ar import train_bpe_tokenizer
+    from text_fixtures import make_vocab
 
-    tok = train_bpe_tokenizer(["the cat sat", "a dog ran home", "hello world"] * 3, tmp_path / "tok", vocab_size=80)
+    tok = make_vocab(tmp_path / "tok", ["the cat sat", "a dog ran home", "hello world"] * 3, vocab_size=30)
     cfg = structure(ExperimentConfig, {"model": "ar", "ar": {"tokenizer": str(tok), "layers": 1, "hidden": 16, "heads": 2,
                                                              "feat_dim": DIM, "max_text_tokens": 6}})
     torch.manual_seed(0)

@@ -107,6 +107,13 @@ def test_exp_dir_refuses_a_different_config(tmp_path):
 def test_config_diff_and_train_config_validation():
     assert config_diff({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3, "d": 4}}) == {
         "a.c": (2, 3), "a.d": ("<absent>", 4)}
+    # a setting added later with a null default (e.g. data.train[i].task) does not block reusing an older folder
+    old = {"data": {"train": [{"cuts": "a", "target": "transcript"}]}}
+    assert config_diff(old, {"data": {"train": [{"cuts": "a", "target": "transcript", "task": None}]}}) == {}
+    assert config_diff(old, {"data": {"train": [{"cuts": "a", "target": "transcript", "task": "asr"}]}}) == {
+        "data.train.0.task": ("<absent>", "asr")}
+    assert config_diff(old, {"data": {"train": [{"cuts": "a", "target": "transcript"}, {"cuts": "b"}]}}) == {
+        "data.train.1.cuts": ("<absent>", "b")}
     with pytest.raises(ConfigError, match="grad_accum"):
         structure(TrainConfig, {"grad_accum": 0})
     with pytest.raises(ConfigError, match="max_steps"):

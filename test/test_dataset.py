@@ -67,3 +67,37 @@ def test_export_text(tmp_path):
     assert n == 2 and out.read_text().splitlines() == ["a dog", "the cat"]
     with pytest.raises(ConfigError):
         export_text([(tmp_path / "a" / "cuts.jsonl.gz", "translate")], out)
+
+
+def test_one_manifest_with_two_targets_and_their_tasks(tmp_path):
+    """A joint ASR + S2TT training set: the same cuts twice, each copy with its target and task token."""
+    from elfs2t.train.data import build_sampler
+
+    make_feature_cuts(tmp_path, ["Ein Hund", "Die Katze"], translations=["A dog", "The cat"])
+    specs = [SetSpec(cuts=tmp_path / "cuts.jsonl.gz", target="transcript", task="asr:de"),
+             SetSpec(cuts=tmp_path / "cuts.jsonl.gz", target="translation:en")]
+    assert [s.task_name for s in specs] == ["asr:de", "st:en"]
+    kept, counts = filter_cuts(load_sets(specs), max_duration=30.0)
+    assert counts["kept"] == 4 and len(kept) == 4
+    batch = S2TDataset()[kept]
+    assert sorted(zip(batch["task"], batch["text"])) == [("asr:de", "Die Katze"), ("asr:de", "Ein Hund"),
+                                                         ("st:en", "A dog"), ("st:en", "The cat")]
+    sampler = build_sampler(kept, max_cuts=3, num_buckets=2, shuffle=True, seed=1)
+    drawn = [(c.id, c.custom["elfs2t_task"]) for b in sampler for c in b]
+    assert sorted(drawn) == sorted((c.id, c.custom["elfs2t_task"]) for c in kept)  # every copy once an epoch
+
+
+def test_experiment_tasks_must_match_the_model(tmp_path):
+    from elfs2t.experiment import ExperimentConfig
+
+    two = [{"cuts": "x", "target": "transcript"}, {"cuts": "x", "target": "translation:en"}]
+    cfg = structure(ExperimentConfig, {"elf": {"tasks": ["asr", "st:en"]}, "data": {"train": two}})
+    assert [s.task_name for s in cfg.data.train] == ["asr", "st:en"]
+    with pytest.raises(ConfigError, match=r"elf.tasks=\[\]: data.train mixes the tasks \['asr', 'st:en'\]"):
+        structure(ExperimentConfig, {"data": {"train": two}})
+    with pytest.raises(ConfigError, match=r"data.valid\[0\].task='st:de': is not one of the model's tasks "
+                                          r"\['asr', 'st:en'\] \(ar.tasks\)"):
+        structure(ExperimentConfig, {"model": "ar", "ar": {"tasks": ["asr", "st:en"]},
+                                     "data": {"train": two, "valid": [{"cuts": "x", "target": "translation:de"}]}})
+    with pytest.raises(ConfigError, match="task='': must not be empty"):
+        structure(SetSpec, {"cuts": "x", "task": ""})

@@ -106,7 +106,6 @@ ENTRY_POINT_CONFIG_ERRORS = [
     ("fetch_elf", ["--conf", "{tmp}/bad.yaml"], "unknown config key(s) ['elf.denoiser.dpeth']"),
     ("fetch_elf", ["elf.feat_dim=3"], "overrides ['elf.feat_dim=3'] need --conf"),
     ("pretrain_text", ["--exp-dir", "{tmp}/exp", "--text", "{tmp}/t.txt", "model.nope=1"], "unknown config key(s)"),
-    ("pretrain_lm", ["--exp-dir", "{tmp}/exp", "--text", "{tmp}/t.txt", "optim.lr=-1"], "optim.lr=-1"),
     ("cache_features", ["--cuts", "{tmp}/c.jsonl.gz", "--out-dir", "{tmp}/o", "--batch-size", "0"], "batch_size=0"),
     ("cache_features", ["--cuts", "{tmp}/c.jsonl.gz", "--out-dir", "{tmp}/o", "--ngpu", "8", "--encoder",
                         "{root}/tools/models/whisper-tiny.en"], "--ngpu 8: "),

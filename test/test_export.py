@@ -108,13 +108,16 @@ def test_a_frozen_model_with_other_weights_is_refused(tiny_asr, exported, tmp_pa
 
 
 def test_ar_baseline_exports_with_its_tokenizer(tiny_asr, tmp_path):
-    """An AR model (a fresh LM on the MiniLM tokenizer) exports its tokenizer and LM structure and decodes the
-    same after loading the folder; beam n-best lists are ranked, the first one its text."""
+    """An AR model (a fresh LM on its stage-3 SentencePiece vocabulary, as the recipes train it) exports its tokenizer
+    and LM structure and decodes the same after loading the folder; beam n-best lists are ranked, the first one its
+    text."""
     from elfs2t.bin import train as train_bin
+    from text_fixtures import make_vocab
 
+    vocab = make_vocab(tmp_path / "token_list", [c.supervisions[0].text for c in tiny_asr.cuts], vocab_size=60)
     conf = {
         "model": "ar",
-        "ar": {"tokenizer": str(tiny_asr.minilm), "layers": 1, "hidden": 32, "heads": 2, "feat_dim": 384, "stack": 4,
+        "ar": {"tokenizer": str(vocab), "layers": 1, "hidden": 32, "heads": 2, "feat_dim": 384, "stack": 4,
                "max_text_tokens": 12, "lowercase": True},
         "data": {"train": [{"cuts": str(tiny_asr.feats)}], "max_duration": 4.0, "num_buckets": 2},
         "optim": {"name": "adamw", "lr": 3e-3, "warmup_steps": 2, "ema_decay": 0.5},

@@ -17,10 +17,10 @@ from lhotse.recipes.librispeech import prepare_librispeech
 from elfs2t.bin import make_mini_synth
 from elfs2t.data.mini_synth import lexicon_de, lexicon_en, voices
 from elfs2t.data.mini_synth.generate import (
-    COVOST_SPLITS, LIBRISPEECH_PARTS, MARKER, english_layout, generate_mini_synth, german_layout,
+    COVOST_SPLITS, GEN_DIR, LIBRISPEECH_PARTS, MARKER, english_layout, generate_mini_synth, german_layout,
 )
 from elfs2t.data.mini_synth.grammar import article, english_sentence, german_pair, librispeech_text
-from elfs2t.data.mini_synth.plan import SPLITS, plan_corpus
+from elfs2t.data.mini_synth.plan import GEN_SPLITS, SPLITS, plan_corpus
 from elfs2t.data.mini_synth.synth import SynthJob, resample, synthesize
 from elfs2t.data.mini_synth.writers import COVOST_HEADER, CV_HEADER
 
@@ -38,6 +38,19 @@ def corpus(tmp_path_factory) -> Path:
 def corpus_again(tmp_path_factory) -> Path:
     """A second generation with the same seed and sizes (determinism; mutated by the resume test)."""
     return generate_mini_synth(tmp_path_factory.mktemp("mini_synth_b"), **KWARGS)
+
+
+@pytest.fixture(scope="module")
+def corpus_with_gen(tmp_path_factory) -> Path:
+    """The same corpus with the generalisation sets (seen and unseen voices)."""
+    return generate_mini_synth(tmp_path_factory.mktemp("mini_synth_gen"), **KWARGS, num_test_gen=3,
+                               num_test_gen_unseen=2)
+
+
+def _all_files(root: Path) -> dict[str, bytes]:
+    """Every file outside the generalisation corpus, audio included."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and GEN_DIR not in p.relative_to(root).parts}
 
 
 def _read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -284,6 +297,38 @@ def test_same_seed_is_byte_identical(corpus, corpus_again):
     assert (corpus / "README.txt").read_text() == (corpus_again / "README.txt").read_text()
 
 
+def test_gen_sets_change_no_file_of_the_other_splits(corpus, corpus_with_gen):
+    a, b = _all_files(corpus), _all_files(corpus_with_gen)
+    assert any(k.endswith(".flac") for k in a) and any(k.endswith(".mp3") for k in a)
+    assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == []  # byte-identical, audio included
+    assert not (corpus / GEN_DIR).exists() and (corpus_with_gen / GEN_DIR / "README.txt").is_file()
+
+
+def test_gen_corpus_reads_back_with_the_real_preparation(corpus_with_gen, tmp_path):
+    from elfs2t.data.covost2 import prepare_covost2
+    from elfs2t.data.librispeech import prepare_librispeech_cuts
+    from elfs2t.data.dataset import target_text
+
+    gen = corpus_with_gen / GEN_DIR
+    plan = plan_corpus(SEED, {**SIZES, "test_gen": 3, "test_gen_unseen": 2})
+    asr = prepare_librispeech_cuts(gen / "LibriSpeech", tmp_path, parts=["test-clean", "test-other"],
+                                   set_names={"test-clean": "asr_gen_test", "test-other": "asr_gen_test_unseen"})
+    st = prepare_covost2(gen / "cv" / "de", gen / "covost" / "covost_v2.de_en.tsv", "de", "en", tmp_path,
+                         splits=["test", "test_unseen"], prefix="st_gen")
+    for split, name in zip(GEN_SPLITS, ("gen_test", "gen_test_unseen")):
+        expected = sorted(librispeech_text(u.text) for u in plan.utts["en"][split])
+        assert sorted(c.supervisions[0].text for c in asr[f"asr_{name}"]) == expected
+        pairs = sorted((target_text(c, "transcript"), target_text(c, "translation:en")) for c in st[f"st_{name}"])
+        assert pairs == sorted((u.text, u.translation) for u in plan.utts["de"][split])
+    # speakers: seen voices in test_gen, unseen ones in test_gen_unseen, as in the main corpus' test sets
+    seen = {str(s.speaker_id) for s in plan.speakers["en"] if s.seen}
+    train_spk = {p.name for p in (corpus_with_gen / "LibriSpeech" / "train-clean-100").iterdir() if p.is_dir()}
+    assert {c.supervisions[0].speaker for c in asr["asr_gen_test"]} <= seen and train_spk <= seen
+    assert not {c.supervisions[0].speaker for c in asr["asr_gen_test_unseen"]} & seen
+    clips = {c.id for c in st["st_gen_test"]} | {c.id for c in st["st_gen_test_unseen"]}
+    assert all(int(c.rsplit("_", 1)[1]) >= 20_000_000 for c in clips)  # never a clip name of the main corpus
+
+
 def test_resume_skips_finished_parts_and_redoes_interrupted(corpus_again, caplog):
     root = corpus_again
     flacs = sorted((root / "LibriSpeech").rglob("*.flac"))
@@ -327,5 +372,6 @@ def test_cli_help(capsys):
         make_mini_synth.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for opt in ("--output-dir", "--seed", "--num-train", "--num-dev", "--num-test", "--num-test-unseen", "--nj"):
+    for opt in ("--output-dir", "--seed", "--num-train", "--num-dev", "--num-test", "--num-test-unseen",
+                "--num-test-gen", "--num-test-gen-unseen", "--nj"):
         assert opt in out

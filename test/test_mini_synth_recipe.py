@@ -1,10 +1,12 @@
 """egs/mini_synth end to end (stages 0-7) on a tiny corpus with the shipped configs shrunk to a few steps:
-every model (ELF-S2T, AR baseline, Whisper zero-shot), both tasks, the comparison table and the analysis."""
+every model (ELF-S2T, AR baseline, Whisper zero-shot), every task (ASR, S2TT, the joint model of both), the
+generalisation sets, the comparison table and the analysis."""
 import json
 import os
 from pathlib import Path
 
 import pytest
+import yaml
 from lhotse import CutSet
 
 from test_recipe_skeleton import copy_recipe, run
@@ -12,13 +14,16 @@ from test_recipe_skeleton import copy_recipe, run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow  # ~25 python start-ups, real tiny.en / base encoders and Whisper decoding (~3-4 min)
+@pytest.mark.slow  # ~60 python start-ups, real tiny.en / base encoders, Whisper decoding (~11 min on 2 busy cores)
 def test_mini_synth_stages_0_to_7(tmp_path):
     recipe = copy_recipe("mini_synth", tmp_path)
     os.symlink(ROOT / "tools", tmp_path / "tools")  # the configs name ../../tools/models/...
-    args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--nj", "2",
-            "--train-threads", "1", "--train-jobs", "2", "--models", "elf ar whisper", "--elf-init", "text", "--decode-opts", "decode.strategy=flow decode.flow.steps=2;decode.strategy=draft",
-            "--ar-decode-opts", "decode.beam_size=1", "--decode-sets", "test test_unseen",
+    args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--num-test-gen", "2",
+            "--num-test-gen-unseen", "0", "--nj", "2", "--train-threads", "1", "--train-jobs", "2",
+            "--models", "elf ar whisper", "--elf-init", "text",
+            "--decode-opts", "decode.strategy=flow decode.flow.steps=2;decode.strategy=draft",  # the last: recorded
+            "--ar-decode-opts", "decode.beam_size=1",
+            "--decode-sets", "test test_unseen gen_test gen_test_unseen", "--whisper-sets", "test gen_test",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
     r = run(recipe, *args, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -31,8 +36,13 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     # --asr-decode-opts (default: the rescored draft) decodes ASR only, after the --decode-opts settings
     assert list((exp / "asr_elf").glob("decode_rescore*/asr_test/result.txt"))
     assert not list((exp / "st_elf").glob("decode_rescore*"))
+    # the generalisation sets (seen voices only here: the unseen-voice one is skipped with a log line)
+    for model in ("asr_elf", "asr_ar", "st_elf", "st_ar"):
+        assert list((exp / model).glob("decode_*/*_gen_test/result.txt")), model
+    assert not list(exp.glob("*/decode_*/*_gen_test_unseen")) and "skipping set asr_gen_test_unseen" in r.stderr
+    assert (recipe / "corpus" / "gen" / "README.txt").is_file()
     table = (exp / "results.md").read_text()
-    for needle in ("asr_test", "st_test_unseen", "ELF-S2T", "AR", "Whisper"):
+    for needle in ("asr_test", "st_test_unseen", "asr_gen_test", "st_gen_test", "ELF-S2T", "AR", "Whisper"):
         assert needle in table, needle
     assert "WER" in r.stdout and "BLEU" in r.stdout  # the table is printed
     assert "training st_elf in the background" in r.stderr  # --train-jobs 2: both tasks at once
@@ -56,9 +66,52 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     flacs = sorted((recipe / "corpus" / "LibriSpeech" / "test-clean").rglob("*.flac"))
     got = {t.id: t.text for t in elfs2t.load(exp / "asr_elf").transcribe(flacs)}
     assert got == read_text(exp / "asr_elf" / f"decode_{read_setting(exp / 'asr_elf')[1]}" / "asr_test" / "text")
-    # a re-run skips every finished stage (per model for stages 3-6)
-    r = run(recipe, *args, "--stage", "3", timeout=900)
+
+    # the joint task and the cascade added later: their own stages run, the finished ones of the other tasks are
+    # skipped (the test set only, for time)
+    r = run(recipe, *args, "--stage", "3", "--tasks", "asr st joint cascade", "--mt-decode-opts", "sampler.steps=2",
+            "--decode-sets", "test", timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert "already done" in r.stderr
+    assert "stage 4 (training (asr st) [elf]): already done" in r.stderr
+    for model in ("elf", "ar"):  # one experiment each, both tasks decoded with their task tokens
+        cfg = yaml.safe_load((exp / f"joint_{model}" / "config.yaml").read_text())
+        assert cfg[model]["tasks"] == ["asr", "st:en"], model
+        assert [d["target"] for d in cfg["data"]["train"]] == ["transcript", "translation:en"]
+        asr_de = sorted((exp / f"joint_{model}").glob("decode_*/asr_de_test"))
+        assert asr_de and json.loads((asr_de[0] / "timing.json").read_text())["task"] == "asr", model
+        assert "normalizer: strip_accents" in (asr_de[0] / "result.txt").read_text()  # MiniLM has no umlauts
+        st = sorted((exp / f"joint_{model}").glob("decode_*/st_test/result.txt"))
+        assert st and "BLEU" in st[0].read_text(), model
+    assert read_setting(exp / "joint_elf")[0] == ["decode.strategy=draft"]  # the last --decode-opts, both tasks
+    assert (recipe / "data" / "token_list" / "de_en" / "sp.model").is_file()
+    assert list(exp.glob("whisper_*/decode_transcribe_de*/asr_de_test/result.txt"))
+    # the cascade: the joint models' German transcripts (and the references) translated by the text ELF
+    assert "training stopped by max_steps at step 2" in (exp / "mt_elf" / "train.log").read_text()
+    for model in ("elf", "ar"):
+        cascade = sorted((exp / f"cascade_{model}").glob("decode_*_mt/st_test/result.txt"))
+        assert cascade and "BLEU" in cascade[0].read_text(), model
+        assert json.loads((cascade[0].parent / "timing.json").read_text())["model"] == "cascade"
+    assert "BLEU" in (exp / "mt_elf" / "decode_ref_mt" / "st_test" / "result.txt").read_text()
+    table = (exp / "results.md").read_text()
+    for needle in ("asr_de_test", "joint_elf", "joint_ar", "cascade_elf", "mt_elf"):
+        assert needle in table, needle
     timing = json.loads(next((exp / "asr_elf").glob("decode_*/asr_test/timing.json")).read_text())
     assert timing["num_utts"] == 3
+
+
+def test_mini_synth_run_sh_options(tmp_path):
+    """run.sh parses, documents every option in --help, and rejects an unknown --models entry early."""
+    import re
+    import subprocess
+
+    run_sh = Path(__file__).resolve().parents[1] / "egs" / "mini_synth" / "run.sh"
+    assert subprocess.run(["bash", "-n", str(run_sh)], capture_output=True).returncode == 0
+    r = subprocess.run([str(run_sh), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    head = run_sh.read_text().split("help_message=", 1)[0]
+    options = [m.group(1).replace("_", "-") for m in re.finditer(r"^([a-z_][a-z0-9_]*)=", head, re.M)]
+    assert {"models", "tasks", "ar-decode-opts", "asr-whisper", "st-whisper", "whisper-beam"} <= set(options)
+    assert not [o for o in options if not re.search(rf"^\s+--{o}\b", r.stdout, re.M)]
+    # the --models / --tasks checks come before any stage (in a copy: a regression would run stage 7 there)
+    bad = run(copy_recipe("mini_synth", tmp_path), "--stage", "7", "--stop-stage", "7", "--models", "elf gpt")
+    assert bad.returncode != 0 and "unknown model 'gpt'" in bad.stderr

@@ -8,9 +8,10 @@ import torch
 from elfs2t.config import ConfigError, structure, unstructure
 from elfs2t.experiment import ExperimentConfig
 from elfs2t.kinds.elf_s2t import ElfS2TKind, group_words
-from elfs2t.models.ar import ArConfig, ArSpeechLM, train_bpe_tokenizer
+from elfs2t.models.ar import ArConfig, ArSpeechLM
 from elfs2t.models.ctc_align import ctc_align, ctc_align_spans
 from elfs2t.models.elf_s2t import ElfS2T
+from text_fixtures import make_vocab
 
 MINILM = Path(__file__).resolve().parents[1] / "tools" / "models" / "all-MiniLM-L6-v2"
 FEAT_DIM = 6
@@ -28,7 +29,7 @@ def _batch(lens, seed=1):
 @pytest.fixture(scope="module")
 def ar_model(tmp_path_factory):
     corpus = ["the cat sat on the mat", "a dog ran home", "hello world", "the mat is red"] * 4
-    tok = train_bpe_tokenizer(corpus, tmp_path_factory.mktemp("tok"), vocab_size=300)
+    tok = make_vocab(tmp_path_factory.mktemp("tok"), corpus, vocab_size=60)  # the stage-3 SentencePiece vocabulary
     torch.manual_seed(0)
     model = ArSpeechLM(ArConfig(tokenizer=str(tok), layers=1, hidden=32, heads=2, feat_dim=FEAT_DIM, stack=2,
                                 max_text_tokens=16))

@@ -113,6 +113,9 @@ def test_mini_synth_stage_1_names_sets_per_contract(tmp_path):
     with open(tsv, "a") as f:
         f.write("u.mp3\tNeue Stimme.\tNew voice.\tspk_9\ttest_unseen\n")
     r = run(recipe, "--stage", "1", "--stop-stage", "1", "--nj", "1", MINI_SYNTH=str(corpus))
+    assert r.returncode != 0 and "no generalisation sets in" in r.stderr  # asked for (by default), not synthesized
+    r = run(recipe, "--stage", "1", "--stop-stage", "1", "--nj", "1", "--num-test-gen", "0", "--num-test-gen-unseen",
+            "0", MINI_SYNTH=str(corpus))
     assert r.returncode == 0, r.stderr
     names = sorted(p.name[len("cuts_"):-len(".jsonl.gz")] for p in (recipe / "data" / "manifests").glob("cuts_*"))
     assert names == sorted(f"{t}_{s}" for t in ("asr", "st") for s in ("train", "dev", "test", "test_unseen"))

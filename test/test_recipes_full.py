@@ -93,8 +93,9 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
     assert fetched["file"].endswith("checkpoint_20") and fetched["loaded"] > 0
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
     assert cfg["init"]["denoiser"] == str(tiny_models["elf"])
-    assert cfg["data"]["train"] == [{"cuts": f"dump/{tag}/train/cuts.jsonl.gz", "target": "transcript"},
-                                    {"cuts": f"dump/{tag}/train_sp/cuts.jsonl.gz", "target": "transcript"}]
+    assert cfg["data"]["train"] == [
+        {"cuts": f"dump/{tag}/train/cuts.jsonl.gz", "target": "transcript", "task": None},
+        {"cuts": f"dump/{tag}/train_sp/cuts.jsonl.gz", "target": "transcript", "task": None}]
     assert cfg["data"]["valid"][0]["cuts"] == f"dump/{tag}/dev_clean/cuts.jsonl.gz"
     # the paper settings that the overrides leave alone
     assert cfg["elf"]["flow"]["mu_dec"] == -0.5 and cfg["elf"]["flow"]["p_drop"] == 0.1
@@ -111,8 +112,16 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
     r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")  # re-run: every stage skipped
     assert r.returncode == 0 and len(re.findall(r"already done", r.stderr)) == 6, r.stderr[-2000:]
 
+    # the AR baseline's stage 3: the SentencePiece vocabulary of the lower-cased training transcripts
+    r = run(recipe, "--stage", "3", "--stop-stage", "3", "--model", "ar", "--ar-vocab-size", "60", *args[4:],
+            LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")
+    assert r.returncode == 0, r.stderr[-4000:]
+    vocab = recipe / "data" / "token_list" / "train_bpe60"
+    text = (recipe / "data" / "token_list" / "train_bpe60.txt").read_text()
+    assert (vocab / "sp.model").is_file() and text == text.lower() and text.strip()
 
-@pytest.mark.slow  # two tasks (st, then source asr on the same features) (~70 s)
+
+@pytest.mark.slow  # st, source asr on the same features, the joint AR and ELF-S2T (~2 min)
 def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     cv_dir, tsv = make_covost_tree(tmp_path / "db")
     # a second dev clip: the training-time validation loader needs as many cuts as sampler buckets (2)
@@ -129,7 +138,8 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     tag = "whisper-rand64_trim"
     exp = recipe / "exp" / f"de_en_st_train_{tag}"
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
-    assert cfg["data"]["train"] == [{"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "translation:en"}]
+    assert cfg["data"]["train"] == [
+        {"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "translation:en", "task": None}]
     (decode,) = [d for d in exp.glob("decode_*") if d.is_dir()]
     assert hyp_ids(decode / "de_en_test" / "text") == ["d"] and hyp_ids(decode / "de_en_dev" / "text") == ["c", "e"]
     assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "How are you?"
@@ -145,16 +155,48 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     assert sorted(sp) == sorted(f"{i}_sp1.1" for i in train)
     asr = recipe / "exp" / f"de_en_asr_train_{tag}_sp"
     assert yaml.safe_load((asr / "config.yaml").read_text())["data"]["train"] == [
-        {"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "transcript"},
-        {"cuts": f"dump/{tag}/de_en_train_sp/cuts.jsonl.gz", "target": "transcript"}]
+        {"cuts": f"dump/{tag}/de_en_train/cuts.jsonl.gz", "target": "transcript", "task": None},
+        {"cuts": f"dump/{tag}/de_en_train_sp/cuts.jsonl.gz", "target": "transcript", "task": None}]
     (decode,) = [d for d in asr.glob("decode_*") if d.is_dir()]
     assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "Wie geht es?"
     assert re.search(r"^WER:", (decode / "de_en_test" / "result.txt").read_text(), re.M)
     table = (recipe / "RESULTS.md").read_text()
     assert f"de_en_st_train_{tag}" in table and f"de_en_asr_train_{tag}_sp" in table and "BLEU" in table
 
+    # one model for both tasks with task tokens: the AR baseline (stage 3: the SentencePiece vocabulary of both
+    # targets) and ELF-S2T (stage 4 only: the same overrides, elf.tasks); the translation decoded as <set>, the
+    # transcript as <set>_asr
+    ar_opts = ("ar.layers=1 ar.hidden=32 ar.heads=2 ar.feat_dim=64 ar.stack=2 data.max_duration=2 "
+               "data.num_buckets=2 train.max_steps=3 train.log_every=1 train.valid_every=0 train.save_every=3 "
+               "train.num_workers=0 train.pin_memory=false train.progress=false optim.warmup_steps=1")
+    swap = {tiny_train_opts(): ar_opts, "decode.flow.steps=2 decode.max_duration=5": "decode.beam_size=2 "
+            "decode.max_new_tokens=8 decode.max_duration=5"}
+    assert set(swap) <= set(args), "common_args changed: update the AR swap"
+    ar_args = [swap.get(a, a) for a in args]
+    r = run(recipe, "--stage", "3", "--stop-stage", "6", "--model", "ar", "--task", "joint", "--ar-vocab-size", "40",
+            *ar_args, **env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    vocab = recipe / "data" / "token_list" / "de_en_joint_bpe40"
+    assert (vocab / "sp.model").is_file() and json.loads((vocab / "subword.json").read_text())["lines"] == 4
+    joint = recipe / "exp" / f"de_en_joint_train_ar_{tag}"
+    cfg = yaml.safe_load((joint / "config.yaml").read_text())
+    assert cfg["model"] == "ar" and cfg["ar"]["tasks"] == ["asr", "st:en"] and cfg["ar"]["tokenizer"] == str(
+        vocab.relative_to(recipe))
+    assert [d["target"] for d in cfg["data"]["train"]] == ["transcript", "translation:en"]
+    (decode,) = joint.glob("decode_*")
+    assert (decode / "de_en_test_asr" / "ref").read_text().split(maxsplit=1)[1].strip() == "Wie geht es?"
+    assert (decode / "de_en_test" / "ref").read_text().split(maxsplit=1)[1].strip() == "How are you?"
+    assert re.search(r"^WER:", (decode / "de_en_test_asr" / "result.txt").read_text(), re.M)
+    assert re.search(r"^BLEU:", (decode / "de_en_test" / "result.txt").read_text(), re.M)
+    r = run(recipe, "--stage", "4", "--stop-stage", "4", "--task", "joint", *args, **env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    cfg = yaml.safe_load((recipe / "exp" / f"de_en_joint_train_{tag}" / "config.yaml").read_text())
+    assert cfg["elf"]["tasks"] == ["asr", "st:en"] and len(cfg["data"]["valid"]) == 2
+
     r = run(recipe, "--task", "mt", "--stage", "4", *args, **env)
-    assert r.returncode == 1 and "--task must be st or asr" in r.stderr
+    assert r.returncode == 1 and "--task must be st, asr or joint" in r.stderr
+    r = run(recipe, "--model", "gpt", "--stage", "4", *args, **env)
+    assert r.returncode == 1 and "--model must be elf or ar" in r.stderr
 
 
 @pytest.mark.slow  # a new recipe from egs/TEMPLATE, its example local/prepare.py layout, stages 1-3 (~25 s)
@@ -188,6 +230,12 @@ def test_new_recipe_from_template_stages_1_to_3(tmp_path, tiny_models):
     done = recipe / "exp" / ".done"
     assert (done / "stage1").is_file() and (done / f"{tag}_sp" / "stage2").is_file()
     assert (done / f"train_{tag}_sp" / "stage3").is_file()
+    # --model ar: stage 3 trains the SentencePiece vocabulary of the training targets instead
+    r = run(recipe, "--stage", "3", "--stop-stage", "3", "--model", "ar", "--ar-vocab-size", "30",
+            "--speed-perturb", "0.9 1.1", *common_args(tiny_models), CORPUS=str(corpus), HF_HUB_OFFLINE="1")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (recipe / "data" / "token_list" / "train_bpe30" / "sp.model").is_file()
+    assert (done / f"train_ar_{tag}_sp" / "stage3").is_file()
 
 
 def declared_options(run_sh: Path) -> list[str]:

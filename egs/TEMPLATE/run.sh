@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # __RECIPE__: a recipe made from egs/TEMPLATE (utils/new_recipe.sh). See docs/adding_a_corpus.md.
 # Stages (numbers shared by every recipe, docs/design.md §4.1):
-#   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone
+#   0 get the corpus   1 data preparation   2 Whisper feature caching   3 ELF backbone / AR vocabulary
 #   4 training         5 decoding           6 scoring                   7 analysis
 # Usage: ./run.sh [--stage N] [--stop-stage M] [options]   (./run.sh --help lists them)
 set -euo pipefail
@@ -16,7 +16,8 @@ force=false           # redo stages even when their done markers exist
 nj=4                  # parallel jobs for data preparation and feature caching
 ngpu=1                # GPUs per node for feature caching, training and decoding (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
-conf=conf/train.yaml  # training / decoding config
+model=elf             # elf: ELF-S2T (conf/train.yaml); ar: the AR speech-LLM baseline (conf/train_ar.yaml)
+conf=""               # training / decoding config (default: conf/train.yaml, with --model ar conf/train_ar.yaml)
 manifest_dir=data/manifests
 train_set=train       # stages 2-4: training set (a set name returned by local/prepare.py)
 valid_set=dev         # stages 2-4: validation set during training
@@ -29,6 +30,7 @@ feat_batch_size=8     # stage 2: utterances per encoder forward
 speed_perturb=""      # stage 2: speed factors for extra copies of the training set ("": none), e.g. "0.9 1.1"
 speed_perturb_per_cut=all   # stage 2: all = one copy per factor; one = one copy per utterance, factor drawn
 elf_init=""           # stage 3-4: ELF checkpoint (file, dir or hub id) instead of init.denoiser of --conf
+ar_vocab_size=1000    # stage 3 (--model ar): SentencePiece BPE pieces of the AR's vocabulary of the targets
 exp_tag=""            # stage 4-6: experiment folder exp/<tag> (default: <conf name>_<encoder tag>[_sp])
 train_opts=""         # stage 3-4: config overrides, e.g. "train.max_steps=50000 data.max_duration=600"
 decode_opts=""        # stage 5: decoding overrides, e.g. "decode.flow.steps=16 decode.flow.guidance=1.5"
@@ -37,14 +39,15 @@ rdzv_endpoint=localhost:29400   # stage 4: torchrun rendezvous host:port, the sa
 rdzv_id=elfs2t        # stage 4: torchrun job id shared by all nodes
 
 help_message="Usage: $0 [options]
-__RECIPE__ recipe (ELF-S2T). Options (default in parentheses):
+__RECIPE__ recipe (ELF-S2T or the AR baseline). Options (default in parentheses):
   --stage N             first stage to run ($stage)
   --stop-stage M        last stage to run ($stop_stage)
   --force true|false    redo finished stages ($force)
   --nj N                parallel jobs for data preparation and CPU feature caching ($nj)
   --ngpu N              GPUs per node for feature caching, training, decoding; 0: CPU ($ngpu)
   --num-nodes N         nodes for training ($num_nodes)
-  --conf FILE           training/decoding config ($conf)
+  --model elf|ar        ELF-S2T or the AR speech-LLM baseline (a fresh LM on the stage-3 vocabulary) ($model)
+  --conf FILE           training/decoding config (default conf/train.yaml; --model ar: conf/train_ar.yaml) ($conf)
   --manifest-dir DIR    stage-1 output ($manifest_dir)
   --train-set SET       training set ($train_set)
   --valid-set SET       validation set during training ($valid_set)
@@ -57,6 +60,7 @@ __RECIPE__ recipe (ELF-S2T). Options (default in parentheses):
   --speed-perturb \"..\"  speed factors for extra training copies (set <train-set>_sp), \"\" for none ($speed_perturb)
   --speed-perturb-per-cut all|one  one copy per factor, or one per utterance with a drawn factor ($speed_perturb_per_cut)
   --elf-init SRC        ELF checkpoint (file, dir, hub id) overriding init.denoiser of --conf ($elf_init)
+  --ar-vocab-size N     stage 3 with --model ar: pieces of the SentencePiece vocabulary ($ar_vocab_size)
   --exp-tag TAG         experiment folder exp/TAG (default: <conf name>_<encoder tag>[_sp]) ($exp_tag)
   --train-opts \"K=V ..\" config overrides for stages 3-4, e.g. \"train.max_steps=50000\" ($train_opts)
   --decode-opts \"K=V ..\" decoding overrides, e.g. \"decode.flow.guidance=1.5\" ($decode_opts)
@@ -89,6 +93,11 @@ if stage_begin 1 "data preparation" "${CORPUS:-CORPUS}" local/prepare.py -- "man
 fi
 
 # Stages 2-6 share the encoder tag (dump/<tag>/) and the experiment folder (exp/<exp_tag>/).
+case "$model" in
+  elf) conf=${conf:-conf/train.yaml} ;;
+  ar) conf=${conf:-conf/train_ar.yaml} ;;
+  *) die "--model must be elf or ar, got '$model'" ;;
+esac
 read -r -a eval_sets <<< "$test_sets"
 feat_tag=""; tag=""
 if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
@@ -104,7 +113,9 @@ train_sets="{cuts: dump/$feat_tag/$train_set/cuts.jsonl.gz, target: '$target'}"
 [ -z "$speed_perturb" ] || train_sets="$train_sets, {cuts: dump/$feat_tag/${train_set}_sp/cuts.jsonl.gz, target: '$target'}"
 train_overrides=("data.train=[$train_sets]"
                  "data.valid=[{cuts: dump/$feat_tag/$valid_set/cuts.jsonl.gz, target: '$target'}]")
-[ -n "$elf_init" ] && train_overrides+=("init.denoiser=$elf_init")
+[ -n "$elf_init" ] && [ "$model" = elf ] && train_overrides+=("init.denoiser=$elf_init")
+vocab=data/token_list/${train_set}_bpe$ar_vocab_size   # stage 3 with --model ar
+[ "$model" = ar ] && train_overrides+=("ar.tokenizer=$vocab")
 train_overrides+=("${extra_train_opts[@]}")
 nproc=$(( ngpu > 0 ? ngpu : 1 ))
 if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
@@ -137,20 +148,27 @@ fi
 done_dir=exp/.done/$tag
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 3: ELF backbone: fetch the released checkpoint (init.denoiser of --conf, or --elf-init) into the
-# Hugging Face cache and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
+# Stage 3, ELF-S2T: fetch the released checkpoint (init.denoiser of --conf, or --elf-init) into the Hugging Face cache
+#   and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
+# Stage 3, AR: the SentencePiece vocabulary of the training targets -> data/token_list/<train-set>_bpe<N> (its fresh
+#   LM is sized to it; a pre-trained LM instead: --train-opts "ar.lm=<hub id or dir> ar.tokenizer=null")
 model_type=elf_s2t  # the config's model (for the logs), unless --train-opts sets another
 [ -f "$conf" ] && model_type=$(sed -n 's/^model: *\([A-Za-z0-9_]*\).*/\1/p' "$conf" | head -n 1)
 for o in "${extra_train_opts[@]}"; do case "$o" in model=*) model_type=${o#model=} ;; esac; done
 model_type=${model_type:-elf_s2t}
-if stage_begin 3 "ELF backbone (fetch and check the released checkpoint)" "$conf" -- "elf_init=$elf_init" \
+if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)" "$conf" -- "elf_init=$elf_init" \
     "train_opts=$train_opts"; then
   python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
   stage_done 3
 fi
+if [ "$model" = ar ] && stage_begin 3 "AR vocabulary of the training targets (SentencePiece) -> $vocab"; then
+  python -m elfs2t.bin.export_text --out "$vocab.txt" --set "$manifest_dir/cuts_$train_set.jsonl.gz=$target"
+  python -m elfs2t.bin.train_subword --text "$vocab.txt" --out-dir "$vocab" --vocab-size "$ar_vocab_size"
+  stage_done 3
+fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 4: flow-matching training with audio forcing -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
+# Stage 4: training (ELF-S2T: flow matching with audio forcing) -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
 train_inputs=("$conf" dump/$feat_tag/$train_set/cuts.jsonl.gz "dump/$feat_tag/$valid_set/cuts.jsonl.gz")
 [ -z "$speed_perturb" ] || train_inputs+=(dump/$feat_tag/${train_set}_sp/cuts.jsonl.gz)
 if stage_begin 4 "training (model $model_type) -> exp/$tag" "${train_inputs[@]}" -- "target=$target" \
@@ -162,7 +180,7 @@ if stage_begin 4 "training (model $model_type) -> exp/$tag" "${train_inputs[@]}"
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 5: CFG decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref}
+# Stage 5: decoding (ELF-S2T: CFG sampling; AR: greedy / beam) -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref}
 decode_inputs=("exp/$tag/last.pt"); for s in "${eval_sets[@]}"; do decode_inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
 if stage_begin 5 "decoding (${eval_sets[*]})" "${decode_inputs[@]}" -- "target=$target" "decode_opts=$decode_opts"; then
   args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s=dump/$feat_tag/$s/cuts.jsonl.gz"); done

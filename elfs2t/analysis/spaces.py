@@ -19,7 +19,7 @@ Words are the *normalised* words of the scoring normaliser, and sentences are th
 spaces; the tokens of each word are found from the tokenizer's character offsets (a fast tokenizer is
 needed). A word that yields no token (possible for symbols a vocabulary lacks) gets a NaN vector and is
 left out of every distance. For ``token_emb`` a word is tokenized as it appears inside a sentence
-(``" " + word``: the ``Ġword`` form of byte-level BPE vocabularies).
+(``" " + word``: the ``Ġword`` / ``▁word`` form of byte-level BPE and SentencePiece vocabularies).
 """
 from __future__ import annotations
 

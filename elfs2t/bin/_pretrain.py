@@ -1,6 +1,6 @@
-"""The command line shared by the stage-3 pre-training entry points (:mod:`.pretrain_text`, :mod:`.pretrain_lm`).
+"""The command line of the stage-3 text pre-training entry point (:mod:`.pretrain_text`).
 
-Both take ``--conf``, ``--exp-dir``, ``--text``, ``--resume/--no-resume``, ``--overwrite`` and
+It takes ``--conf``, ``--exp-dir``, ``--text``, ``--resume/--no-resume``, ``--overwrite`` and
 ``key.path=value`` overrides, load the config, call ``pretrain(cfg, exp_dir, text, resume=, overwrite=)``
 and print one summary line; config errors exit with 2, other errors with 1 (one message each).
 """

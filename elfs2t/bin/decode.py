@@ -26,7 +26,7 @@ from elfs2t.bin._cli import entry_point
 from elfs2t.config import dump_config
 from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
-from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind
+from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind, task_tokens
 from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.setting import record_setting
 from elfs2t.inference.trained import check_sets, load_experiment
@@ -43,6 +43,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=CUTS",
                    help="a test set: name and cuts manifest with cached features (repeatable)")
     p.add_argument("--target", default="transcript", help="transcript (ASR) or translation:<tgt> (S2TT)")
+    p.add_argument("--task", default=None,
+                   help="task token of a model with several tasks (default from --target: asr, st:<tgt>)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default: the latest in exp-dir)")
     p.add_argument("--average", type=int, default=0, metavar="N",
                    help="decode the average of N checkpoints' weights instead of the EMA weights (0: off)")
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
         sets.append((name, path))
     model, cfg, state = load_trained(args.exp_dir, args.overrides, args.checkpoint, args.average, args.average_by)
+    task = SetSpec(cuts=Path("-"), target=args.target, task=args.task).task_name
+    if task_tokens(cfg) and task not in task_tokens(cfg):
+        raise SystemExit(f"--task {task}: the model of {args.exp_dir} has the tasks {task_tokens(cfg)}")
     try:  # before any decoding: features of another encoder would decode into wrong text
         check_sets(args.exp_dir, cfg, [path for _, path in sets])
     except FeatureMismatchError as exc:
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         tag += f"_avg{'best' if args.average_by == 'best' else ''}{args.average}"
     lower = model_kind(cfg).lowercase(cfg)
     for name, path in sets:
-        cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
+        cuts = load_sets([SetSpec(cuts=Path(path), target=args.target, task=args.task)])
         over = refs_over_max_len(model, cuts, args.target) if info.is_main else []
         if over:
             log.warning("%s: %d reference(s) longer than the model's %d text tokens (e.g. %s): decoded and scored, "
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if info.is_main:
             dump_config(cfg.decode, out_dir / "decode_config.yaml")
             annotate_timing(out_dir, {**decode_info(cfg, model, cuts=path, train_step=state.get("step")),
+                                      "target": args.target, "task": task,
                                       "refs_over_max_len": len(over),
                                       "max_text_tokens": getattr(model, "max_text_tokens", None)})
             print(f"decoded {name}: {summary['num_utts']} utts, RTFx {summary['rtfx']:.1f} -> {out_dir}/text")

@@ -3,6 +3,8 @@
     python -m elfs2t.bin.export_text --out data/lm/train_text.txt \\
         --set data/manifests/cuts_asr_train.jsonl.gz=transcript \\
         --set data/manifests/cuts_st_train.jsonl.gz=translation:en [--lowercase] [--unique]
+    python -m elfs2t.bin.export_text --out data/lm/train_de_en.tsv --source transcript \\
+        --set data/manifests/cuts_st_train.jsonl.gz=translation:en     # source<TAB>target pairs (a text MT model)
 
 Only training manifests belong here: text of dev/test sets must never reach a backbone.
 """
@@ -29,11 +31,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output text file")
     p.add_argument("--lowercase", action="store_true", help="lower-case every line")
     p.add_argument("--unique", action="store_true", help="keep each distinct line once")
+    p.add_argument("--source", default=None, metavar="TARGET",
+                   help="write 'source<TAB>text' pairs, the source being this text of each cut (e.g. transcript)")
     return p
 
 
-def export_text(sets: list[tuple[Path, str]], out: Path, lowercase: bool = False, unique: bool = False) -> int:
-    """Write the texts; returns the number of lines written (empty texts are skipped)."""
+def export_text(sets: list[tuple[Path, str]], out: Path, lowercase: bool = False, unique: bool = False,
+                source: str | None = None) -> int:
+    """Write the texts (``source<TAB>text`` with ``source``); returns the number of lines written (cuts with an
+    empty text or source are skipped)."""
+    if source is not None:
+        check_target(source, key="--source")
     lines: list[str] = []
     for path, target in sets:
         check_target(target, key=f"--set {path}")
@@ -41,6 +49,9 @@ def export_text(sets: list[tuple[Path, str]], out: Path, lowercase: bool = False
             raise FileNotFoundError(f"cuts manifest not found: {path}")
         for cut in CutSet.from_file(path):
             text = " ".join(target_text(cut, target).split())
+            if source is not None:
+                src = " ".join(target_text(cut, source).split())
+                text = f"{src}\t{text}" if src and text else ""
             if text:
                 lines.append(text.lower() if lowercase else text)
     if unique:
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--set {item!r}: expected CUTS=TARGET")
         sets.append((Path(path), target))
-    n = export_text(sets, args.out, args.lowercase, args.unique)
+    n = export_text(sets, args.out, args.lowercase, args.unique, args.source)
     log.info("wrote %d lines to %s", n, args.out)
     return 0
 

@@ -1,7 +1,8 @@
 """Stage 0 of egs/mini_synth: synthesize the mini_synth corpus with espeak-ng.
 
 Writes English speech in LibriSpeech layout and German speech with English translations in
-Common Voice v4 + CoVoST 2 layout (see ``elfs2t.data.mini_synth.generate``)::
+Common Voice v4 + CoVoST 2 layout, and optionally the generalisation sets in the same layouts under ``gen/``
+(see ``elfs2t.data.mini_synth.generate``)::
 
     python -m elfs2t.bin.make_mini_synth --output-dir downloads/mini_synth --seed 0 --nj 2
 """
@@ -32,6 +33,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-test", type=int, default=200, help="test utterances per task (default 200)")
     parser.add_argument("--num-test-unseen", type=int, default=200,
                         help="unseen-voice test utterances per task (LibriSpeech test-other, CoVoST test_unseen; default 200)")
+    parser.add_argument("--num-test-gen", type=int, default=0,
+                        help="generalisation test utterances per task, seen voices: new sentence structures "
+                             "from the training vocabulary, in <output-dir>/gen/ (default 0)")
+    parser.add_argument("--num-test-gen-unseen", type=int, default=0,
+                        help="generalisation test utterances per task, unseen voices (default 0)")
     parser.add_argument("--nj", type=int, default=2, help="parallel synthesis processes (default 2)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default INFO)")
@@ -45,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = generate_mini_synth(
         args.output_dir, seed=args.seed, num_train=args.num_train, num_dev=args.num_dev,
-        num_test=args.num_test, num_test_unseen=args.num_test_unseen, nj=args.nj,
+        num_test=args.num_test, num_test_unseen=args.num_test_unseen, num_test_gen=args.num_test_gen,
+        num_test_gen_unseen=args.num_test_gen_unseen, nj=args.nj,
     )
     print(f"mini_synth corpus: {root} (summary: {root / 'README.txt'})")
     return 0

@@ -7,13 +7,15 @@ The batch dictionary is the contract between the data side and every model (docs
       "feats":     FloatTensor (B, T, D)    encoder frames (fp16 on disk -> float32), zero-padded
       "feat_lens": LongTensor  (B,)         valid frames per row
       "text":      list[str]                target text: transcript (ASR) or translation (S2TT)
-      "task":      list[str]                "asr" or "st:<tgt>"
+      "task":      list[str]                the task token: "asr" or "st:<tgt>" by default (SetSpec.task)
     }
 
 Which text a cut is trained on is decided by its *target* (:func:`target_text`): ``"transcript"``
 reads ``supervision.text``, ``"translation:<tgt>"`` reads
-``supervision.custom["translated_text"][tgt]``. :func:`tag_target` stores the target in the cut's
-``custom`` so that sets with different targets can be mixed in one sampler.
+``supervision.custom["translated_text"][tgt]``. :func:`tag_target` stores the target (and the task) in the
+cut's ``custom`` so that sets with different targets can be mixed in one sampler -- also the same manifest
+twice with two targets, which is how a joint ASR + S2TT model trains on each utterance's transcript and
+translation (the copies keep their cut ids).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from elfs2t.features.storage import open_cuts  # also registers the 'elfs2t_kald
 log = logging.getLogger(__name__)
 
 TARGET_KEY = "elfs2t_target"
+TASK_KEY = "elfs2t_task"
 
 
 @dataclass(kw_only=True)
@@ -43,9 +46,18 @@ class SetSpec:
     """A cuts manifest with cached features (``dump/<encoder_tag>/<set>/cuts.jsonl.gz``)."""
     target: str = "transcript"
     """``transcript`` (ASR) or ``translation:<tgt>`` (S2TT into language <tgt>)."""
+    task: Optional[str] = None
+    """The task token of these cuts (one of the model's ``tasks``); default from the target: ``asr`` for
+    ``transcript``, ``st:<tgt>`` for ``translation:<tgt>``."""
 
     def validate(self) -> None:
         check_target(self.target)
+        config_check(self.task is None or bool(self.task.strip()), "task", self.task, "must not be empty")
+
+    @property
+    def task_name(self) -> str:
+        """The task token of these cuts (``task``, or the default of the target)."""
+        return self.task or task_of(self.target)
 
 
 def check_target(target: str, key: str = "target") -> None:
@@ -75,17 +87,25 @@ def target_text(cut: Cut, target: Optional[str] = None) -> str:
         ) from exc
 
 
-def _tag(cut: Cut, target: str) -> Cut:
+def _tag(cut: Cut, target: str, task: Optional[str]) -> Cut:
     custom = dict(cut.custom or {})
     custom[TARGET_KEY] = target
+    custom[TASK_KEY] = task or task_of(target)
     cut.custom = custom
     return cut
 
 
-def tag_target(cuts: CutSet, target: str) -> CutSet:
-    """Remember in each cut which text it is trained on (lazy, works on lazy manifests)."""
+def tag_target(cuts: CutSet, target: str, task: Optional[str] = None) -> CutSet:
+    """Remember in each cut which text it is trained on and its task token (default: from the target; lazy,
+    works on lazy manifests)."""
     check_target(target)
-    return cuts.map(partial(_tag, target=target))
+    return cuts.map(partial(_tag, target=target, task=task))
+
+
+def cut_task(cut: Cut) -> str:
+    """The task token of a tagged cut (an untagged one: the default of its target)."""
+    custom = cut.custom or {}
+    return custom.get(TASK_KEY) or task_of(custom.get(TARGET_KEY, "transcript"))
 
 
 def load_sets(specs: list[SetSpec]) -> CutSet:
@@ -97,7 +117,7 @@ def load_sets(specs: list[SetSpec]) -> CutSet:
     for spec in specs:
         if not Path(spec.cuts).is_file():
             raise FileNotFoundError(f"cuts manifest not found: {spec.cuts} (did stage 2 run?)")
-        cuts = tag_target(open_cuts(spec.cuts), spec.target)
+        cuts = tag_target(open_cuts(spec.cuts), spec.target, spec.task)
         out = cuts if out is None else out + cuts
     return out
 
@@ -180,6 +200,6 @@ class S2TDataset(torch.utils.data.Dataset):
             "feats": padded,
             "feat_lens": lens,
             "text": texts,
-            "task": [task_of((c.custom or {}).get(TARGET_KEY, "transcript")) for c in cuts],
+            "task": [cut_task(c) for c in cuts],
             "duration": torch.tensor([c.duration for c in cuts]),
         }

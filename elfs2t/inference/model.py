@@ -26,8 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from elfs2t.config import ConfigError
-from elfs2t.data.dataset import task_of
-from elfs2t.experiment import MODELS, ExperimentConfig, batch_seed
+from elfs2t.experiment import MODELS, ExperimentConfig, batch_seed, task_tokens
 from elfs2t.features.record import EncoderRecord, FeatureMismatchError
 from elfs2t.features.whisper import DTYPES, WhisperFrontEnd
 from elfs2t.inference.audio import Segment, model_seconds, open_inputs, segment_cut
@@ -205,9 +204,9 @@ class SpeechModel:
 
 
 def model_tasks(cfg: ExperimentConfig) -> list[str]:
-    """The tasks a model does: its task tokens, else those of its training sets' targets."""
-    tokens = list(MODELS[cfg.model].section(cfg).tasks)
-    return tokens or sorted({task_of(s.target) for s in cfg.data.train}) or ["asr"]
+    """The tasks a model does: its task tokens, else those of its training sets (``data.train[i].task``, by default
+    from the target)."""
+    return list(task_tokens(cfg)) or sorted({s.task_name for s in cfg.data.train}) or ["asr"]
 
 
 def load(path: str | Path, *, device: str = "cpu", average: int = 0, average_by: str = "last",

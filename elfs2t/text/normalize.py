@@ -13,6 +13,11 @@ Normalisers, chosen by name (``score.normalizer`` / ``--normalizer``):
     4. whitespace runs collapse to one space, leading/trailing whitespace is stripped.
 
     Letters with diacritics are kept (German, French ... are scored on their own spelling).
+``strip_accents``
+    ``default``, then every combining mark removed after Unicode NFD (``ü`` -> ``u``, ``é`` -> ``e``; ``ß``, ``ø``
+    and other letters stay), and NFC again. For hypotheses from an uncased English WordPiece space (MiniLM, BERT)
+    that strips accents itself: German ``müde`` can only come back as ``mude``. Use it for every system on
+    such a set, so all are scored alike.
 ``whisper_en``
     Whisper's English normaliser (``transformers``' ``EnglishTextNormalizer``: contractions expanded,
     numbers written as digits, fillers removed, British -> American spellings). The spelling mapping
@@ -36,7 +41,8 @@ from typing import Callable, Optional
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NORMALIZERS", "default_normalize", "get_normalizer", "load_english_spelling_mapping"]
+__all__ = ["NORMALIZERS", "default_normalize", "strip_accents_normalize", "get_normalizer",
+           "load_english_spelling_mapping"]
 
 Normalizer = Callable[[str], str]
 
@@ -64,6 +70,12 @@ def default_normalize(text: str) -> str:
         else:
             out.append(ch)
     return _collapse("".join(out))
+
+
+def strip_accents_normalize(text: str) -> str:
+    """``default_normalize``, then the combining marks removed (see the module docstring)."""
+    decomposed = unicodedata.normalize("NFD", default_normalize(text))
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn"))
 
 
 def _no_normalize(text: str) -> str:
@@ -117,6 +129,7 @@ def _whisper_basic(_: Optional[str | Path]) -> Normalizer:
 # name -> factory(spelling_mapping_path) -> normaliser
 NORMALIZERS: dict[str, Callable[[Optional[str | Path]], Normalizer]] = {
     "default": lambda _: default_normalize,
+    "strip_accents": lambda _: strip_accents_normalize,
     "whisper_en": _whisper_en,
     "whisper_basic": _whisper_basic,
     "none": lambda _: _no_normalize,

@@ -42,7 +42,7 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Autocast: auto = bfloat16 on CUDA, float32 on CPU."""
     seed: int = 1234
-    """Seed of the initial weights (``elfs2t.bin.train``, ``pretrain_text``, ``pretrain_lm``: the same on every
+    """Seed of the initial weights (``elfs2t.bin.train``, ``pretrain_text``: the same on every
     process) and of the training randomness (each process adds its rank)."""
     num_workers: int = 0
     """DataLoader worker processes."""
@@ -67,7 +67,7 @@ class TrainConfig:
 
 @dataclass(kw_only=True)
 class TextPretrainConfig:
-    """Common part of the stage-3 pre-training configs on a text corpus (text ELF, causal LM).
+    """Common part of the stage-3 pre-training configs on a text corpus (the text ELF).
 
     A subclass gives ``model`` its type (it stays the first key of the dumped config) and may add
     sections; optimiser, loop, batch size and the periodic samples, and their checks, are shared.

@@ -40,6 +40,8 @@ class ExpDirError(InputError):
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, list) and any(isinstance(item, dict) for item in data):  # e.g. data.train: key.<index>.field
+        data = {str(i): item for i, item in enumerate(data)}
     if isinstance(data, dict):
         out: dict[str, Any] = {}
         for key, value in data.items():
@@ -49,10 +51,13 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_diff(old: Any, new: Any) -> dict[str, tuple[Any, Any]]:
-    """``{dotted.key: (old, new)}`` for every leaf that differs (missing leaves read as ``<absent>``)."""
+    """``{dotted.key: (old, new)}`` for every leaf that differs (missing leaves read as ``<absent>``; a leaf absent
+    from ``old`` and null in ``new`` -- a setting added later whose null default keeps the old behaviour -- is no
+    difference). Lists of mappings are compared item by item (``data.train.1.target``)."""
     a, b = _flatten(unstructure(old)), _flatten(unstructure(new))
     absent = "<absent>"
-    return {k: (a.get(k, absent), b.get(k, absent)) for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)}
+    keys = [k for k in sorted(set(a) | set(b)) if not (k not in a and b[k] is None)]
+    return {k: (a.get(k, absent), b.get(k, absent)) for k in keys if a.get(k, absent) != b.get(k, absent)}
 
 
 def _has_checkpoint(exp_dir: Path) -> bool:

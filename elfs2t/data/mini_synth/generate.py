@@ -8,6 +8,12 @@ Split -> on-disk mapping::
     test          test-clean                          test
     test_unseen   test-other  (unseen voices)         test_unseen  (unseen voices; our extra split)
 
+The generalisation splits (:data:`~elfs2t.data.mini_synth.plan.GEN_SPLITS`, optional) form a second corpus in
+the same layouts under ``gen/``, so that the files of the splits above are the same with or without them::
+
+    test_gen          gen/LibriSpeech/test-clean          gen/covost ``test``         (seen voices)
+    test_gen_unseen   gen/LibriSpeech/test-other          gen/covost ``test_unseen``  (unseen voices)
+
 Units of work are (task, split) pairs. A finished unit leaves a marker (JSON with the hash of its
 plan and the durations of its files): ``LibriSpeech/<part>/.mini_synth_done`` and
 ``cv/de/.mini_synth_done_<split>``. A re-run skips units whose marker matches the plan and whose files
@@ -30,25 +36,34 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from elfs2t.data.mini_synth.grammar import librispeech_text
-from elfs2t.data.mini_synth.plan import SPLITS, CorpusPlan, PlannedUtt, plan_corpus
-from elfs2t.data.mini_synth.summary import write_summary
+from elfs2t.data.mini_synth.plan import GEN_SPLITS, SPLITS, CorpusPlan, PlannedUtt, plan_corpus
+from elfs2t.data.mini_synth.summary import write_gen_summary, write_summary
 from elfs2t.data.mini_synth.synth import SynthJob, check_espeak, run_job
 from elfs2t.data.mini_synth.writers import (
     CvClip, LibriUtt, librispeech_audio_path, write_covost_tsv, write_cv_validated, write_librispeech_transcripts,
 )
 
-__all__ = ["generate_mini_synth", "english_layout", "german_layout", "LIBRISPEECH_PARTS", "COVOST_SPLITS", "LIBRI_RATE", "CV_RATE"]
+__all__ = ["generate_mini_synth", "english_layout", "german_layout", "LIBRISPEECH_PARTS", "COVOST_SPLITS", "LIBRI_RATE",
+           "CV_RATE", "GEN_DIR", "GEN_LIBRISPEECH_PARTS"]
 
 logger = logging.getLogger(__name__)
 
 LIBRISPEECH_PARTS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean", "test_unseen": "test-other"}
 """mini_synth split -> LibriSpeech part directory (test-other holds the unseen-voice test set)."""
+GEN_LIBRISPEECH_PARTS = {"test_gen": "test-clean", "test_gen_unseen": "test-other"}
+"""Generalisation split -> LibriSpeech part directory of the generalisation corpus (:data:`GEN_DIR`)."""
+GEN_DIR = "gen"
+"""Folder of the generalisation corpus under the corpus root."""
+COVOST_SPLIT = {"test_gen": "test", "test_gen_unseen": "test_unseen"}
+"""CoVoST ``split`` value of each generalisation split in the generalisation corpus' TSV."""
 COVOST_SPLITS = ("train", "train_covost", "dev", "test", "test_unseen")
 """Values of the CoVoST ``split`` column that mini_synth writes."""
-CHAPTER_BASE = {"train": 1000, "dev": 2000, "test": 3000, "test_unseen": 4000}
+CHAPTER_BASE = {"train": 1000, "dev": 2000, "test": 3000, "test_unseen": 4000, "test_gen": 5000, "test_gen_unseen": 6000}
 """LibriSpeech chapter id = base + speaker id, so recording ids are unique across parts."""
 FIRST_CLIP = 10_000_000
 """Number of the first Common Voice clip (``common_voice_de_<n>.mp3``)."""
+FIRST_GEN_CLIP = 20_000_000
+"""Number of the first clip of the generalisation corpus (clip names stay unique across both corpora)."""
 TRAIN_COVOST_SHARE = 0.1
 """Share of German training rows labelled ``train_covost`` (as in the real corpus)."""
 LIBRI_RATE = 16000
@@ -59,11 +74,13 @@ MARKER = ".mini_synth_done"
 """Marker file name prefix."""
 
 
-def english_layout(plan: CorpusPlan, root: Path) -> dict[str, list[tuple[PlannedUtt, LibriUtt, Path]]]:
-    """split -> [(planned utterance, its LibriSpeech entry, its FLAC path)] under corpus ``root``."""
+def english_layout(plan: CorpusPlan, root: Path, splits: tuple[str, ...] = SPLITS
+                   ) -> dict[str, list[tuple[PlannedUtt, LibriUtt, Path]]]:
+    """split -> [(planned utterance, its LibriSpeech entry, its FLAC path)] under corpus ``root`` (for the
+    generalisation splits: the generalisation corpus' root)."""
     out = {}
-    for split in SPLITS:
-        part_dir = root / "LibriSpeech" / LIBRISPEECH_PARTS[split]
+    for split in splits:
+        part_dir = root / "LibriSpeech" / {**LIBRISPEECH_PARTS, **GEN_LIBRISPEECH_PARTS}[split]
         counters: dict[int, int] = {}
         rows = []
         for utt in plan.utts["en"][split]:
@@ -76,16 +93,18 @@ def english_layout(plan: CorpusPlan, root: Path) -> dict[str, list[tuple[Planned
     return out
 
 
-def german_layout(plan: CorpusPlan, root: Path, seed: int) -> dict[str, list[tuple[PlannedUtt, CvClip, Path]]]:
-    """split -> [(planned utterance, its Common Voice / CoVoST row, its MP3 path)] under corpus ``root``."""
+def german_layout(plan: CorpusPlan, root: Path, seed: int, splits: tuple[str, ...] = SPLITS
+                  ) -> dict[str, list[tuple[PlannedUtt, CvClip, Path]]]:
+    """split -> [(planned utterance, its Common Voice / CoVoST row, its MP3 path)] under corpus ``root`` (for the
+    generalisation splits: the generalisation corpus' root)."""
     rng = random.Random(f"mini_synth:{seed}:de:covost_split")
     clips_dir = root / "cv" / "de" / "clips"
-    number = FIRST_CLIP
+    number = FIRST_GEN_CLIP if splits == GEN_SPLITS else FIRST_CLIP
     out = {}
-    for split in SPLITS:
+    for split in splits:
         rows = []
         for utt in plan.utts["de"][split]:
-            covost_split = split
+            covost_split = COVOST_SPLIT.get(split, split)
             if split == "train" and rng.random() < TRAIN_COVOST_SHARE:
                 covost_split = "train_covost"
             name = f"common_voice_de_{number}.mp3"
@@ -164,6 +183,44 @@ def _run_unit(name: str, marker: Path, jobs: list[SynthJob], root: Path, runner:
     return durations
 
 
+def _synthesize(root: Path, splits: tuple[str, ...], en_layout: dict, de_layout: dict, runner: _Runner,
+                name: str = "") -> dict[str, float]:
+    """Synthesize ``splits`` of both layouts under the corpus ``root`` (one unit per task and split) and write
+    their text files; returns the durations keyed by path relative to ``root``."""
+    durations: dict[str, float] = {}
+    for split in splits:
+        part = {**LIBRISPEECH_PARTS, **GEN_LIBRISPEECH_PARTS}[split]
+        part_dir = root / "LibriSpeech" / part
+        jobs = [SynthJob(text=u.text, voice=u.speaker.voice, rate=u.rate, pitch=u.speaker.pitch, path=p,
+                         sample_rate=LIBRI_RATE) for u, _, p in en_layout[split]]
+
+        def clean(part_dir=part_dir):
+            shutil.rmtree(part_dir, ignore_errors=True)
+
+        def after(part_dir=part_dir, split=split):
+            write_librispeech_transcripts(part_dir, [lu for _, lu, _ in en_layout[split]])
+
+        durations.update(_run_unit(f"{name}en/{part}", part_dir / MARKER, jobs, root, runner, clean, after))
+    for split in splits:
+        jobs = [SynthJob(text=u.text, voice=u.speaker.voice, rate=u.rate, pitch=u.speaker.pitch, path=p,
+                         sample_rate=CV_RATE) for u, _, p in de_layout[split]]
+        marker = root / "cv" / "de" / f"{MARKER}_{split}"
+
+        def clean(jobs=jobs):
+            for job in jobs:
+                job.path.unlink(missing_ok=True)
+            clips_dir = root / "cv" / "de" / "clips"
+            if clips_dir.is_dir():  # temporary files of an interrupted run
+                for tmp in clips_dir.glob(".common_voice_de_*.tmp"):
+                    tmp.unlink()
+
+        durations.update(_run_unit(f"{name}de/{split}", marker, jobs, root, runner, clean))
+    clips = [clip for split in splits for _, clip, _ in de_layout[split]]
+    write_cv_validated(root / "cv" / "de" / "validated.tsv", clips)
+    write_covost_tsv(root / "covost" / "covost_v2.de_en.tsv", clips)
+    return durations
+
+
 def generate_mini_synth(
     output_dir: Path,
     *,
@@ -172,17 +229,23 @@ def generate_mini_synth(
     num_dev: int = 200,
     num_test: int = 200,
     num_test_unseen: int = 200,
+    num_test_gen: int = 0,
+    num_test_gen_unseen: int = 0,
     nj: int = 2,
 ) -> Path:
     """Write the mini_synth corpus under ``output_dir`` and return ``output_dir``.
 
     Args:
-        output_dir: corpus root; receives ``LibriSpeech/``, ``cv/de/``, ``covost/`` and ``README.txt``.
+        output_dir: corpus root; receives ``LibriSpeech/``, ``cv/de/``, ``covost/`` and ``README.txt`` (and
+            the generalisation corpus in ``gen/`` when it has utterances).
         seed: the same seed (and sizes) gives byte-identical transcripts and TSVs and the same voices.
         num_train, num_dev, num_test, num_test_unseen: utterances per split, for each of the two tasks.
+        num_test_gen, num_test_gen_unseen: generalisation utterances (seen / unseen voices) per task; they
+            change no file of the other splits.
         nj: synthesis worker processes.
     """
-    sizes = {"train": num_train, "dev": num_dev, "test": num_test, "test_unseen": num_test_unseen}
+    sizes = {"train": num_train, "dev": num_dev, "test": num_test, "test_unseen": num_test_unseen,
+             "test_gen": num_test_gen, "test_gen_unseen": num_test_gen_unseen}
     if any(not isinstance(n, int) or n < 0 for n in sizes.values()):
         raise ValueError(f"generate_mini_synth: split sizes must be integers >= 0, got {sizes}")
     if nj < 1:
@@ -194,39 +257,16 @@ def generate_mini_synth(
     plan = plan_corpus(seed, sizes)
     en_layout = english_layout(plan, root)
     de_layout = german_layout(plan, root, seed)
-    durations: dict[str, float] = {}
+    gen_root = root / GEN_DIR
     with ExitStack() as stack:
         runner = _Runner(nj, stack)
-        for split in SPLITS:
-            part = LIBRISPEECH_PARTS[split]
-            part_dir = root / "LibriSpeech" / part
-            jobs = [SynthJob(text=u.text, voice=u.speaker.voice, rate=u.rate, pitch=u.speaker.pitch, path=p,
-                             sample_rate=LIBRI_RATE) for u, _, p in en_layout[split]]
-
-            def clean(part_dir=part_dir):
-                shutil.rmtree(part_dir, ignore_errors=True)
-
-            def after(part_dir=part_dir, split=split):
-                write_librispeech_transcripts(part_dir, [lu for _, lu, _ in en_layout[split]])
-
-            durations.update(_run_unit(f"en/{part}", part_dir / MARKER, jobs, root, runner, clean, after))
-        for split in SPLITS:
-            jobs = [SynthJob(text=u.text, voice=u.speaker.voice, rate=u.rate, pitch=u.speaker.pitch, path=p,
-                             sample_rate=CV_RATE) for u, _, p in de_layout[split]]
-            marker = root / "cv" / "de" / f"{MARKER}_{split}"
-
-            def clean(jobs=jobs):
-                for job in jobs:
-                    job.path.unlink(missing_ok=True)
-                clips_dir = root / "cv" / "de" / "clips"
-                if clips_dir.is_dir():  # temporary files of an interrupted run
-                    for tmp in clips_dir.glob(".common_voice_de_*.tmp"):
-                        tmp.unlink()
-
-            durations.update(_run_unit(f"de/{split}", marker, jobs, root, runner, clean))
-    clips = [clip for split in SPLITS for _, clip, _ in de_layout[split]]
-    write_cv_validated(root / "cv" / "de" / "validated.tsv", clips)
-    write_covost_tsv(root / "covost" / "covost_v2.de_en.tsv", clips)
-    write_summary(root / "README.txt", plan, en_layout, de_layout, durations, root, sizes)
+        durations = _synthesize(root, SPLITS, en_layout, de_layout, runner)
+        write_summary(root / "README.txt", plan, en_layout, de_layout, durations, root,
+                      {s: sizes[s] for s in SPLITS})
+        if num_test_gen + num_test_gen_unseen > 0:
+            gen_en = english_layout(plan, gen_root, GEN_SPLITS)
+            gen_de = german_layout(plan, gen_root, seed, GEN_SPLITS)
+            gen_durations = _synthesize(gen_root, GEN_SPLITS, gen_en, gen_de, runner, name=f"{GEN_DIR}/")
+            write_gen_summary(gen_root / "README.txt", plan, gen_en, gen_de, gen_durations, gen_root)
     logger.info("mini_synth written to %s in %.1f s", root, time.time() - start)
     return root
