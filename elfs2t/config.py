@@ -30,6 +30,8 @@ from typing import Any, Iterable, Literal, Mapping, TypeVar, Union, get_args, ge
 
 import yaml
 
+from elfs2t.errors import ConfigError
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,6 @@ __all__ = [
     "dump_config",
     "config_hash",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key path and the bad value."""
 
 
 def config_check(condition: bool, key: str, value: Any, requirement: str) -> None:

@@ -59,7 +59,10 @@ def decode_cuts(
     out_dir = Path(out_dir)
     paths = _shard_paths(out_dir, rank)
     paths["text"].parent.mkdir(parents=True, exist_ok=True)
-    sampler = SimpleCutSampler(cuts.sort_by_duration(ascending=False), max_duration=max_duration, max_cuts=max_cuts, shuffle=False)
+    # Every rank walks all the batches and keeps its share below: world_size=1 / rank=0 stop Lhotse from splitting
+    # them by the process group on its own as well (which left half of the utterances undecoded under torchrun).
+    sampler = SimpleCutSampler(cuts.sort_by_duration(ascending=False), max_duration=max_duration, max_cuts=max_cuts,
+                               shuffle=False, world_size=1, rank=0)
     dataset = dataset if dataset is not None else S2TDataset(text_transform=text_transform)
     hyps: dict[str, str] = {}
     refs: dict[str, str] = {}

@@ -15,6 +15,7 @@ Adding a model is adding a :class:`~elfs2t.kinds.base.ModelKind` to :data:`MODEL
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,14 @@ def build_model(cfg: ExperimentConfig) -> nn.Module:
     return model
 
 
+def batch_seed(seed: int, cut_ids: list[str]) -> int:
+    """The seed of a decoding batch's sampler noise, from ``seed`` and the batch's cut ids: the noise a batch gets
+    does not depend on the batches decoded before it, so N decoding processes (each a share of the batches) give
+    the hypotheses of one, and ``elfs2t.load(...).transcribe`` gives stage 5's for the same batches."""
+    digest = hashlib.sha256("\n".join([str(seed), *cut_ids]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 def decode_tag(cfg: ExperimentConfig) -> str:
     """Folder name ``decode_<tag>`` of ``cfg.decode`` for this experiment's model: ELF-S2T's strategy tag
     (:mod:`elfs2t.s2t.decoding`), the AR baseline's ``beam<N>``; ``_audio<mode>`` appended unless ``audio`` is real."""
@@ -181,7 +190,8 @@ def decode_tag(cfg: ExperimentConfig) -> str:
 
 
 def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:
-    """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`.
+    """``batch -> hypotheses`` for :func:`elfs2t.decode.decode_cuts`; the sampler noise of a batch is seeded by
+    ``seed`` and its cut ids (:func:`batch_seed`).
 
     The batch features first go through ``cfg.decode.audio`` (:class:`elfs2t.analysis.audio.AudioTransform`;
     ``real`` leaves them as they are), so the audio-reliance diagnostics hold for every model type.
@@ -189,6 +199,10 @@ def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Cal
     from elfs2t.analysis.audio import AudioTransform
 
     audio = AudioTransform(cfg.decode.audio, seed=seed)
-    gen = torch.Generator().manual_seed(seed)  # sampler noise is drawn on CPU: device-independent results
+    gen = torch.Generator()  # sampler noise is drawn on CPU: device-independent results
     decode = MODELS[cfg.model].decode_fn(model, cfg, gen)
-    return lambda batch: [hyps[0].text for hyps in decode(audio(batch))]
+
+    def hypotheses(batch: dict) -> list[str]:
+        gen.manual_seed(batch_seed(seed, batch["cut_ids"]))
+        return [hyps[0].text for hyps in decode(audio(batch))]
+    return hypotheses

@@ -19,7 +19,8 @@ def _seed_and_threads():
 
 @pytest.fixture(scope="session")
 def rand_whisper(tmp_path_factory):
-    """A random 1-layer Whisper (d_model 16, 80 mel bins) saved as a Hugging Face directory ``whisper-rand``."""
+    """A random 1-layer Whisper (d_model 16, 80 mel bins) saved as a local directory ``whisper-rand``: a real
+    encoder for feature-caching tests, tiny enough for seconds."""
     import torch
     from transformers import WhisperConfig, WhisperModel
 

@@ -261,3 +261,25 @@ def test_batches_collate_table_and_loading_cuts(tmp_path):
     assert len(loaded) == 1 and loaded[0].text == "a b c" and loaded[0].feats.shape == (30, 4)
     with pytest.raises(FileNotFoundError):
         load_utterances(tmp_path / "missing.jsonl.gz")
+
+
+def test_scale_benchmark_on_a_few_hundred_cuts(tmp_path):
+    """The LibriSpeech-960-h simulation, shrunk: every phase measured, the latent cache held to its budget, the
+    synthetic corpus deleted afterwards, and the options of ``benchmark scale`` reach the config."""
+    from elfs2t.bench.scale import ScaleBenchConfig, run_scale_bench
+    from elfs2t.bin.benchmark import get_parser
+
+    work = tmp_path / "corpus"
+    cfg = ScaleBenchConfig(num_cuts=300, feat_dim=8, distinct_feats=16, max_duration=60.0, num_buckets=4,
+                           sampler_batches=5, batches=3, num_workers=0, cache_mb=1, latent_dim=8,
+                           work_dir=work, isolated=False)
+    result = run_scale_bench(cfg)
+    rows = {r["phase"]: r for r in result["rows"]}
+    assert list(rows) == ["imports", "manifest", "sampler", "loader", "latent cache"]
+    assert rows["manifest"]["note"].startswith("300 cuts kept, 0 dropped")
+    assert rows["loader"]["first_batch_s"] > 0 and "3 batches" in rows["loader"]["note"]
+    assert 0 < rows["latent cache"]["cache_gb"] <= rows["latent cache"]["cache_budget_gb"] == 1 / 1024
+    assert all(line.endswith("within") for line in result["verdict"]), result["verdict"]
+    assert "| latent cache |" in result["table"].replace("  ", " ") and not work.exists()
+    args = get_parser().parse_args(["scale", "--num-cuts", "1000", "--num-workers", "0", "--keep"])
+    assert (args.num_cuts, args.num_workers, args.keep, args.budget_gb) == (1000, 0, True, 8.0)

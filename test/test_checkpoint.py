@@ -97,6 +97,7 @@ def test_exp_dir_refuses_a_different_config(tmp_path):
     assert "elfs2t.bin.train" in (exp / "cmd.txt").read_text()
     prepare_exp_dir(exp, TrainConfig(max_steps=20, seed=1), argv=["again"])  # longer run: allowed
     assert (exp / "cmd.txt").read_text().count("# ") == 2
+    save_checkpoint(exp, {"step": 1})  # a checkpoint of seed 1: another seed would resume it
     with pytest.raises(ExpDirError, match=r"seed: 1 -> 2"):
         prepare_exp_dir(exp, TrainConfig(max_steps=20, seed=2), argv=[])
     prepare_exp_dir(exp, TrainConfig(max_steps=20, seed=2), argv=[], overwrite=True)

@@ -1,13 +1,23 @@
 """DDP on CPU (gloo): 2 processes with batch b follow the same loss trajectory as 1 process with batch 2b,
-also across a stop and resume of the 2-process run."""
+also across a stop and resume of the 2-process run; and the real launch path (utils/launch.sh -> torchrun ->
+elfs2t.bin.train / decode): a 2-process training killed with SIGKILL and resumed ends with the weights of an
+uninterrupted one, and decoding on 2 ranks gives the hypotheses of 1."""
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
+from feature_fixtures import make_feature_cuts
+from test_s2t_pipeline import write_conf
 from elfs2t.train.checkpoint import load_checkpoint
 from elfs2t.train.trainer import Trainer
 
@@ -61,3 +71,87 @@ def test_two_gloo_processes_match_one_process_with_double_batch(tmp_path):
     single_params = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
     for key, value in single_params.items():
         torch.testing.assert_close(ddp["params"][key], value, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The real path: utils/launch.sh -> torchrun -> python -m elfs2t.bin.train / decode, 2 CPU processes (gloo)
+# --------------------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN_STEPS = 40
+
+
+def _launch(nproc: int, module: str, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    cmd = [str(ROOT / "utils" / "launch.sh"), "--nproc", str(nproc), "--python", sys.executable, module, *args]
+    if wait:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def torchrun_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("torchrun")
+    words = ["the", "cat", "sat", "a", "dog", "ran", "far", "bird", "flew", "away"]
+    texts = [" ".join(words[(i + j) % len(words)] for j in range(2 + i % 3)) for i in range(24)]
+    make_feature_cuts(tmp / "feats", texts)
+    conf = write_conf(tmp, tmp / "feats" / "cuts.jsonl.gz")
+    overrides = [f"train.max_steps={TORCHRUN_STEPS}", "train.save_every=4", "train.valid_every=0", "train.log_every=4",
+                 "train.keep_last=2", "train.find_unused_parameters=true"]
+    return tmp, conf, overrides
+
+
+def _weights(exp: Path) -> dict:
+    state = load_checkpoint(exp / "last.pt")
+    return {"model": state["model"], "ema": state["ema"]["shadow"], "step": state["step"],
+            "world_size": state["world_size"]}
+
+
+@pytest.mark.slow  # three torchrun launches of 2 processes (~1 min on 2 cores)
+def test_torchrun_training_killed_and_resumed_ends_with_the_uninterrupted_weights(torchrun_setup):
+    tmp, conf, overrides = torchrun_setup
+    base = ["--conf", str(conf), "--num-valid-examples", "0", *overrides]
+    r = _launch(2, "elfs2t.bin.train", "--exp-dir", str(tmp / "straight"), *base)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    killed = tmp / "killed"
+    proc = _launch(2, "elfs2t.bin.train", "--exp-dir", str(killed), *base, wait=False)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not (killed / "checkpoint-4.pt").exists():
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both training processes, mid-run
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (killed / f"checkpoint-{TORCHRUN_STEPS}.pt").exists()  # it really was stopped early
+    r = _launch(2, "elfs2t.bin.train", "--exp-dir", str(killed), *base)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in (killed / "train.log").read_text()
+
+    a, b = _weights(tmp / "straight"), _weights(killed)
+    assert a["step"] == b["step"] == TORCHRUN_STEPS and a["world_size"] == b["world_size"] == 2
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+
+
+@pytest.mark.slow  # two launches (~30 s)
+def test_decoding_on_two_ranks_gives_the_hypotheses_of_one(torchrun_setup):
+    tmp, conf, overrides = torchrun_setup
+    exp = tmp / "straight"
+    if not (exp / "last.pt").exists():  # run alone: train it (one process is enough here)
+        assert _launch(1, "elfs2t.bin.train", "--conf", str(conf), "--exp-dir", str(exp), *overrides).returncode == 0
+    cuts = tmp / "feats" / "cuts.jsonl.gz"
+    texts = {}
+    for nproc in (1, 2):
+        r = _launch(nproc, "elfs2t.bin.decode", "--exp-dir", str(exp), "--set", f"dev={cuts}", "--tag", f"n{nproc}",
+                    "decode.flow.steps=2", "decode.max_duration=1.5")  # several batches, noise from each
+        assert r.returncode == 0, r.stderr[-3000:]
+        texts[nproc] = (exp / f"decode_n{nproc}" / "dev" / "text").read_text()
+        timing = json.loads((exp / f"decode_n{nproc}" / "dev" / "timing.json").read_text())
+        assert timing["world_size"] == nproc and timing["num_utts"] == 24
+    assert texts[1] == texts[2] and len(texts[1].splitlines()) == 24

@@ -39,6 +39,20 @@ def test_help_lists_the_common_options():
             assert opt in r.stdout, (name, opt)
 
 
+def test_every_recipe_still_parses_its_options(tmp_path):
+    """The stricter parser accepts what the recipes document: every ``true|false`` option given true and false,
+    the stage range, ``--opt=value``; ``--help`` after them shows that parsing got to the end."""
+    for recipe in ("mini_synth", "librispeech", "covost2", "TEMPLATE"):
+        folder = copy_recipe(recipe, tmp_path / recipe)
+        help_text = run(folder, "--help").stdout
+        booleans = re.findall(r"^  (--[a-z0-9-]+) true\|false", help_text, re.M)
+        assert "--force" in booleans, recipe
+        for value in ("true", "false"):
+            args = [a for opt in booleans for a in (opt, value)]
+            r = run(folder, "--stage", "1", "--stop-stage=6", "--nj", "1", *args, "--help")
+            assert r.returncode == 0 and r.stdout == help_text, (recipe, r.stderr)
+
+
 @pytest.mark.slow  # several python start-ups (torch import); ~20 s on a loaded 2-core machine
 def test_librispeech_stage_0_1_rerun_force_and_stage_2(tmp_path):
     corpus = make_librispeech_tree(tmp_path / "db", parts=("train-clean-100", "dev-clean"))

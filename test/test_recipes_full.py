@@ -296,7 +296,7 @@ def test_fetch_elf_entry_point(tmp_path, tiny_models, capsys):
     assert "tensors loaded" in capsys.readouterr().out
     assert fetch_elf.main(["--conf", str(conf), *opts, "elf.denoiser.hidden=48"]) == 1
     assert "does not fit the denoiser" in capsys.readouterr().err
-    assert fetch_elf.main(["elf.feat_dim=3"]) == 1
+    assert fetch_elf.main(["elf.feat_dim=3"]) == 2  # a config error (usage): exit 2
     assert "need --conf" in capsys.readouterr().err
 
 

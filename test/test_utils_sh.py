@@ -21,14 +21,23 @@ help_message="Usage: t.sh [--stage N] [--foo-bar X]"
 . {UTILS}/parse_options.sh
 echo "stage=$stage stop=$stop_stage foo=$foo_bar force=$force nj=$nj rest=$*"
 """
+POSITIONAL = OPTS.replace(". ", "parse_options_positional=true\n. ", 1)
 
 
 def test_parse_options_sets_declared_variables(tmp_path):
-    r = bash(OPTS, "--stage", "3", "--stop-stage", "5", "--foo-bar=y z", "--nj", "2", "--force", "pos1", "--x",
-             cwd=tmp_path)
+    r = bash(OPTS, "--stage", "3", "--force", "--stop-stage", "5", "--foo-bar=y z", "--nj", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "stage=3 stop=5 foo=y z force=true nj=2 rest=pos1 --x"  # stops at a positional
-    r = bash(OPTS, "--force", "false", "--", "--stage", cwd=tmp_path)
+    assert r.stdout.strip() == "stage=3 stop=5 foo=y z force=true nj=2 rest="
+    r = bash(OPTS, "--force", "false", "--nj", "3", "--force", cwd=tmp_path)
+    assert r.stdout.strip() == "stage=0 stop=100 foo=x force=true nj=3 rest="
+
+
+def test_parse_options_positional_arguments_when_declared(tmp_path):
+    """Scripts that take positional arguments (launch.sh MODULE ARGS) stop parsing at the first one."""
+    r = bash(POSITIONAL, "--stage", "3", "--force", "pos1", "--x", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "stage=3 stop=100 foo=x force=true nj=4 rest=pos1 --x"
+    r = bash(POSITIONAL, "--force", "false", "--", "--stage", cwd=tmp_path)
     assert r.stdout.strip() == "stage=0 stop=100 foo=x force=false nj=4 rest=--stage"
 
 

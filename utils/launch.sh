@@ -26,6 +26,7 @@ Options:
   --python EXE         python interpreter for the single-process case (default: $python)
   --dry-run            print the command instead of running it (default: $dry_run)"
 
+parse_options_positional=true   # MODULE ARGS... follow the options
 . "$(dirname "${BASH_SOURCE[0]}")/parse_options.sh"
 
 if [ $# -lt 1 ]; then

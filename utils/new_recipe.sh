@@ -9,6 +9,7 @@ Copies $root/egs/TEMPLATE to DIR/NAME (NAME: lower-case letters, digits, _), nam
 Options:
   --egs-dir DIR   where the recipe folder goes (default: $egs_dir). Outside $root/egs, export
                   ELFS2T_ROOT=$root before running the recipe."
+parse_options_positional=true   # NAME follows the options
 . "$root/utils/parse_options.sh"
 . "$root/utils/log.sh"
 

@@ -76,7 +76,9 @@ Corpus location: CORPUS in db.sh (or the environment)."
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: get the corpus (add a download here if the corpus allows it)
-if stage_begin 0 "check the corpus"; then
+# (Each stage's marker records its inputs and settings, the files and values after the description; a stage
+# done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
+if stage_begin 0 "check the corpus" -- "CORPUS=$CORPUS"; then
   [ -n "$CORPUS" ] || die "CORPUS is not set: edit db.sh (or export CORPUS=/path/to/corpus)"
   [ -d "$CORPUS" ] || die "corpus folder not found: $CORPUS (CORPUS in db.sh)"
   stage_done 0
@@ -84,7 +86,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 1: data preparation: local/prepare.py returns the cut sets, written to $manifest_dir/cuts_<set>.jsonl.gz
-if stage_begin 1 "data preparation"; then
+if stage_begin 1 "data preparation" "${CORPUS:-CORPUS}" local/prepare.py -- "manifest_dir=$manifest_dir"; then
   python -m elfs2t.bin.prepare_data local --script local/prepare.py --corpus-dir "$CORPUS" \
     --output-dir "$manifest_dir" --nj "$nj"
   stage_done 1
@@ -99,8 +101,10 @@ esac
 read -r -a eval_sets <<< "$test_sets"
 feat_tag=""; tag=""
 if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
-  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --print-tag) \
-    || die "cannot read the Whisper encoder '$encoder' (--encoder)"
+  # the encoder tag; --ngpu is checked against the visible GPUs when a stage that uses them is in the range
+  gpus=0; for s in 2 4 5; do stage_in_range "$s" && gpus=$ngpu; done
+  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --ngpu "$gpus" --print-tag) \
+    || exit 1  # (it printed the error, naming the option)
   tag=${exp_tag:-$(basename "$conf" .yaml)_$feat_tag${speed_perturb:+_sp}}
 fi
 read -r -a extra_train_opts <<< "$train_opts"
@@ -120,7 +124,9 @@ if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj")
 # Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, set <train-set>_sp)
 #   -> dump/<encoder_tag>/<set>/cuts.jsonl.gz
 done_dir=exp/.done/$feat_tag${speed_perturb:+_sp}   # per encoder tag (finished sets are skipped inside)
-if stage_begin 2 "Whisper feature caching ($feat_tag)"; then
+stage1_cuts=(); for s in "$train_set" "$valid_set" "${eval_sets[@]}"; do stage1_cuts+=("$manifest_dir/cuts_$s.jsonl.gz"); done
+if stage_begin 2 "Whisper feature caching ($feat_tag)" "${stage1_cuts[@]}" -- "encoder=$encoder" "feat_mode=$feat_mode" \
+    "speed_perturb=$speed_perturb" "speed_perturb_per_cut=$speed_perturb_per_cut"; then
   cache_sets=("$train_set")
   if [ -n "$speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
     # shellcheck disable=SC2086  # a list of factors
@@ -146,7 +152,12 @@ done_dir=exp/.done/$tag
 #   and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
 # Stage 3, AR: the SentencePiece vocabulary of the training targets -> data/token_list/<train-set>_bpe<N> (its fresh
 #   LM is sized to it; a pre-trained LM instead: --train-opts "ar.lm=<hub id or dir> ar.tokenizer=null")
-if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)"; then
+model_type=elf_s2t  # the config's model (for the logs), unless --train-opts sets another
+[ -f "$conf" ] && model_type=$(sed -n 's/^model: *\([A-Za-z0-9_]*\).*/\1/p' "$conf" | head -n 1)
+for o in "${extra_train_opts[@]}"; do case "$o" in model=*) model_type=${o#model=} ;; esac; done
+model_type=${model_type:-elf_s2t}
+if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)" "$conf" -- "elf_init=$elf_init" \
+    "train_opts=$train_opts"; then
   python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
   stage_done 3
 fi
@@ -158,7 +169,10 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 4: training (ELF-S2T: flow matching with audio forcing) -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
-if stage_begin 4 "$model training -> exp/$tag"; then
+train_inputs=("$conf" dump/$feat_tag/$train_set/cuts.jsonl.gz "dump/$feat_tag/$valid_set/cuts.jsonl.gz")
+[ -z "$speed_perturb" ] || train_inputs+=(dump/$feat_tag/${train_set}_sp/cuts.jsonl.gz)
+if stage_begin 4 "training (model $model_type) -> exp/$tag" "${train_inputs[@]}" -- "target=$target" \
+    "train_opts=$train_opts" "elf_init=$elf_init"; then
   run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
     --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" \
     elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
@@ -167,7 +181,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding (ELF-S2T: CFG sampling; AR: greedy / beam) -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref}
-if stage_begin 5 "decoding (${eval_sets[*]})"; then
+decode_inputs=("exp/$tag/last.pt"); for s in "${eval_sets[@]}"; do decode_inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
+if stage_begin 5 "decoding (${eval_sets[*]})" "${decode_inputs[@]}" -- "target=$target" "decode_opts=$decode_opts"; then
   args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s=dump/$feat_tag/$s/cuts.jsonl.gz"); done
   run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" \
     --record-setting "${extra_decode_opts[@]}"  # the model's setting (transcribe, export)
@@ -176,7 +191,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 6: scoring -> result.txt per decoded set; RESULTS.md (every experiment of this recipe)
-if stage_begin 6 "scoring ($metric)"; then
+score_inputs=(); for f in exp/"$tag"/decode_*/*/text; do [ -f "$f" ] && score_inputs+=("$f"); done
+if stage_begin 6 "scoring ($metric)" "${score_inputs[@]}" -- "metric=$metric"; then
   for dir in exp/"$tag"/decode_*/*/; do
     [ -f "$dir/text" ] || continue
     python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" --out-dir "$dir"

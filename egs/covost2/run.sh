@@ -85,7 +85,9 @@ cv_dir=${COMMONVOICE:+$COMMONVOICE/$src_lang}
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: get the corpus (the CoVoST TSV is downloaded; Common Voice v4 audio is checked)
-if stage_begin 0 "get CoVoST 2 ($pair)"; then
+# (Each stage's marker records its inputs and settings, the files and values after the description; a stage
+# done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
+if stage_begin 0 "get CoVoST 2 ($pair)" -- "pair=$pair" "COMMONVOICE=${COMMONVOICE:-}" "covost_dir=$covost_dir"; then
   [ -n "$cv_dir" ] || die "COMMONVOICE is not set: edit db.sh (or export COMMONVOICE=/path/cv-corpus-4); Common Voice v4 must be obtained by hand"
   [ -f "$cv_dir/validated.tsv" ] && [ -d "$cv_dir/clips" ] \
     || die "Common Voice v4 '$src_lang' not found: expected $cv_dir/validated.tsv and $cv_dir/clips/ (COMMONVOICE in db.sh)"
@@ -97,7 +99,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 1: data preparation -> $manifest_dir/cuts_<src>_<tgt>_{train,dev,test}.jsonl.gz
-if stage_begin 1 "data preparation"; then
+if stage_begin 1 "data preparation" "${cv_dir:-COMMONVOICE}/validated.tsv" "$covost_tsv" -- "splits=$splits" \
+    "manifest_dir=$manifest_dir"; then
   [ -n "$cv_dir" ] || die "COMMONVOICE is not set: edit db.sh (or export COMMONVOICE=/path/cv-corpus-4)"
   python -m elfs2t.bin.prepare_data covost2 --cv-dir "$cv_dir" --covost-tsv "$covost_tsv" \
     --src-lang "$src_lang" --tgt-lang "$tgt_lang" --splits $splits --output-dir "$manifest_dir" --nj "$nj" $(force_flag)
@@ -121,8 +124,10 @@ eval_sets=(); for s in "${sets[@]}"; do [ "$s" = "${pair}_train" ] || eval_sets+
 feat_tag=""; tag=""
 if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
   [[ " $splits " == *" train "* && " $splits " == *" dev "* ]] || die "--splits must include train and dev for stages 2-6"
-  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --print-tag) \
-    || die "cannot read the Whisper encoder '$encoder' (--encoder)"
+  # the encoder tag; --ngpu is checked against the visible GPUs when a stage that uses them is in the range
+  gpus=0; for s in 2 4 5; do stage_in_range "$s" && gpus=$ngpu; done
+  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --ngpu "$gpus" --print-tag) \
+    || exit 1  # (it printed the error, naming the option)
   tag=${exp_tag:-${pair}_${task}_$(basename "$conf" .yaml)_$feat_tag${speed_perturb:+_sp}}
 fi
 read -r -a extra_train_opts <<< "$train_opts"
@@ -146,7 +151,9 @@ if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj")
 # Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, <src>_<tgt>_train_sp)
 #   -> dump/<encoder_tag>/<src>_<tgt>_<split>/cuts.jsonl.gz
 done_dir=exp/.done/$feat_tag${speed_perturb:+_sp}   # per encoder tag (finished sets are skipped inside)
-if stage_begin 2 "Whisper feature caching ($feat_tag)"; then
+stage1_cuts=(); for s in "${sets[@]}"; do stage1_cuts+=("$manifest_dir/cuts_$s.jsonl.gz"); done
+if stage_begin 2 "Whisper feature caching ($feat_tag)" "${stage1_cuts[@]}" -- "encoder=$encoder" "feat_mode=$feat_mode" \
+    "speed_perturb=$speed_perturb" "speed_perturb_per_cut=$speed_perturb_per_cut"; then
   sp_sets=()
   if [ -n "$speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
     # shellcheck disable=SC2086  # a list of factors
@@ -170,7 +177,12 @@ done_dir=exp/.done/$tag
 #   and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
 # Stage 3, AR: the SentencePiece vocabulary of the training targets -> data/token_list/<pair>_<task>_bpe<N> (its
 #   fresh LM is sized to it; a pre-trained LM instead: --train-opts "ar.lm=<hub id or dir> ar.tokenizer=null")
-if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)"; then
+model_type=elf_s2t  # the config's model (for the logs), unless --train-opts sets another
+[ -f "$conf" ] && model_type=$(sed -n 's/^model: *\([A-Za-z0-9_]*\).*/\1/p' "$conf" | head -n 1)
+for o in "${extra_train_opts[@]}"; do case "$o" in model=*) model_type=${o#model=} ;; esac; done
+model_type=${model_type:-elf_s2t}
+if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)" "$conf" -- "elf_init=$elf_init" \
+    "train_opts=$train_opts"; then
   python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
   stage_done 3
 fi
@@ -183,7 +195,10 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 4: training (ELF-S2T: flow matching with audio forcing) -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
-if stage_begin 4 "$model training ($task $pair) -> exp/$tag"; then
+train_inputs=("$conf" dump/$feat_tag/${pair}_train/cuts.jsonl.gz "dump/$feat_tag/${pair}_dev/cuts.jsonl.gz")
+[ -z "$speed_perturb" ] || train_inputs+=(dump/$feat_tag/${pair}_train_sp/cuts.jsonl.gz)
+if stage_begin 4 "training ($task $pair, model $model_type) -> exp/$tag" "${train_inputs[@]}" -- "target=$target" \
+    "train_opts=$train_opts" "elf_init=$elf_init"; then
   run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
     --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" \
     elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
@@ -193,7 +208,8 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding (ELF-S2T: CFG sampling; AR: greedy / beam) -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref};
 #   the joint task decodes every set twice: the translation as <set>, the transcript as <set>_asr (its task token)
-if stage_begin 5 "decoding (${eval_sets[*]})"; then
+decode_inputs=("exp/$tag/last.pt"); for s in "${eval_sets[@]}"; do decode_inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
+if stage_begin 5 "decoding (${eval_sets[*]})" "${decode_inputs[@]}" -- "target=$target" "decode_opts=$decode_opts"; then
   for d in "${decodes[@]}"; do
     IFS='|' read -r target suffix _ <<< "$d"
     args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s$suffix=dump/$feat_tag/$s/cuts.jsonl.gz"); done
@@ -205,7 +221,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 6: scoring (BLEU/chrF for st, WER for asr) -> result.txt per decoded set; RESULTS.md (all experiments)
-if stage_begin 6 "scoring ($task)"; then
+score_inputs=(); for f in exp/"$tag"/decode_*/*/text; do [ -f "$f" ] && score_inputs+=("$f"); done
+if stage_begin 6 "scoring ($task)" "${score_inputs[@]}" -- "task=$task"; then
   for dir in exp/"$tag"/decode_*/*/; do
     [ -f "$dir/text" ] || continue
     metric=${decodes[0]##*|}

@@ -78,7 +78,9 @@ if [ "$download" = true ]; then corpus_dir=$download_dir/LibriSpeech; else corpu
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: get the corpus
-if stage_begin 0 "get LibriSpeech"; then
+# (Each stage's marker records its inputs and settings, the files and values after the description; a stage
+# done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
+if stage_begin 0 "get LibriSpeech" -- "download=$download" "parts=$train_parts $eval_parts"; then
   if [ "$download" = true ]; then
     python -m elfs2t.bin.download_data librispeech --target-dir "$download_dir" --parts $train_parts $eval_parts
   else
@@ -92,7 +94,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 1: data preparation -> $manifest_dir/cuts_{train,dev_clean,dev_other,test_clean,test_other}.jsonl.gz
-if stage_begin 1 "data preparation"; then
+part_dirs=(); for part in $train_parts $eval_parts; do part_dirs+=("$corpus_dir/$part"); done
+if stage_begin 1 "data preparation" "${part_dirs[@]}" -- "manifest_dir=$manifest_dir"; then
   [ -n "$corpus_dir" ] || die "LIBRISPEECH is not set: edit db.sh (or export LIBRISPEECH=/path/LibriSpeech)"
   python -m elfs2t.bin.prepare_data librispeech --corpus-dir "$corpus_dir" --output-dir "$manifest_dir" \
     --parts $train_parts $eval_parts --nj "$nj" $(force_flag)
@@ -109,8 +112,10 @@ eval_sets=(); for part in $eval_parts; do eval_sets+=("${part//-/_}"); done
 feat_tag=""; tag=""
 if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
   [[ " ${eval_sets[*]} " == *" $valid_set "* ]] || die "--valid-set $valid_set is not one of the --eval-parts sets (${eval_sets[*]})"
-  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --print-tag) \
-    || die "cannot read the Whisper encoder '$encoder' (--encoder)"
+  # the encoder tag; --ngpu is checked against the visible GPUs when a stage that uses them is in the range
+  gpus=0; for s in 2 4 5; do stage_in_range "$s" && gpus=$ngpu; done
+  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --ngpu "$gpus" --print-tag) \
+    || exit 1  # (it printed the error, naming the option)
   tag=${exp_tag:-$(basename "$conf" .yaml)_$feat_tag${speed_perturb:+_sp}}
 fi
 read -r -a extra_train_opts <<< "$train_opts"
@@ -130,7 +135,9 @@ if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj")
 # Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, set train_sp)
 #   -> dump/<encoder_tag>/{train,train_sp,dev_clean,...}/cuts.jsonl.gz
 done_dir=exp/.done/$feat_tag${speed_perturb:+_sp}   # per encoder tag (finished sets are skipped inside)
-if stage_begin 2 "Whisper feature caching ($feat_tag)"; then
+stage1_cuts=(); for s in train "${eval_sets[@]}"; do stage1_cuts+=("$manifest_dir/cuts_$s.jsonl.gz"); done
+if stage_begin 2 "Whisper feature caching ($feat_tag)" "${stage1_cuts[@]}" -- "encoder=$encoder" "feat_mode=$feat_mode" \
+    "speed_perturb=$speed_perturb" "speed_perturb_per_cut=$speed_perturb_per_cut"; then
   sp_sets=()
   if [ -n "$speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
     # shellcheck disable=SC2086  # a list of factors
@@ -154,7 +161,12 @@ done_dir=exp/.done/$tag
 #   and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
 # Stage 3, AR: the SentencePiece vocabulary of the training transcripts -> data/token_list/train_bpe<N> (its fresh LM
 #   is sized to it; a pre-trained LM instead: --train-opts "ar.lm=<hub id or dir> ar.tokenizer=null")
-if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)"; then
+model_type=elf_s2t  # the config's model (for the logs), unless --train-opts sets another
+[ -f "$conf" ] && model_type=$(sed -n 's/^model: *\([A-Za-z0-9_]*\).*/\1/p' "$conf" | head -n 1)
+for o in "${extra_train_opts[@]}"; do case "$o" in model=*) model_type=${o#model=} ;; esac; done
+model_type=${model_type:-elf_s2t}
+if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)" "$conf" -- "elf_init=$elf_init" \
+    "train_opts=$train_opts"; then
   python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
   stage_done 3
 fi
@@ -166,7 +178,10 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 4: training (ELF-S2T: flow matching with audio forcing) -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
-if stage_begin 4 "$model training -> exp/$tag"; then
+train_inputs=("$conf" dump/$feat_tag/train/cuts.jsonl.gz "dump/$feat_tag/$valid_set/cuts.jsonl.gz")
+[ -z "$speed_perturb" ] || train_inputs+=(dump/$feat_tag/train_sp/cuts.jsonl.gz)
+if stage_begin 4 "training (model $model_type) -> exp/$tag" "${train_inputs[@]}" -- "target=transcript" \
+    "train_opts=$train_opts" "elf_init=$elf_init"; then
   run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
     --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" \
     elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
@@ -175,7 +190,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding (ELF-S2T: CFG sampling; AR: greedy / beam) -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref}
-if stage_begin 5 "decoding (${eval_sets[*]})"; then
+decode_inputs=("exp/$tag/last.pt"); for s in "${eval_sets[@]}"; do decode_inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
+if stage_begin 5 "decoding (${eval_sets[*]})" "${decode_inputs[@]}" -- "target=transcript" "decode_opts=$decode_opts"; then
   sets=(); for s in "${eval_sets[@]}"; do sets+=(--set "$s=dump/$feat_tag/$s/cuts.jsonl.gz"); done
   run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target transcript "${sets[@]}" \
     --record-setting "${extra_decode_opts[@]}"  # the model's setting (transcribe, export)
@@ -184,7 +200,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 6: scoring (WER) -> result.txt per decoded set; RESULTS.md (every experiment of this recipe)
-if stage_begin 6 "scoring"; then
+score_inputs=(); for f in exp/"$tag"/decode_*/*/text; do [ -f "$f" ] && score_inputs+=("$f"); done
+if stage_begin 6 "scoring" "${score_inputs[@]}" -- "metric=wer"; then
   for dir in exp/"$tag"/decode_*/*/; do
     [ -f "$dir/text" ] || continue
     python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric wer --out-dir "$dir"

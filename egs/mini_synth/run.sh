@@ -32,7 +32,7 @@ asr_speed_perturb="0.9 1.1"   # speed factors for the ASR training set ("": none
                               # cuts (asr_train_sp) and caches them, stage 4 trains on both sets
 speed_perturb_per_cut=one     # one: one copy per cut, factor drawn per cut; all: one copy per factor
 asr_encoder=$MAIN_ROOT/tools/models/whisper-base      # Whisper for ASR features (hub id or local dir; base: fewer
-                                                      # errors on unseen voices than tiny.en, RESULTS.md session 6)
+                                                      # errors on unseen voices than tiny.en, HISTORY.md session 6)
 st_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en    # Whisper for S2TT features (tiny.en: as good as base here, 4x cheaper)
 feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
 tasks="asr st"        # which tasks stages 4-6 train, decode and score: asr (English), st (de -> en), joint (one
@@ -143,7 +143,10 @@ has_task() { [[ " $tasks " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: synthesize the corpus into $MINI_SYNTH
-if stage_begin 0 "synthesize the mini_synth corpus"; then
+# (Each stage's marker records its inputs and settings, the files and values after the description; a stage
+# done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
+if stage_begin 0 "synthesize the mini_synth corpus" -- "seed=$seed" "num_train=$num_train" "num_dev=$num_dev" \
+    "num_test=$num_test" "num_test_unseen=$num_test_unseen" "MINI_SYNTH=$MINI_SYNTH"; then
   python -m elfs2t.bin.make_mini_synth --output-dir "$MINI_SYNTH" --seed "$seed" --num-train "$num_train" \
     --num-dev "$num_dev" --num-test "$num_test" --num-test-unseen "$num_test_unseen" \
     --num-test-gen "$num_test_gen" --num-test-gen-unseen "$num_test_gen_unseen" --nj "$nj"
@@ -154,7 +157,9 @@ fi
 # Stage 1: data preparation with the LibriSpeech and CoVoST 2 code ->
 #   $manifest_dir/cuts_{asr,st}_{train,dev,test,test_unseen}.jsonl.gz, and from the generalisation corpus (the
 #   same layouts in $MINI_SYNTH/gen) cuts_{asr,st}_{gen_test,gen_test_unseen}.jsonl.gz
-if stage_begin 1 "data preparation"; then
+if stage_begin 1 "data preparation" "$MINI_SYNTH/LibriSpeech" "$MINI_SYNTH/cv/de/validated.tsv" \
+    "$MINI_SYNTH/covost/covost_v2.de_en.tsv" -- "manifest_dir=$manifest_dir" "num_test_gen=$num_test_gen" \
+    "num_test_gen_unseen=$num_test_gen_unseen"; then
   gen_parts=() gen_splits=()   # the generalisation corpus' parts and splits that were asked for
   [ "$num_test_gen" -gt 0 ] && gen_parts+=(test-clean) gen_splits+=(test)
   [ "$num_test_gen_unseen" -gt 0 ] && gen_parts+=(test-other) gen_splits+=(test_unseen)
@@ -181,7 +186,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (by default base for ASR, tiny.en for S2TT; trimmed)
-asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --print-tag)
+# (--print-tag also checks --ngpu against the GPUs there are: a one-line error before any stage runs)
+asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --ngpu "$ngpu" --print-tag)
 st_tag=$asr_tag   # one python start-up (~8 s) less when both tasks use the same encoder (the default)
 [ "$st_encoder" = "$asr_encoder" ] || \
   st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
@@ -192,7 +198,13 @@ prepared_sets() {  # prepared_sets TASK SPLIT...: the <task>_<split> sets that s
     else log_caller "skipping set ${task}_$s: stage 1 did not prepare it ($manifest_dir/cuts_${task}_$s.jsonl.gz)"; fi
   done
 }
-if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)"; then
+stage1_cuts=()
+for f in "$manifest_dir"/cuts_{asr,st}_{train,dev,test,test_unseen,gen_test,gen_test_unseen}.jsonl.gz; do
+  if [ -f "$f" ]; then stage1_cuts+=("$f"); fi
+done
+if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)" "${stage1_cuts[@]}" -- "asr_encoder=$asr_encoder" \
+    "st_encoder=$st_encoder" "feat_mode=$feat_mode" "asr_speed_perturb=$asr_speed_perturb" \
+    "speed_perturb_per_cut=$speed_perturb_per_cut"; then
   asr_sets="asr_train $(prepared_sets asr dev test test_unseen gen_test gen_test_unseen | xargs)"
   if [ -n "$asr_speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
     # shellcheck disable=SC2086  # a list of factors
@@ -214,10 +226,10 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Stages 3-6 run per model; their done markers are exp/.done/<model>/stageN.
 has_model() { [[ " $models " == *" $1 "* ]]; }
-model_stage_begin() {  # model_stage_begin N MODEL DESC: stage_begin with the model's marker folder
-  local n=$1 m=$2; shift 2
+model_stage_begin() {  # model_stage_begin N MODEL DESC [INPUT... [-- SETTING...]]: stage_begin, the model's markers
+  local n=$1 m=$2 desc=$3; shift 3
   has_model "$m" || return 1
-  done_dir=exp/.done/$m stage_begin "$n" "$* [$m]"
+  done_dir=exp/.done/$m stage_begin "$n" "$desc [$m]" "$@"
 }
 model_stage_done() { done_dir=exp/.done/$2 stage_done "$1"; }
 joint_stage_begin() {  # joint_stage_begin N MODEL DESC: the joint task's stage N of MODEL (its own markers)
@@ -243,15 +255,18 @@ feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi
 # Stage 3: what the models take from the English training text (never from dev/test text):
 #   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser; only with --elf-init text)
 #   ar:  the SentencePiece vocabulary of the targets -> data/token_list/en (the AR baseline's tokenizer; its LM
-#        starts from scratch, which learned where a pre-trained one did not, RESULTS.md session 4); for the joint
+#        starts from scratch, which learned where a pre-trained one did not, HISTORY.md session 4); for the joint
 #        task that of the German transcripts and English translations -> data/token_list/de_en
-if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text"; then
+lm_text_inputs=("$manifest_dir/cuts_asr_train.jsonl.gz" "$manifest_dir/cuts_st_train.jsonl.gz")
+if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text" \
+    "${lm_text_inputs[@]}" "$conf/pretrain_text.yaml" -- "train_opts=$train_opts"; then
   export_lm_text
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
     --exp-dir exp/elf_text --text data/lm/train_text.txt $train_opts
   model_stage_done 3 elf
 fi
-if model_stage_begin 3 ar "subword vocabulary of the training text (SentencePiece)"; then
+if model_stage_begin 3 ar "subword vocabulary of the training text (SentencePiece)" "${lm_text_inputs[@]}" \
+    -- "tasks=$tasks"; then
   export_lm_text
   python -m elfs2t.bin.train_subword --text data/lm/train_text.txt --out-dir data/token_list/en \
     --vocab-size "$ar_vocab_size"
@@ -287,8 +302,20 @@ train_task() {  # train_task MODEL TASK: one stage-4 training
   OMP_NUM_THREADS=$job_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
     --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" "${data[@]}" $train_opts
 }
+train_inputs() {  # train_inputs MODEL: the files stage 4 trains MODEL from, one a line (its marker records them)
+  local m=$1 task tag
+  for task in $single_tasks; do
+    tag=$(feat_tag_of "$task")
+    if [ "$m" = ar ]; then echo "$conf/train_${task}_ar.yaml"; else echo "$conf/train_$task.yaml"; fi
+    echo "dump/$tag/${task}_train/cuts.jsonl.gz"; echo "dump/$tag/${task}_dev/cuts.jsonl.gz"
+    if [ "$task" = asr ] && [ -n "$asr_speed_perturb" ]; then echo "dump/$tag/asr_train_sp/cuts.jsonl.gz"; fi
+  done
+  if [ "$m" = ar ]; then echo exp/lm_text/last.pt; elif [ "$elf_init" = text ]; then echo exp/elf_text/last.pt; fi
+}
 for m in elf ar; do
-  if [ -n "$single_tasks" ] && model_stage_begin 4 "$m" "training ($single_tasks)"; then
+  mapfile -t inputs < <(train_inputs "$m")
+  if [ -n "$single_tasks" ] && model_stage_begin 4 "$m" "training ($single_tasks)" "${inputs[@]}" -- \
+      "tasks=$single_tasks" "train_opts=$train_opts" "elf_init=$elf_init"; then
     jobs_init "$train_jobs"  # up to $train_jobs tasks at once, each with its output in exp/<task>_<m>/train.out
     for task in $single_tasks; do jobs_run "training ${task}_$m" "exp/${task}_$m/train.out" train_task "$m" "$task"; done
     jobs_wait "stage 4: training"
@@ -340,6 +367,13 @@ decode_run() {  # decode_run EXP TARGET OPTS SET_ARGS...: every ';'-separated de
       "${record[@]}" $setting || return 1
   done
 }
+decode_inputs() {  # decode_inputs MODEL: the checkpoints and cuts stage 5 decodes with, one a line
+  local task s
+  for task in $single_tasks; do
+    echo "exp/${task}_$1/last.pt"
+    for s in $decode_sets; do echo "dump/$(feat_tag_of "$task")/${task}_$s/cuts.jsonl.gz"; done
+  done
+}
 decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn (joint: both of its tasks)
   local m=$1 task=$2 opts asr_opts
   opts=$decode_opts; [ "$m" = ar ] && opts=$ar_decode_opts
@@ -353,7 +387,9 @@ decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, i
   esac
 }
 for m in elf ar; do
-  if [ -n "$single_tasks" ] && model_stage_begin 5 "$m" "decoding ($single_tasks)"; then
+  mapfile -t inputs < <(decode_inputs "$m")
+  if [ -n "$single_tasks" ] && model_stage_begin 5 "$m" "decoding ($single_tasks)" "${inputs[@]}" -- \
+      "decode_opts=$decode_opts" "asr_decode_opts=$asr_decode_opts" "ar_decode_opts=$ar_decode_opts"; then
     jobs_init "$nj"  # the tasks at once (--nj), each with its output in exp/<task>_<m>/decode.out
     for task in $single_tasks; do
       jobs_run "decoding ${task}_$m" "exp/${task}_$m/decode.out" decode_task "$m" "$task"
@@ -380,7 +416,9 @@ whisper_task() {  # whisper_task NAME SRC TARGET ARGS...: Whisper zero-shot on t
   OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.whisper_decode "$@" --target "$target" \
     --beam-size "$whisper_beam" "${sets[@]}"
 }
-if [ -n "$single_tasks" ] && model_stage_begin 5 whisper "Whisper zero-shot decoding ($single_tasks)"; then
+inputs=(); for task in $single_tasks; do for s in $whisper_sets; do inputs+=("$manifest_dir/cuts_${task}_$s.jsonl.gz"); done; done
+if [ -n "$single_tasks" ] && model_stage_begin 5 whisper "Whisper zero-shot decoding ($single_tasks)" "${inputs[@]}" \
+    -- "asr_whisper=$asr_whisper" "st_whisper=$st_whisper" "whisper_beam=$whisper_beam"; then
   for task in $single_tasks; do
     if [ "$task" = asr ]; then
       whisper_task asr asr transcript --model "$asr_whisper" --task transcribe
@@ -434,7 +472,8 @@ score_decodes() {  # score_decodes SET_GLOB DECODE_DIR_GLOB...: result.txt in ev
 }
 exp_glob() { case "$1" in elf) echo "exp/*_elf" ;; ar) echo "exp/*_ar" ;; whisper) echo "exp/whisper_*" ;; esac; }
 for m in $models; do
-  if [ -n "$single_tasks" ] && model_stage_begin 6 "$m" "scoring"; then
+  inputs=(); for f in $(exp_glob "$m")/decode_*/*/text; do [ -f "$f" ] && inputs+=("$f"); done
+  if [ -n "$single_tasks" ] && model_stage_begin 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
     # shellcheck disable=SC2046  # the decode folders of the model's experiments
     score_decodes "*" $(exp_glob "$m")/decode_*/*/
     model_stage_done 6 "$m"
@@ -463,7 +502,8 @@ fi
 #   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/
 #   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g of the --reliance-opts
 #     decoding, the flow from noise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
-if stage_begin 7 "analysis (latent-space error analysis, audio reliance)"; then
+inputs=(); for f in exp/*/decode_*/*_test/text exp/*/decode_*/*_test_unseen/text; do [ -f "$f" ] && inputs+=("$f"); done
+if stage_begin 7 "analysis (latent-space error analysis, audio reliance)" "${inputs[@]}" -- "reliance_opts=$reliance_opts"; then
   analysis_space=$MAIN_ROOT/tools/models/all-MiniLM-L6-v2
   reliance_guidance="1 1.5 2 3"
   analysis_args=(--text-space "$analysis_space" --max-len 24 --no-progress)

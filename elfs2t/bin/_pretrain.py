@@ -2,7 +2,7 @@
 
 It takes ``--conf``, ``--exp-dir``, ``--text``, ``--resume/--no-resume``, ``--overwrite`` and
 ``key.path=value`` overrides, load the config, call ``pretrain(cfg, exp_dir, text, resume=, overwrite=)``
-and print one summary line; errors are printed and exit with 1.
+and print one summary line; config errors exit with 2, other errors with 1 (one message each).
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from elfs2t.config import ConfigError, load_config
-from elfs2t.train.exp_dir import ExpDirError
 
 
 def get_parser(stage: str, doc: str, config_cls: type, exp_example: str,
@@ -41,7 +40,9 @@ def run(parser: argparse.ArgumentParser, argv: Optional[list[str]], config_cls: 
     try:
         cfg = load_config(config_cls, args.conf, args.overrides)
         summary = pretrain(cfg, args.exp_dir, args.text, resume=args.resume, overwrite=args.overwrite)
-    except (ConfigError, ExpDirError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except ConfigError:
+        raise  # the entry point prints it alone and exits 2
+    except (FileExistsError, ValueError) as exc:  # (a changed config, a missing text: InputError, exit 1)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     where = f" -> {args.exp_dir / output}" if output else ""

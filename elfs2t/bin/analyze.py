@@ -28,6 +28,7 @@ from elfs2t.analysis.align import read_decode_dir
 from elfs2t.analysis.report import write_report
 from elfs2t.analysis.sources import load_spaces
 from elfs2t.analysis.substitutions import AnalysisConfig, analyze_set
+from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError, dump_config, load_config
 
 log = logging.getLogger("elfs2t.analyze")
@@ -79,6 +80,7 @@ def _read_vocab(paths: list[Path]) -> list[str]:
     return lines
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")

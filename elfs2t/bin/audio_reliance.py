@@ -22,6 +22,7 @@ from pathlib import Path
 
 from elfs2t.analysis.audio import AUDIO_MODES
 from elfs2t.analysis.reliance import run_reliance
+from elfs2t.bin._cli import entry_point
 from elfs2t.bin.decode import load_trained
 from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.trained import check_sets
@@ -51,6 +52,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")

@@ -5,6 +5,7 @@
         [--strategies flow refine draft readout rescore] [--t-start 0.8]
     python -m elfs2t.bin.benchmark train    [--cuts CUTS] [--models elf_s2t ar] [--processes 1 2]
     python -m elfs2t.bin.benchmark features [--cuts CUTS] [--encoders DIR ...]
+    python -m elfs2t.bin.benchmark scale    [--num-cuts 281241] [--feat-dim 1280] [--num-workers 2]
 
 Without ``--cuts`` every benchmark runs on synthetic utterances (random frames, noise audio): speed only,
 no accuracy. With stage-2 cuts (``dump/<encoder_tag>/<set>/cuts.jsonl.gz``, which keep their recordings)
@@ -15,6 +16,10 @@ as the machine. ``--out-dir`` writes ``<benchmark>.md`` / ``.json`` (and ``speed
 
 GPU: ``--device cuda --dtype bf16 --size elf-b --encoder random:large-v3`` (ELF-B-sized models,
 a whisper-large-v3-sized random encoder); MFU uses the bf16 peak of known GPUs or ``--peak-tflops``.
+
+``scale`` simulates the data side of a LibriSpeech-960-h training process (a synthetic manifest of 281,241 cuts
+with cached features, written to a temporary folder and deleted after): memory and time of the manifest, the
+sampler, the data loader and the latent cache, checked against a stated budget (elfs2t.bench.scale).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from elfs2t.bin._cli import entry_point
 
 log = logging.getLogger("elfs2t.benchmark")
 
@@ -92,7 +99,34 @@ def get_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("features", help="Whisper feature caching, pad30 vs trim")
     _common(f)
     f.add_argument("--encoders", nargs="+", default=None, help="Whisper dirs / hub ids / random:<size> (default: offline bundles)")
+    s = sub.add_parser("scale", help="memory and start-up of the data side at LibriSpeech-960-h size",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from elfs2t.bench.scale import ScaleBenchConfig
+
+    d = ScaleBenchConfig()
+    for name in ("num_cuts", "feat_dim", "distinct_feats", "max_duration", "num_buckets", "text_len", "latent_dim",
+                 "sampler_batches", "batches", "num_workers", "cache_mb", "cache_fill", "budget_gb", "start_budget_s", "seed"):
+        s.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name),
+                       help=_field_doc(ScaleBenchConfig, name))
+    s.add_argument("--tokenizer", default=None, help=_field_doc(ScaleBenchConfig, "tokenizer"))
+    s.add_argument("--work-dir", type=Path, default=None, help=_field_doc(ScaleBenchConfig, "work_dir"))
+    s.add_argument("--keep", action="store_true", help=_field_doc(ScaleBenchConfig, "keep"))
+    s.add_argument("--out-dir", type=Path, default=None, help="write scale.md/.json here")
     return p
+
+
+def _field_doc(cls, name: str) -> str:
+    """The docstring under a dataclass field (the help text of its option)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name and \
+                isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            return " ".join(str(nxt.value.value).split())
+    return name
 
 
 def _utterances(args, need_feats: bool, need_audio: bool):
@@ -108,6 +142,13 @@ def run(args) -> dict:
     """Run the chosen benchmark; returns its result dict (``rows``, ``table``, ``header``)."""
     from elfs2t.bench.common import env_header
 
+    if args.bench == "scale":
+        from elfs2t.bench.scale import ScaleBenchConfig, run_scale_bench
+
+        fields = {k: v for k, v in vars(args).items() if k in ScaleBenchConfig.__dataclass_fields__}
+        result = run_scale_bench(ScaleBenchConfig(**fields))
+        result["header"] = env_header("cpu", "fp32") + result["header_extra"]
+        return result
     if args.threads:
         torch.set_num_threads(args.threads)
     first = f"first {args.max_utts or 'all'} cuts" + (", the training loader cycling over them" if args.bench == "train" else "")
@@ -155,6 +196,7 @@ def run(args) -> dict:
     return result
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")

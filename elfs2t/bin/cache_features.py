@@ -19,9 +19,11 @@ import logging
 import sys
 from pathlib import Path
 
-from elfs2t.config import ConfigError, structure
-from elfs2t.features.cache import CacheConfig, CacheError, cache_features
+from elfs2t.bin._cli import entry_point
+from elfs2t.config import structure
+from elfs2t.features.cache import CacheConfig, cache_features
 from elfs2t.features.whisper import WhisperFrontEnd
+from elfs2t.train.distributed import check_gpus
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     run.add_argument("--shard-size", type=int, default=500, help="cuts per shard (unit of resume)")
     run.add_argument("--num-threads", type=int, default=0, help="torch threads per CPU worker (0: CPUs / nj)")
     p.add_argument("--force", action="store_true", help="redo sets that are cached already (or made otherwise)")
-    p.add_argument("--print-tag", action="store_true", help="print the encoder tag and exit")
+    p.add_argument("--print-tag", action="store_true",
+                   help="print the encoder tag and exit (after checking --ngpu against the visible GPUs)")
     args = p.parse_args(argv)
     if not args.print_tag and bool(args.cuts) == bool(args.sets):
         p.error("give either --cuts (with --out-dir) or --manifest-dir with --sets")
@@ -63,23 +66,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@entry_point
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = structure(CacheConfig, dict(
-            encoder=args.encoder, mode=args.mode, name=args.name, batch_size=args.batch_size, dtype=args.dtype,
-            device=args.device, nj=args.nj, ngpu=args.ngpu, shard_size=args.shard_size, num_threads=args.num_threads))
-        spec = WhisperFrontEnd.from_pretrained(cfg.encoder, cfg.mode, name=cfg.name)
-        if args.print_tag:
-            print(spec.tag)
-            return 0
-        jobs = [(args.cuts, args.out_dir)] if args.cuts else [
-            (args.manifest_dir / f"cuts_{s}.jsonl.gz", args.dump_dir / spec.tag / s) for s in args.sets]
-        reports = [cache_features(cuts, out, cfg, spec=spec, force=args.force) for cuts, out in jobs]
-    except (ConfigError, CacheError, FileNotFoundError) as exc:
-        print(f"cache_features: error: {exc}", file=sys.stderr)
-        return 1
+    cfg = structure(CacheConfig, dict(
+        encoder=args.encoder, mode=args.mode, name=args.name, batch_size=args.batch_size, dtype=args.dtype,
+        device=args.device, nj=args.nj, ngpu=args.ngpu, shard_size=args.shard_size, num_threads=args.num_threads))
+    spec = WhisperFrontEnd.from_pretrained(cfg.encoder, cfg.mode, name=cfg.name)
+    check_gpus(args.ngpu)  # before any work: --ngpu 1 on a CPU machine is one line, not a CUDA traceback
+    if args.print_tag:
+        print(spec.tag)
+        return 0
+    jobs = [(args.cuts, args.out_dir)] if args.cuts else [
+        (args.manifest_dir / f"cuts_{s}.jsonl.gz", args.dump_dir / spec.tag / s) for s in args.sets]
+    reports = [cache_features(cuts, out, cfg, spec=spec, force=args.force) for cuts, out in jobs]
     for r in reports:
         print(r.summary())
     return 0

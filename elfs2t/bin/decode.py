@@ -6,6 +6,8 @@
 The model config comes from ``exp-dir/config.yaml``; only ``decode.*`` keys may be overridden. Output:
 ``exp-dir/decode_<inference_tag>/<set>/{text,ref,utt_timing.txt,timing.json}`` (see elfs2t.decode).
 Under torchrun each process decodes a share of the batches and rank 0 merges the shards.
+References longer than the model's text slots (``max_text_tokens``; no hypothesis can be that long) are still
+decoded and scored, but counted: a warning names a few, and ``timing.json`` holds ``refs_over_max_len``.
 
 Weights: the EMA weights of the latest checkpoint, ``--checkpoint FILE``, or ``--average N`` checkpoints (the last
 N, or with ``--average-by best`` the N of lowest validation loss; the tag gets ``_avgN`` / ``_avgbestN``).
@@ -20,9 +22,9 @@ import logging
 import sys
 from pathlib import Path
 
-
+from elfs2t.bin._cli import entry_point
 from elfs2t.config import dump_config
-from elfs2t.data.dataset import load_sets, SetSpec
+from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind, task_tokens
 from elfs2t.features.record import FeatureMismatchError
@@ -64,6 +66,17 @@ def load_trained(exp_dir: Path, overrides: list[str], checkpoint: Path | None = 
     return loaded.model, loaded.cfg, loaded.state
 
 
+def refs_over_max_len(model, cuts, target: str) -> list[str]:
+    """Ids of the cuts whose reference has more tokens than ``model.max_text_tokens`` (counted as the training
+    filter counts them, ``model.count_tokens``; ``[]`` for a model without them): their scores hold errors no
+    hypothesis of this model could avoid."""
+    count, limit = getattr(model, "count_tokens", None), getattr(model, "max_text_tokens", None)
+    if count is None or limit is None:
+        return []
+    return [cut.id for cut in cuts if count(target_text(cut, target)) > limit]
+
+
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
@@ -90,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     lower = model_kind(cfg).lowercase(cfg)
     for name, path in sets:
         cuts = load_sets([SetSpec(cuts=Path(path), target=args.target, task=args.task)])
+        over = refs_over_max_len(model, cuts, args.target) if info.is_main else []
+        if over:
+            log.warning("%s: %d reference(s) longer than the model's %d text tokens (e.g. %s): decoded and scored, "
+                        "but no hypothesis can be that long", name, len(over), model.max_text_tokens,
+                        ", ".join(over[:5]))
         out_dir = args.exp_dir / f"decode_{tag}" / name
         summary = decode_cuts(hypothesis_fn(model, cfg, args.seed), cuts, out_dir, max_duration=cfg.decode.max_duration,
                               rank=info.rank, world_size=info.world_size, text_transform=str.lower if lower else None)
@@ -100,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         if info.is_main:
             dump_config(cfg.decode, out_dir / "decode_config.yaml")
             annotate_timing(out_dir, {**decode_info(cfg, model, cuts=path, train_step=state.get("step")),
-                                      "target": args.target, "task": task})
+                                      "target": args.target, "task": task,
+                                      "refs_over_max_len": len(over),
+                                      "max_text_tokens": getattr(model, "max_text_tokens", None)})
             print(f"decoded {name}: {summary['num_utts']} utts, RTFx {summary['rtfx']:.1f} -> {out_dir}/text")
     if args.record_setting and info.is_main:
         print(f"recorded the decoding setting {args.overrides} -> {record_setting(args.exp_dir, args.overrides, tag)}")

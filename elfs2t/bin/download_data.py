@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.data.covost2 import download_covost2_tsv
 from elfs2t.data.librispeech import LIBRISPEECH_PARTS, download_librispeech
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

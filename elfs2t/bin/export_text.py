@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.data.dataset import check_target, target_text
 
 log = logging.getLogger("elfs2t.export_text")
@@ -62,6 +63,7 @@ def export_text(sets: list[tuple[Path, str]], out: Path, lowercase: bool = False
     return len(lines)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")

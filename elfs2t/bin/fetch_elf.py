@@ -19,8 +19,9 @@ import os
 import sys
 from pathlib import Path
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError, load_config
-from elfs2t.models.elf_checkpoint import ElfCheckpointError, find_checkpoint_file
+from elfs2t.models.elf_checkpoint import find_checkpoint_file
 
 log = logging.getLogger("elfs2t.fetch_elf")
 
@@ -88,14 +89,11 @@ def fetch_elf(source: str | None, conf: Path | None, overrides: list[str]) -> di
     return report
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    try:
-        report = fetch_elf(args.source, args.conf, args.overrides)
-    except (ConfigError, FileNotFoundError, ElfCheckpointError) as exc:
-        print(f"fetch_elf: error: {exc}", file=sys.stderr)
-        return 1
+    report = fetch_elf(args.source, args.conf, args.overrides)  # errors: one line (ConfigError: exit 2, else 1)
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.report.with_name(args.report.name + ".tmp")

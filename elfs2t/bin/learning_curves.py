@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from elfs2t.analysis.curves import curves_table, read_curve
+from elfs2t.bin._cli import entry_point
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,7 @@ def plot(curves: dict, metric: str, scale: float, path: Path) -> None:
     plt.close(fig)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     curves = {}

@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.data.mini_synth.generate import generate_mini_synth
 
 
@@ -43,6 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, generate the corpus, print where it is."""
     args = get_parser().parse_args(argv)

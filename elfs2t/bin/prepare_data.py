@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.data.covost2 import COVOST2_SPLITS, prepare_covost2
 from elfs2t.data.librispeech import LIBRISPEECH_PARTS, prepare_librispeech_cuts
 from elfs2t.data.manifests import check_cuts_contract, write_set
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

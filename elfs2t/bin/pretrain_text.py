@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from elfs2t.bin import _pretrain
+from elfs2t.bin._cli import entry_point
 from elfs2t.models.elf_text import PretrainTextConfig, pretrain_text
 
 
@@ -25,6 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
                                 PretrainTextConfig, "exp/elf_text", "model.denoiser.depth=2 train.max_steps=500")
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     return _pretrain.run(get_parser(), argv, PretrainTextConfig, pretrain_text)
 

@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError, load_config
 from elfs2t.score import ScoreConfig, format_result, score_files
 from elfs2t.text.normalize import NORMALIZERS
@@ -48,6 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = load_config(ScoreConfig, args.conf, overrides=overrides)
             report = score_files(args.hyp, args.ref, args.out_dir, cfg, ref_target=args.ref_target, set_name=args.set_name)
-        except (ConfigError, ValueError, FileNotFoundError) as exc:
+        except ConfigError:
+            raise  # the entry point prints it alone and exits 2
+        except (ValueError, FileNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(format_result(report, cfg, str(args.hyp), str(args.ref)), end="")

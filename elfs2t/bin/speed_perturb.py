@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.data.perturb import PER_CUT, check_factors, speed_perturb
 
 log = logging.getLogger("elfs2t.speed_perturb")
@@ -56,6 +57,7 @@ def write_perturbed(cuts_path: Path, out: Path, factors: list[float], per_cut: s
     return n
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")

@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError
 from elfs2t.inference.audio import InputError, TooLongError
 from elfs2t.inference.output import FORMATS, write_transcripts
@@ -56,6 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s",

@@ -20,7 +20,8 @@ import logging
 import sys
 from pathlib import Path
 
-from elfs2t.config import ConfigError, structure
+from elfs2t.bin._cli import entry_point
+from elfs2t.config import structure
 from elfs2t.data.dataset import SetSpec, load_sets
 from elfs2t.models.whisper_zero_shot import (WhisperDecodeConfig, WhisperZeroShot, decode_whisper, exp_name,
                                              inference_tag)
@@ -49,6 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = structure(WhisperDecodeConfig, values)
         model = WhisperZeroShot(cfg)
-    except (ConfigError, FileNotFoundError) as exc:
+    except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     exp_dir = args.exp_dir or Path("exp") / exp_name(args.model)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in sets:
         try:
             cuts = load_sets([SetSpec(cuts=path, target=args.target)])
-        except (ConfigError, FileNotFoundError) as exc:
+        except FileNotFoundError as exc:
             print(f"error: --set {name}: {exc}", file=sys.stderr)
             return 1
         out_dir = exp_dir / f"decode_{tag}" / name

@@ -9,8 +9,10 @@ with the ``csv`` module, ``QUOTE_NONE`` and backslash escapes, and *no* NA filte
 Per split the kept cuts carry ``supervision.text`` (source sentence), ``.language`` (``src``),
 ``.speaker`` (``client_id``) and ``.custom["translated_text"][tgt]``; recordings not at 16 kHz
 (Common Voice mp3 is 48 kHz) are resampled in the cut. Rows with an empty sentence or translation,
-a missing, unreadable or zero-length clip, or a malformed TSV line (wrong column count, reported
-with file and line) are skipped and counted in ``report_covost2_<prefix>.json`` (also logged).
+a missing, unreadable, zero-length or truncated clip, a repeated path or clip id (``a.mp3`` and ``a.wav``), or a
+malformed TSV line (wrong column count, reported with file and line) are skipped and counted in
+``report_covost2_<prefix>.json`` (also logged). Clips that no CoVoST row names are not counted: Common Voice's
+``clips/`` holds every clip of the language, and CoVoST uses a part of them.
 
     cuts = prepare_covost2("/data/cv4/de", "covost_v2.de_en.tsv", "de", "en", "data/manifests", nj=8)
     cuts["de_en_train"], cuts["de_en_dev"], cuts["de_en_test"]
@@ -26,7 +28,8 @@ from typing import Iterator, Sequence
 from lhotse import CutSet
 from lhotse.supervision import SupervisionSegment
 
-from elfs2t.data.manifests import SplitReport, clear_done, is_done, load_set, probe_many, write_reports, write_set
+from elfs2t.data.manifests import (SplitReport, clear_done, is_done, keep_first_ids, load_set, probe_many,
+                                   write_reports, write_set)
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +211,8 @@ def prepare_covost2(
                 speaker=cv_row.values["client_id"],
                 custom={"translated_text": {tgt_lang: row.values["translation"].strip()}},
             )]
-            cuts.append(cut)
+            cuts.append((cut, f"{Path(covost_tsv).name}:{row.lineno}"))
+        cuts = keep_first_ids(cuts, report)  # two clips with one id (a.mp3, a.wav): counted, by name
         report.kept = len(cuts)
         if not cuts:
             write_reports(list(reports.values()), output_dir / f"report_covost2_{prefix}.json")

@@ -124,37 +124,49 @@ def load_sets(specs: list[SetSpec]) -> CutSet:
 
 @dataclass(kw_only=True)
 class CutFilter:
-    """Drops utterances that are too long or whose text does not fit, counting each reason."""
+    """Drops utterances that are too long or whose text does not fit, counting each reason and remembering
+    which cut it dropped and why (:attr:`dropped`)."""
 
     max_duration: float = 30.0
     """Longest utterance kept, in seconds."""
     max_tokens: Optional[int] = None
     """Longest target text kept, in tokens of ``count_tokens`` (None: no limit)."""
     counts: dict = field(default_factory=lambda: {"kept": 0, "too_long_audio": 0, "too_long_text": 0, "empty_text": 0})
+    """Cuts kept, and cuts dropped per reason."""
+    dropped: list = field(default_factory=list)
+    """``(cut id, reason, value, limit)`` of every dropped cut, e.g. ``("a-1", "too_long_audio", "31.2", "30")``."""
+
+    def _drop(self, cut: Cut, reason: str, value: object, limit: object) -> bool:
+        self.counts[reason] += 1
+        self.dropped.append((cut.id, reason, str(value), str(limit)))
+        return False
 
     def __call__(self, cut: Cut, count_tokens: Optional[Callable[[str], int]] = None) -> bool:
         if cut.duration > self.max_duration:
-            self.counts["too_long_audio"] += 1
-            return False
+            return self._drop(cut, "too_long_audio", f"{cut.duration:.2f}", f"{self.max_duration:g}")
         text = target_text(cut)
         if not text.strip():
-            self.counts["empty_text"] += 1
-            return False
-        if self.max_tokens is not None and count_tokens is not None and count_tokens(text) > self.max_tokens:
-            self.counts["too_long_text"] += 1
-            return False
+            return self._drop(cut, "empty_text", 0, 1)
+        if self.max_tokens is not None and count_tokens is not None:
+            n = count_tokens(text)
+            if n > self.max_tokens:
+                return self._drop(cut, "too_long_text", n, self.max_tokens)
         self.counts["kept"] += 1
         return True
 
 
 def filter_cuts(
-    cuts: CutSet, max_duration: float, max_tokens: Optional[int] = None, count_tokens: Optional[Callable[[str], int]] = None
+    cuts: CutSet, max_duration: float, max_tokens: Optional[int] = None,
+    count_tokens: Optional[Callable[[str], int]] = None, dropped: Optional[list] = None,
 ) -> tuple[CutSet, dict]:
-    """Eagerly filter ``cuts``; returns the kept cuts and the counts per reason (logged)."""
+    """Eagerly filter ``cuts``; returns the kept cuts and the counts per reason (logged). ``dropped``, when given,
+    receives ``(cut id, reason, value, limit)`` of every dropped cut (:class:`CutFilter`)."""
     flt = CutFilter(max_duration=max_duration, max_tokens=max_tokens)
     kept = CutSet.from_cuts([c for c in cuts if flt(c, count_tokens)])
-    dropped = {k: v for k, v in flt.counts.items() if k != "kept" and v}
-    log.info("kept %d cuts; dropped %s", flt.counts["kept"], dropped or "none")
+    counts = {k: v for k, v in flt.counts.items() if k != "kept" and v}
+    log.info("kept %d cuts; dropped %s", flt.counts["kept"], counts or "none")
+    if dropped is not None:
+        dropped.extend(flt.dropped)
     return kept, dict(flt.counts)
 
 

@@ -2,8 +2,9 @@
 
 Lhotse's :func:`lhotse.recipes.librispeech.parse_utterance` reads each transcript line (the audio
 path and speaker come from the utterance id); around it this module adds what a long run needs:
-bad rows (a transcript line without text, a missing, unreadable or empty audio file) are skipped
-and counted in a report instead of stopping the stage, training parts are combined into one set,
+bad rows (a transcript line without text, a missing, unreadable, empty or truncated audio file, a repeated
+utterance id) are skipped and counted in a report instead of stopping the stage, and so are audio files that no
+transcript line names; training parts are combined into one set,
 ``supervision.language`` is the ISO code ``en``, and each set is written atomically with a done
 marker so a re-run skips it.
 
@@ -22,7 +23,8 @@ from lhotse import CutSet
 from lhotse.recipes.librispeech import LIBRISPEECH, MINI_LIBRISPEECH, download_librispeech, parse_utterance
 from tqdm import tqdm
 
-from elfs2t.data.manifests import SplitReport, clear_done, failure_reason, is_done, load_set, write_reports, write_set
+from elfs2t.data.manifests import (SplitReport, clear_done, count_audio_without_text, failure_reason, is_done,
+                                   is_truncated, keep_first_ids, load_set, write_reports, write_set)
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +59,17 @@ def _parse_line(part_dir: Path, line: str, where: str) -> tuple[object | None, s
     recording, segment = parsed
     if recording.num_samples <= 0:
         return None, "zero_length_audio", audio.name
+    if is_truncated(audio):  # the header promises more audio than the file holds: the text would not match
+        return None, "truncated_audio", audio.name
     segment.language = LANGUAGE
     cut = recording.to_cut()
     cut.supervisions = [segment]
     return cut, None, where
 
 
-def _prepare_part(corpus_dir: Path, part: str, report: SplitReport, nj: int) -> list:
-    """All kept cuts of one part folder; skipped rows go into ``report``."""
+def _prepare_part(corpus_dir: Path, part: str, report: SplitReport, nj: int) -> list[tuple[object, str]]:
+    """``(cut, transcript file:line)`` of every kept row of one part folder; skipped rows, and audio files that no
+    transcript line names, go into ``report``."""
     part_dir = corpus_dir / part
     jobs = []
     for trans in sorted(part_dir.rglob("*.trans.txt")):
@@ -72,6 +77,7 @@ def _prepare_part(corpus_dir: Path, part: str, report: SplitReport, nj: int) -> 
             for lineno, line in enumerate(f, start=1):
                 if line.strip():
                     jobs.append((line, f"{trans.name}:{lineno}"))
+    count_audio_without_text(part_dir.rglob("*.flac"), (line.split(maxsplit=1)[0] for line, _ in jobs), report)
     with ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
         results = list(
             tqdm(pool.map(lambda j: _parse_line(part_dir, *j), jobs), total=len(jobs), desc=part, leave=False)
@@ -81,8 +87,7 @@ def _prepare_part(corpus_dir: Path, part: str, report: SplitReport, nj: int) -> 
         if cut is None:
             report.skip(reason, example)
         else:
-            cuts.append(cut)
-    report.kept += len(cuts)
+            cuts.append((cut, example))
     return cuts
 
 
@@ -131,7 +136,9 @@ def prepare_librispeech_cuts(
             result[set_name] = load_set(output_dir, set_name)
             continue
         report = SplitReport(split=set_name)
-        cuts = [c for part in set_parts for c in _prepare_part(corpus_dir, part, report, nj)]
+        rows = [row for part in set_parts for row in _prepare_part(corpus_dir, part, report, nj)]
+        cuts = keep_first_ids(rows, report)  # a repeated utterance id: counted, by name, never two cuts of one id
+        report.kept = len(cuts)
         reports.append(report)
         if not cuts:
             write_reports(reports, output_dir / "report_librispeech.json")

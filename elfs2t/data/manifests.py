@@ -189,11 +189,57 @@ def failure_reason(path: Path) -> str:
     return "unreadable_audio"
 
 
+def _wav_data_shortfall(path: Path) -> int:
+    """Bytes a RIFF/WAVE file's ``data`` chunk declares beyond the end of the file (0: complete, or not a WAV
+    with a declared length). A WAV cut off mid-data keeps its header: the decoders then quietly return only the
+    samples that are there, so the recording would look shorter and still carry the whole transcript."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", fh.read(8))
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):  # written by a stream: the length was never filled in
+                    return 0
+                return max(0, pos + 8 + chunk_size - size)
+            pos += 8 + chunk_size + (chunk_size & 1)
+    return 0
+
+
+def is_truncated(path: Path) -> bool:
+    """True when an audio file holds fewer samples than its header says: a WAV whose ``data`` chunk runs past
+    the end of the file, or (other formats libsndfile reads: FLAC, MP3, ...) a file whose last half second
+    (by the header's length) cannot be decoded. Files libsndfile cannot open are not judged here."""
+    if _wav_data_shortfall(path) > 0:
+        return True
+    try:
+        import soundfile
+
+        with soundfile.SoundFile(str(path)) as f:
+            if f.format == "WAV" or f.frames <= 0:
+                return False
+            window = min(f.frames, max(1, f.samplerate // 2))
+            f.seek(f.frames - window)
+            return len(f.read(window)) < window // 2
+    except RuntimeError as exc:  # a decoder error at the tail (a cut FLAC "lost sync", a failed seek)
+        msg = str(exc).lower()
+        return "format not recognised" not in msg and "unknown format" not in msg
+    except Exception:  # noqa: BLE001 -- soundfile cannot judge this file
+        return False
+
+
 def probe_audio(path: Path, recording_id: str) -> tuple[Recording | None, str | None]:
     """Read the header of one audio file: ``(recording, None)`` or ``(None, reason)``.
 
     Reasons: ``missing_audio`` (no such file), ``unreadable_audio`` (no backend can open it),
-    ``zero_length_audio`` (no samples).
+    ``zero_length_audio`` (no samples), ``truncated_audio`` (fewer samples than the header says:
+    :func:`is_truncated`).
     """
     if not path.is_file():
         return None, "missing_audio"
@@ -204,6 +250,8 @@ def probe_audio(path: Path, recording_id: str) -> tuple[Recording | None, str | 
         return None, failure_reason(path)
     if recording.num_samples <= 0 or recording.duration <= 0:
         return None, "zero_length_audio"
+    if is_truncated(path):
+        return None, "truncated_audio"
     return recording, None
 
 
@@ -220,13 +268,42 @@ def probe_many(
         return list(tqdm(pool.map(lambda it: probe_audio(*it), items), total=len(items), desc=desc, leave=False))
 
 
+def keep_first_ids(rows: Iterable[tuple], report: SplitReport) -> list:
+    """The cuts of ``(cut, where)`` rows without the repeats of an id: the first row of an id is kept, each later
+    one is counted in ``report`` under ``duplicate_id`` as ``<id> (<where>; first at <where of the first>)``
+    (``where``: the row's origin, e.g. ``transcript file:line``)."""
+    first: dict[str, str] = {}
+    kept = []
+    for cut, where in rows:
+        if cut.id in first:
+            report.skip("duplicate_id", f"{cut.id} ({where}; first at {first[cut.id]})")
+            continue
+        first[cut.id] = where
+        kept.append(cut)
+    return kept
+
+
+def count_audio_without_text(audio_files: Iterable[Path], ids: Iterable[str], report: SplitReport) -> int:
+    """Count in ``report`` (``audio_without_transcript``) the audio files whose stem is none of ``ids``: audio
+    that a transcript file should have listed and did not (a lost line is otherwise invisible)."""
+    known = set(ids)
+    orphans = sorted(p.name for p in audio_files if p.stem not in known)
+    for name in orphans:
+        report.skip("audio_without_transcript", name)
+    return len(orphans)
+
+
 def check_cuts_contract(cuts: CutSet, set_name: str) -> None:
     """Raise ``ValueError`` naming the set and cut unless each cut follows the stage-1 contract.
 
-    One supervision per cut covering the whole recording, with a non-empty text and a language.
+    Unique cut ids; one supervision per cut covering the whole recording, with a non-empty text and a language.
     """
+    seen: set[str] = set()
     for cut in cuts:
         where = f"set {set_name!r}, cut {cut.id!r}"
+        if cut.id in seen:
+            raise ValueError(f"{where}: the id occurs more than once (cut ids must be unique in a set)")
+        seen.add(cut.id)
         if len(cut.supervisions) != 1:
             raise ValueError(f"{where}: expected exactly one supervision, got {len(cut.supervisions)}")
         sup = cut.supervisions[0]

@@ -17,8 +17,12 @@ Work is cut into shards of ``shard_size`` cuts (in manifest order); ``nj`` CPU p
 GPU processes take the pending shards round-robin. A shard is published (ark, scp, cuts, ``.done``)
 only when complete, through temporary names; a re-run skips finished shards and redoes the others,
 so an interrupted run resumes and never references a truncated archive. The merge writes
-``cuts.jsonl.gz`` and ``.done`` last. A folder made from other cuts or another encoder/mode/dtype
-is refused unless ``force`` (which starts it over).
+``cuts.jsonl.gz`` and ``.done`` last. A folder holding finished shards made from other cuts or another
+encoder/mode/dtype is refused unless ``force`` (which starts it over); a folder where nothing was finished
+(a start that failed, e.g. ``--ngpu 1`` on a CPU machine) is simply started over with the new settings.
+``stats.json`` describes the whole set, over every run that encoded a part of it (a resumed run included):
+its audio seconds and the encoding seconds they took (``x-real-time`` = their ratio). Worker processes
+exit when their parent dies (a killed ``--nj 2`` run leaves no worker behind).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -41,6 +46,7 @@ from lhotse.cut import Cut
 from tqdm import tqdm
 
 from elfs2t.config import ConfigError, config_check, unstructure
+from elfs2t.errors import InputError
 from elfs2t.features.record import RECORD_FILE, EncoderRecord, read_record, write_record
 from elfs2t.features.storage import STORAGE_TYPE, KaldiioArkWriter
 from elfs2t.features.whisper import SAMPLE_RATE, WhisperFrontEnd
@@ -48,7 +54,7 @@ from elfs2t.features.whisper import SAMPLE_RATE, WhisperFrontEnd
 log = logging.getLogger(__name__)
 
 
-class CacheError(RuntimeError):
+class CacheError(InputError):
     """The output folder cannot be used (other input or config) or workers failed."""
 
 
@@ -100,9 +106,11 @@ class CacheReport:
     num_cuts: int
     num_failed: int
     audio_seconds: float
-    """Audio encoded by this run (0 when everything was cached already)."""
+    """Audio seconds of the set's cached cuts, encoded by this run and the earlier runs it resumed (0 when this
+    run found the set finished)."""
     wall_seconds: float
-    """Seconds from the encoder being loaded to the last shard written (merge excluded)."""
+    """Encoding seconds those took (encoder loading and the merge excluded): per shard, its seconds in its worker
+    divided by the run's number of parallel workers, summed over the shards."""
     num_encoded: int = 0
     """Utterances processed by this run (cached or failed); less than the set when resuming."""
     skipped: bool = False
@@ -118,9 +126,10 @@ class CacheReport:
         utts = self.num_encoded
         if utts == 0:
             return f"{self.out_dir}: {self.num_cuts} cuts cached, {self.num_failed} failed (nothing left to encode)"
-        return (f"{self.out_dir}: {self.num_cuts} cuts cached, {self.num_failed} failed; "
-                f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s: "
-                f"{utts / max(self.wall_seconds, 1e-9):.2f} utt/s, x-real-time {self.rtfx:.1f} ({self.tag})")
+        return (f"{self.out_dir}: {self.num_cuts} cuts cached, {self.num_failed} failed ({utts} encoded by this "
+                f"run); {self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s of encoding: "
+                f"{(self.num_cuts + self.num_failed) / max(self.wall_seconds, 1e-9):.2f} utt/s, "
+                f"x-real-time {self.rtfx:.1f} ({self.tag})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,9 +159,12 @@ def _features(cut: Cut, shape: tuple[int, int], ark: str, key: str, spec: Whispe
 
 
 def encode_shard(cuts: list[Cut], out_dir: Path, k: int, encoder, batch_size: int,
-                 progress: Callable[[int, float], None] = lambda n, s: None) -> tuple[int, int, float]:
+                 progress: Callable[[int, float], None] = lambda n, s: None,
+                 workers: int = 1) -> tuple[int, int, float]:
     """Encode the cuts of shard ``k`` and publish ``feats.<k>.ark/scp``, ``cuts.<k>.jsonl.gz``,
-    ``failed.<k>.txt`` and ``shards/<k>.done``. Returns (cached, failed, audio seconds)."""
+    ``failed.<k>.txt`` and ``shards/<k>.done`` (``<cached> <failed> <audio s> <encoding s> <workers>``, ``workers``
+    the run's parallel workers). Returns (cached, failed, audio seconds)."""
+    start = time.perf_counter()
     spec = encoder.spec
     writer = KaldiioArkWriter(out_dir / f"feats.{k}.ark")
     keys: dict[str, str] = {}
@@ -204,7 +216,9 @@ def encode_shard(cuts: list[Cut], out_dir: Path, k: int, encoder, batch_size: in
             out_cuts.append(replace(cut, features=feats))
     _atomic_cuts(CutSet.from_cuts(out_cuts), out_dir / f"cuts.{k}.jsonl.gz")
     _atomic_text(out_dir / f"failed.{k}.txt", "".join(f + "\n" for f in failed))
-    _atomic_text(out_dir / "shards" / f"{k}.done", f"{len(out_cuts)} {len(failed)} {audio_sec:.3f}\n")
+    seconds = time.perf_counter() - start
+    _atomic_text(out_dir / "shards" / f"{k}.done",
+                 f"{len(out_cuts)} {len(failed)} {audio_sec:.3f} {seconds:.3f} {workers}\n")
     return len(out_cuts), len(failed), audio_sec
 
 
@@ -225,7 +239,7 @@ def _atomic_cuts(cuts: CutSet, path: Path) -> None:
 # Workers
 # ---------------------------------------------------------------------------------------------
 def _worker(spec: WhisperFrontEnd, cfg: CacheConfig, device: str, shards: list[tuple[int, list[Cut]]],
-            out_dir: Path, queue=None) -> None:
+            out_dir: Path, workers: int, queue=None) -> None:
     """Encode the given shards on one device; report progress through ``queue`` (or nothing)."""
     if device == "cpu":
         threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // (1 if cfg.ngpu else cfg.nj))
@@ -235,12 +249,25 @@ def _worker(spec: WhisperFrontEnd, cfg: CacheConfig, device: str, shards: list[t
         queue.put(("ready", device, unstructure(EncoderRecord.from_encoder(encoder))))
     report = (lambda n, s: queue.put(("progress", n, s))) if queue is not None else (lambda n, s: None)
     for k, cuts in shards:
-        encode_shard(cuts, out_dir, k, encoder, cfg.batch_size, report)
+        encode_shard(cuts, out_dir, k, encoder, cfg.batch_size, report, workers=workers)
     if queue is not None:
         queue.put(("done", device, 0))
 
 
-def _worker_main(*args) -> None:  # runs in a spawned process
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Watch (in a daemon thread) for the parent process to go: a worker whose run was killed must not go on
+    writing shards nobody merges, nor hold a GPU."""
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker_main(parent: int, *args) -> None:  # runs in a spawned process
+    _exit_with_parent(parent)
     queue = args[-1]
     try:
         _worker(*args)
@@ -266,29 +293,35 @@ def _run_workers(spec, cfg, pending, out_dir: Path, bar: tqdm) -> float:
         return ready
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(spec, cfg, dev, pending[i :: len(devices)], out_dir, queue))
+    procs = [ctx.Process(target=_worker_main, args=(os.getpid(), spec, cfg, dev, pending[i :: len(devices)], out_dir,
+                                                    len(devices), queue))
              for i, dev in enumerate(devices)]
-    for p in procs:
-        p.start()
     running, errors, ready = len(procs), [], None
-    while running:
-        try:
-            kind, a, b = queue.get(timeout=5)
-        except Exception:  # queue.Empty: check that the workers are alive
-            if all(not p.is_alive() for p in procs):
-                break
-            continue
-        if kind == "progress":
-            _tick(bar, a, b)
-        elif kind == "ready":
-            if ready is None:
-                bar.start_t = ready = time.time()
-                write_record(EncoderRecord.from_dict(b), out_dir / RECORD_FILE)
-        elif kind == "done":
-            running -= 1
-        else:
-            errors.append(a)
-            running -= 1
+    try:
+        for p in procs:
+            p.start()
+        while running:
+            try:
+                kind, a, b = queue.get(timeout=5)
+            except Exception:  # queue.Empty: check that the workers are alive
+                if all(not p.is_alive() for p in procs):
+                    break
+                continue
+            if kind == "progress":
+                _tick(bar, a, b)
+            elif kind == "ready":
+                if ready is None:
+                    bar.start_t = ready = time.time()
+                    write_record(EncoderRecord.from_dict(b), out_dir / RECORD_FILE)
+            elif kind == "done":
+                running -= 1
+            else:
+                errors.append(a)
+                running -= 1
+    finally:  # also on Ctrl-C or an error here: no worker outlives the run
+        for p in procs:
+            if p.is_alive() and running:
+                p.terminate()
     for p in procs:
         p.join()
     if errors or any(p.exitcode != 0 for p in procs):
@@ -338,49 +371,69 @@ def cache_features(cuts: CutSet | str | Path, out_dir: str | Path, cfg: CacheCon
     if plan.is_file():
         old = json.loads(plan.read_text())
         if old.get("fingerprint") != fp:
-            raise CacheError(f"{out_dir} was made from other cuts or another encoder/mode/dtype "
-                             f"({old.get('tag')}); use --force to redo it")
+            finished = sorted((out_dir / "shards").glob("*.done")) if (out_dir / "shards").is_dir() else []
+            if finished or done.is_file():
+                raise CacheError(
+                    f"{out_dir} holds {len(finished)} finished shard(s) made from other cuts or another "
+                    f"encoder/mode/dtype (then: {old.get('tag')}, {old.get('num_cuts')} cuts, dtype "
+                    f"{old.get('dtype', '?')}; now: {spec.tag}, {len(ids)} cuts, dtype {cfg.resolved_dtype(device0)})"
+                    "; use --force to redo it, or remove the folder")
+            log.warning("%s: made for other settings (%s, %s cuts), but nothing was finished there: starting over",
+                        out_dir, old.get("tag"), old.get("num_cuts"))
+            shutil.rmtree(out_dir)
     if done.is_file() and (out_dir / "cuts.jsonl.gz").is_file():
         stats = json.loads((out_dir / "stats.json").read_text())
         return CacheReport(out_dir=str(out_dir), tag=spec.tag, num_cuts=stats["num_cuts"],
                            num_failed=stats["num_failed"], audio_seconds=0.0, wall_seconds=0.0, skipped=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_text(plan, json.dumps({"fingerprint": fp, "tag": spec.tag, "front_end": unstructure(spec),
-                                   "num_cuts": len(ids), "shard_size": cfg.shard_size}, indent=1))
+                                   "num_cuts": len(ids), "shard_size": cfg.shard_size,
+                                   "dtype": cfg.resolved_dtype(device0)}, indent=1))
 
     all_cuts = list(cuts)
     shards = [(k, all_cuts[s : s + cfg.shard_size]) for k, s in enumerate(range(0, len(all_cuts), cfg.shard_size))]
     pending = [(k, c) for k, c in shards if not (out_dir / "shards" / f"{k}.done").is_file()]
     if len(pending) < len(shards):
         log.info("%s: resuming, %d of %d shards already done", out_dir, len(shards) - len(pending), len(shards))
-    t0 = time.time()  # replaced by the time the encoder is loaded: speeds measure encoding only
     with tqdm(total=sum(len(c) for _, c in pending), desc=f"encode {out_dir.name}", unit="utt",
               dynamic_ncols=True) as bar:
         if pending:
-            t0 = _run_workers(spec, cfg, pending, out_dir, bar)
-    wall = time.time() - t0
+            _run_workers(spec, cfg, pending, out_dir, bar)
     if read_record(out_dir / RECORD_FILE) is None:  # a folder begun before records existed: describe it now
         device = "cuda:0" if cfg.ngpu > 0 else cfg.device
         write_record(EncoderRecord.from_encoder(spec.build(device=device, dtype=cfg.resolved_dtype(device))),
                      out_dir / RECORD_FILE)
-    audio = sum(c.duration for _, cs in pending for c in cs)
-    return _merge(out_dir, len(shards), spec, fp, audio, wall, sum(len(c) for _, c in pending))
+    return _merge(out_dir, len(shards), spec, fp, sum(len(c) for _, c in pending))
 
 
-def _merge(out_dir: Path, n_shards: int, spec: WhisperFrontEnd, fp: str, audio: float, wall: float,
-           encoded: int) -> CacheReport:
-    """Join the shards into cuts.jsonl.gz, feats.scp, failed.txt; then stats.json and .done."""
+def _shard_time(done_file: Path) -> tuple[float, float]:
+    """``(audio seconds, encoding seconds / workers)`` of one finished shard (``shards/<k>.done``; a shard of an
+    older version, without its seconds, counts its audio only)."""
+    fields = done_file.read_text().split()
+    audio = float(fields[2])
+    seconds = float(fields[3]) / max(1, int(fields[4])) if len(fields) >= 5 else 0.0
+    return audio, seconds
+
+
+def _merge(out_dir: Path, n_shards: int, spec: WhisperFrontEnd, fp: str, encoded: int) -> CacheReport:
+    """Join the shards into cuts.jsonl.gz, feats.scp, failed.txt; then stats.json (the whole set's audio and
+    encoding seconds, over every run that encoded a shard) and .done."""
     merged, failed, scp = [], [], []
+    audio = wall = 0.0
     for k in range(n_shards):
-        if not (out_dir / "shards" / f"{k}.done").is_file():
+        done_file = out_dir / "shards" / f"{k}.done"
+        if not done_file.is_file():
             raise CacheError(f"{out_dir}: shard {k} is not finished; re-run to resume")
+        shard_audio, shard_wall = _shard_time(done_file)
+        audio, wall = audio + shard_audio, wall + shard_wall
         merged.extend(CutSet.from_file(out_dir / f"cuts.{k}.jsonl.gz") or [])  # None when empty
         failed.extend(l for l in (out_dir / f"failed.{k}.txt").read_text().splitlines() if l)
         scp.append((out_dir / f"feats.{k}.scp").read_text())
     _atomic_text(out_dir / "feats.scp", "".join(scp))
     _atomic_text(out_dir / "failed.txt", "".join(f + "\n" for f in failed))
     if failed:
-        log.warning("%s: %d cut(s) excluded (audio unreadable), listed in %s", out_dir, len(failed), out_dir / "failed.txt")
+        log.warning("%s: %d cut(s) excluded (audio unreadable), listed in %s", out_dir, len(failed),
+                    out_dir / "failed.txt")
     _atomic_cuts(CutSet.from_cuts(merged), out_dir / "cuts.jsonl.gz")
     report = CacheReport(out_dir=str(out_dir), tag=spec.tag, num_cuts=len(merged), num_failed=len(failed),
                          audio_seconds=audio, wall_seconds=wall, num_encoded=encoded)

@@ -100,7 +100,8 @@ class WhisperFrontEnd:
         try:
             cfg = WhisperConfig.from_pretrained(model, local_files_only=local)
         except Exception as exc:
-            raise ConfigError(f"encoder={model!r}: cannot read a Whisper config ({exc})") from exc
+            cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"cannot read the Whisper encoder {model!r} (--encoder): {cause}") from exc
         if name is None:
             base = Path(model.rstrip("/")).name
             name = base if base.lower().startswith("whisper") else f"whisper-{base}"

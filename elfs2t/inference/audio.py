@@ -25,6 +25,7 @@ import numpy as np
 from lhotse import CutSet, Recording
 from lhotse.cut import Cut
 
+from elfs2t import errors
 from elfs2t.features.cache import load_cut_audio
 from elfs2t.features.whisper import SAMPLE_RATE
 
@@ -36,11 +37,11 @@ CUTS_SUFFIXES = (".jsonl.gz", ".jsonl")
 WINDOW = 0.1  # seconds of the energy window that places a split
 
 
-class InputError(ValueError):
+class InputError(errors.InputError, ValueError):
     """An input cannot be read; the message names the file (and line)."""
 
 
-class TooLongError(ValueError):
+class TooLongError(errors.InputError, ValueError):
     """Audio longer than the model holds while segmentation is off."""
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from elfs2t.config import ConfigError
-from elfs2t.experiment import MODELS, ExperimentConfig, task_tokens
+from elfs2t.experiment import MODELS, ExperimentConfig, batch_seed, task_tokens
 from elfs2t.features.record import EncoderRecord, FeatureMismatchError
 from elfs2t.features.whisper import DTYPES, WhisperFrontEnd
 from elfs2t.inference.audio import Segment, model_seconds, open_inputs, segment_cut
@@ -172,11 +172,13 @@ class SpeechModel:
         cuts = CutSet.from_cuts([s.cut for s in segments])
         sampler = SimpleCutSampler(cuts.sort_by_duration(ascending=False), max_duration=self.cfg.decode.max_duration,
                                    shuffle=False)
-        decode = self.kind.decode_fn(self.model, self.cfg, torch.Generator().manual_seed(seed), nbest)
+        gen = torch.Generator()
+        decode = self.kind.decode_fn(self.model, self.cfg, gen, nbest)
         results: dict[str, SegmentResult] = {}
         with tqdm(total=len(segments), desc="decode", unit="seg", disable=not progress) as bar:
             for batch_cuts in sampler:
                 batch = dataset[batch_cuts]
+                gen.manual_seed(batch_seed(seed, batch["cut_ids"]))  # stage 5's noise for the same batch
                 hyps = decode(batch)
                 words = (self.kind.word_times(self.model, self.cfg, batch, [h[0].text for h in hyps],
                                               self.encoder.spec.frame_shift) if word_times else [None] * len(hyps))

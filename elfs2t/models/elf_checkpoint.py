@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
+from elfs2t.errors import InputError
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 
 __all__ = [
@@ -83,7 +84,7 @@ _CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-class ElfCheckpointError(RuntimeError):
+class ElfCheckpointError(InputError):
     """A checkpoint cannot be read or does not fit the denoiser; the message names file and keys."""
 
 

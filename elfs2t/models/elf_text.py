@@ -29,10 +29,11 @@ from elfs2t.flow.objective import FlowConfig, flow_matching_loss
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
 from elfs2t.models.shortlist import TokenShortlist
+from elfs2t.tensor_lru import TensorLRU
 from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
 from elfs2t.train.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from elfs2t.train.config import TextPretrainConfig
-from elfs2t.train.exp_dir import prepare_exp_dir
+from elfs2t.train.exp_dir import check_exp_dir, record_exp_dir
 from elfs2t.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class TextElf(TokenShortlist, nn.Module):
         cfg.denoiser.vocab_size = self.text_space.vocab_size
         self.denoiser = ElfDenoiser(cfg.denoiser)
         self._init_shortlist()
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # text -> (ids (L,), latents (L, d))
+        self._cache = TensorLRU()  # text -> (ids (L,), latents (L, d)), bounded by bytes (default 1 GiB)
 
     @property
     def device(self) -> torch.device:
@@ -101,13 +102,17 @@ class TextElf(TokenShortlist, nn.Module):
             ids = self.text_space.tokenize(texts)
             x = self.text_space.encode(ids)
             return ids.to(self.device), x.to(self.device, torch.float32)
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        found = {t: self._cache.get(t) for t in texts}  # views of the cache's rows, valid until the next put
+        missing = [t for t, entry in found.items() if entry is None]
         if missing:
             ids_new, x_new = self.text_space.encode_texts(missing)
-            for text, i, x in zip(missing, ids_new, x_new.float().cpu()):
-                self._cache[text] = (i, x)
-        ids = torch.stack([self._cache[t][0] for t in texts])
-        x = torch.stack([self._cache[t][1] for t in texts])
+            x_new = x_new.float().cpu()
+            for text, i, x in zip(missing, ids_new, x_new):
+                found[text] = (i, x)
+        ids = torch.stack([found[t][0] for t in texts])  # copies, made before the puts below reuse rows
+        x = torch.stack([found[t][1] for t in texts])
+        for text in missing:
+            self._cache.put(text, found[text])
         return ids.to(self.device), x.to(self.device)
 
     def condition(self, source_texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,7 +218,7 @@ def pretrain_text(cfg: PretrainTextConfig, exp_dir: str | Path, text_file: str |
     exp_dir = Path(exp_dir)
     if not resume and list_checkpoints(exp_dir):
         raise FileExistsError(f"{exp_dir} already holds checkpoints: resume, or use another exp dir")
-    prepare_exp_dir(exp_dir, cfg, overwrite=overwrite)
+    check_exp_dir(exp_dir, cfg, overwrite=overwrite)
     corpus = TextLineDataset(text_file, paired=cfg.model.conditional)
     torch.manual_seed(cfg.train.seed)  # the initial weights
     model = TextElf(cfg.model, text_space=text_space)
@@ -222,6 +227,7 @@ def pretrain_text(cfg: PretrainTextConfig, exp_dir: str | Path, text_file: str |
     log.info("text ELF: %.2fM denoiser parameters, %d sentences, L=%d, d=%d", model.denoiser.num_parameters() / 1e6,
              len(corpus), model.text_space.max_len, model.text_space.dim)
     loader = text_loader(corpus, cfg.batch_size)
+    record_exp_dir(exp_dir, cfg)  # only now: a start that failed (a missing text file) leaves the folder as it was
     trainer = Trainer(model, cfg.optim, cfg.train, exp_dir, loader,
                       on_validate=sample_hook(corpus, cfg.sampler, cfg.num_samples),
                       batch_size=cfg.batch_size, config=unstructure(cfg))

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import OrderedDict
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from elfs2t.config import config_check
+from elfs2t.tensor_lru import DEFAULT_MAX_BYTES, TensorLRU
 
 __all__ = ["TextLatentConfig", "TextLatentSpace", "LatentCache"]
 
@@ -197,25 +198,39 @@ class LatentCache:
     same latents: ``encode(ids)`` looks every row up by its ids (the key of a normalised text; keying by
     ids means the cache cannot disagree with the tokenizer) and runs the encoder only on the missing rows,
     in one batch. Entries are kept on the CPU (in ``dtype``; float32 is exact) and evicted least recently
-    used beyond ``max_items``. Every other attribute is the wrapped space's, so an ``ElfS2T`` built with
-    ``text_space=LatentCache(TextLatentSpace(cfg))`` trains exactly as before, without re-encoding the
-    targets it has seen (``hits`` / ``misses`` count rows)::
+    used beyond ``max_bytes`` (and ``max_items``, when given). Every other attribute is the wrapped space's, so
+    an ``ElfS2T`` built with ``text_space=LatentCache(TextLatentSpace(cfg))`` trains exactly as before, without
+    re-encoding the targets it has seen (``hits`` / ``misses`` count rows)::
 
-        space = LatentCache(TextLatentSpace(cfg.text), max_items=200_000)
+        space = LatentCache(TextLatentSpace(cfg.text), max_bytes=2 << 30)
         x = space.encode(space.tokenize(texts))    # (B, L, d), as TextLatentSpace.encode
 
-    Memory: ``L * d * 4`` bytes per entry in float32 (L 24, d 384: 37 KB; L 64, d 512: 131 KB).
+    Memory: ``L * d * 4`` bytes per entry in float32 (L 24, d 384: 37 KB; L 64, d 512: 131 KB; L 128, d 512:
+    262 KB), bounded per process by ``max_bytes`` (default 1 GiB: about 28,000 mini_synth targets, 4,000 at
+    L 128 x d 512, where a corpus of LibriSpeech's size gets few hits anyway), in one preallocated slab
+    (:class:`~elfs2t.tensor_lru.TensorLRU`) whose pages are touched only as entries arrive.
     """
 
-    def __init__(self, space: TextLatentSpace, max_items: int = 100_000, dtype: torch.dtype = torch.float32) -> None:
-        if max_items < 1:
-            raise ValueError(f"LatentCache: max_items={max_items} must be >= 1")
+    def __init__(self, space: TextLatentSpace, max_bytes: int = DEFAULT_MAX_BYTES, dtype: torch.dtype = torch.float32,
+                 max_items: Optional[int] = None) -> None:
         self.space = space
-        self.max_items = max_items
         self.dtype = dtype
-        self._store: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        try:
+            self._store = TensorLRU(max_bytes=max_bytes, max_items=max_items)
+        except ValueError as exc:
+            raise ValueError(f"LatentCache: {str(exc).split(': ', 1)[1]}") from exc
         self.hits = 0
         self.misses = 0
+
+    @property
+    def max_bytes(self) -> int:
+        """The budget in bytes."""
+        return self._store.max_bytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now (latents and keys)."""
+        return self._store.nbytes
 
     def __getattr__(self, name: str):
         # Only called for attributes not found on the cache itself: delegate to the wrapped space.
@@ -238,18 +253,16 @@ class LatentCache:
             raise ValueError(f"LatentCache.encode: ids must be (B, L), got {tuple(ids.shape)}")
         rows = ids.detach().to("cpu", torch.long)
         keys = [r.numpy().tobytes() for r in rows]
-        missing = [i for i, k in enumerate(keys) if k not in self._store]
-        if missing:
-            new = self.space.encode(rows[missing]).to("cpu", self.dtype)
-            for j, i in enumerate(missing):
-                self._store[keys[i]] = new[j].clone()
+        found = [self._store.get(k) for k in keys]  # views of the cache's rows, valid until the next put
+        missing = [i for i, x in enumerate(found) if x is None]
+        new = self.space.encode(rows[missing]).to("cpu", self.dtype) if missing else None
+        for j, i in enumerate(missing):
+            found[i] = new[j]
+        out = torch.stack(found)  # a copy, made before the puts below reuse rows
+        for j, i in enumerate(missing):
+            self._store.put(keys[i], new[j])
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
-        out = torch.stack([self._store[k] for k in keys])
-        for k in keys:
-            self._store.move_to_end(k)
-        while len(self._store) > self.max_items:
-            self._store.popitem(last=False)
         return out.to(self.space.device, torch.float32)
 
     def encode_texts(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

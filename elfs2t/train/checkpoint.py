@@ -1,9 +1,9 @@
 """Training checkpoints: our own format, written atomically, with the previous ones kept.
 
 Files in ``exp/<tag>/``: ``checkpoint-<step>.pt`` (the newest ``keep_last`` are kept, and the ``keep_best`` of
-lowest validation loss) and ``last.pt`` (a hard link to — or, where links are impossible, a copy of — the newest);
-``valid_loss.json`` (``{step: loss}`` of every checkpoint written at a validation). Each file is one
-``torch.save`` dict::
+lowest validation loss) and ``last.pt``, a copy of the newest (a file of its own, not a link: damage to one of the
+two leaves the other readable); ``valid_loss.json`` (``{step: loss}`` of every checkpoint written at a validation).
+Each file is one ``torch.save`` dict::
 
     {"format": "elfs2t-checkpoint", "version": 1, "step": int, "epoch": int, "batches_in_epoch": int,
      "model": state_dict, "ema": Ema.state_dict() | None, "optimizer": ..., "scheduler": ...,
@@ -11,9 +11,12 @@ lowest validation loss) and ``last.pt`` (a hard link to — or, where links are 
      "train_seconds": float,   # the run's training time so far (older checkpoints lack it: 0)
      "valid_loss": float | None}  # validation loss at that step (EMA weights), when validated there
 
-Writes go to ``<name>.tmp`` then ``os.replace``: a crash never leaves a half-written ``.pt``.
+Writes go to ``<name>.tmp`` then ``os.replace``: a crash never leaves a half-written ``.pt``; the ``.tmp`` a
+kill leaves behind is never read, and :func:`remove_partial` (called when training starts) deletes it.
 Loading uses ``weights_only=False`` (RNG states and sampler states are Python objects): load only
-checkpoints you trust. :func:`load_latest` falls back to older checkpoints when the newest cannot be read.
+checkpoints you trust. :func:`load_latest` falls back to older checkpoints when the newest cannot be read;
+:func:`remove_checkpoints` clears a folder for a run that starts over (``--no-resume``), so that no fallback can
+reach an older run's files.
 """
 from __future__ import annotations
 
@@ -30,19 +33,22 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from elfs2t.errors import InputError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
     "FORMAT", "VALID_INDEX", "CheckpointError", "rng_state", "set_rng_state", "list_checkpoints", "save_checkpoint",
-    "load_checkpoint", "load_latest", "read_valid_losses",
+    "load_checkpoint", "load_latest", "read_valid_losses", "remove_partial", "remove_checkpoints",
 ]
 
 FORMAT = "elfs2t-checkpoint"
 VALID_INDEX = "valid_loss.json"
 _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+_PARTIAL = re.compile(r"^(checkpoint-\d+\.pt|last\.pt|valid_loss\.json)\.tmp$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError):
     """A checkpoint file cannot be read or is not an elfs2t checkpoint; the message names the file."""
 
 
@@ -93,15 +99,41 @@ def _atomic_save(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
-def _atomic_link(src: Path, dst: Path) -> None:
+def _atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
-    if tmp.exists():
-        tmp.unlink()
     try:
-        os.link(src, tmp)
-    except OSError:  # file systems without hard links
         shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def remove_partial(exp_dir: str | Path) -> list[Path]:
+    """Delete the ``checkpoint-<step>.pt.tmp`` / ``last.pt.tmp`` files a killed write left in exp_dir (main
+    process); returns them. They are never read, but a large one is disk space nobody would reclaim."""
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        return []
+    partial = sorted(p for p in exp_dir.iterdir() if _PARTIAL.match(p.name))
+    for path in partial:
+        path.unlink(missing_ok=True)
+        log.warning("removed %s: a checkpoint write that was interrupted", path)
+    return partial
+
+
+def remove_checkpoints(exp_dir: str | Path) -> list[Path]:
+    """Delete every checkpoint of exp_dir (``checkpoint-<step>.pt``, ``last.pt``, ``valid_loss.json`` and partial
+    writes): a run that starts over must not leave an older run's files where :func:`load_latest` would fall back
+    to them, nor their validation losses for ``keep_best`` / ``--average-by best``."""
+    exp_dir = Path(exp_dir)
+    old = [p for _, p in list_checkpoints(exp_dir)] + [p for p in [exp_dir / "last.pt", exp_dir / VALID_INDEX]
+                                                        if p.is_file()]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old + remove_partial(exp_dir)
 
 
 def read_valid_losses(exp_dir: str | Path) -> dict[int, float]:
@@ -114,7 +146,7 @@ def read_valid_losses(exp_dir: str | Path) -> dict[int, float]:
 
 
 def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int = 2, keep_best: int = 0) -> Path:
-    """Write ``state`` (must hold ``step``) as ``checkpoint-<step>.pt``, point ``last.pt`` at it, prune.
+    """Write ``state`` (must hold ``step``) as ``checkpoint-<step>.pt``, copy it to ``last.pt``, prune.
 
     Returns the path of the new checkpoint. A ``valid_loss`` in ``state`` goes into ``valid_loss.json``. Older
     checkpoints are deleted only after the new one is complete, except the newest ``keep_last`` and the
@@ -128,7 +160,7 @@ def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int =
     step = int(state["step"])
     path = exp_dir / f"checkpoint-{step}.pt"
     _atomic_save(state, path)
-    _atomic_link(path, exp_dir / "last.pt")
+    _atomic_copy(path, exp_dir / "last.pt")
     losses = read_valid_losses(exp_dir)
     if state.get("valid_loss") is not None:
         losses[step] = float(state["valid_loss"])

@@ -16,10 +16,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from elfs2t.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DistInfo", "init_distributed", "dist_info", "is_distributed", "is_main", "barrier",
+    "DistInfo", "check_gpus", "init_distributed", "dist_info", "is_distributed", "is_main", "barrier",
     "all_reduce_sum", "all_gather_object", "wrap_ddp", "cleanup",
 ]
 
@@ -37,6 +39,18 @@ class DistInfo:
     def is_main(self) -> bool:
         """True on rank 0."""
         return self.rank == 0
+
+
+def check_gpus(ngpu: int, option: str = "--ngpu") -> None:
+    """Raise a one-line :class:`~elfs2t.errors.ConfigError` naming ``option`` unless ``ngpu`` CUDA devices are
+    visible (0 always passes): asking for GPUs on a CPU machine fails here, before any work, not in CUDA."""
+    if ngpu <= 0:
+        return
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible < ngpu:
+        where = f"only {visible} CUDA device(s) are visible" if visible else "no CUDA device is visible"
+        raise ConfigError(f"{option} {ngpu}: {where} on this machine; use {option} {visible} "
+                          f"({'the CPU' if not visible else 'the GPUs there are'})")
 
 
 def _default_device(local_rank: int) -> torch.device:

@@ -33,7 +33,8 @@ from tqdm import tqdm
 from elfs2t.config import unstructure
 from elfs2t.optim.build import OptimConfig, build_optimizer, build_scheduler
 from elfs2t.optim.ema import Ema
-from elfs2t.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state
+from elfs2t.train.checkpoint import (load_latest, remove_checkpoints, remove_partial, rng_state, save_checkpoint,
+                                     set_rng_state)
 from elfs2t.train.config import TrainConfig
 from elfs2t.train.distributed import (all_gather_object, all_reduce_sum, barrier, dist_info, is_distributed,
                                       wrap_ddp)
@@ -323,16 +324,24 @@ class Trainer:
     def fit(self, resume: bool = True) -> dict[str, Any]:
         """Train until max_steps / max_epochs / max_minutes; returns a summary dict.
 
+        ``resume``: continue from the newest checkpoint of exp_dir; False deletes exp_dir's checkpoints first
+        (the run starts over and replaces them).
+
         Keys: ``step``, ``epoch``, ``stopped_by`` ("max_steps" | "max_epochs" | "max_minutes"),
         ``losses`` (process-averaged loss of every step run by this call), ``train_loss`` (last log window),
         ``valid`` (last validation results), ``resumed`` (bool).
         """
-        resumed = self.resume() if resume else False
-        if not resume and any(self.exp_dir.glob("checkpoint-*.pt")):
-            log.warning("%s holds checkpoints but resume=False: training starts from scratch and will replace them",
-                        self.exp_dir)
         if self.info.is_main:
             setup_file_logging(self.exp_dir)
+            remove_partial(self.exp_dir)  # a .tmp a killed checkpoint write left behind
+            if not resume:  # starting over: the previous run's checkpoints go now, so nothing can fall back on them
+                old = remove_checkpoints(self.exp_dir)
+                if old:
+                    log.warning("%s: resume=False: removed the previous run's checkpoints (%s); training starts "
+                                "from scratch", self.exp_dir, ", ".join(p.name for p in old))
+        barrier()
+        resumed = self.resume() if resume else False
+        if self.info.is_main:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
         self._start = self.clock()

@@ -11,7 +11,8 @@ The example reads a simple layout::
     <corpus>/<split>/text          lines "<utt_id> <transcript>"
     <corpus>/<split>/wav/<utt_id>.wav
 
-and makes one set per split folder. Bad rows are skipped and reported, never fatal.
+and makes one set per split folder. Bad rows (an empty text, a missing, unreadable, empty or truncated wav, a
+repeated id) are skipped and reported, never fatal, and so are wavs that no text line names.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from lhotse import CutSet
 from lhotse.supervision import SupervisionSegment
 
-from elfs2t.data.manifests import SplitReport, probe_many, write_reports
+from elfs2t.data.manifests import SplitReport, count_audio_without_text, keep_first_ids, probe_many, write_reports
 
 #: The corpus language (``supervision.language``).
 LANGUAGE = "en"
@@ -32,18 +33,20 @@ def prepare(corpus_dir: Path, output_dir: Path, nj: int = 1) -> dict[str, CutSet
     sets, reports = {}, []
     for split_dir in sorted(p for p in corpus_dir.iterdir() if (p / "text").is_file()):
         report = SplitReport(split=split_dir.name)
-        rows = []
+        rows, named = [], []
         for lineno, line in enumerate((split_dir / "text").read_text(encoding="utf-8").splitlines(), start=1):
             utt_id, _, text = line.strip().partition(" ")
             if not utt_id:
                 continue
+            named.append(utt_id)
             if not text.strip():
                 report.skip("empty_text", f"{split_dir.name}/text:{lineno}")
                 continue
-            rows.append((utt_id, text.strip()))
-        probed = probe_many([(split_dir / "wav" / f"{u}.wav", u) for u, _ in rows], nj=nj, desc=split_dir.name)
+            rows.append((utt_id, text.strip(), f"{split_dir.name}/text:{lineno}"))
+        count_audio_without_text((split_dir / "wav").glob("*.wav"), named, report)
+        probed = probe_many([(split_dir / "wav" / f"{u}.wav", u) for u, _, _ in rows], nj=nj, desc=split_dir.name)
         cuts = []
-        for (utt_id, text), (recording, reason) in zip(rows, probed):
+        for (utt_id, text, where), (recording, reason) in zip(rows, probed):
             if recording is None:
                 report.skip(reason, f"{utt_id}.wav")
                 continue
@@ -54,7 +57,8 @@ def prepare(corpus_dir: Path, output_dir: Path, nj: int = 1) -> dict[str, CutSet
                 id=utt_id, recording_id=utt_id, start=0.0, duration=cut.duration, channel=0,
                 text=text, language=LANGUAGE, speaker=utt_id.split("-")[0],
             )]
-            cuts.append(cut)
+            cuts.append((cut, where))
+        cuts = keep_first_ids(cuts, report)
         report.kept = len(cuts)
         reports.append(report)
         sets[split_dir.name] = CutSet.from_cuts(cuts)
