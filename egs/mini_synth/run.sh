@@ -146,7 +146,8 @@ has_task() { [[ " $tasks " == *" $1 "* ]]; }
 # (Each stage's marker records its inputs and settings, the files and values after the description; a stage
 # done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
 if stage_begin 0 "synthesize the mini_synth corpus" -- "seed=$seed" "num_train=$num_train" "num_dev=$num_dev" \
-    "num_test=$num_test" "num_test_unseen=$num_test_unseen" "MINI_SYNTH=$MINI_SYNTH"; then
+    "num_test=$num_test" "num_test_unseen=$num_test_unseen" "num_test_gen=$num_test_gen" \
+    "num_test_gen_unseen=$num_test_gen_unseen" "MINI_SYNTH=$MINI_SYNTH"; then
   python -m elfs2t.bin.make_mini_synth --output-dir "$MINI_SYNTH" --seed "$seed" --num-train "$num_train" \
     --num-dev "$num_dev" --num-test "$num_test" --num-test-unseen "$num_test_unseen" \
     --num-test-gen "$num_test_gen" --num-test-gen-unseen "$num_test_gen_unseen" --nj "$nj"
@@ -158,7 +159,7 @@ fi
 #   $manifest_dir/cuts_{asr,st}_{train,dev,test,test_unseen}.jsonl.gz, and from the generalisation corpus (the
 #   same layouts in $MINI_SYNTH/gen) cuts_{asr,st}_{gen_test,gen_test_unseen}.jsonl.gz
 if stage_begin 1 "data preparation" "$MINI_SYNTH/LibriSpeech" "$MINI_SYNTH/cv/de/validated.tsv" \
-    "$MINI_SYNTH/covost/covost_v2.de_en.tsv" -- "manifest_dir=$manifest_dir" "num_test_gen=$num_test_gen" \
+    "$MINI_SYNTH/covost/covost_v2.de_en.tsv" "$MINI_SYNTH/gen" -- "manifest_dir=$manifest_dir" "num_test_gen=$num_test_gen" \
     "num_test_gen_unseen=$num_test_gen_unseen"; then
   gen_parts=() gen_splits=()   # the generalisation corpus' parts and splits that were asked for
   [ "$num_test_gen" -gt 0 ] && gen_parts+=(test-clean) gen_splits+=(test)
@@ -232,16 +233,16 @@ model_stage_begin() {  # model_stage_begin N MODEL DESC [INPUT... [-- SETTING...
   done_dir=exp/.done/$m stage_begin "$n" "$desc [$m]" "$@"
 }
 model_stage_done() { done_dir=exp/.done/$2 stage_done "$1"; }
-joint_stage_begin() {  # joint_stage_begin N MODEL DESC: the joint task's stage N of MODEL (its own markers)
-  local n=$1 m=$2; shift 2
+joint_stage_begin() {  # joint_stage_begin N MODEL DESC [INPUT... [-- SETTING...]]: the joint task's stage N of MODEL
+  local n=$1 m=$2 desc=$3; shift 3                    # (its own markers)
   has_task joint && has_model "$m" || return 1
-  done_dir=exp/.done/$m/joint stage_begin "$n" "$* [$m, joint]"
+  done_dir=exp/.done/$m/joint stage_begin "$n" "$desc [$m, joint]" "$@"
 }
 joint_stage_done() { done_dir=exp/.done/$2/joint stage_done "$1"; }
-cascade_stage_begin() {  # cascade_stage_begin N DESC: the cascade's stage N (a text ELF: model elf's markers)
-  local n=$1; shift
+cascade_stage_begin() {  # cascade_stage_begin N DESC [INPUT... [-- SETTING...]]: the cascade's stage N (a text ELF:
+  local n=$1 desc=$2; shift 2                        # model elf's markers)
   has_task cascade && has_model elf || return 1
-  done_dir=exp/.done/elf/cascade stage_begin "$n" "$* [cascade]"
+  done_dir=exp/.done/elf/cascade stage_begin "$n" "$desc [cascade]" "$@"
 }
 cascade_stage_done() { done_dir=exp/.done/elf/cascade stage_done "$1"; }
 export_lm_text() {  # the English training text of both tasks (ASR transcripts, S2TT translations)
@@ -266,13 +267,14 @@ if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained o
   model_stage_done 3 elf
 fi
 if model_stage_begin 3 ar "subword vocabulary of the training text (SentencePiece)" "${lm_text_inputs[@]}" \
-    -- "tasks=$tasks"; then
+    -- "ar_vocab_size=$ar_vocab_size"; then  # the English text of both tasks, whichever --tasks asks for
   export_lm_text
   python -m elfs2t.bin.train_subword --text data/lm/train_text.txt --out-dir data/token_list/en \
     --vocab-size "$ar_vocab_size"
   model_stage_done 3 ar
 fi
-if joint_stage_begin 3 ar "subword vocabulary of the German transcripts and English translations"; then
+if joint_stage_begin 3 ar "subword vocabulary of the German transcripts and English translations" \
+    "$manifest_dir/cuts_st_train.jsonl.gz" -- "ar_vocab_size=$ar_vocab_size"; then
   python -m elfs2t.bin.export_text --out data/lm/train_text_de_en.txt --lowercase \
     --set "$manifest_dir/cuts_st_train.jsonl.gz=transcript" --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
   python -m elfs2t.bin.train_subword --text data/lm/train_text_de_en.txt --out-dir data/token_list/de_en \
@@ -302,18 +304,20 @@ train_task() {  # train_task MODEL TASK: one stage-4 training
   OMP_NUM_THREADS=$job_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
     --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" "${data[@]}" $train_opts
 }
-train_inputs() {  # train_inputs MODEL: the files stage 4 trains MODEL from, one a line (its marker records them)
-  local m=$1 task tag
-  for task in $single_tasks; do
-    tag=$(feat_tag_of "$task")
+train_inputs() {  # train_inputs MODEL TASK...: the files stage 4 trains MODEL from, one a line (its marker records them)
+  local m=$1 task data tag vocab=data/token_list/en; shift
+  for task in "$@"; do
+    data=$task; [ "$task" = joint ] && data=st vocab=data/token_list/de_en  # the German audio
+    tag=$(feat_tag_of "$data")
     if [ "$m" = ar ]; then echo "$conf/train_${task}_ar.yaml"; else echo "$conf/train_$task.yaml"; fi
-    echo "dump/$tag/${task}_train/cuts.jsonl.gz"; echo "dump/$tag/${task}_dev/cuts.jsonl.gz"
+    echo "dump/$tag/${data}_train/cuts.jsonl.gz"; echo "dump/$tag/${data}_dev/cuts.jsonl.gz"
     if [ "$task" = asr ] && [ -n "$asr_speed_perturb" ]; then echo "dump/$tag/asr_train_sp/cuts.jsonl.gz"; fi
   done
-  if [ "$m" = ar ]; then echo exp/lm_text/last.pt; elif [ "$elf_init" = text ]; then echo exp/elf_text/last.pt; fi
+  if [ "$m" = ar ]; then echo "$vocab"; elif [ "$elf_init" = text ]; then echo exp/elf_text/last.pt; fi
 }
 for m in elf ar; do
-  mapfile -t inputs < <(train_inputs "$m")
+  # shellcheck disable=SC2086  # the task list
+  mapfile -t inputs < <(train_inputs "$m" $single_tasks)
   if [ -n "$single_tasks" ] && model_stage_begin 4 "$m" "training ($single_tasks)" "${inputs[@]}" -- \
       "tasks=$single_tasks" "train_opts=$train_opts" "elf_init=$elf_init"; then
     jobs_init "$train_jobs"  # up to $train_jobs tasks at once, each with its output in exp/<task>_<m>/train.out
@@ -326,7 +330,8 @@ if has_task joint; then
   jobs_init "$train_jobs"  # the models' joint trainings at once (--train-jobs), output in exp/joint_<m>/train.out
   joint_models=()
   for m in elf ar; do
-    if joint_stage_begin 4 "$m" "training"; then
+    mapfile -t inputs < <(train_inputs "$m" joint)
+    if joint_stage_begin 4 "$m" "training" "${inputs[@]}" -- "train_opts=$train_opts" "elf_init=$elf_init"; then
       jobs_run "training joint_$m" "exp/joint_$m/train.out" train_task "$m" joint
       joint_models+=("$m")
     fi
@@ -334,7 +339,8 @@ if has_task joint; then
   jobs_wait "stage 4: joint training"
   for m in "${joint_models[@]}"; do joint_stage_done 4 "$m"; done
 fi
-if cascade_stage_begin 4 "text-to-text ELF on the German / English training pairs -> exp/mt_elf"; then
+if cascade_stage_begin 4 "text-to-text ELF on the German / English training pairs -> exp/mt_elf" \
+    "$manifest_dir/cuts_st_train.jsonl.gz" "$conf/train_mt.yaml" -- "train_opts=$train_opts"; then
   python -m elfs2t.bin.export_text --out data/lm/train_de_en.tsv --lowercase --source transcript \
     --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
   # shellcheck disable=SC2086  # --train-opts is a list of overrides
@@ -367,10 +373,11 @@ decode_run() {  # decode_run EXP TARGET OPTS SET_ARGS...: every ';'-separated de
       "${record[@]}" $setting || return 1
   done
 }
-decode_inputs() {  # decode_inputs MODEL: the checkpoints and cuts stage 5 decodes with, one a line
-  local task s
-  for task in $single_tasks; do
-    echo "exp/${task}_$1/last.pt"
+decode_inputs() {  # decode_inputs MODEL TASK...: the checkpoints and cuts stage 5 decodes with, one a line
+  local m=$1 task s; shift
+  for task in "$@"; do
+    echo "exp/${task}_$m/last.pt"
+    [ "$task" = joint ] && task=st  # the German audio
     for s in $decode_sets; do echo "dump/$(feat_tag_of "$task")/${task}_$s/cuts.jsonl.gz"; done
   done
 }
@@ -387,7 +394,8 @@ decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, i
   esac
 }
 for m in elf ar; do
-  mapfile -t inputs < <(decode_inputs "$m")
+  # shellcheck disable=SC2086  # the task list
+  mapfile -t inputs < <(decode_inputs "$m" $single_tasks)
   if [ -n "$single_tasks" ] && model_stage_begin 5 "$m" "decoding ($single_tasks)" "${inputs[@]}" -- \
       "decode_opts=$decode_opts" "asr_decode_opts=$asr_decode_opts" "ar_decode_opts=$ar_decode_opts"; then
     jobs_init "$nj"  # the tasks at once (--nj), each with its output in exp/<task>_<m>/decode.out
@@ -402,7 +410,9 @@ if has_task joint; then
   jobs_init "$nj"  # the models' joint decodes at once, output in exp/joint_<m>/decode.out
   joint_models=()
   for m in elf ar; do
-    if joint_stage_begin 5 "$m" "decoding"; then
+    mapfile -t inputs < <(decode_inputs "$m" joint)
+    if joint_stage_begin 5 "$m" "decoding" "${inputs[@]}" -- "decode_opts=$decode_opts" \
+        "asr_decode_opts=$asr_decode_opts" "ar_decode_opts=$ar_decode_opts"; then
       jobs_run "decoding joint_$m" "exp/joint_$m/decode.out" decode_task "$m" joint
       joint_models+=("$m")
     fi
@@ -428,11 +438,15 @@ if [ -n "$single_tasks" ] && model_stage_begin 5 whisper "Whisper zero-shot deco
   done
   model_stage_done 5 whisper
 fi
-if joint_stage_begin 5 whisper "Whisper zero-shot German transcription"; then  # the joint task's German ASR sets
+inputs=(); for s in $whisper_sets; do inputs+=("$manifest_dir/cuts_st_$s.jsonl.gz"); done  # the German sets
+if joint_stage_begin 5 whisper "Whisper zero-shot German transcription" "${inputs[@]}" -- "st_whisper=$st_whisper" \
+    "whisper_beam=$whisper_beam"; then
   whisper_task asr_de st transcript --model "$st_whisper" --task transcribe --language de
   joint_stage_done 5 whisper
 fi
-if cascade_stage_begin 5 "translation of the joint models' German transcripts (and of the references)"; then
+inputs=(exp/mt_elf/last.pt); for f in exp/joint_*/decode_*/asr_de_*/text; do [ -f "$f" ] && inputs+=("$f"); done
+if cascade_stage_begin 5 "translation of the joint models' German transcripts (and of the references)" \
+    "${inputs[@]}" -- "mt_decode_opts=$mt_decode_opts" "decode_sets=$decode_sets"; then
   mt_args=()  # one translate_text run (one model load) for every German ASR decode and reference set
   for src in exp/joint_*/decode_*/asr_de_*/text; do  # every German ASR decode -> exp/cascade_<m>/decode_<inf>_mt/
     [ -f "$src" ] || continue
@@ -470,22 +484,32 @@ score_decodes() {  # score_decodes SET_GLOB DECODE_DIR_GLOB...: result.txt in ev
       --normalizer "$norm" --out-dir "$dir" >/dev/null
   done
 }
-exp_glob() { case "$1" in elf) echo "exp/*_elf" ;; ar) echo "exp/*_ar" ;; whisper) echo "exp/whisper_*" ;; esac; }
+texts_of() {  # texts_of GLOB...: the decoded texts (<decode folder>/text) that exist, one a line
+  local f; for f in "$@"; do [ -f "$f" ] && echo "$f"; done; return 0
+}
+single_task_texts() {  # single_task_texts MODEL: the decoded texts of MODEL's single-task experiments (not joint's,
+  local task          # cascade's or the text model's: their stages have markers of their own)
+  if [ "$1" = whisper ]; then texts_of exp/whisper_*/decode_*/*/text | grep -v '/asr_de_[^/]*/text$'; return 0; fi
+  for task in $single_tasks; do texts_of exp/"${task}_$1"/decode_*/*/text; done
+}
 for m in $models; do
-  inputs=(); for f in $(exp_glob "$m")/decode_*/*/text; do [ -f "$f" ] && inputs+=("$f"); done
+  mapfile -t inputs < <(single_task_texts "$m")
   if [ -n "$single_tasks" ] && model_stage_begin 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
-    # shellcheck disable=SC2046  # the decode folders of the model's experiments
-    score_decodes "*" $(exp_glob "$m")/decode_*/*/
+    # shellcheck disable=SC2046  # the decode folders of the model's single-task experiments
+    score_decodes "*" $(single_task_texts "$m" | xargs -r -n 1 dirname)
     model_stage_done 6 "$m"
   fi
-  if joint_stage_begin 6 "$m" "scoring"; then
+  if [ "$m" = whisper ]; then mapfile -t inputs < <(texts_of exp/whisper_*/decode_*/asr_de_*/text)
+  else mapfile -t inputs < <(texts_of exp/joint_"$m"/decode_*/*/text); fi
+  if joint_stage_begin 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
     # shellcheck disable=SC2046
     if [ "$m" = whisper ]; then score_decodes "asr_de_*" exp/whisper_*/decode_*/*/
     else score_decodes "*" exp/joint_$m/decode_*/*/; fi
     joint_stage_done 6 "$m"
   fi
 done
-if cascade_stage_begin 6 "scoring"; then
+mapfile -t inputs < <(texts_of exp/cascade_*/decode_*/*/text exp/mt_elf/decode_*/*/text)
+if cascade_stage_begin 6 "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
   score_decodes "st_*" exp/cascade_*/decode_*/*/ exp/mt_elf/decode_*/*/
   cascade_stage_done 6
 fi
