@@ -186,7 +186,8 @@ if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the releas
   python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
   stage_done 3
 fi
-if [ "$model" = ar ] && stage_begin 3 "AR vocabulary of the training targets (SentencePiece) -> $vocab"; then
+if [ "$model" = ar ] && stage_begin 3 "AR vocabulary of the training targets (SentencePiece) -> $vocab" \
+    "$manifest_dir/cuts_${pair}_train.jsonl.gz" -- "task=$task" "ar_vocab_size=$ar_vocab_size"; then
   text_sets=(); for target in "${targets[@]}"; do text_sets+=(--set "$manifest_dir/cuts_${pair}_train.jsonl.gz=$target"); done
   python -m elfs2t.bin.export_text --out "$vocab.txt" "${text_sets[@]}"
   python -m elfs2t.bin.train_subword --text "$vocab.txt" --out-dir "$vocab" --vocab-size "$ar_vocab_size"
@@ -197,6 +198,7 @@ fi
 # Stage 4: training (ELF-S2T: flow matching with audio forcing) -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
 train_inputs=("$conf" dump/$feat_tag/${pair}_train/cuts.jsonl.gz "dump/$feat_tag/${pair}_dev/cuts.jsonl.gz")
 [ -z "$speed_perturb" ] || train_inputs+=(dump/$feat_tag/${pair}_train_sp/cuts.jsonl.gz)
+[ "$model" = ar ] && train_inputs+=("$vocab")   # the stage-3 vocabulary
 if stage_begin 4 "training ($task $pair, model $model_type) -> exp/$tag" "${train_inputs[@]}" -- "target=$target" \
     "train_opts=$train_opts" "elf_init=$elf_init"; then
   run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
