@@ -8,6 +8,7 @@ import sentencepiece as spm
 from elfs2t.analysis.spaces import word_token_spans
 from elfs2t.bin import train_subword as train_subword_bin
 from elfs2t.config import ConfigError
+from elfs2t.errors import InputError
 from elfs2t.text.subword import SPECIALS, SubwordConfig, check_same_ids, load_subword, train_subword
 
 TEXTS = ["the cat sat on the mat.", "we didn't see the bird!", "a dog ran home, didn't it?",
@@ -59,7 +60,7 @@ def test_bad_input(tmp_path, text_file):
         train_subword(tmp_path / "missing.txt", tmp_path / "v")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
-    with pytest.raises(ValueError, match="empty.txt: no text to train a vocabulary on"):
+    with pytest.raises(InputError, match="empty.txt: no text to train a vocabulary on"):
         train_subword(empty, tmp_path / "v")
     with pytest.raises(ConfigError, match="vocab_size=4: must be > 4"):
         train_subword(text_file, tmp_path / "v", SubwordConfig(vocab_size=4))
@@ -83,7 +84,9 @@ def test_entry_point(text_file, tmp_path, capsys):
     assert train_subword_bin.main(args) == 0
     assert "kept (already trained)" in capsys.readouterr().out
     assert train_subword_bin.main(["--text", str(tmp_path / "nope.txt"), "--out-dir", str(tmp_path / "w")]) == 1
-    assert "nope.txt" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"train_subword: error: training text not found: {tmp_path / 'nope.txt'}\n"
+    assert train_subword_bin.main([*args[:2], "--out-dir", str(tmp_path / "w"), "--vocab-size", "3"]) == 2  # config
+    assert "vocab_size=3: must be > 4" in capsys.readouterr().err and not (tmp_path / "w").exists()
     with pytest.raises(SystemExit) as exc:
         train_subword_bin.main(["--help"])
     assert exc.value.code == 0 and "--vocab-size" in capsys.readouterr().out

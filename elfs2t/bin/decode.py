@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from elfs2t.bin._cli import entry_point
-from elfs2t.config import dump_config
+from elfs2t.config import ConfigError, dump_config
 from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind, task_tokens
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg, state = load_trained(args.exp_dir, args.overrides, args.checkpoint, args.average, args.average_by)
     task = SetSpec(cuts=Path("-"), target=args.target, task=args.task).task_name
     if task_tokens(cfg) and task not in task_tokens(cfg):
-        raise SystemExit(f"--task {task}: the model of {args.exp_dir} has the tasks {task_tokens(cfg)}")
+        raise ConfigError(f"--task {task}: the model of {args.exp_dir} has the tasks {task_tokens(cfg)}")
     try:  # before any decoding: features of another encoder would decode into wrong text
         check_sets(args.exp_dir, cfg, [path for _, path in sets])
     except FeatureMismatchError as exc:

@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from elfs2t.config import ConfigError
+from elfs2t.bin._cli import entry_point
 from elfs2t.text.subword import SubwordConfig, train_subword
 
 
@@ -37,16 +37,13 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     cfg = SubwordConfig(vocab_size=args.vocab_size, model_type=args.model_type,
                         character_coverage=args.character_coverage, max_sentences=args.max_sentences, seed=args.seed)
-    try:
-        meta = train_subword(args.text, args.out_dir, cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    meta = train_subword(args.text, args.out_dir, cfg)
     state = "kept (already trained)" if meta.get("skipped") else "trained"
     print(f"vocabulary {args.out_dir}: {state}, {meta['pieces']} pieces, {meta['tokens_per_line']} tokens per line "
           f"over {meta['lines']} lines")

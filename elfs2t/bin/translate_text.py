@@ -33,8 +33,10 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError, apply_overrides, dump_config, structure, unstructure
 from elfs2t.data.dataset import check_target, target_text
+from elfs2t.errors import InputError
 from elfs2t.flow.sampler import SamplerConfig
 from elfs2t.models.elf_text import load_text_elf
 from elfs2t.results import count_params
@@ -90,7 +92,7 @@ def _read_job(source: Path, ref: Path, out_dir: Path, args: argparse.Namespace) 
     refs = {c.id: target_text(c, args.ref_target) for c in CutSet.from_file(ref)}
     missing = sorted(set(sources) - set(refs))
     if missing:
-        raise ValueError(f"{len(missing)} source ids of {source} have no reference in {ref}, e.g. {missing[:3]}")
+        raise InputError(f"{len(missing)} source ids of {source} have no reference in {ref}, e.g. {missing[:3]}")
     return _Job(source=source, sources=sources, asr=asr, refs=refs, out_dir=out_dir)
 
 
@@ -124,7 +126,7 @@ def translate(args: argparse.Namespace) -> list[dict]:
     if bad:
         raise ConfigError(f"only sampler.* keys can be overridden, got {bad}")
     if not len(args.source) == len(args.ref) == len(args.out_dir):
-        raise ValueError(f"--source, --ref and --out-dir come in triples: got {len(args.source)} / "
+        raise ConfigError(f"--source, --ref and --out-dir come in triples: got {len(args.source)} / "
                          f"{len(args.ref)} / {len(args.out_dir)}")
     check_target(args.ref_target, key="--ref-target")
     jobs = [_read_job(src, ref, out, args) for src, ref, out in zip(args.source, args.ref, args.out_dir)]
@@ -144,14 +146,11 @@ def translate(args: argparse.Namespace) -> list[dict]:
     return timings
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    try:
-        translate(args)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    translate(args)
     return 0
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from elfs2t.config import config_check
+from elfs2t.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _lines(text_file: Path) -> list[str]:
     lines = [" ".join(line.split()) for line in text_file.read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line]
     if not lines:
-        raise ValueError(f"{text_file}: no text to train a vocabulary on (empty file)")
+        raise InputError(f"{text_file}: no text to train a vocabulary on (empty file)")
     return lines
 
 
