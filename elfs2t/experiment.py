@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, ClassVar, Literal, Optional
 
 import torch
