@@ -10,7 +10,7 @@ from elfs2t.bin import decode as decode_bin
 from elfs2t.bin import score as score_bin
 from elfs2t.bin import train as train_bin
 from elfs2t.bin import train_subword as subword_bin
-from elfs2t.bin.decode import load_trained
+from elfs2t.inference.trained import load_trained
 from elfs2t.results import collect_results, format_results_table
 from feature_fixtures import make_feature_cuts
 

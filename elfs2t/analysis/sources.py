@@ -37,7 +37,7 @@ def load_spaces(exp_dir: Optional[Path], text_space: Optional[str] = None, max_l
                              "encoder (--text-space) for the latent spaces")
         log.info("%s: no trained model; latent spaces of %s only", exp_dir, text_space)
         return WordSpaces(_latent(text_space, max_len), None, model_type="none")
-    from elfs2t.bin.decode import load_trained
+    from elfs2t.inference.trained import load_trained
 
     model, cfg, state = load_trained(Path(exp_dir), [])
     step = state.get("step")

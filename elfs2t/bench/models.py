@@ -110,7 +110,7 @@ def random_ar(size: str, *, feat_dim: int, stack: int = 2, tokenizer: Optional[s
 
 def load_trained_model(exp_dir: str | Path):
     """``(model, ExperimentConfig)`` of a trained stage-4 experiment (EMA weights as stage 5 uses them)."""
-    from elfs2t.bin.decode import load_trained
+    from elfs2t.inference.trained import load_trained
 
     exp_dir = Path(exp_dir)
     if not (exp_dir / "config.yaml").is_file():
