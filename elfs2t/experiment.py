@@ -28,8 +28,8 @@ from elfs2t.data.dataset import SetSpec
 from elfs2t.kinds.ar import ArKind
 from elfs2t.kinds.base import ModelKind
 from elfs2t.kinds.elf_s2t import ElfS2TKind
-from elfs2t.models.ar import ArConfig
-from elfs2t.models.elf_s2t import ElfS2TConfig
+from elfs2t.baselines.ar import ArConfig
+from elfs2t.s2t.elf_s2t import ElfS2TConfig
 from elfs2t.optim.build import OptimConfig
 from elfs2t.s2t.decoding import STRATEGIES, DecodingConfig, build_decoding
 from elfs2t.train.config import TrainConfig

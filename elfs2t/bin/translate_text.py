@@ -37,7 +37,7 @@ from elfs2t import atomic
 from elfs2t.config import ConfigError, apply_overrides, dump_config, structure, unstructure
 from elfs2t.data.dataset import check_target, target_text
 from elfs2t.flow.sampler import SamplerConfig
-from elfs2t.models.elf_text import load_text_elf
+from elfs2t.pretrain.text import load_text_elf
 from elfs2t.results import count_params
 from elfs2t.textfile import read_text, write_text
 

@@ -26,20 +26,20 @@ LM_DIR = "lm"
 
 
 class ArKind(ModelKind):
-    """``model: ar`` (:class:`elfs2t.models.ar.ArSpeechLM`, settings under ``ar``)."""
+    """``model: ar`` (:class:`elfs2t.baselines.ar.ArSpeechLM`, settings under ``ar``)."""
 
     name = "ar"
     section_key = "ar"
 
     def build(self, cfg: "ExperimentConfig") -> nn.Module:
-        from elfs2t.models.ar import ArSpeechLM
+        from elfs2t.baselines.ar import ArSpeechLM
 
         return ArSpeechLM(cfg.ar)
 
     def build_for_weights(self, cfg: "ExperimentConfig") -> nn.Module:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        from elfs2t.models.ar import ArSpeechLM
+        from elfs2t.baselines.ar import ArSpeechLM
 
         lm_dir = cfg.ar.lm
         if lm_dir is not None and (Path(lm_dir) / "elfs2t_structure_only").is_file():  # an export: structure only

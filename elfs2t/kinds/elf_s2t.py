@@ -2,7 +2,7 @@
 
 Decoding follows ``decode.strategy`` (:mod:`elfs2t.s2t.decoding`). N-best lists are the candidates of
 ``strategy: rescore``, scored by minus the rescoring score (CTC + text-slot negative log-likelihoods,
-:mod:`elfs2t.models.draft_rescore`): higher is better. Word times come from the forced CTC alignment of the
+:mod:`elfs2t.s2t.draft_rescore`): higher is better. Word times come from the forced CTC alignment of the
 hypothesis to the audio slots' readout (:func:`token_spans`): a word starts at the first audio slot of its first
 token and ends after the last slot of its last token; one audio slot is ``elf.stack`` encoder frames.
 """
@@ -30,7 +30,7 @@ class _Candidates:
         self.decoding, self.found = decoding, None
 
     def __call__(self, model, cond, cond_mask, generator):
-        from elfs2t.models.draft_rescore import best_per_row
+        from elfs2t.s2t.draft_rescore import best_per_row
 
         self.found = ids, score, cands = self.decoding.candidates(model, cond, cond_mask, generator)
         return ids[best_per_row(score, cands, cond.shape[0])]
@@ -39,11 +39,11 @@ class _Candidates:
 @torch.no_grad()
 def token_spans(model: nn.Module, batch: dict, tokens: list[list[int]]) -> list[Optional[list[tuple[int, int, float]]]]:
     """Where the token ids ``tokens[b]`` (a row's content tokens) sit in its audio: the forced CTC alignment
-    (:func:`~elfs2t.models.ctc_align.ctc_align_spans`) of the audio slots' readout (the draft's,
+    (:func:`~elfs2t.s2t.ctc_align.ctc_align_spans`) of the audio slots' readout (the draft's,
     ``ElfS2T.draft_readout``; its text-slot noise from a generator of its own, so decoding's draws are untouched).
     Per row, per token, ``(first audio slot, last audio slot, highest posterior over them)``; None for a row with no
     tokens, a token outside the CTC vocabulary, or more tokens than its slots hold."""
-    from elfs2t.models.ctc_align import ctc_align_spans
+    from elfs2t.s2t.ctc_align import ctc_align_spans
 
     cond, cond_mask = model.condition(batch)
     readout, _ = model.draft_readout(cond, cond_mask, torch.Generator().manual_seed(0))
@@ -83,13 +83,13 @@ def group_words(text: str, offsets: list[tuple[int, int]], spans: list[tuple[int
 
 
 class ElfS2TKind(ModelKind):
-    """``model: elf_s2t`` (:class:`elfs2t.models.elf_s2t.ElfS2T`, settings under ``elf``)."""
+    """``model: elf_s2t`` (:class:`elfs2t.s2t.elf_s2t.ElfS2T`, settings under ``elf``)."""
 
     name = "elf_s2t"
     section_key = "elf"
 
     def build(self, cfg: "ExperimentConfig") -> nn.Module:
-        from elfs2t.models.elf_s2t import ElfS2T
+        from elfs2t.s2t.elf_s2t import ElfS2T
 
         model = ElfS2T(cfg.elf)
         if cfg.init.denoiser:
@@ -99,7 +99,7 @@ class ElfS2TKind(ModelKind):
         return model
 
     def build_for_weights(self, cfg: "ExperimentConfig") -> nn.Module:
-        from elfs2t.models.elf_s2t import ElfS2T
+        from elfs2t.s2t.elf_s2t import ElfS2T
 
         return ElfS2T(cfg.elf)
 
