@@ -3,7 +3,7 @@
 A trained model (``--ar-exp``) decodes through stage 5's own hypothesis function
 (:func:`elfs2t.experiment.hypothesis_fn`) with ``decode.beam_size = N`` and ``decode.audio = real``: its hypotheses
 are those of ``exp/<ar>/decode_beam<N>`` (up to the float noise of other batch paddings). A random-weight model
-decodes with :meth:`~elfs2t.models.ar.ArSpeechLM.generate_ids` at the same beam size (timing only; see
+decodes with :meth:`~elfs2t.baselines.ar.ArSpeechLM.generate_ids` at the same beam size (timing only; see
 ``DecodeBenchConfig.ar_tokens`` for its generation limit).
 
 FLOPs (:func:`elfs2t.bench.flops.ar_search_flops`) count the LM forwards each batch really ran (a forward pre-hook
