@@ -63,10 +63,10 @@ def pretrain_text(cfg: PretrainTextConfig, exp_dir: str | Path, text_file: str |
     exp_dir = Path(exp_dir)
     if not resume and list_checkpoints(exp_dir):
         raise FileExistsError(f"{exp_dir} already holds checkpoints: resume, or use another exp dir")
-    check_exp_dir(exp_dir, cfg, overwrite=overwrite)
     corpus = TextLineDataset(text_file, paired=cfg.model.conditional)
     torch.manual_seed(cfg.train.seed)  # the initial weights
     model = TextElf(cfg.model, text_space=text_space)
+    check_exp_dir(exp_dir, cfg, overwrite=overwrite)  # after the model filled in the text space's sizes
     if cfg.model.token_shortlist:  # fixed before the optimiser is built; a resume loads the same one
         model.set_token_shortlist(corpus.texts())
     log.info("text ELF: %.2fM denoiser parameters, %d sentences, L=%d, d=%d", model.denoiser.num_parameters() / 1e6,
