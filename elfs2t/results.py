@@ -123,23 +123,13 @@ def stage2_encoder(cuts: str | Path) -> dict[str, Any]:
 def decode_info(cfg: Any, model: Any, *, cuts: Optional[str | Path] = None, train_step: Optional[int] = None) -> dict:
     """What stage 5 adds to ``timing.json`` for an :class:`~elfs2t.experiment.ExperimentConfig` model:
     model kind, decoding settings, parameters, training step, and the stage-2 encoder of ``cuts``."""
+    from elfs2t.experiment import model_kind
+
     info: dict[str, Any] = {"model": cfg.model, "params": count_params(model), "train_step": train_step}
     audio = getattr(cfg.decode, "audio", "real")
     if audio != "real":  # an audio-reliance diagnostic decode (zeroed / noise / swapped features)
         info["audio"] = audio
-    if cfg.model == "ar":
-        info["beam_size"] = cfg.decode.beam_size
-        info["reader"] = "autoregressive decoder" + (" (greedy)" if cfg.decode.beam_size == 1 else
-                                                     f" (beam {cfg.decode.beam_size})")
-    else:
-        from elfs2t.s2t.decoding import build_decoding
-
-        info["strategy"] = cfg.decode.strategy
-        info["reader"] = build_decoding(cfg.decode, cfg.elf).reader
-        section = getattr(cfg.decode, cfg.decode.strategy, None)
-        for key in ("steps", "guidance", "method", "self_cond_scale", "draws"):
-            if hasattr(section, key):
-                info[key] = getattr(section, key)
+    info.update(model_kind(cfg).decode_record(cfg))  # the reader and the decoding settings
     if cuts is not None:
         info["cuts"] = str(cuts)
         info.update(stage2_encoder(cuts))
