@@ -30,6 +30,10 @@ class ArKind(ModelKind):
 
     name = "ar"
     section_key = "ar"
+    title = "AR"
+    display_name = "AR speech-LLM"
+    backbone_key = "ar.lm"
+    table_settings = ("beam_size",)
 
     def build(self, cfg: "ExperimentConfig") -> nn.Module:
         from elfs2t.baselines.ar import ArSpeechLM

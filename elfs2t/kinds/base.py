@@ -5,7 +5,7 @@ cased, prepares it on the training texts, and decodes batches (the batch dict of
 hypotheses (:class:`Hyp`). It also answers what the stages would otherwise ask of the model's type: the decode
 folder's tag and what ``timing.json`` records of the decoding, the extra decodings of each validation, whether the
 training needs every parameter to get gradients, the CFG scale that the audio-reliance sweep varies, the word
-spaces the error analysis reads. Optional abilities -- word timestamps, n-best lists -- raise a one-line
+spaces the error analysis reads, and the names and columns of the results table. Optional abilities -- word timestamps, n-best lists -- raise a one-line
 :class:`~elfs2t.config.ConfigError` naming what the model lacks. A kind that names frozen pieces loaded from
 outside its weights (a text encoder, a tokenizer) lists their config keys, so an export can replace machine paths
 by portable references (:mod:`elfs2t.inference.export`).
@@ -82,6 +82,16 @@ class ModelKind:
     """The ``model:`` value of an experiment config."""
     section_key: str = ""
     """The config section of the model's own settings (``elf``, ``ar``)."""
+    title: str = ""
+    """Its name in the results table (``ELF-S2T``, ``AR``)."""
+    display_name: str = ""
+    """Its name on an exported model's card."""
+    backbone_key: str = ""
+    """Dotted config key of the pre-trained model it starts from (a stage-3 exp dir or a file in one), whose
+    training time the results table shows."""
+    table_settings: tuple[str, ...] = ()
+    """The decoding settings of the results table (``steps``, ``guidance``, ``beam_size``) that it has: the others
+    are left empty even where a dumped ``decode_config.yaml`` holds a default for them."""
 
     def __call__(self, cfg: "ExperimentConfig") -> nn.Module:
         return self.build(cfg)

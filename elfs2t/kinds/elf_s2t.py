@@ -87,6 +87,10 @@ class ElfS2TKind(ModelKind):
 
     name = "elf_s2t"
     section_key = "elf"
+    title = "ELF-S2T"
+    display_name = "ELF-S2T"
+    backbone_key = "init.denoiser"
+    table_settings = ("steps", "guidance")
 
     def build(self, cfg: "ExperimentConfig") -> nn.Module:
         from elfs2t.s2t.elf_s2t import ElfS2T
