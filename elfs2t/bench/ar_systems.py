@@ -33,12 +33,13 @@ def ar_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype, max_ne
     experiment's ``decode.max_new_tokens`` unless ``ar_tokens``): the hypotheses of ``decode_beam<N>``."""
     import copy
 
-    from elfs2t.experiment import hypothesis_fn
+    from elfs2t.experiment import hypothesis_fn, model_kind
+    from elfs2t.kinds.ar import ArKind
 
     ecfg = None
     if cfg.ar_exp:
         model, ecfg = load_trained_model(cfg.ar_exp)
-        if ecfg.model != "ar":
+        if not isinstance(model_kind(ecfg), ArKind):
             raise ValueError(f"--ar-exp {cfg.ar_exp}: model is {ecfg.model!r}, not ar")
         label = Path(cfg.ar_exp).name
     else:

@@ -159,6 +159,8 @@ def _elf_decodings(cfg: DecodeBenchConfig, base, model_cfg) -> list[tuple[object
 
 
 def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> list[System]:
+    from elfs2t.experiment import model_kind
+    from elfs2t.kinds.elf_s2t import ElfS2TKind
     from elfs2t.s2t.decoding import DecodingConfig
     from elfs2t.text.latent import LatentCache
 
@@ -167,7 +169,7 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
     if cfg.elf_exps:
         for exp in cfg.elf_exps:
             model, ecfg = load_trained_model(exp)
-            if ecfg.model != "elf_s2t":
+            if not isinstance(model_kind(ecfg), ElfS2TKind):
                 raise ValueError(f"--elf-exp {exp}: model is {ecfg.model!r}, not elf_s2t")
             if drafts and model.cfg.ctc_weight <= 0:
                 raise ValueError(f"--elf-exp {exp}: strategies draft, refine and rescore need a model trained with "

@@ -8,13 +8,13 @@ token and ends after the last slot of its last token; one audio slot is ``elf.st
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
 
 from elfs2t.config import ConfigError
-from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind, Word
+from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind, ModelSpaces, Word
 
 if TYPE_CHECKING:
     from elfs2t.experiment import ExperimentConfig
@@ -87,6 +87,10 @@ class ElfS2TKind(ModelKind):
 
     name = "elf_s2t"
     section_key = "elf"
+    title = "ELF-S2T"
+    display_name = "ELF-S2T"
+    backbone_key = "init.denoiser"
+    table_settings = ("steps", "guidance")
 
     def build(self, cfg: "ExperimentConfig") -> nn.Module:
         from elfs2t.s2t.elf_s2t import ElfS2T
@@ -137,6 +141,55 @@ class ElfS2TKind(ModelKind):
                     hyps.append(Hyp(texts[i], -float(score[i]), full(texts[i])))
             return out
         return ranked
+
+    def decode_tag(self, cfg: "ExperimentConfig") -> str:
+        from elfs2t.s2t.decoding import build_decoding
+
+        return build_decoding(cfg.decode, cfg.elf).tag()
+
+    def decode_record(self, cfg: "ExperimentConfig") -> dict[str, Any]:
+        """The strategy, its reader and the settings of its section that the results table can show."""
+        from elfs2t.s2t.decoding import build_decoding
+
+        info: dict[str, Any] = {"strategy": cfg.decode.strategy,
+                                "reader": build_decoding(cfg.decode, cfg.elf).reader}
+        section = getattr(cfg.decode, cfg.decode.strategy, None)
+        for key in ("steps", "guidance", "method", "self_cond_scale", "draws"):
+            if hasattr(section, key):
+                info[key] = getattr(section, key)
+        return info
+
+    def valid_decodings(self, cfg: "ExperimentConfig") -> dict[str, "ExperimentConfig"]:
+        """``decode.valid_strategies`` (each with its section's settings), but ``decode.strategy`` itself."""
+        import copy
+
+        out = {}
+        for strategy in cfg.decode.valid_strategies:
+            if strategy != cfg.decode.strategy:
+                other = copy.deepcopy(cfg)
+                other.decode.strategy = strategy
+                out[strategy] = other
+        return out
+
+    def has_ctc_warmup(self, cfg: "ExperimentConfig") -> bool:
+        """``elf.ctc_warmup > 0``: its steps leave the text path without gradients."""
+        return cfg.elf.ctc_warmup > 0
+
+    def guidance_section(self, cfg: "ExperimentConfig") -> Any:
+        """The strategy's section when it takes a CFG scale (``flow``, ``refine``); None for the draft, the
+        readout and rescoring."""
+        section = getattr(cfg.decode, cfg.decode.strategy, None)
+        return section if hasattr(section, "guidance") else None
+
+    def word_spaces(self, model: nn.Module, cfg: "ExperimentConfig") -> ModelSpaces:
+        """Its own frozen text encoder's latent space; the token embedding is the token head's unembedding ``U``
+        (a head restricted to a shortlist holds only those ids' columns)."""
+        head_ids = model.denoiser.head_ids
+        return ModelSpaces(latent=model.text_space,
+                           latent_note=f"ELF-S2T uses its own latent space {cfg.elf.text.name_or_path}",
+                           tokenizer=model.text_space.tokenizer, token_weight=model.denoiser.unembed_kernel.T,
+                           token_source="ELF token head unembedding U (d x V)",
+                           token_ids=head_ids if head_ids.numel() else None)
 
     def word_times(self, model: nn.Module, cfg: "ExperimentConfig", batch: dict, texts: list[str],
                    frame_shift: float) -> list[Optional[list[Word]]]:
