@@ -30,6 +30,7 @@ from typing import Any, Iterable, Literal, Mapping, TypeVar, Union, get_args, ge
 
 import yaml
 
+from elfs2t.atomic import write_text
 from elfs2t.errors import ConfigError
 
 T = TypeVar("T")
@@ -261,12 +262,7 @@ def load_config(
 
 def dump_config(cfg: Any, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(unstructure(cfg), sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_text(path, yaml.safe_dump(unstructure(cfg), sort_keys=False))
 
 
 def config_hash(cfg: Any, length: int = 8) -> str:

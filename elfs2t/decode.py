@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import torch
 from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 from tqdm import tqdm
 
+from elfs2t import atomic
 from elfs2t.data.dataset import S2TDataset, target_text
 from elfs2t.textfile import read_text, write_text
 
@@ -138,9 +138,7 @@ def merge_shards(out_dir: Path, world_size: int) -> dict:
         "rtfx": audio_s / max(decode_s, 1e-9),
         "world_size": world_size,
     }
-    tmp = out_dir / "timing.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(out_dir / "timing.json")
+    atomic.write_text(out_dir / "timing.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -149,7 +147,5 @@ def annotate_timing(out_dir: Path, info: dict) -> dict:
     path = Path(out_dir) / "timing.json"
     timing = json.loads(path.read_text()) if path.is_file() else {}
     timing.update(info)
-    tmp = path.with_name("timing.json.tmp")
-    tmp.write_text(json.dumps(timing, indent=1))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(timing, indent=1))
     return timing

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, ClassVar, Literal, Optional
 
 import torch
@@ -29,10 +28,10 @@ from elfs2t.data.dataset import SetSpec
 from elfs2t.kinds.ar import ArKind
 from elfs2t.kinds.base import ModelKind
 from elfs2t.kinds.elf_s2t import ElfS2TKind
-from elfs2t.models.ar import ArConfig
-from elfs2t.models.elf_s2t import ElfS2TConfig
+from elfs2t.baselines.ar import ArConfig
+from elfs2t.s2t.elf_s2t import ElfS2TConfig
 from elfs2t.optim.build import OptimConfig
-from elfs2t.s2t.decoding import STRATEGIES, DecodingConfig, build_decoding
+from elfs2t.s2t.decoding import STRATEGIES, DecodingConfig
 from elfs2t.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -148,7 +147,7 @@ def check_for_ddp(cfg: ExperimentConfig, world_size: int) -> None:
     """Raise ConfigError for settings that DDP over ``world_size`` processes cannot train: a CTC warm-up
     (``elf.ctc_warmup``) leaves the text path without gradients in its steps, so it needs
     ``train.find_unused_parameters``. One process trains either way (and decoding never cares)."""
-    warmup = cfg.model == "elf_s2t" and cfg.elf.ctc_warmup > 0
+    warmup = model_kind(cfg).has_ctc_warmup(cfg)
     config_check(world_size <= 1 or not warmup or cfg.train.find_unused_parameters, "train.find_unused_parameters",
                  cfg.train.find_unused_parameters, f"must be true with elf.ctc_warmup > 0 under DDP ({world_size} "
                  "processes): the warm-up steps leave the text path without gradients")
@@ -184,9 +183,7 @@ def decode_tag(cfg: ExperimentConfig) -> str:
     """Folder name ``decode_<tag>`` of ``cfg.decode`` for this experiment's model: ELF-S2T's strategy tag
     (:mod:`elfs2t.s2t.decoding`), the AR baseline's ``beam<N>``; ``_audio<mode>`` appended unless ``audio`` is real."""
     audio = "" if cfg.decode.audio == "real" else f"_audio{cfg.decode.audio}"
-    if cfg.model == "ar":
-        return f"beam{cfg.decode.beam_size}{audio}"
-    return build_decoding(cfg.decode, cfg.elf).tag() + audio
+    return model_kind(cfg).decode_tag(cfg) + audio
 
 
 def hypothesis_fn(model: nn.Module, cfg: ExperimentConfig, seed: int = 0) -> Callable[[dict], list[str]]:

@@ -4,12 +4,14 @@ Layout scanned: ``<recipe>/exp/<exp>/decode_<inference>/<set>/result.txt`` (writ
 :mod:`elfs2t.score`) with ``timing.json`` beside it (written by :mod:`elfs2t.decode`, annotated by
 stage 5 with :func:`decode_info` and by ``elfs2t.bin.whisper_decode``). One row per
 (experiment, inference setting, set); the table has one section per set, rows ordered ELF-S2T
-(by steps, guidance), AR baseline, Whisper zero-shot. Where each column comes from:
+(by steps, guidance), AR baseline, Whisper zero-shot, cascade, text ELF. Where each column comes from:
 
 Audio-reliance diagnostic decodes (``timing.json`` ``audio``: zero / noise / swap) are left out.
 
-* **model**: ``timing.json`` ``model`` (``elf_s2t``, ``ar``, ``whisper``), else ``exp/<exp>/config.yaml``
-  ``model``, else ``whisper`` for ``exp/whisper_*``.
+* **model**: ``timing.json`` ``model`` (``elf_s2t``, ``ar``, ``whisper``, ``cascade``, ``mt``), else
+  ``exp/<exp>/config.yaml`` ``model``, else ``whisper`` for ``exp/whisper_*``. That name picks the row's
+  :class:`RowKind` (:func:`row_kinds`): a trained model's from its :class:`~elfs2t.kinds.base.ModelKind`, the
+  systems that are no model of the registry (Whisper zero-shot, the cascade, text ELF) from :data:`OTHER_ROWS`.
 * **tokens from**: ``timing.json`` ``reader`` -- which part of the model produced the tokens (ELF-S2T: the flow
   from noise, the text slots' readout, the CTC readout, the draft refined by the flow or rescored; the AR decoder;
   Whisper's decoder).
@@ -41,13 +43,47 @@ import yaml
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ResultRow", "parse_result_file", "decode_info", "train_minutes", "collect_results",
-           "format_results_table", "write_results_table", "MODEL_NAMES"]
+__all__ = ["ResultRow", "RowKind", "OTHER_ROWS", "row_kinds", "parse_result_file", "decode_info", "train_minutes",
+           "collect_results", "format_results_table", "write_results_table"]
 
 METRICS = ("WER", "CER", "BLEU", "BLEU_lc", "chrF", "chrF_lc")
-MODEL_NAMES = {"elf_s2t": "ELF-S2T", "ar": "AR", "whisper": "Whisper zero-shot",
-               "cascade": "Cascade (ASR -> text ELF)", "mt": "Text ELF (reference transcripts)"}
-"""Display names of the model kinds, in table order."""
+SETTINGS = ("steps", "guidance", "beam_size")
+"""The decoding-setting columns of the table (``steps``, ``g``, ``beam``)."""
+
+
+@dataclass(frozen=True)
+class RowKind:
+    """How the table shows the rows of one kind of system (the name ``timing.json`` ``model`` records)."""
+
+    title: str
+    """The ``model`` column."""
+    settings: tuple[str, ...] = SETTINGS
+    """The setting columns (of :data:`SETTINGS`) that it has; the others stay empty."""
+    reader: Optional[str] = None
+    """The ``tokens from`` column where ``timing.json`` has no ``reader``."""
+    zero_shot: bool = False
+    """Not trained by the recipe: the ``train`` column says ``zero-shot``, no training time is read."""
+
+
+OTHER_ROWS = {
+    "whisper": RowKind("Whisper zero-shot", ("beam_size",), reader="Whisper's decoder", zero_shot=True),
+    "cascade": RowKind("Cascade (ASR -> text ELF)"),
+    "mt": RowKind("Text ELF (reference transcripts)"),
+}
+"""The systems of the table that are no model of the registry: Whisper zero-shot (``elfs2t.bin.whisper_decode``)
+and the text-ELF translations of ``elfs2t.bin.translate_text`` (of an ASR output, or of the references)."""
+
+
+def row_kinds() -> dict[str, RowKind]:
+    """Every kind of row, in table order: the registry's models (:data:`elfs2t.experiment.MODELS`), then
+    :data:`OTHER_ROWS`."""
+    from elfs2t.experiment import MODELS
+
+    return {**{name: RowKind(kind.title, kind.table_settings) for name, kind in MODELS.items()}, **OTHER_ROWS}
+
+
+_UNKNOWN = RowKind("")
+"""The rows of a ``model`` no kind has (titled by that name)."""
 _METRIC_LINE = re.compile(r"^(WER|CER|BLEU|BLEU_lc|chrF|chrF_lc):\s*([-+]?(?:[0-9.]+|inf|nan))", re.MULTILINE)
 _INT_LINE = re.compile(r"^(num_utts|missing_hyps):\s*(\d+)", re.MULTILINE)
 _TAG_PARTS = {
@@ -69,7 +105,7 @@ class ResultRow:
     num_utts: Optional[int] = None
     missing: Optional[int] = None
     model: Optional[str] = None
-    """Model kind: a key of MODEL_NAMES, or whatever the experiment's config says."""
+    """Model kind: a key of :func:`row_kinds`, or whatever the experiment's config says."""
     reader: Optional[str] = None
     """What produced the tokens (``timing.json`` ``reader``, e.g. ``flow from noise``, ``CTC readout ...``)."""
     steps: Optional[str] = None
@@ -123,23 +159,13 @@ def stage2_encoder(cuts: str | Path) -> dict[str, Any]:
 def decode_info(cfg: Any, model: Any, *, cuts: Optional[str | Path] = None, train_step: Optional[int] = None) -> dict:
     """What stage 5 adds to ``timing.json`` for an :class:`~elfs2t.experiment.ExperimentConfig` model:
     model kind, decoding settings, parameters, training step, and the stage-2 encoder of ``cuts``."""
+    from elfs2t.experiment import model_kind
+
     info: dict[str, Any] = {"model": cfg.model, "params": count_params(model), "train_step": train_step}
     audio = getattr(cfg.decode, "audio", "real")
     if audio != "real":  # an audio-reliance diagnostic decode (zeroed / noise / swapped features)
         info["audio"] = audio
-    if cfg.model == "ar":
-        info["beam_size"] = cfg.decode.beam_size
-        info["reader"] = "autoregressive decoder" + (" (greedy)" if cfg.decode.beam_size == 1 else
-                                                     f" (beam {cfg.decode.beam_size})")
-    else:
-        from elfs2t.s2t.decoding import build_decoding
-
-        info["strategy"] = cfg.decode.strategy
-        info["reader"] = build_decoding(cfg.decode, cfg.elf).reader
-        section = getattr(cfg.decode, cfg.decode.strategy, None)
-        for key in ("steps", "guidance", "method", "self_cond_scale", "draws"):
-            if hasattr(section, key):
-                info[key] = getattr(section, key)
+    info.update(model_kind(cfg).decode_record(cfg))  # the reader and the decoding settings
     if cuts is not None:
         info["cuts"] = str(cuts)
         info.update(stage2_encoder(cuts))
@@ -195,8 +221,13 @@ def train_minutes(exp_dir: str | Path) -> Optional[float]:
 
 
 def _backbone_dir(recipe_dir: Path, config: dict) -> Optional[Path]:
-    """The pre-training exp dir a stage-4 experiment starts from (``init.denoiser`` or ``ar.lm``)."""
-    source = (config.get("ar") or {}).get("lm") if config.get("model") == "ar" else (config.get("init") or {}).get("denoiser")
+    """The pre-training exp dir a stage-4 experiment starts from (its kind's ``backbone_key``: ``init.denoiser``,
+    ``ar.lm``); a config of no known model is read as the default model's."""
+    from elfs2t.experiment import MODELS, ExperimentConfig
+
+    kind = MODELS.get(config.get("model"), MODELS[ExperimentConfig.model])
+    section, key = kind.backbone_key.split(".")
+    source = (config.get(section) or {}).get(key)
     if not source:
         return None
     path = Path(source) if Path(source).is_absolute() else recipe_dir / source
@@ -240,7 +271,7 @@ def _num(value: Any) -> Optional[str]:
     return str(value)
 
 
-def _settings(timing: dict, decode_cfg: dict, inference: str, model: Optional[str]) -> dict[str, Optional[str]]:
+def _settings(timing: dict, decode_cfg: dict, inference: str, kind: RowKind) -> dict[str, Optional[str]]:
     """steps / guidance / beam_size of one decode; a model kind keeps only its own settings (a stage-5
     ``decode_config.yaml`` holds the sampler defaults for the AR model too, and a beam size for ELF-S2T)."""
     section = decode_cfg.get(decode_cfg.get("strategy") or "") or {}
@@ -251,11 +282,7 @@ def _settings(timing: dict, decode_cfg: dict, inference: str, model: Optional[st
     for key, pattern in _TAG_PARTS.items():
         m = pattern.search(inference)
         out[key] = next((_num(v) for v in (timing.get(key), from_cfg[key], m.group(1) if m else None)
-                         if v is not None), None)
-    if model == "elf_s2t":
-        out["beam_size"] = None
-    elif model in ("ar", "whisper"):
-        out["steps"] = out["guidance"] = None
+                         if v is not None), None) if key in kind.settings else None
     return out
 
 
@@ -266,6 +293,7 @@ def collect_results(recipe_dir: str | Path, include_diagnostics: bool = False) -
     swapped features) are not system results and are left out unless ``include_diagnostics``.
     """
     recipe_dir = Path(recipe_dir)
+    kinds = row_kinds()
     rows = []
     exp_cache: dict[str, tuple[dict, Optional[float], Optional[float]]] = {}
     for result in sorted(recipe_dir.glob("exp/*/decode_*/*/result.txt")):
@@ -282,6 +310,7 @@ def collect_results(recipe_dir: str | Path, include_diagnostics: bool = False) -
             exp_cache[exp_dir.name] = (config, train_minutes(exp_dir), train_minutes(backbone) if backbone else None)
         config, train_min, pretrain_min = exp_cache[exp_dir.name]
         model = timing.get("model") or config.get("model") or ("whisper" if exp_dir.name.startswith("whisper") else None)
+        kind = kinds.get(model or "", _UNKNOWN)
         rtfx = rtfx_e2e = None
         try:
             audio, dec = float(timing["audio_seconds"]), float(timing["decode_seconds"])
@@ -294,17 +323,17 @@ def collect_results(recipe_dir: str | Path, include_diagnostics: bool = False) -
         rows.append(ResultRow(
             exp=exp_dir.name, inference=inference, set_name=set_dir.name, metrics=metrics,
             num_utts=counts.get("num_utts"), missing=counts.get("missing_hyps"), model=model,
-            reader=timing.get("reader") or ("Whisper's decoder" if model == "whisper" else None),
-            **_settings(timing, _read_yaml(set_dir / "decode_config.yaml"), inference, model),
+            reader=timing.get("reader") or kind.reader,
+            **_settings(timing, _read_yaml(set_dir / "decode_config.yaml"), inference, kind),
             rtfx=rtfx, rtfx_e2e=rtfx_e2e, params=timing.get("params"), encoder=timing.get("encoder"),
-            train_minutes=None if model == "whisper" else train_min,
-            pretrain_minutes=None if model == "whisper" else pretrain_min,
+            train_minutes=None if kind.zero_shot else train_min,
+            pretrain_minutes=None if kind.zero_shot else pretrain_min,
         ))
-    return sorted(rows, key=_order)
+    order = list(kinds)
+    return sorted(rows, key=lambda r: _order(r, order))
 
 
-def _order(r: ResultRow) -> tuple:
-    kinds = list(MODEL_NAMES)
+def _order(r: ResultRow, kinds: list[str]) -> tuple:
     kind = kinds.index(r.model) if r.model in kinds else len(kinds)
 
     def num(v: Optional[str]) -> float:
@@ -325,6 +354,7 @@ def _fmt(value: Optional[float], digits: int) -> str:
 
 def format_results_table(rows: list[ResultRow]) -> str:
     """Markdown: one section (``### <set>``) and table per set; empty cells where a value is unknown."""
+    kinds = row_kinds()
     out = []
     for set_name in dict.fromkeys(r.set_name for r in rows):
         part = [r for r in rows if r.set_name == set_name]
@@ -337,8 +367,9 @@ def format_results_table(rows: list[ResultRow]) -> str:
             utts = "" if r.num_utts is None else str(r.num_utts)
             if r.missing:
                 utts += f" ({r.missing} missing)"
-            train = "zero-shot" if r.model == "whisper" else _fmt(r.train_minutes, 1)
-            cells = [MODEL_NAMES.get(r.model or "", r.model or ""), r.exp, r.inference, r.reader or "", r.steps or "",
+            kind = kinds.get(r.model or "", _UNKNOWN)
+            train = "zero-shot" if kind.zero_shot else _fmt(r.train_minutes, 1)
+            cells = [kind.title or r.model or "", r.exp, r.inference, r.reader or "", r.steps or "",
                      r.guidance or "", r.beam_size or "", *[_fmt(r.metrics.get(m), 2) for m in metrics],
                      _fmt(r.rtfx, 1), _fmt(r.rtfx_e2e, 1), _fmt(None if r.params is None else r.params / 1e6, 2),
                      r.encoder or "", train, _fmt(r.pretrain_minutes, 1), utts]

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping, Optional
 
 import jiwer
 
+from elfs2t.atomic import write_text
 from elfs2t.config import config_check
 from elfs2t.text.normalize import NORMALIZERS, get_normalizer, load_english_spelling_mapping
 from elfs2t.textfile import read_text
@@ -283,12 +283,6 @@ def format_result(report: ScoreReport, cfg: ScoreConfig, hyp_path: str = "", ref
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def score_files(
     hyp_path: str | Path,
     ref_path: str | Path,
@@ -306,9 +300,9 @@ def score_files(
     report, aligns = score_texts(refs, hyps, cfg, set_name=set_name or out_dir.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     for fname, text in aligns.items():
-        _write_atomic(out_dir / fname, text)
+        write_text(out_dir / fname, text)
     data = asdict(report)
     data["counts"] = {k: asdict(v) | {"rate": v.rate} for k, v in report.counts.items()}
-    _write_atomic(out_dir / "result.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    _write_atomic(out_dir / "result.txt", format_result(report, cfg, str(hyp_path), str(ref_path)))
+    write_text(out_dir / "result.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    write_text(out_dir / "result.txt", format_result(report, cfg, str(hyp_path), str(ref_path)))
     return report

@@ -11,9 +11,9 @@ Format (what :func:`read_text` accepts and :func:`write_text` produces):
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
+from elfs2t import atomic
 
 __all__ = ["TextFileError", "read_text", "write_text"]
 
@@ -70,8 +70,5 @@ def write_text(path: str | Path, texts: Mapping[str, str]) -> Path:
             raise ValueError(f"{path}: text of {utt_id!r} contains a line break: {text!r}")
         text = text.strip()
         lines.append(f"{utt_id} {text}\n" if text else f"{utt_id}\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.replace(path)
+    atomic.write_text(path, "".join(lines))
     return path

@@ -208,7 +208,7 @@ VOCAB = ["the dog sat", "the cat ran away", "a bird sits at home"]
 
 @pytest.fixture(scope="module")
 def spaces(space):
-    from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
+    from elfs2t.s2t.elf_s2t import ElfS2T, ElfS2TConfig
 
     torch.manual_seed(0)
     cfg = structure(ElfS2TConfig, {"text": {"name_or_path": str(MINILM), "max_len": 8},

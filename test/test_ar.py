@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from elfs2t.config import ConfigError, structure
-from elfs2t.models.ar import ArConfig, ArSpeechLM, make_small_lm, special_ids
+from elfs2t.baselines.ar import ArConfig, ArSpeechLM, make_small_lm, special_ids
 from text_fixtures import make_vocab
 
 CORPUS = ["The cat sat on the mat.", "A dog ran home!", "Hello world", "the mat is red", "Dogs and cats."] * 4

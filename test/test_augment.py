@@ -1,9 +1,9 @@
-"""Masking of cached encoder frames (elfs2t.models.augment): spans inside the valid frames, bands, training only."""
+"""Masking of cached encoder frames (elfs2t.s2t.augment): spans inside the valid frames, bands, training only."""
 import pytest
 import torch
 
 from elfs2t.config import ConfigError, structure
-from elfs2t.models.augment import FeatureMaskConfig, mask_features
+from elfs2t.s2t.augment import FeatureMaskConfig, mask_features
 
 
 def test_off_by_default_returns_the_input():

@@ -37,7 +37,8 @@ def test_decode_benchmark_prints_every_system_side_by_side(tmp_path, capsys):
     names = set(rows)
     assert {f"elf-s2t random-tiny-{k} flow{n}_g{g}_prior" for k in ("full", "self") for n in (1, 2) for g in (1, 2)} <= names
     assert "ar random-tiny greedy" in names and any(n.startswith("encoder whisper-random-tiny_trim") for n in names)
-    assert rows["ar random-tiny greedy"]["x utt/s"] == "1.00"  # the default baseline
+    assert rows["ar random-tiny greedy"]["x utt/s"] == "1.00"  # the default baseline: the first AR system
+    assert rows["ar random-tiny beam4"]["decoding"] == "beam4"  # --ar-beams 1 4 by default
     assert rows["elf-s2t random-tiny-self flow2_g2_prior"]["cache"] == "yes"
     assert rows["elf-s2t random-tiny-full flow2_g2_prior"]["cache"] == "no"
     # prefix caching saves FLOPs; guidance doubles the sampling rows; steps add forwards
@@ -49,6 +50,10 @@ def test_decode_benchmark_prints_every_system_side_by_side(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "decode.json").read_text())
     assert len(saved["rows"]) == len(rows) and all(r["utt_s"] > 0 for r in saved["rows"])
+    ar = {r["system"]: r for r in saved["rows"] if r.get("family") == "ar"}
+    # the same number of tokens (a random LM never ends), over 4 rows per utterance instead of 1
+    assert ar["ar random-tiny greedy"]["gflop_utt"] < ar["ar random-tiny beam4"]["gflop_utt"]
+    assert saved["matched"] == [] and saved["frontier"] == [] and "matched accuracy" not in out  # nothing scored
 
 
 def test_decode_benchmark_times_every_strategy_by_its_tag(tmp_path, capsys):
@@ -84,6 +89,10 @@ def test_decode_bench_config_checks_steps_and_strategies():
         DecodeBenchConfig(strategies=[]).validate()
     with pytest.raises(ConfigError, match=r"^t_start="):
         DecodeBenchConfig(strategies=["refine"], t_start=1.0).validate()
+    with pytest.raises(ConfigError, match=r"^ar_beams=\[1, 1\]: must be distinct beam sizes >= 1"):
+        DecodeBenchConfig(ar_beams=[1, 1]).validate()
+    with pytest.raises(ConfigError, match=r"^ar_beams=\[0\]"):
+        DecodeBenchConfig(ar_beams=[0]).validate()
     DecodeBenchConfig(steps=[4], strategies=["rescore", "draft"]).validate()
 
 
@@ -101,6 +110,93 @@ def test_decode_bench_draft_strategies_need_a_ctc_trained_experiment(monkeypatch
     cfg = decode.DecodeBenchConfig(elf_exps=["exp/no_ctc"], strategies=["flow", "draft"], steps=[1], no_ar=True)
     with pytest.raises(ValueError, match=r"exp/no_ctc: strategies draft, refine and rescore need .*ctc_weight > 0"):
         decode.run_decode_bench(cfg, utts)
+
+
+SPOKEN = ["the cat sat on the mat", "a dog ran home", "we did not see the bird", "the bird flew away"]
+
+
+@pytest.fixture(scope="module")
+def trained_pair(tmp_path_factory):
+    """``(cuts, elf_exp, ar_exp)``: tiny ELF-S2T (with the CTC draft) and AR experiments trained for 2 steps on the
+    random features of 4 cuts -- trained by stage 4, so the benchmark scores them (their accuracy is poor)."""
+    import yaml
+
+    from elfs2t.bin import train as train_bin
+    from elfs2t.bin import train_subword as subword_bin
+
+    root = tmp_path_factory.mktemp("bench_trained")
+    make_feature_cuts(root / "feats", SPOKEN, dim=8)
+    cuts = root / "feats" / "cuts.jsonl.gz"
+    (root / "text.txt").write_text("".join(s + "\n" for s in SPOKEN * 4))
+    vocab = root / "token_list"
+    assert subword_bin.main(["--text", str(root / "text.txt"), "--out-dir", str(vocab), "--vocab-size", "40"]) == 0
+    data = {"train": [{"cuts": str(cuts)}], "valid": [{"cuts": str(cuts)}], "max_duration": 4.0, "num_buckets": 1}
+    train = {"max_steps": 2, "log_every": 1, "valid_every": 0, "save_every": 2, "progress": False}
+    confs = {
+        "elf": {"model": "elf_s2t", "data": data, "train": train, "optim": {"name": "adamw", "lr": 1e-2},
+                "elf": {"text": {"name_or_path": "tools/models/all-MiniLM-L6-v2", "max_len": 12},
+                        "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self"},
+                        "feat_dim": 8, "stack": 2, "ctc_weight": 1.0, "lowercase": True}},
+        "ar": {"model": "ar", "data": data, "train": train, "optim": {"name": "adamw", "lr": 3e-3},
+               "ar": {"tokenizer": str(vocab), "layers": 1, "hidden": 32, "heads": 2, "feat_dim": 8, "stack": 2,
+                      "lowercase": True, "max_text_tokens": 16},
+               "decode": {"max_new_tokens": 8, "max_duration": 100.0}},
+    }
+    exps = []
+    for name, conf in confs.items():
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(conf))
+        exps.append(root / "exp" / f"asr_{name}")
+        assert train_bin.main(["--conf", str(root / f"{name}.yaml"), "--exp-dir", str(exps[-1]),
+                               "--num-valid-examples", "0"]) == 0
+    return cuts, exps[0], exps[1]
+
+
+def test_ar_beam_systems_give_stage_5s_hypotheses(trained_pair):
+    """``ar_systems`` on a trained AR: the greedy and beam rows decode what stage 5 writes with decode.beam_size."""
+    from elfs2t.bench.ar_systems import ar_systems
+    from elfs2t.bench.decode import DecodeBenchConfig
+    from elfs2t.bin import decode as decode_bin
+    from elfs2t.textfile import read_text
+
+    cuts, _, ar_exp = trained_pair
+    utts = load_utterances(cuts, audio=False)
+    systems = ar_systems(DecodeBenchConfig(ar_exp=str(ar_exp), ar_beams=[1, 3]), 8, torch.float32, 99, True)
+    assert [(s.name, s.info["decoding"], s.trained) for s in systems] == [
+        ("ar asr_ar greedy", "greedy", True), ("ar asr_ar beam3", "beam3", True)]
+    for system, beams in zip(systems, (1, 3)):
+        assert decode_bin.main(["--exp-dir", str(ar_exp), "--set", f"asr_test={cuts}", f"decode.beam_size={beams}"]) == 0
+        stage5 = read_text(ar_exp / f"decode_beam{beams}" / "asr_test" / "text")
+        assert dict(zip((u.id for u in utts), system.run(utts))) == stage5
+        assert system.flops(utts) > 0
+
+
+def test_decode_benchmark_reports_speed_at_matched_accuracy(trained_pair, tmp_path, capsys):
+    """Trained ELF-S2T and AR experiments on real references: every system scored, the matched table (each ELF-S2T
+    row against an AR row, the ratio of their utt/s), the frontier in the json and the PNG."""
+    from PIL import Image
+
+    cuts, elf_exp, ar_exp = trained_pair
+    assert benchmark.main(["decode", "--cuts", str(cuts), "--elf-exp", str(elf_exp), "--ar-exp", str(ar_exp),
+                           "--ar-beams", "1", "2", "--strategies", "flow", "draft", "--steps", "1", "--batch-size", "2",
+                           "--latency-utts", "1", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = _table_rows(out.split("## speed at matched accuracy")[0])
+    assert {"ar asr_ar greedy", "ar asr_ar beam2", "elf-s2t asr_elf draft"} <= set(rows)
+    assert all(r["WER %"] != "-" for r in rows.values())
+    assert rows["ar asr_ar beam2"]["decoding"] == "beam2"
+    saved = json.loads((tmp_path / "decode.json").read_text())
+    elf = {r["system"]: r for r in saved["rows"] if r["family"] == "elf"}
+    ar = {r["system"]: r for r in saved["rows"] if r["family"] == "ar"}
+    assert 0 < ar["ar asr_ar greedy"]["gflop_utt"] < ar["ar asr_ar beam2"]["gflop_utt"]
+    assert [m["system"] for m in saved["matched"]] == list(elf) and saved["higher_better"] is False
+    for m in saved["matched"]:
+        assert m["ar_system"] in ar and m["x_utt_s"] == pytest.approx(elf[m["system"]]["utt_s"] / ar[m["ar_system"]]["utt_s"])
+        assert (m["ar_score"] <= m["score"]) == (m["match"] == "fastest AR as accurate or better")
+    matched = _table_rows(out.split("## speed at matched accuracy")[1])
+    assert set(matched) == set(elf) and "x utt/s (ELF/AR)" in next(iter(matched.values()))
+    assert saved["frontier"] and set(saved["frontier"]) <= set(elf) | set(ar)
+    with Image.open(tmp_path / "speed_accuracy.png") as image:
+        assert image.text["Frontier"] == "; ".join(saved["frontier"])
 
 
 def test_train_benchmark_reports_throughput_data_wait_and_latent_cache(capsys):
@@ -216,6 +312,29 @@ def test_ctc_draft_and_text_encoder_flops_by_hand_and_by_the_torch_flop_counter(
             enc(input_ids=ids, attention_mask=torch.ones_like(ids))
         pooler = getattr(enc, "pooler", None) is not None
         assert F.text_encoder_flops(hf_cfg, 3, 5, pooler) == fc.get_total_flops() + 3 * 2 * 4 * 5 * 5 * inner, cls
+
+
+def test_ar_beam_search_flops_match_the_torch_flop_counter():
+    """The AR's own beam search (and greedy search) through ``generate_ids``: the prompt over B rows, then every
+    step over B x K rows; the LM forwards counted by a hook as the benchmark counts them (attention and the audio
+    projector added by hand: the CPU SDPA kernel is not counted, the formula leaves the projector out)."""
+    from elfs2t.bench.models import random_ar
+
+    model = random_ar("tiny", feat_dim=16, stack=2, max_text_tokens=6)  # H 32, 2 layers
+    utts = synthetic_utterances(2, feat_dim=16, min_duration=0.3, max_duration=0.3, audio=False)  # 15 frames
+    batch = collate(utts)
+    calls = [0]
+    model.lm.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + 1))
+    prompt, h, layers = 8 + 1, 32, 2  # ceil(15 / 2) audio tokens + BOS
+    for beams in (1, 3):
+        calls[0] = 0
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model.generate_ids(batch, max_new_tokens=5, beam_size=beams)
+        assert calls[0] == 5  # a random LM never ends: the prompt, then 4 steps
+        attn = 2 * layers * 4 * prompt * prompt * h + 2 * beams * layers * sum(4 * (prompt + i) * h for i in range(1, 5))
+        projector = 2 * 2 * (prompt - 1) * (16 * 2) * h
+        assert F.ar_search_flops(model.lm.config, 2, prompt, calls[0], beams) == fc.get_total_flops() + attn - projector
+    assert F.ar_search_flops(model.lm.config, 2, prompt, 5, 1) == F.ar_greedy_flops(model.lm.config, 2, prompt, 5)
 
 
 def test_ar_and_whisper_flops_match_the_torch_flop_counter():

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from elfs2t.models.ctc_align import ctc_align, slot_positions
+from elfs2t.s2t.ctc_align import ctc_align, slot_positions
 
 
 def _log_probs(frames: list[list[float]]) -> torch.Tensor:
@@ -47,7 +47,7 @@ def test_slot_positions_place_content_slots_at_their_frames():
 import pytest  # noqa: E402
 
 from elfs2t.config import ConfigError  # noqa: E402
-from elfs2t.models.elf_s2t import ElfS2T  # noqa: E402
+from elfs2t.s2t.elf_s2t import ElfS2T  # noqa: E402
 from test_elf_s2t import batch, decoding, tiny_cfg  # noqa: E402,F401 (fixture)
 
 SELF = {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self", "text_pos_scale": 1.5}

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elfs2t.models.ctc_aux import ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
+from elfs2t.s2t.ctc_aux import ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 
 
 def test_ctc_targets_skip_cls_and_eos_and_cut_to_fit():
@@ -77,7 +77,7 @@ def test_ctc_over_a_shortlist_with_the_blank_inside_it():
 def test_elf_s2t_loss_with_ctc_reaches_projector_and_token_head(tmp_path):
     from test_elf_s2t import tiny_cfg
     from elfs2t.data.dataset import S2TDataset
-    from elfs2t.models.elf_s2t import ElfS2T
+    from elfs2t.s2t.elf_s2t import ElfS2T
     from feature_fixtures import make_feature_cuts
 
     cuts = make_feature_cuts(tmp_path, ["a dog ran", "the cat sat down", "yes"], dim=8)

@@ -7,9 +7,9 @@ import torch
 
 from elfs2t.config import ConfigError, structure
 from elfs2t.flow.sampler import decoding_forward
-from elfs2t.models.ctc_aux import ctc_greedy
-from elfs2t.models.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
-from elfs2t.models.elf_s2t import ElfS2T
+from elfs2t.s2t.ctc_aux import ctc_greedy
+from elfs2t.s2t.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
+from elfs2t.s2t.elf_s2t import ElfS2T
 from elfs2t.s2t.decoding import DecodingConfig, RescoreConfig, build_decoding
 from test_elf_s2t import batch, decoding, tiny_cfg  # noqa: F401 (fixture)
 

@@ -9,7 +9,7 @@ import torch
 
 from elfs2t.config import structure
 from elfs2t.data.dataset import S2TDataset
-from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
+from elfs2t.s2t.elf_s2t import ElfS2T, ElfS2TConfig
 from elfs2t.s2t.decoding import DecodingConfig, build_decoding
 from feature_fixtures import make_feature_cuts
 from test_elf_s2t import MINILM

@@ -8,9 +8,9 @@ import torch
 from elfs2t.config import ConfigError, structure, unstructure
 from elfs2t.experiment import ExperimentConfig
 from elfs2t.kinds.elf_s2t import ElfS2TKind, group_words
-from elfs2t.models.ar import ArConfig, ArSpeechLM
-from elfs2t.models.ctc_align import ctc_align, ctc_align_spans
-from elfs2t.models.elf_s2t import ElfS2T
+from elfs2t.baselines.ar import ArConfig, ArSpeechLM
+from elfs2t.s2t.ctc_align import ctc_align, ctc_align_spans
+from elfs2t.s2t.elf_s2t import ElfS2T
 from text_fixtures import make_vocab
 
 MINILM = Path(__file__).resolve().parents[1] / "tools" / "models" / "all-MiniLM-L6-v2"

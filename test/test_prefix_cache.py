@@ -193,7 +193,7 @@ def test_training_with_self_attention_prefix_reaches_every_parameter():
 
 def test_checkpoint_with_the_option_round_trips(tmp_path):
     """Stage-4 config + checkpoint -> stage-5 loader: the option survives and decoding is unchanged."""
-    from elfs2t.bin.decode import load_trained
+    from elfs2t.inference.trained import load_trained
     from elfs2t.config import dump_config, structure
     from elfs2t.experiment import ExperimentConfig, build_model
     from elfs2t.s2t.decoding import build_decoding

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from elfs2t.models.projector import AudioProjector
+from elfs2t.s2t.projector import AudioProjector
 
 
 def _identity_projector(d: int, k: int) -> AudioProjector:

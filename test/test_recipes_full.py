@@ -74,10 +74,10 @@ def hyp_ids(path: Path) -> list[str]:
 
 
 @pytest.mark.slow  # ~10 python start-ups, feature caching, 3 training steps, decoding, scoring (~50 s)
-def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
+def test_librispeech_stages_1_to_7(tmp_path, tiny_models):
     corpus = make_librispeech_tree(tmp_path / "db", parts=("train-clean-100", "dev-clean", "test-clean"))
     recipe = copy_recipe("librispeech", tmp_path)
-    args = ["--stage", "1", "--stop-stage", "6", "--train-parts", "train-clean-100",
+    args = ["--stage", "1", "--stop-stage", "7", "--train-parts", "train-clean-100",
             "--eval-parts", "dev-clean test-clean", "--speed-perturb", "0.9 1.1", *common_args(tiny_models)]
     r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")
     assert r.returncode == 0, r.stderr[-4000:]
@@ -109,8 +109,13 @@ def test_librispeech_stages_1_to_6(tmp_path, tiny_models):
     table = (recipe / "RESULTS.md").read_text()
     assert f"train_{tag}_sp" in table and "test_clean" in table and "dev_clean" in table and "WER" in table
 
+    # stage 7: the error analysis of both decoded sets, the audio reliance of the first
+    report = (exp / "analysis" / "report.md").read_text()
+    assert "dev_clean" in report and "test_clean" in report
+    assert (exp / "analysis" / "audio_reliance" / "dev_clean" / "reliance.md").is_file()
+
     r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")  # re-run: every stage skipped
-    assert r.returncode == 0 and len(re.findall(r"already done", r.stderr)) == 6, r.stderr[-2000:]
+    assert r.returncode == 0 and len(re.findall(r"already done", r.stderr)) == 7, r.stderr[-2000:]
 
     # the AR baseline's stage 3: the SentencePiece vocabulary of the lower-cased training transcripts
     r = run(recipe, "--stage", "3", "--stop-stage", "3", "--model", "ar", "--ar-vocab-size", "60", *args[4:],

@@ -57,6 +57,18 @@ def test_training_writes_exp_dir(trained):
     assert re.search(r"step 3 validation: .*examples_wer=[0-9.]+ wer_readout=[0-9.]+", log)
 
 
+def test_word_spaces_of_the_trained_model(trained, caplog):
+    from elfs2t.analysis.sources import load_spaces
+
+    _, _, exp = trained
+    with caplog.at_level("INFO", logger="elfs2t.analysis.sources"):
+        spaces = load_spaces(exp, "some/encoder")  # ELF-S2T always uses its own latent space
+    assert f"{exp}: ELF-S2T uses its own latent space {MINILM}; --text-space some/encoder is not used for it" \
+        in caplog.text
+    assert spaces.model_type == "elf_s2t" and spaces.token.source == "ELF token head unembedding U (d x V), step 6"
+    assert spaces.latent.dim == spaces.token.dim  # the unembedding lives in the latent space
+
+
 def test_unknown_valid_strategy_is_a_config_error():
     from elfs2t.config import ConfigError, structure
     from elfs2t.experiment import DecodeConfig

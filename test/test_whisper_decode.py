@@ -15,7 +15,7 @@ from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 from elfs2t.bin import score as score_bin
 from elfs2t.bin import whisper_decode as wd_bin
 from elfs2t.config import ConfigError
-from elfs2t.models.whisper_zero_shot import (WhisperDecodeConfig, WhisperZeroShot, decode_whisper, exp_name,
+from elfs2t.baselines.whisper_zero_shot import (WhisperDecodeConfig, WhisperZeroShot, decode_whisper, exp_name,
                                              inference_tag)
 from elfs2t.results import collect_results, format_results_table
 

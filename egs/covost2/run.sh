@@ -32,6 +32,7 @@ speed_perturb=""      # stage 2: speed factors for extra copies of the training 
                       # (Kaldi's 3-way perturbation with the original set; each copy costs stage 2 the set's time)
 speed_perturb_per_cut=all   # stage 2: all = one copy per factor; one = one copy per utterance, factor drawn
 elf_init=""           # stage 3-4: ELF checkpoint (file, dir or hub id) instead of init.denoiser of --conf
+analysis_space=t5-small  # stage 7: the text encoder whose latent space measures the AR baseline's errors
 ar_vocab_size=4000    # stage 3 (--model ar): SentencePiece BPE pieces of the AR's vocabulary of the targets
 exp_tag=""            # stage 4-6: experiment folder exp/<tag> (default: <pair>_<task>_<conf name>_<encoder tag>)
 train_opts=""         # stage 3-4: config overrides, e.g. "train.max_steps=30000 data.max_duration=600"
@@ -63,6 +64,7 @@ CoVoST 2 S2TT recipe (ELF-S2T). Options (default in parentheses):
   --speed-perturb \"..\"  speed factors for extra training copies (set <pair>_train_sp), \"\" for none ($speed_perturb)
   --speed-perturb-per-cut all|one  one copy per factor, or one per utterance with a drawn factor ($speed_perturb_per_cut)
   --elf-init SRC        ELF checkpoint (file, dir, hub id) overriding init.denoiser of --conf ($elf_init)
+  --analysis-space DIR|ID  stage 7: text encoder measuring the AR baseline's errors ($analysis_space)
   --ar-vocab-size N     stage 3 with --model ar: pieces of the SentencePiece vocabulary of the targets ($ar_vocab_size)
   --exp-tag TAG         experiment folder exp/TAG (default: <pair>_<task>_<conf name>_<encoder tag>[_sp]) ($exp_tag)
   --train-opts \"K=V ..\" config overrides for stages 3-4, e.g. \"train.max_steps=30000\" ($train_opts)
@@ -122,7 +124,7 @@ esac
 sets=(); for split in $splits; do sets+=("${pair}_$split"); done
 eval_sets=(); for s in "${sets[@]}"; do [ "$s" = "${pair}_train" ] || eval_sets+=("$s"); done
 feat_tag=""; tag=""
-if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 6 ]; then
+if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 7 ]; then
   [[ " $splits " == *" train "* && " $splits " == *" dev "* ]] || die "--splits must include train and dev for stages 2-6"
   # the encoder tag; --ngpu is checked against the visible GPUs when a stage that uses them is in the range
   gpus=0; for s in 2 4 5; do stage_in_range "$s" && gpus=$ngpu; done
@@ -237,7 +239,20 @@ if stage_begin 6 "scoring ($task)" "${score_inputs[@]}" -- "task=$task"; then
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 7: analysis -> exp/<tag>/analysis/
-not_implemented_stage 7 "analysis"
+# Stage 7: analysis -> exp/<tag>/analysis/: the latent-space error analysis of every decoded set (report.md); for
+#   ELF-S2T also the audio reliance of the first evaluated set (audio real / zero / noise / swapped x CFG scales of
+#   the --decode-opts setting: exp/<tag>/analysis/audio_reliance/<set>/reliance.md)
+analysis_inputs=(); for f in exp/"$tag"/decode_*/*/text; do [ -f "$f" ] && analysis_inputs+=("$f"); done
+if stage_begin 7 "analysis" "${analysis_inputs[@]}" -- "analysis_space=$analysis_space"; then
+  dirs=(); for d in exp/"$tag"/decode_*/*/; do [ -f "$d/text" ] && dirs+=(--decode-dir "${d%/}"); done
+  [ "${#dirs[@]}" -gt 0 ] || die "stage 7: nothing decoded in exp/$tag (run stage 5 first)"
+  space=(); [ "$model" = ar ] && space=(--text-space "$analysis_space")  # ELF-S2T brings its own latent space
+  python -m elfs2t.bin.analyze "${dirs[@]}" "${space[@]}" --out-dir "exp/$tag/analysis" --no-progress
+  if [ "$model" = elf ]; then
+    python -m elfs2t.bin.audio_reliance --exp-dir "exp/$tag" --target "${decodes[0]%%|*}" \
+      --set "${eval_sets[0]}=dump/$feat_tag/${eval_sets[0]}/cuts.jsonl.gz" -- "${extra_decode_opts[@]}"
+  fi
+  stage_done 7
+fi
 
 log "finished stages $stage..$stop_stage"

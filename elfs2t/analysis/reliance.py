@@ -28,7 +28,7 @@ from torch import nn
 from elfs2t.analysis.audio import AUDIO_MODES
 from elfs2t.config import dump_config, load_yaml, unstructure
 from elfs2t.decode import decode_cuts
-from elfs2t.experiment import ExperimentConfig, decode_tag, hypothesis_fn
+from elfs2t.experiment import ExperimentConfig, decode_tag, hypothesis_fn, model_kind
 from elfs2t.score import ScoreConfig, score_files
 
 __all__ = ["run_reliance", "format_table"]
@@ -46,12 +46,9 @@ def _decoded(dec_dir: Path, decode_cfg) -> bool:
 
 
 def _guided(cfg: ExperimentConfig):
-    """The settings section of the experiment's decoding strategy when it takes a CFG scale (ELF-S2T's ``flow`` and
-    ``refine``), else None (the AR baseline; ELF-S2T's draft, readout and rescoring)."""
-    if cfg.model == "ar":
-        return None
-    section = getattr(cfg.decode, cfg.decode.strategy, None)
-    return section if hasattr(section, "guidance") else None
+    """The settings section of the experiment's decoding that holds a CFG scale (ELF-S2T's ``flow`` and ``refine``),
+    else None (the AR baseline; ELF-S2T's draft, readout and rescoring): the kind's ``guidance_section``."""
+    return model_kind(cfg).guidance_section(cfg)
 
 
 def guidance_scales(cfg: ExperimentConfig, guidances: Optional[list[float]] = None) -> list[Optional[float]]:
@@ -87,7 +84,7 @@ def run_reliance(
         raise ValueError(f"metric {metric!r}: must be one of {sorted(PRIMARY)}")
     out_dir = Path(out_dir)
     scales = guidance_scales(cfg, guidances)
-    lower = cfg.ar.lowercase if cfg.model == "ar" else cfg.elf.lowercase
+    lower = model_kind(cfg).lowercase(cfg)
     score_cfg = ScoreConfig(metric=metric)
     rows = []
     for mode in modes:

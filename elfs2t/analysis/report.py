@@ -48,7 +48,7 @@ def _write(path: Path, text: str) -> None:
 
 def _distance_table(a: SetAnalysis, summary: dict) -> list[str]:
     k_max = max(a.k)
-    head = f"| space | metric | substitutions median (n) | random pairs median | 1st nearest median |"
+    head = "| space | metric | substitutions median (n) | random pairs median | 1st nearest median |"
     head += f" {k_max}th nearest median | substitutions: percentile among random pairs |" if k_max > 1 else \
         " substitutions: percentile among random pairs |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]

@@ -37,26 +37,22 @@ def load_spaces(exp_dir: Optional[Path], text_space: Optional[str] = None, max_l
                              "encoder (--text-space) for the latent spaces")
         log.info("%s: no trained model; latent spaces of %s only", exp_dir, text_space)
         return WordSpaces(_latent(text_space, max_len), None, model_type="none")
-    from elfs2t.bin.decode import load_trained
+    from elfs2t.experiment import model_kind
+    from elfs2t.inference.trained import load_trained
 
     model, cfg, state = load_trained(Path(exp_dir), [])
-    step = state.get("step")
-    if cfg.model == "elf_s2t":
-        if text_space:
-            log.info("%s: ELF-S2T uses its own latent space %s; --text-space %s is not used for it", exp_dir,
-                     cfg.elf.text.name_or_path, text_space)
-        latent = LatentWords(model.text_space)
-        head_ids = model.denoiser.head_ids  # a head restricted to a shortlist holds only those ids' columns
-        token = TokenEmbedding(model.text_space.tokenizer, model.denoiser.unembed_kernel.T,
-                               f"ELF token head unembedding U (d x V), step {step}",
-                               ids=head_ids if head_ids.numel() else None)
-    elif cfg.model == "ar":
-        if text_space is None:
-            raise ValueError(f"{exp_dir}: the AR baseline has no latent space of its own; pass a text encoder "
-                             "(--text-space, e.g. tools/models/all-MiniLM-L6-v2)")
-        latent = _latent(text_space, max_len)
-        token = TokenEmbedding(model.tokenizer, model.lm.get_input_embeddings().weight,
-                               f"AR LM input embedding ({cfg.ar.lm or 'fresh LM'}), step {step}")
-    else:
+    own = model_kind(cfg).word_spaces(model, cfg)  # what the model holds (elfs2t.kinds.base.ModelSpaces)
+    if own is None:
         raise ValueError(f"{exp_dir}: model type {cfg.model!r} has no word spaces defined for the analysis")
+    if own.latent is not None:
+        if text_space:
+            log.info("%s: %s; --text-space %s is not used for it", exp_dir, own.latent_note, text_space)
+        latent = LatentWords(own.latent)
+    elif text_space is None:
+        raise ValueError(f"{exp_dir}: {own.latent_note}; pass a text encoder "
+                         "(--text-space, e.g. tools/models/all-MiniLM-L6-v2)")
+    else:
+        latent = _latent(text_space, max_len)
+    token = TokenEmbedding(own.tokenizer, own.token_weight, f"{own.token_source}, step {state.get('step')}",
+                           ids=own.token_ids)
     return WordSpaces(latent, token, model_type=cfg.model)

@@ -1,5 +1,5 @@
-"""Shared pieces of the benchmarks: utterances (real or synthetic), fixed-size batches, timing, peak memory,
-the environment header and side-by-side tables.
+"""Shared pieces of the benchmarks: utterances (real or synthetic), the decoding systems' record, fixed-size batches,
+timing, peak memory, the environment header and side-by-side tables.
 
 Peak memory is measured per system:
 
@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -27,7 +27,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Utterance", "synthetic_utterances", "load_utterances", "fixed_batches", "collate", "env_header",
+__all__ = ["Utterance", "System", "synthetic_utterances", "load_utterances", "fixed_batches", "collate", "env_header",
            "PeakMemory", "sync", "timed", "format_table", "DTYPES"]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -50,6 +50,26 @@ class Utterance:
     text: Optional[str] = None
     """Reference (transcript or translation); None for synthetic data (not scored)."""
     task: str = "asr"
+
+
+@dataclass
+class System:
+    """One decoding setting: ``run(utterances) -> hypotheses``."""
+
+    name: str
+    """Row name in the tables (e.g. ``ar asr_ar beam4``)."""
+    family: str
+    """``elf``, ``ar``, ``whisper`` or ``faster-whisper`` (ratios, matched accuracy, the plot)."""
+    run: Callable[[list[Utterance]], list[str]]
+    """Utterances (or their audio, ``from_audio``) -> one hypothesis each."""
+    from_audio: bool
+    """Reads audio (Whisper) instead of cached encoder frames."""
+    trained: bool
+    """Scored when the references are real (random-weight models are timed only)."""
+    info: dict = field(default_factory=dict)
+    """Extra columns of its row (decoding, steps, params_m, ...)."""
+    flops: Optional[Callable[[list[Utterance]], float]] = None
+    """FLOPs of the batch just decoded (called right after ``run``); None: not counted."""
 
 
 def synthetic_utterances(n: int, *, feat_dim: int, min_duration: float = 2.0, max_duration: float = 4.0,

@@ -1,10 +1,16 @@
-"""Decoding benchmark: ELF-S2T (steps x guidance, full or prefix-cached), the AR baseline (greedy, KV cache),
-Whisper zero-shot (transformers) and faster-whisper (CTranslate2), on the same utterances and batches.
+"""Decoding benchmark: ELF-S2T (steps x guidance, full or prefix-cached), the AR baseline (greedy and beam search,
+KV cache), Whisper zero-shot (transformers) and faster-whisper (CTranslate2), on the same utterances and batches.
 
 Per system: utterances/s and RTFx (audio seconds / processing seconds) over fixed-size batches, latency per
 utterance at batch 1, peak memory (:mod:`elfs2t.bench.common`), analytical FLOPs per utterance, achieved
 TFLOP/s and MFU (:mod:`elfs2t.bench.flops`), accuracy (WER or BLEU via :mod:`elfs2t.score`) when the
-references are real and the system is trained, and ratios against a baseline system.
+references are real and the system is trained, and ratios against a baseline system. With scores, the result also
+holds, for each ELF-S2T setting, the fastest AR setting at least as accurate and the speed ratio between them, and
+the speed/accuracy frontier (:mod:`elfs2t.bench.matched`).
+
+The AR baseline runs once per beam size of ``ar_beams`` on one model (``ar <exp> greedy``, ``ar <exp> beam4``); a
+trained one decodes through stage 5's hypothesis function with ``decode.beam_size`` set
+(:mod:`elfs2t.bench.ar_systems`).
 
 ELF-S2T and the AR baseline read cached encoder frames; their ``e2e`` columns add the time of the trimmed
 Whisper encoder (``encoder``, timed on the same batches from audio) -- what a user pays from audio to text.
@@ -34,13 +40,15 @@ import torch
 from tqdm import tqdm
 
 from elfs2t.bench import flops as F
-from elfs2t.bench.common import DTYPES, PeakMemory, Utterance, collate, fixed_batches, format_table, timed
-from elfs2t.bench.models import (count_params, load_trained_model, random_ar, random_elf_s2t, random_whisper_dir)
+from elfs2t.bench.ar_systems import ar_systems
+from elfs2t.bench.common import DTYPES, PeakMemory, System, Utterance, collate, fixed_batches, format_table, timed
+from elfs2t.bench.matched import MATCHED_COLUMNS, matched_rows, pareto_frontier
+from elfs2t.bench.models import count_params, load_trained_model, random_elf_s2t, random_whisper_dir
 from elfs2t.config import config_check
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DecodeBenchConfig", "System", "run_decode_bench", "COLUMNS"]
+__all__ = ["DecodeBenchConfig", "System", "ar_systems", "run_decode_bench", "COLUMNS"]
 
 
 @dataclass(kw_only=True)
@@ -61,6 +69,8 @@ class DecodeBenchConfig:
     """Trained ELF-S2T experiment folders; none: random-weight models of each ``kinds`` and ``size``."""
     ar_exp: Optional[str] = None
     """Trained AR experiment folder; none: a random AR model of ``size`` (unless ``no_ar``)."""
+    ar_beams: list[int] = field(default_factory=lambda: [1, 4])
+    """AR beam sizes, one AR system each (1: greedy; N: beam search, stage 5's ``decode.beam_size=N``)."""
     no_ar: bool = False
     """Leave the AR baseline out."""
     size: str = "mini"
@@ -72,9 +82,10 @@ class DecodeBenchConfig:
     text_len: int = 24
     """L of random ELF-S2T models."""
     ar_tokens: int = 0
-    """Generation limit of the AR and Whisper systems (0: 2 x the longest reference in words + 1 with real data,
-    else L). A random-weight AR model never emits EOS: with real references it decodes, per batch, as many
-    tokens as the batch's longest reference needs (+ EOS), what a perfect model would."""
+    """Generation limit of the AR and Whisper systems (0: a trained AR its experiment's ``decode.max_new_tokens``, as
+    stage 5; the others 2 x the longest reference in words + 1 with real data, else L). A random-weight AR model
+    never emits EOS: with real references it decodes, per batch, as many tokens as the batch's longest reference
+    needs (+ EOS), what a perfect model would."""
     encoder: Optional[str] = None
     """Whisper encoder timed in ``trim`` mode for the e2e columns: a directory / hub id, or random:<size>."""
     whisper: Optional[str] = None
@@ -115,21 +126,11 @@ class DecodeBenchConfig:
         config_check(self.guidance > 0, "guidance", self.guidance, "must be > 0")
         config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         config_check(self.latency_utts >= 0, "latency_utts", self.latency_utts, "must be >= 0")
+        config_check(bool(self.ar_beams) and all(k >= 1 for k in self.ar_beams)
+                     and len(set(self.ar_beams)) == len(self.ar_beams), "ar_beams", self.ar_beams,
+                     "must be distinct beam sizes >= 1")
         config_check(self.dtype in DTYPES, "dtype", self.dtype, f"must be one of {sorted(DTYPES)}")
         config_check(set(self.kinds) <= {"full", "self"}, "kinds", self.kinds, "must be full and/or self")
-
-
-@dataclass
-class System:
-    """One decoding setting: ``run(utterances) -> hypotheses``."""
-
-    name: str
-    family: str
-    run: Callable[[list[Utterance]], list[str]]
-    from_audio: bool
-    trained: bool
-    info: dict = field(default_factory=dict)
-    flops: Optional[Callable[[list[Utterance]], float]] = None
 
 
 def _elf_decodings(cfg: DecodeBenchConfig, base, model_cfg) -> list[tuple[object, Optional[int], Optional[float]]]:
@@ -158,6 +159,8 @@ def _elf_decodings(cfg: DecodeBenchConfig, base, model_cfg) -> list[tuple[object
 
 
 def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> list[System]:
+    from elfs2t.experiment import model_kind
+    from elfs2t.kinds.elf_s2t import ElfS2TKind
     from elfs2t.s2t.decoding import DecodingConfig
     from elfs2t.text.latent import LatentCache
 
@@ -166,7 +169,7 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
     if cfg.elf_exps:
         for exp in cfg.elf_exps:
             model, ecfg = load_trained_model(exp)
-            if ecfg.model != "elf_s2t":
+            if not isinstance(model_kind(ecfg), ElfS2TKind):
                 raise ValueError(f"--elf-exp {exp}: model is {ecfg.model!r}, not elf_s2t")
             if drafts and model.cfg.ctc_weight <= 0:
                 raise ValueError(f"--elf-exp {exp}: strategies draft, refine and rescore need a model trained with "
@@ -222,35 +225,6 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
                                        "cache": "yes" if cached else "no", "params_m": count_params(eager) / 1e6},
                                       None if decoding.name == "rescore" else flops))
     return systems
-
-
-def _ar_system(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype, max_new: int, real_refs: bool) -> System:
-    if cfg.ar_exp:
-        model, ecfg = load_trained_model(cfg.ar_exp)
-        if ecfg.model != "ar":
-            raise ValueError(f"--ar-exp {cfg.ar_exp}: model is {ecfg.model!r}, not ar")
-        label, trained = Path(cfg.ar_exp).name, True
-    else:
-        model = random_ar(cfg.size, feat_dim=feat_dim, stack=cfg.stack, max_text_tokens=max_new, seed=cfg.seed)
-        label, trained = f"random-{cfg.size}", False
-    model.to(cfg.device, dtype)
-    steps_seen: list[int] = []
-
-    def run(utts):
-        limit = max_new
-        if not trained and real_refs:  # a random LM never stops: decode as many tokens as the references need
-            limit = 1 + max(len(model.tokenize([u.text])[0]) for u in utts)
-        seqs = model.generate_ids(collate(utts), max_new_tokens=limit)
-        steps_seen.append(min(limit, max(len(s) for s in seqs) + 1))  # + EOS
-        texts = [model.tokenizer.decode(s, skip_special_tokens=True).strip() for s in seqs]
-        return [t.lower() for t in texts] if model.cfg.lowercase else texts
-
-    def flops(utts):
-        prompt = max(-(-u.feats.shape[0] // model.cfg.stack) for u in utts) + 1 + (1 if model.cfg.tasks else 0)
-        return F.ar_greedy_flops(model.lm.config, len(utts), prompt, steps_seen[-1] if steps_seen else max_new)
-
-    return System(f"ar {label} greedy", "ar", run, False, trained,
-                  {"params_m": (count_params(model.lm) + count_params(model.projector)) / 1e6}, flops)
 
 
 def _whisper_systems(cfg: DecodeBenchConfig, dtype: torch.dtype, max_new: int) -> list[System]:
@@ -326,7 +300,9 @@ COLUMNS = [("system", "system", ""), ("params_m", "params M", ".1f"), ("decoding
 
 
 def run_decode_bench(cfg: DecodeBenchConfig, utts: list[Utterance]) -> dict:
-    """Build the systems, measure them on ``utts`` and return ``{"rows", "table", "score_name", ...}``."""
+    """Build the systems, measure them on ``utts`` and return ``{"rows", "table", "score_name", "matched",
+    "matched_table", "frontier", ...}`` (``matched``: :func:`elfs2t.bench.matched.matched_rows`, empty without
+    scored AR rows; ``frontier``: the names of the rows on the speed/accuracy frontier, slowest first)."""
     cfg.validate()
     dtype = DTYPES[cfg.dtype]
     real_refs = not utts[0].id.startswith("syn")
@@ -350,7 +326,7 @@ def run_decode_bench(cfg: DecodeBenchConfig, utts: list[Utterance]) -> dict:
         if feat_dim is not None:
             systems += _elf_systems(cfg, feat_dim, dtype)
             if not cfg.no_ar:
-                systems.append(_ar_system(cfg, feat_dim, dtype, max_new, real_refs))
+                systems += ar_systems(cfg, feat_dim, dtype, max_new, real_refs)
         systems += _whisper_systems(cfg, dtype, max_new)
         if any(s.from_audio for s in systems) and utts[0].audio is None:
             raise ValueError("Whisper systems need audio: give cuts whose recordings are readable")
@@ -380,6 +356,12 @@ def run_decode_bench(cfg: DecodeBenchConfig, utts: list[Utterance]) -> dict:
                 r["x_rtfx_e2e"] = r["rtfx_e2e"] / base["rtfx_e2e"]
     score_name = ("WER %" if cfg.metric == "wer" else "BLEU (lc)") if real_refs else "score"
     cols = [(k, score_name if k == "score" else h, f) for k, h, f in COLUMNS]
-    return {"rows": rows, "table": format_table(rows, cols), "score_name": score_name,
+    higher_better = cfg.metric == "bleu"
+    matched = matched_rows(rows, higher_better=higher_better)
+    mcols = [(k, score_name if k == "score" else f"AR {score_name}" if k == "ar_score" else h, f)
+             for k, h, f in MATCHED_COLUMNS]
+    return {"rows": rows, "table": format_table(rows, cols), "score_name": score_name, "higher_better": higher_better,
+            "matched": matched, "matched_table": format_table(matched, mcols) if matched else "",
+            "frontier": [r["system"] for r in pareto_frontier(rows, higher_better=higher_better)],
             "baseline": base["system"] if base else None, "num_utts": len(utts), "batch_size": cfg.batch_size,
             "audio_seconds": sum(u.duration for u in utts)}

@@ -33,7 +33,11 @@ left out (a few percent). Attention is counted dense over every key a kernel com
 * AR (Llama) greedy with KV cache: the prompt ``[audio | task | BOS]`` once (``S_q = S_k = P_a``, logits of
   the last position), then one position per generated token of the batch's longest row (``S_q = 1``,
   ``S_k`` growing; finished rows keep running); LM head ``2 H V`` per logits row; grouped-query k/v
-  projections ``2 * 2 H kv_dim``. Training: 3x the forward over prompt + text with logits on the text positions.
+  projections ``2 * 2 H kv_dim``. Beam search of width ``K`` (``ArSpeechLM``'s own): the prompt over the ``B``
+  rows once (its cache is then repeated to ``B K`` rows, a copy), then every step one position over all ``B K``
+  rows until every row has ``K`` ended hypotheses (finished rows keep running); the top-k over ``K V`` scores is
+  not a matmul. The audio projector (``2 T' k D H``) is left out for both. Training: 3x the forward over
+  prompt + text with logits on the text positions.
 * Whisper encoder over ``T`` output frames: ``conv1 2 (2T)(3 n_mels) d + conv2 2 T (3 d) d`` and
   ``layers * layer(T, T)`` with ``m = 4, F = 4d`` (``T = 1500`` for ``pad30``).
 """
@@ -44,8 +48,8 @@ from typing import Optional
 import torch
 
 __all__ = ["layer_flops", "token_head_flops", "denoiser_forward_flops", "elf_ctc_draft_flops", "elf_generate_flops",
-           "elf_train_flops", "ar_greedy_flops", "ar_train_flops", "whisper_encoder_flops", "text_encoder_flops",
-           "peak_flops", "PEAK_TFLOPS"]
+           "elf_train_flops", "ar_greedy_flops", "ar_search_flops", "ar_train_flops", "whisper_encoder_flops",
+           "text_encoder_flops", "peak_flops", "PEAK_TFLOPS"]
 
 #: Dense bf16/fp16 tensor-core peaks in TFLOP/s, matched against the CUDA device name.
 PEAK_TFLOPS: dict[str, float] = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
@@ -130,10 +134,18 @@ def _ar_layer(s_q: float, s_k: float, h: int, f: int, kv_dim: int) -> float:
 def ar_greedy_flops(lm_cfg, batch: int, prompt_len: int, steps: int) -> float:
     """Greedy decoding with KV cache of a batch whose longest row emits ``steps`` tokens (EOS included):
     the prompt once, then ``steps - 1`` one-position forwards over all rows (finished rows keep running)."""
+    return ar_search_flops(lm_cfg, batch, prompt_len, steps, beams=1)
+
+
+def ar_search_flops(lm_cfg, batch: int, prompt_len: int, steps: int, beams: int = 1) -> float:
+    """Greedy (``beams = 1``) or beam-search decoding with KV cache that ran ``steps`` LM forwards: the prompt
+    over ``batch`` rows, then ``steps - 1`` one-position forwards over ``batch * beams`` rows."""
+    if beams < 1 or steps < 1:
+        raise ValueError(f"ar_search_flops: beams={beams} and steps={steps} must be >= 1")
     h, f, layers, vocab, kv_dim = _llama(lm_cfg)
     total = batch * (layers * _ar_layer(prompt_len, prompt_len, h, f, kv_dim) + 2 * h * vocab)
     for i in range(1, steps):
-        total += batch * (layers * _ar_layer(1, prompt_len + i, h, f, kv_dim) + 2 * h * vocab)
+        total += batch * beams * (layers * _ar_layer(1, prompt_len + i, h, f, kv_dim) + 2 * h * vocab)
     return total
 
 

@@ -79,7 +79,7 @@ def random_elf_s2t(size: str, *, prefix_attention: str, feat_dim: int, stack: in
     ``ctc_weight > 0`` marks it as trained with the auxiliary CTC (no extra weights), so that the CTC draft
     strategies run on it -- for timing only: the draft of random weights is noise."""
     from elfs2t.models.denoiser import DenoiserConfig
-    from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
+    from elfs2t.s2t.elf_s2t import ElfS2T, ElfS2TConfig
     from elfs2t.text.latent import TextLatentConfig
 
     s = _size(size)
@@ -99,7 +99,7 @@ def random_elf_s2t(size: str, *, prefix_attention: str, feat_dim: int, stack: in
 def random_ar(size: str, *, feat_dim: int, stack: int = 2, tokenizer: Optional[str] = None, max_text_tokens: int = 64,
               seed: int = 0) -> nn.Module:
     """A randomly initialised AR speech-LLM (fresh Llama of the same size, the text model's tokenizer)."""
-    from elfs2t.models.ar import ArConfig, ArSpeechLM
+    from elfs2t.baselines.ar import ArConfig, ArSpeechLM
 
     s = _size(size)
     cfg = ArConfig(tokenizer=tokenizer or default_text_model(), layers=s.depth, hidden=s.hidden, heads=s.heads,
@@ -110,7 +110,7 @@ def random_ar(size: str, *, feat_dim: int, stack: int = 2, tokenizer: Optional[s
 
 def load_trained_model(exp_dir: str | Path):
     """``(model, ExperimentConfig)`` of a trained stage-4 experiment (EMA weights as stage 5 uses them)."""
-    from elfs2t.bin.decode import load_trained
+    from elfs2t.inference.trained import load_trained
 
     exp_dir = Path(exp_dir)
     if not (exp_dir / "config.yaml").is_file():

@@ -23,7 +23,7 @@ from pathlib import Path
 from elfs2t.analysis.audio import AUDIO_MODES
 from elfs2t.analysis.reliance import run_reliance
 from elfs2t.bin._cli import entry_point
-from elfs2t.bin.decode import load_trained
+from elfs2t.inference.trained import load_trained
 from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.trained import check_sets
 from elfs2t.data.dataset import SetSpec, load_sets

@@ -1,6 +1,6 @@
 """Benchmarks: decoding, training and feature caching, printed side by side (see docs/benchmarks.md).
 
-    python -m elfs2t.bin.benchmark decode   [--cuts CUTS] [--elf-exp EXP ...] [--ar-exp EXP] \\
+    python -m elfs2t.bin.benchmark decode   [--cuts CUTS] [--elf-exp EXP ...] [--ar-exp EXP] [--ar-beams 1 4] \\
         [--encoder DIR|random:large-v3] [--whisper DIR] [--faster-whisper auto|DIR] [--steps 4 8 16 32 64] \\
         [--strategies flow refine draft readout rescore] [--t-start 0.8]
     python -m elfs2t.bin.benchmark train    [--cuts CUTS] [--models elf_s2t ar] [--processes 1 2]
@@ -13,6 +13,8 @@ the same utterances feed every system, and trained experiments are scored (WER o
 experiments, random-weight models of ``--size`` are built (ELF-S2T with ``prefix_attention`` full and
 self, and the AR baseline). The header prints the machine's load average: the numbers are only as quiet
 as the machine. ``--out-dir`` writes ``<benchmark>.md`` / ``.json`` (and ``speed_accuracy.png`` for decode).
+With scores, ``decode`` also prints the matched-accuracy table (each ELF-S2T setting against the fastest AR setting
+at least as accurate, and the speed ratio) and the speed/accuracy frontier (elfs2t.bench.matched).
 
 GPU: ``--device cuda --dtype bf16 --size elf-b --encoder random:large-v3`` (ELF-B-sized models,
 a whisper-large-v3-sized random encoder); MFU uses the bf16 peak of known GPUs or ``--peak-tflops``.
@@ -73,6 +75,8 @@ def get_parser() -> argparse.ArgumentParser:
     d.add_argument("--method", default="ode", choices=["ode", "sde"], help="ELF-S2T sampler")
     d.add_argument("--elf-exp", dest="elf_exps", action="append", default=[], help="trained ELF-S2T exp dir (repeatable)")
     d.add_argument("--ar-exp", default=None, help="trained AR exp dir")
+    d.add_argument("--ar-beams", type=int, nargs="+", default=[1, 4],
+                   help="AR beam sizes, one AR system each (1: greedy; N: beam search as stage 5's decode.beam_size=N)")
     d.add_argument("--no-ar", action="store_true", help="leave the AR baseline out")
     d.add_argument("--size", default="mini", help="random model size: tiny, mini, elf-b")
     d.add_argument("--kinds", nargs="+", default=["full", "self"], help="random ELF-S2T prefix_attention kinds")
@@ -159,7 +163,7 @@ def run(args) -> dict:
 
         cfg = DecodeBenchConfig(
             steps=args.steps, strategies=args.strategies, t_start=args.t_start, guidance=args.guidance, method=args.method,
-            elf_exps=args.elf_exps, ar_exp=args.ar_exp,
+            elf_exps=args.elf_exps, ar_exp=args.ar_exp, ar_beams=args.ar_beams,
             no_ar=args.no_ar, size=args.size, kinds=args.kinds, text_len=args.text_len, ar_tokens=args.ar_tokens,
             encoder=args.encoder, whisper=args.whisper, faster_whisper=args.faster_whisper,
             whisper_task=args.whisper_task, batch_size=args.batch_size, latency_utts=args.latency_utts,
@@ -196,6 +200,20 @@ def run(args) -> dict:
     return result
 
 
+def _accuracy_sections(result: dict) -> list[str]:
+    """The matched-accuracy table and the frontier of a decode result (nothing without scores)."""
+    out = []
+    if result["matched_table"]:
+        better = "higher" if result["higher_better"] else "lower"
+        out += [f"## speed at matched accuracy (batch {result['batch_size']}; {result['score_name']}, {better} is better)",
+                "", "Each ELF-S2T setting against the fastest AR setting at least as accurate; where none is, against "
+                "the most accurate AR setting (the ELF-S2T setting is then more accurate than every AR setting). "
+                "x utt/s = ELF-S2T utt/s / AR utt/s.", "", result["matched_table"], ""]
+    if result["frontier"]:
+        out += ["speed/accuracy frontier (slowest first): " + "; ".join(result["frontier"]), ""]
+    return out
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
@@ -204,18 +222,24 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()
     result = run(args)
-    text = "\n".join([f"# benchmark {args.bench}", ""] + [f"    {h}" for h in result["header"]] + ["", result["table"], ""])
+    lines = [f"# benchmark {args.bench}", ""] + [f"    {h}" for h in result["header"]] + ["", result["table"], ""]
+    if args.bench == "decode":
+        lines += _accuracy_sections(result)
+    text = "\n".join(lines)
     print(text)
     if args.out_dir:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         (args.out_dir / f"{args.bench}.md").write_text(text)
-        (args.out_dir / f"{args.bench}.json").write_text(json.dumps(
-            {"header": result["header"], "rows": result["rows"]}, indent=1, default=str))
+        saved = {"header": result["header"], "rows": result["rows"]}
+        if args.bench == "decode":
+            saved.update(score_name=result["score_name"], higher_better=result["higher_better"],
+                         matched=result["matched"], frontier=result["frontier"])
+        (args.out_dir / f"{args.bench}.json").write_text(json.dumps(saved, indent=1, default=str))
         if args.bench == "decode":
             from elfs2t.bench.plot import plot_decode
 
             png = plot_decode(result["rows"], args.out_dir / "speed_accuracy.png", result["score_name"],
-                              title=result["header"][-1])
+                              title=result["header"][-1], higher_better=result["higher_better"])
             print(f"plot: {png}")
     return 0
 

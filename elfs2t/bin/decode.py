@@ -29,7 +29,7 @@ from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind, task_tokens
 from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.setting import record_setting
-from elfs2t.inference.trained import check_sets, load_experiment
+from elfs2t.inference.trained import check_sets, load_trained
 from elfs2t.results import decode_info
 from elfs2t.train.distributed import barrier, cleanup, init_distributed
 
@@ -56,14 +56,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("overrides", nargs="*", metavar="decode.key=value", help="decoding overrides, e.g. decode.flow.steps=8")
     return p
-
-
-def load_trained(exp_dir: Path, overrides: list[str], checkpoint: Path | None = None, average: int = 0,
-                 average_by: str = "last"):
-    """Model + config of a trained experiment (EMA weights when ``decode.use_ema``, or an average of ``average``
-    checkpoints) and the checkpoint's entries (:func:`elfs2t.inference.trained.load_experiment`)."""
-    loaded = load_experiment(exp_dir, overrides, checkpoint=checkpoint, average=average, average_by=average_by)
-    return loaded.model, loaded.cfg, loaded.state
 
 
 def refs_over_max_len(model, cuts, target: str) -> list[str]:

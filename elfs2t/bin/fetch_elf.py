@@ -54,14 +54,15 @@ def fetch_elf(source: str | None, conf: Path | None, overrides: list[str]) -> di
     given. Returns ``{"source", "file", "size_mb", "loaded"?}``; raises FileNotFoundError / ElfCheckpointError."""
     cfg = None
     if conf is not None:
-        from elfs2t.experiment import ExperimentConfig
+        from elfs2t.experiment import ExperimentConfig, model_kind
+        from elfs2t.kinds.elf_s2t import ElfS2TKind
 
         cfg = load_config(ExperimentConfig, conf, overrides)
         if source is None:
             source = cfg.init.denoiser
             if not source:
                 raise ConfigError(f"{conf}: init.denoiser is not set: nothing to fetch")
-            if cfg.model != "elf_s2t":
+            if not isinstance(model_kind(cfg), ElfS2TKind):  # only ELF-S2T starts from an ELF denoiser
                 raise ConfigError(f"{conf}: model={cfg.model!r} has no ELF denoiser to initialise")
     elif overrides:
         raise ConfigError(f"overrides {overrides} need --conf")

@@ -3,7 +3,7 @@
     python -m elfs2t.bin.pretrain_text --conf conf/pretrain_text.yaml --exp-dir exp/elf_text \\
         --text data/lm/train_text.txt [key.path=value ...]
 
-The config is :class:`elfs2t.models.elf_text.PretrainTextConfig` (sections model.text, model.denoiser,
+The config is :class:`elfs2t.pretrain.text.PretrainTextConfig` (sections model.text, model.denoiser,
 model.flow, optim, train, sampler). Every ``train.valid_every`` steps a few sentences are sampled with
 the EMA weights and logged (``train.log``, TensorBoard), with the share of samples that are corpus lines.
 A re-run resumes from the last checkpoint (``--no-resume`` refuses to start over existing checkpoints);
@@ -18,7 +18,7 @@ import sys
 
 from elfs2t.bin import _pretrain
 from elfs2t.bin._cli import entry_point
-from elfs2t.models.elf_text import PretrainTextConfig, pretrain_text
+from elfs2t.pretrain.text import PretrainTextConfig, pretrain_text
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -57,18 +57,16 @@ def get_parser() -> argparse.ArgumentParser:
 
 def valid_examples_hook(cfg: ExperimentConfig, cuts, n: int):
     """``on_validate``: decode ``n`` dev utterances, log hypothesis / reference pairs and their WER
-    (``examples_wer``); for ELF-S2T also the WER of every strategy in ``decode.valid_strategies``
-    (``wer_<strategy>``), so that the learning curves show each reader side by side."""
+    (``examples_wer``), and the WER of each of the model kind's ``valid_decodings`` (``wer_<name>``; ELF-S2T: every
+    strategy in ``decode.valid_strategies``), so that the learning curves show each reader side by side."""
     if n <= 0 or cuts is None:
         return None
-    import copy
-
     import jiwer
     from lhotse import CutSet
 
     sample = CutSet.from_cuts(list(cuts.subset(first=n)))
     dataset = S2TDataset(text_transform=str.lower if model_kind(cfg).lowercase(cfg) else None)
-    extra = [] if cfg.model == "ar" else [s for s in cfg.decode.valid_strategies if s != cfg.decode.strategy]
+    extra = model_kind(cfg).valid_decodings(cfg)  # name -> config, e.g. ELF-S2T's decode.valid_strategies
 
     def wer(refs: list[str], hyps: list[str]) -> float:
         return jiwer.wer([r or "<empty>" for r in refs], [h or "<empty>" for h in hyps])
@@ -79,10 +77,8 @@ def valid_examples_hook(cfg: ExperimentConfig, cuts, n: int):
         model.eval()
         hyps = hypothesis_fn(model, cfg)(batch)
         out = {"examples_wer": wer(batch["text"], hyps)}
-        for strategy in extra:
-            other = copy.deepcopy(cfg)
-            other.decode.strategy = strategy
-            out[f"wer_{strategy}"] = wer(batch["text"], hypothesis_fn(model, other)(batch))
+        for name, other in extra.items():
+            out[f"wer_{name}"] = wer(batch["text"], hypothesis_fn(model, other)(batch))
         model.train(was_training)
         for cid, hyp, ref in list(zip(batch["cut_ids"], hyps, batch["text"]))[:4]:
             log.info("step %d %s\n  REF: %s\n  HYP: %s", step, cid, ref, hyp)

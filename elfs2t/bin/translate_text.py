@@ -33,12 +33,13 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from elfs2t import atomic
 from elfs2t.bin._cli import entry_point
 from elfs2t.config import ConfigError, apply_overrides, dump_config, structure, unstructure
 from elfs2t.data.dataset import check_target, target_text
 from elfs2t.errors import InputError
 from elfs2t.flow.sampler import SamplerConfig
-from elfs2t.models.elf_text import load_text_elf
+from elfs2t.pretrain.text import load_text_elf
 from elfs2t.results import count_params
 from elfs2t.textfile import read_text, write_text
 
@@ -114,9 +115,7 @@ def _write(job: _Job, ids: list[str], hyps: list[str], mt_seconds: float, sample
                       decode_seconds=asr["decode_seconds"] + mt_seconds,
                       rtfx=asr["audio_seconds"] / max(asr["decode_seconds"] + mt_seconds, 1e-9))
         timing.update({k: asr[k] for k in ("encoder", "encoder_rtfx") if k in asr})
-    tmp = job.out_dir / "timing.json.tmp"
-    tmp.write_text(json.dumps(timing, indent=1))
-    tmp.replace(job.out_dir / "timing.json")
+    atomic.write_text(job.out_dir / "timing.json", json.dumps(timing, indent=1))
     return timing
 
 

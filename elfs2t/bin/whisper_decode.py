@@ -23,7 +23,7 @@ from pathlib import Path
 from elfs2t.bin._cli import entry_point
 from elfs2t.config import structure
 from elfs2t.data.dataset import SetSpec, load_sets
-from elfs2t.models.whisper_zero_shot import (WhisperDecodeConfig, WhisperZeroShot, decode_whisper, exp_name,
+from elfs2t.baselines.whisper_zero_shot import (WhisperDecodeConfig, WhisperZeroShot, decode_whisper, exp_name,
                                              inference_tag)
 
 log = logging.getLogger("elfs2t.whisper_decode")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSet, load_manifest
 from tqdm import tqdm
+from elfs2t.atomic import write_manifest, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -71,37 +71,6 @@ class SplitReport:
         return {"split": self.split, "kept": self.kept, "skipped": dict(self.skipped), "examples": dict(self.examples)}
 
 
-def _atomic_target(path: Path) -> Path:
-    """Temporary sibling of ``path`` that keeps its suffixes (lhotse picks the format from them)."""
-    return path.with_name(f".tmp.{os.getpid()}.{path.name}")
-
-
-def write_manifest_atomic(manifest: CutSet | RecordingSet | SupervisionSet, path: str | Path) -> Path:
-    """Write a lhotse manifest to ``path`` through a temporary file in the same folder and rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_target(path)
-    try:
-        manifest.to_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def cuts_path(output_dir: str | Path, set_name: str) -> Path:
     """``<output_dir>/cuts_<set>.jsonl.gz``, the stage-1 output named in docs/contracts.md."""
     return Path(output_dir) / f"cuts_{set_name}.jsonl.gz"
@@ -140,9 +109,9 @@ def write_set(cuts: CutSet, output_dir: str | Path, set_name: str) -> Path:
     cuts = cuts.to_eager()
     recordings = RecordingSet.from_recordings(c.recording for c in cuts if c.has_recording)
     supervisions = SupervisionSet.from_segments(s for c in cuts for s in c.supervisions)
-    write_manifest_atomic(recordings, output_dir / f"recordings_{set_name}.jsonl.gz")
-    write_manifest_atomic(supervisions, output_dir / f"supervisions_{set_name}.jsonl.gz")
-    path = write_manifest_atomic(cuts, cuts_path(output_dir, set_name))
+    write_manifest(recordings, output_dir / f"recordings_{set_name}.jsonl.gz")
+    write_manifest(supervisions, output_dir / f"supervisions_{set_name}.jsonl.gz")
+    path = write_manifest(cuts, cuts_path(output_dir, set_name))
     marker.touch()
     logger.info("wrote %d cuts to %s", len(cuts), path)
     return path
@@ -167,8 +136,8 @@ def write_reports(reports: Sequence[SplitReport], path: str | Path) -> Path:
         log("%s", report.summary())
     merged = {r.split: r for r in _read_reports(path)}  # sets prepared by earlier runs stay in the report
     merged.update({r.split: r for r in reports})
-    write_text_atomic(json.dumps([r.to_dict() for r in merged.values()], indent=2) + "\n", path)
-    write_text_atomic("".join(r.summary() + "\n" for r in merged.values()), path.with_suffix(".txt"))
+    write_text(path, json.dumps([r.to_dict() for r in merged.values()], indent=2) + "\n")
+    write_text(path.with_suffix(".txt"), "".join(r.summary() + "\n" for r in merged.values()))
     return path
 
 

@@ -45,6 +45,7 @@ from lhotse import CutSet, Features
 from lhotse.cut import Cut
 from tqdm import tqdm
 
+from elfs2t.atomic import write_manifest, write_text
 from elfs2t.config import ConfigError, config_check, unstructure
 from elfs2t.errors import InputError
 from elfs2t.features.record import RECORD_FILE, EncoderRecord, read_record, write_record
@@ -214,25 +215,12 @@ def encode_shard(cuts: list[Cut], out_dir: Path, k: int, encoder, batch_size: in
         if cut.id in keys:
             feats = _features(cut, shapes[cut.id], writer.ark.name, keys[cut.id], spec)
             out_cuts.append(replace(cut, features=feats))
-    _atomic_cuts(CutSet.from_cuts(out_cuts), out_dir / f"cuts.{k}.jsonl.gz")
-    _atomic_text(out_dir / f"failed.{k}.txt", "".join(f + "\n" for f in failed))
+    write_manifest(CutSet.from_cuts(out_cuts), out_dir / f"cuts.{k}.jsonl.gz")
+    write_text(out_dir / f"failed.{k}.txt", "".join(f + "\n" for f in failed))
     seconds = time.perf_counter() - start
-    _atomic_text(out_dir / "shards" / f"{k}.done",
+    write_text(out_dir / "shards" / f"{k}.done",
                  f"{len(out_cuts)} {len(failed)} {audio_sec:.3f} {seconds:.3f} {workers}\n")
     return len(out_cuts), len(failed), audio_sec
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_cuts(cuts: CutSet, path: Path) -> None:
-    tmp = path.with_name(path.name.replace(".jsonl.gz", ".tmp.jsonl.gz"))
-    cuts.to_file(tmp)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +374,7 @@ def cache_features(cuts: CutSet | str | Path, out_dir: str | Path, cfg: CacheCon
         return CacheReport(out_dir=str(out_dir), tag=spec.tag, num_cuts=stats["num_cuts"],
                            num_failed=stats["num_failed"], audio_seconds=0.0, wall_seconds=0.0, skipped=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_text(plan, json.dumps({"fingerprint": fp, "tag": spec.tag, "front_end": unstructure(spec),
+    write_text(plan, json.dumps({"fingerprint": fp, "tag": spec.tag, "front_end": unstructure(spec),
                                    "num_cuts": len(ids), "shard_size": cfg.shard_size,
                                    "dtype": cfg.resolved_dtype(device0)}, indent=1))
 
@@ -429,14 +417,14 @@ def _merge(out_dir: Path, n_shards: int, spec: WhisperFrontEnd, fp: str, encoded
         merged.extend(CutSet.from_file(out_dir / f"cuts.{k}.jsonl.gz") or [])  # None when empty
         failed.extend(l for l in (out_dir / f"failed.{k}.txt").read_text().splitlines() if l)
         scp.append((out_dir / f"feats.{k}.scp").read_text())
-    _atomic_text(out_dir / "feats.scp", "".join(scp))
-    _atomic_text(out_dir / "failed.txt", "".join(f + "\n" for f in failed))
+    write_text(out_dir / "feats.scp", "".join(scp))
+    write_text(out_dir / "failed.txt", "".join(f + "\n" for f in failed))
     if failed:
         log.warning("%s: %d cut(s) excluded (audio unreadable), listed in %s", out_dir, len(failed),
                     out_dir / "failed.txt")
-    _atomic_cuts(CutSet.from_cuts(merged), out_dir / "cuts.jsonl.gz")
+    write_manifest(CutSet.from_cuts(merged), out_dir / "cuts.jsonl.gz")
     report = CacheReport(out_dir=str(out_dir), tag=spec.tag, num_cuts=len(merged), num_failed=len(failed),
                          audio_seconds=audio, wall_seconds=wall, num_encoded=encoded)
-    _atomic_text(out_dir / "stats.json", json.dumps({**unstructure(report), "rtfx": report.rtfx}, indent=1))
-    _atomic_text(out_dir / ".done", fp + "\n")
+    write_text(out_dir / "stats.json", json.dumps({**unstructure(report), "rtfx": report.rtfx}, indent=1))
+    write_text(out_dir / ".done", fp + "\n")
     return report

@@ -29,6 +29,7 @@ from typing import Optional
 
 from lhotse import CutSet
 
+from elfs2t.atomic import write_text
 from elfs2t.config import ConfigError, unstructure
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,7 @@ class EncoderRecord:
 
 def write_record(record: EncoderRecord, path: str | Path) -> Path:
     """Write ``record`` as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(unstructure(record), indent=1) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text(path, json.dumps(unstructure(record), indent=1) + "\n")
 
 
 def read_record(path: str | Path) -> Optional[EncoderRecord]:

@@ -38,7 +38,7 @@ from torch import nn
 
 from elfs2t.config import config_check
 from elfs2t.flow.time import sample_logit_normal
-from elfs2t.models.layout import TextSlots, slot_kwargs
+from elfs2t.flow.slots import TextSlots, slot_kwargs
 
 __all__ = [
     "FlowConfig",

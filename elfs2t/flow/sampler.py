@@ -40,7 +40,7 @@ from torch import nn
 from elfs2t.config import config_check
 from elfs2t.flow.objective import FlowConfig, velocity
 from elfs2t.flow.time import time_grid
-from elfs2t.models.layout import ConditionCache, TextSlots, slot_kwargs, stack_slots
+from elfs2t.flow.slots import ConditionCache, TextSlots, slot_kwargs, stack_slots
 
 __all__ = ["SamplerConfig", "supports_prefix_cache", "build_condition_cache", "guided_forward", "sample_latents",
            "decoding_forward", "decode_tokens", "generate_ids"]
@@ -157,7 +157,7 @@ def guided_forward(
     :func:`build_condition_cache` with the same ``guidance``: ``2B`` rows with CFG, ``B`` without)
     replaces ``cond`` / ``cond_mask``. ``slots``: the text slots' positions and extra inputs (None: the denoiser's
     own); ``slots_uncond``: those of the unconditional branch, where they differ (e.g. a model that placed the text
-    slots of its condition-dropped training rows at its prior positions; :func:`~elfs2t.models.layout.stack_slots`).
+    slots of its condition-dropped training rows at its prior positions; :func:`~elfs2t.flow.slots.stack_slots`).
     """
     B = z.shape[0]
     pos = slot_kwargs(slots)

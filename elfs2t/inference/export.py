@@ -156,7 +156,7 @@ def export_model(exp_dir: str | Path, out_dir: str | Path, *, average: int = 0, 
     enc_ref.value = None  # no machine paths: found by name (or hub id)
     meta = {
         "format": FORMAT, "version": 1, "model": cfg.model,
-        "model_name": {"elf_s2t": "ELF-S2T", "ar": "AR speech-LLM"}.get(cfg.model, cfg.model),
+        "model_name": kind.display_name,
         "tasks": model_tasks(cfg), "weights": loaded.weights, "params": count_params(model),
         "encoder": enc, "encoder_ref": asdict(enc_ref),
         "frozen": {k: {**asdict(r), "value": r.hub_id} for k, r in refs.items()},

@@ -17,6 +17,7 @@ from typing import Optional
 
 import yaml
 
+from elfs2t.atomic import write_text
 from elfs2t.config import ConfigError
 
 __all__ = ["SETTING_FILE", "record_setting", "read_setting", "check_overrides"]
@@ -43,11 +44,8 @@ def check_overrides(overrides: list[str], where: str = "decoding") -> list[str]:
 
 def record_setting(exp_dir: str | Path, overrides: list[str], tag: Optional[str] = None) -> Path:
     """Write ``exp_dir/decode_setting.yaml`` (atomically)."""
-    path = Path(exp_dir) / SETTING_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump({"overrides": check_overrides(overrides), "tag": tag}, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_text(Path(exp_dir) / SETTING_FILE,
+                      yaml.safe_dump({"overrides": check_overrides(overrides), "tag": tag}, sort_keys=False))
 
 
 def read_setting(folder: str | Path) -> tuple[list[str], Optional[str]]:

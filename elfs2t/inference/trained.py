@@ -28,7 +28,8 @@ from elfs2t.train.run_info import read_run_info
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Loaded", "config_bases", "resolve_path", "set_key", "load_experiment", "experiment_encoder", "check_sets"]
+__all__ = ["Loaded", "config_bases", "resolve_path", "set_key", "load_experiment", "load_trained", "experiment_encoder",
+           "check_sets"]
 
 
 @dataclass
@@ -139,3 +140,11 @@ def check_sets(exp_dir: str | Path, cfg: ExperimentConfig, manifests: list[str |
         return
     for path in manifests:
         check_features(encoder, features_record(path), model_where=str(exp_dir), feats_where=str(path))
+
+
+def load_trained(exp_dir: Path, overrides: list[str], checkpoint: Path | None = None, average: int = 0,
+                 average_by: str = "last"):
+    """Model + config of a trained experiment (EMA weights when ``decode.use_ema``, or an average of ``average``
+    checkpoints) and the checkpoint's entries (:func:`load_experiment`)."""
+    loaded = load_experiment(exp_dir, overrides, checkpoint=checkpoint, average=average, average_by=average_by)
+    return loaded.model, loaded.cfg, loaded.state

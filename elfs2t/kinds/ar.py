@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
 
 from elfs2t.config import ConfigError
-from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind
+from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind, ModelSpaces
 
 if TYPE_CHECKING:
     from elfs2t.experiment import ExperimentConfig
@@ -26,20 +26,24 @@ LM_DIR = "lm"
 
 
 class ArKind(ModelKind):
-    """``model: ar`` (:class:`elfs2t.models.ar.ArSpeechLM`, settings under ``ar``)."""
+    """``model: ar`` (:class:`elfs2t.baselines.ar.ArSpeechLM`, settings under ``ar``)."""
 
     name = "ar"
     section_key = "ar"
+    title = "AR"
+    display_name = "AR speech-LLM"
+    backbone_key = "ar.lm"
+    table_settings = ("beam_size",)
 
     def build(self, cfg: "ExperimentConfig") -> nn.Module:
-        from elfs2t.models.ar import ArSpeechLM
+        from elfs2t.baselines.ar import ArSpeechLM
 
         return ArSpeechLM(cfg.ar)
 
     def build_for_weights(self, cfg: "ExperimentConfig") -> nn.Module:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        from elfs2t.models.ar import ArSpeechLM
+        from elfs2t.baselines.ar import ArSpeechLM
 
         lm_dir = cfg.ar.lm
         if lm_dir is not None and (Path(lm_dir) / "elfs2t_structure_only").is_file():  # an export: structure only
@@ -65,6 +69,19 @@ class ArKind(ModelKind):
             rows = model.generate_nbest(batch, nbest, max_new_tokens=d.max_new_tokens, beam_size=d.beam_size)
             return [[Hyp(text, score, not ended) for text, score, ended in row] for row in rows]
         return ranked
+
+    def decode_tag(self, cfg: "ExperimentConfig") -> str:
+        return f"beam{cfg.decode.beam_size}"
+
+    def decode_record(self, cfg: "ExperimentConfig") -> dict[str, Any]:
+        beam = cfg.decode.beam_size
+        return {"beam_size": beam, "reader": "autoregressive decoder" + (" (greedy)" if beam == 1 else f" (beam {beam})")}
+
+    def word_spaces(self, model: nn.Module, cfg: "ExperimentConfig") -> ModelSpaces:
+        """No latent space of its own; the token embedding is the LM's input embedding."""
+        return ModelSpaces(latent=None, latent_note="the AR baseline has no latent space of its own",
+                           tokenizer=model.tokenizer, token_weight=model.lm.get_input_embeddings().weight,
+                           token_source=f"AR LM input embedding ({cfg.ar.lm or 'fresh LM'})")
 
     def loads_from(self, cfg: "ExperimentConfig") -> dict[str, Optional[str]]:
         return {"ar.lm": cfg.ar.lm, "ar.tokenizer": cfg.ar.tokenizer}  # frozen_models: none (copied by portable)

@@ -2,7 +2,10 @@
 
 A :class:`ModelKind` builds its model from an :class:`~elfs2t.experiment.ExperimentConfig`, says how its texts are
 cased, prepares it on the training texts, and decodes batches (the batch dict of docs/contracts.md) into ranked
-hypotheses (:class:`Hyp`). Optional abilities -- word timestamps, n-best lists -- raise a one-line
+hypotheses (:class:`Hyp`). It also answers what the stages would otherwise ask of the model's type: the decode
+folder's tag and what ``timing.json`` records of the decoding, the extra decodings of each validation, whether the
+training needs every parameter to get gradients, the CFG scale that the audio-reliance sweep varies, the word
+spaces the error analysis reads, and the names and columns of the results table. Optional abilities -- word timestamps, n-best lists -- raise a one-line
 :class:`~elfs2t.config.ConfigError` naming what the model lacks. A kind that names frozen pieces loaded from
 outside its weights (a text encoder, a tokenizer) lists their config keys, so an export can replace machine paths
 by portable references (:mod:`elfs2t.inference.export`).
@@ -21,7 +24,7 @@ from elfs2t.config import ConfigError
 if TYPE_CHECKING:
     from elfs2t.experiment import ExperimentConfig
 
-__all__ = ["Hyp", "Word", "ModelKind", "DecodeFn"]
+__all__ = ["Hyp", "Word", "ModelSpaces", "ModelKind", "DecodeFn"]
 
 
 @dataclass
@@ -49,6 +52,25 @@ class Word:
     """Mean of its tokens' highest CTC posteriors."""
 
 
+@dataclass
+class ModelSpaces:
+    """The word spaces a trained model holds, for the error analysis (:mod:`elfs2t.analysis.sources`)."""
+
+    latent: Optional[Any]
+    """Its own text latent space (a :class:`~elfs2t.text.latent.TextLatentSpace`); None: it has none, the analysis
+    needs a text encoder of its own."""
+    latent_note: str
+    """What the analysis says of that latent space: whose it is, or that the model has none."""
+    tokenizer: Any
+    """The tokenizer of the token embedding."""
+    token_weight: torch.Tensor
+    """The token embedding table ``(V, d)`` (or ``(K, d)`` with ``token_ids``)."""
+    token_source: str
+    """What the table is (shown in the analysis' reports)."""
+    token_ids: Optional[torch.Tensor] = None
+    """``(K,)``: the token ids of the table's rows when it holds only some; None: row ``i`` is token id ``i``."""
+
+
 DecodeFn = Callable[[dict], list[list[Hyp]]]
 """``batch -> per row, its hypotheses, best first`` (the first is what stage 5 writes)."""
 
@@ -60,6 +82,16 @@ class ModelKind:
     """The ``model:`` value of an experiment config."""
     section_key: str = ""
     """The config section of the model's own settings (``elf``, ``ar``)."""
+    title: str = ""
+    """Its name in the results table (``ELF-S2T``, ``AR``)."""
+    display_name: str = ""
+    """Its name on an exported model's card."""
+    backbone_key: str = ""
+    """Dotted config key of the pre-trained model it starts from (a stage-3 exp dir or a file in one), whose
+    training time the results table shows."""
+    table_settings: tuple[str, ...] = ()
+    """The decoding settings of the results table (``steps``, ``guidance``, ``beam_size``) that it has: the others
+    are left empty even where a dumped ``decode_config.yaml`` holds a default for them."""
 
     def __call__(self, cfg: "ExperimentConfig") -> nn.Module:
         return self.build(cfg)
@@ -83,6 +115,35 @@ class ModelKind:
         """Decoding with ``cfg.decode``: up to ``nbest`` hypotheses per row; ``generator`` draws the sampling
         noise (the same draws as stage 5 for the same batches)."""
         raise NotImplementedError
+
+    def decode_tag(self, cfg: "ExperimentConfig") -> str:
+        """The folder tag of ``cfg.decode`` for this model, before the audio-diagnostic suffix
+        (:func:`elfs2t.experiment.decode_tag`)."""
+        raise NotImplementedError
+
+    def decode_record(self, cfg: "ExperimentConfig") -> dict[str, Any]:
+        """What stage 5's ``timing.json`` records of ``cfg.decode`` (:func:`elfs2t.results.decode_info`): the
+        ``reader`` (which part of the model produced the tokens) and the settings the results table shows."""
+        raise NotImplementedError
+
+    def valid_decodings(self, cfg: "ExperimentConfig") -> dict[str, "ExperimentConfig"]:
+        """The decodings besides ``cfg.decode`` whose WER on the dev examples each validation logs
+        (``wer_<name>``), each as the experiment config to decode with (none by default)."""
+        return {}
+
+    def has_ctc_warmup(self, cfg: "ExperimentConfig") -> bool:
+        """Training starts with steps that leave part of the model without gradients (so DDP needs
+        ``train.find_unused_parameters``)."""
+        return False
+
+    def guidance_section(self, cfg: "ExperimentConfig") -> Any:
+        """The settings section of ``cfg.decode`` that holds the CFG scale (``guidance``) the audio-reliance sweep
+        varies; None when this decoding takes none."""
+        return None
+
+    def word_spaces(self, model: nn.Module, cfg: "ExperimentConfig") -> Optional[ModelSpaces]:
+        """The word spaces of a trained model for the error analysis; None: none defined for this type."""
+        return None
 
     def word_times(self, model: nn.Module, cfg: "ExperimentConfig", batch: dict, texts: list[str],
                    frame_shift: float) -> list[Optional[list[Word]]]:

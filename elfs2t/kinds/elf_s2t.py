@@ -2,19 +2,19 @@
 
 Decoding follows ``decode.strategy`` (:mod:`elfs2t.s2t.decoding`). N-best lists are the candidates of
 ``strategy: rescore``, scored by minus the rescoring score (CTC + text-slot negative log-likelihoods,
-:mod:`elfs2t.models.draft_rescore`): higher is better. Word times come from the forced CTC alignment of the
+:mod:`elfs2t.s2t.draft_rescore`): higher is better. Word times come from the forced CTC alignment of the
 hypothesis to the audio slots' readout (:func:`token_spans`): a word starts at the first audio slot of its first
 token and ends after the last slot of its last token; one audio slot is ``elf.stack`` encoder frames.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
 
 from elfs2t.config import ConfigError
-from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind, Word
+from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind, ModelSpaces, Word
 
 if TYPE_CHECKING:
     from elfs2t.experiment import ExperimentConfig
@@ -30,7 +30,7 @@ class _Candidates:
         self.decoding, self.found = decoding, None
 
     def __call__(self, model, cond, cond_mask, generator):
-        from elfs2t.models.draft_rescore import best_per_row
+        from elfs2t.s2t.draft_rescore import best_per_row
 
         self.found = ids, score, cands = self.decoding.candidates(model, cond, cond_mask, generator)
         return ids[best_per_row(score, cands, cond.shape[0])]
@@ -39,11 +39,11 @@ class _Candidates:
 @torch.no_grad()
 def token_spans(model: nn.Module, batch: dict, tokens: list[list[int]]) -> list[Optional[list[tuple[int, int, float]]]]:
     """Where the token ids ``tokens[b]`` (a row's content tokens) sit in its audio: the forced CTC alignment
-    (:func:`~elfs2t.models.ctc_align.ctc_align_spans`) of the audio slots' readout (the draft's,
+    (:func:`~elfs2t.s2t.ctc_align.ctc_align_spans`) of the audio slots' readout (the draft's,
     ``ElfS2T.draft_readout``; its text-slot noise from a generator of its own, so decoding's draws are untouched).
     Per row, per token, ``(first audio slot, last audio slot, highest posterior over them)``; None for a row with no
     tokens, a token outside the CTC vocabulary, or more tokens than its slots hold."""
-    from elfs2t.models.ctc_align import ctc_align_spans
+    from elfs2t.s2t.ctc_align import ctc_align_spans
 
     cond, cond_mask = model.condition(batch)
     readout, _ = model.draft_readout(cond, cond_mask, torch.Generator().manual_seed(0))
@@ -83,13 +83,17 @@ def group_words(text: str, offsets: list[tuple[int, int]], spans: list[tuple[int
 
 
 class ElfS2TKind(ModelKind):
-    """``model: elf_s2t`` (:class:`elfs2t.models.elf_s2t.ElfS2T`, settings under ``elf``)."""
+    """``model: elf_s2t`` (:class:`elfs2t.s2t.elf_s2t.ElfS2T`, settings under ``elf``)."""
 
     name = "elf_s2t"
     section_key = "elf"
+    title = "ELF-S2T"
+    display_name = "ELF-S2T"
+    backbone_key = "init.denoiser"
+    table_settings = ("steps", "guidance")
 
     def build(self, cfg: "ExperimentConfig") -> nn.Module:
-        from elfs2t.models.elf_s2t import ElfS2T
+        from elfs2t.s2t.elf_s2t import ElfS2T
 
         model = ElfS2T(cfg.elf)
         if cfg.init.denoiser:
@@ -99,7 +103,7 @@ class ElfS2TKind(ModelKind):
         return model
 
     def build_for_weights(self, cfg: "ExperimentConfig") -> nn.Module:
-        from elfs2t.models.elf_s2t import ElfS2T
+        from elfs2t.s2t.elf_s2t import ElfS2T
 
         return ElfS2T(cfg.elf)
 
@@ -137,6 +141,55 @@ class ElfS2TKind(ModelKind):
                     hyps.append(Hyp(texts[i], -float(score[i]), full(texts[i])))
             return out
         return ranked
+
+    def decode_tag(self, cfg: "ExperimentConfig") -> str:
+        from elfs2t.s2t.decoding import build_decoding
+
+        return build_decoding(cfg.decode, cfg.elf).tag()
+
+    def decode_record(self, cfg: "ExperimentConfig") -> dict[str, Any]:
+        """The strategy, its reader and the settings of its section that the results table can show."""
+        from elfs2t.s2t.decoding import build_decoding
+
+        info: dict[str, Any] = {"strategy": cfg.decode.strategy,
+                                "reader": build_decoding(cfg.decode, cfg.elf).reader}
+        section = getattr(cfg.decode, cfg.decode.strategy, None)
+        for key in ("steps", "guidance", "method", "self_cond_scale", "draws"):
+            if hasattr(section, key):
+                info[key] = getattr(section, key)
+        return info
+
+    def valid_decodings(self, cfg: "ExperimentConfig") -> dict[str, "ExperimentConfig"]:
+        """``decode.valid_strategies`` (each with its section's settings), but ``decode.strategy`` itself."""
+        import copy
+
+        out = {}
+        for strategy in cfg.decode.valid_strategies:
+            if strategy != cfg.decode.strategy:
+                other = copy.deepcopy(cfg)
+                other.decode.strategy = strategy
+                out[strategy] = other
+        return out
+
+    def has_ctc_warmup(self, cfg: "ExperimentConfig") -> bool:
+        """``elf.ctc_warmup > 0``: its steps leave the text path without gradients."""
+        return cfg.elf.ctc_warmup > 0
+
+    def guidance_section(self, cfg: "ExperimentConfig") -> Any:
+        """The strategy's section when it takes a CFG scale (``flow``, ``refine``); None for the draft, the
+        readout and rescoring."""
+        section = getattr(cfg.decode, cfg.decode.strategy, None)
+        return section if hasattr(section, "guidance") else None
+
+    def word_spaces(self, model: nn.Module, cfg: "ExperimentConfig") -> ModelSpaces:
+        """Its own frozen text encoder's latent space; the token embedding is the token head's unembedding ``U``
+        (a head restricted to a shortlist holds only those ids' columns)."""
+        head_ids = model.denoiser.head_ids
+        return ModelSpaces(latent=model.text_space,
+                           latent_note=f"ELF-S2T uses its own latent space {cfg.elf.text.name_or_path}",
+                           tokenizer=model.text_space.tokenizer, token_weight=model.denoiser.unembed_kernel.T,
+                           token_source="ELF token head unembedding U (d x V)",
+                           token_ids=head_ids if head_ids.numel() else None)
 
     def word_times(self, model: nn.Module, cfg: "ExperimentConfig", batch: dict, texts: list[str],
                    frame_shift: float) -> list[Optional[list[Word]]]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -33,6 +32,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from elfs2t.atomic import atomic_path
 from elfs2t.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -88,27 +88,13 @@ def list_checkpoints(exp_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path, fsync=True, tmp=path.with_name(path.name + ".tmp")) as tmp:  # _PARTIAL finds leftovers
         torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
+    with atomic_path(dst, fsync=True, tmp=dst.with_name(dst.name + ".tmp")) as tmp:
         shutil.copyfile(src, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def remove_partial(exp_dir: str | Path) -> list[Path]:
@@ -176,9 +162,8 @@ def save_checkpoint(exp_dir: str | Path, state: dict[str, Any], keep_last: int =
     kept = {s for s, p in found if p in keep}
     index = exp_dir / VALID_INDEX
     if losses or index.is_file():
-        tmp = index.with_name(index.name + ".tmp")
-        tmp.write_text(json.dumps({str(s): v for s, v in sorted(losses.items()) if s in kept}, indent=1) + "\n")
-        os.replace(tmp, index)
+        with atomic_path(index, tmp=index.with_name(index.name + ".tmp")) as tmp:
+            tmp.write_text(json.dumps({str(s): v for s, v in sorted(losses.items()) if s in kept}, indent=1) + "\n")
     log.info("saved %s", path)
     return path
 

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 from collections import Counter
 
 from elfs2t.data.mini_synth.plan import GEN_SPLITS, SPLITS, CorpusPlan
-from elfs2t.data.mini_synth.writers import write_text_atomic
+from elfs2t.atomic import write_text
 
 __all__ = ["write_summary", "write_gen_summary"]
 
@@ -87,7 +87,7 @@ def write_summary(
             variants = sorted({s.variant for s in spk})
             label = "seen (train/dev/test)" if seen else "unseen (test_unseen only)"
             lines.append(f"  {task} {label}: {len(spk)} speakers, variants {' '.join(variants)}\n")
-    return write_text_atomic(path, "".join(lines))
+    return write_text(path, "".join(lines))
 
 
 def write_gen_summary(path: Path, plan: CorpusPlan, en_layout: Mapping[str, list], de_layout: Mapping[str, list],
@@ -99,4 +99,4 @@ def write_gen_summary(path: Path, plan: CorpusPlan, en_layout: Mapping[str, list
         structures = Counter(u.structure for split in GEN_SPLITS for u in plan.utts[task][split])
         lines += [f"{title}\n", _table(_HEADER, _split_rows(plan, task, layout, GEN_SPLITS, durations, root)),
                   "  structures: " + ", ".join(f"{k} {v}" for k, v in sorted(structures.items())) + "\n\n"]
-    return write_text_atomic(path, "".join(lines))
+    return write_text(path, "".join(lines))

@@ -16,15 +16,15 @@ newlines (checked).
 """
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+from elfs2t.atomic import write_text
 
 __all__ = [
     "LibriUtt", "CvClip", "librispeech_audio_path", "write_librispeech_transcripts",
-    "write_cv_validated", "write_covost_tsv", "write_text_atomic", "CV_HEADER", "COVOST_HEADER",
+    "write_cv_validated", "write_covost_tsv", "CV_HEADER", "COVOST_HEADER",
 ]
 
 CV_HEADER = ("client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent")
@@ -72,15 +72,6 @@ class CvClip:
     """Common Voice age bucket."""
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write UTF-8 text to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def librispeech_audio_path(part_dir: Path, utt: LibriUtt) -> Path:
     """``<part_dir>/<spk>/<chapter>/<spk>-<chapter>-<utt:04d>.flac``."""
     return part_dir / str(utt.speaker) / str(utt.chapter) / f"{utt.utt_id}.flac"
@@ -96,7 +87,7 @@ def write_librispeech_transcripts(part_dir: Path, utts: Iterable[LibriUtt]) -> l
     written = []
     for (spk, chapter), items in sorted(chapters.items()):
         lines = [f"{u.utt_id} {u.transcript}\n" for u in sorted(items, key=lambda u: u.index)]
-        written.append(write_text_atomic(part_dir / str(spk) / str(chapter) / f"{spk}-{chapter}.trans.txt", "".join(lines)))
+        written.append(write_text(part_dir / str(spk) / str(chapter) / f"{spk}-{chapter}.trans.txt", "".join(lines)))
     return written
 
 
@@ -113,10 +104,10 @@ def _tsv(header: Sequence[str], rows: Iterable[Sequence[str]], where: Path) -> s
 def write_cv_validated(path: Path, clips: Sequence[CvClip], accent: str = "germany") -> Path:
     """Common Voice v4 ``validated.tsv`` listing every clip (2 up-votes, 0 down-votes)."""
     rows = [(c.client_id, c.path, c.sentence, "2", "0", c.age, c.gender, accent) for c in clips]
-    return write_text_atomic(path, _tsv(CV_HEADER, rows, path))
+    return write_text(path, _tsv(CV_HEADER, rows, path))
 
 
 def write_covost_tsv(path: Path, clips: Sequence[CvClip]) -> Path:
     """CoVoST 2 ``covost_v2.de_en.tsv`` with one row per clip."""
     rows = [(c.path, c.sentence, c.translation, c.client_id, c.split) for c in clips]
-    return write_text_atomic(path, _tsv(COVOST_HEADER, rows, path))
+    return write_text(path, _tsv(COVOST_HEADER, rows, path))

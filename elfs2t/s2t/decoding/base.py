@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Optional, Protocol
 import torch
 
 if TYPE_CHECKING:  # the model imports nothing from here
-    from elfs2t.models.elf_s2t import ElfS2T
+    from elfs2t.s2t.elf_s2t import ElfS2T
 
 __all__ = ["Decoding", "STRATEGIES", "register", "require_ctc", "fmt"]
 

@@ -21,7 +21,7 @@ from elfs2t.models.layout import TextSlots
 from elfs2t.s2t.decoding.base import require_ctc
 
 if TYPE_CHECKING:
-    from elfs2t.models.elf_s2t import ElfS2T, ElfS2TConfig
+    from elfs2t.s2t.elf_s2t import ElfS2T, ElfS2TConfig
 
 __all__ = ["SlotLayout", "resolve_slots", "slot_layout"]
 

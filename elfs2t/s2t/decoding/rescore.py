@@ -2,7 +2,7 @@
 and its one-token variants (each draft token with a CTC confidence below ``threshold`` replaced by its frame's
 runner-up, or dropped) are scored by the CTC NLL plus the token head's NLL on the text slots (the candidate's latents
 at each signal level of ``levels``, ``draws`` noise draws each, at its CTC frames); the best is kept
-(:mod:`elfs2t.models.draft_rescore`). The flow's sampler is not involved."""
+(:mod:`elfs2t.s2t.draft_rescore`). The flow's sampler is not involved."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,8 +11,8 @@ from typing import Optional
 import torch
 
 from elfs2t.config import config_check
-from elfs2t.models.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
-from elfs2t.models.ctc_aux import ctc_greedy
+from elfs2t.s2t.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
+from elfs2t.s2t.ctc_aux import ctc_greedy
 from elfs2t.s2t.decoding.base import fmt, register, require_ctc
 
 __all__ = ["RescoreConfig", "RescoreDecoding"]

@@ -8,7 +8,7 @@ them into tokens with one decoding-mode forward.
 
 Only the projector, the task embeddings and the denoiser are trained; the Whisper features are
 cached (stage 2) and the text encoder is frozen inside :class:`TextLatentSpace`. The configuration is
-:class:`~elfs2t.models.elf_s2t_config.ElfS2TConfig` (re-exported here).
+:class:`~elfs2t.s2t.elf_s2t_config.ElfS2TConfig` (re-exported here).
 """
 from __future__ import annotations
 
@@ -20,17 +20,17 @@ from torch import nn
 
 from elfs2t.flow.objective import draw_flow_noise, flow_loss_from_draws
 from elfs2t.flow.sampler import decoding_forward
-from elfs2t.models.augment import mask_features
-from elfs2t.models.ctc_align import ctc_align, slot_positions
-from elfs2t.models.ctc_aux import CtcReadout, ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
+from elfs2t.s2t.augment import mask_features
+from elfs2t.s2t.ctc_align import ctc_align, slot_positions
+from elfs2t.s2t.ctc_aux import CtcReadout, ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
 from elfs2t.models.denoiser import ElfDenoiser
-from elfs2t.models.elf_s2t_config import ElfS2TConfig
+from elfs2t.s2t.elf_s2t_config import ElfS2TConfig
 from elfs2t.models.layout import TextSlots
-from elfs2t.models.projector import AudioProjector
+from elfs2t.s2t.projector import AudioProjector
 from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.text.latent import LatentCache, TextLatentSpace
 
-__all__ = ["ElfS2T", "ElfS2TConfig", "CtcDraft"]  # the config lives in elfs2t.models.elf_s2t_config
+__all__ = ["ElfS2T", "ElfS2TConfig", "CtcDraft"]  # the config lives in elfs2t.s2t.elf_s2t_config
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class ElfS2T(TokenShortlist, nn.Module):
     def _ctc_readout(self, cond_hidden: torch.Tensor, cond_mask: torch.Tensor,
                      targets: tuple[torch.Tensor, torch.Tensor]) -> CtcReadout:
         """The audio slots of the condition's outputs read by the token head over the CTC vocabulary (the
-        shortlist, or the targets' ids and the blank: :func:`~elfs2t.models.ctc_aux.ctc_vocab`)."""
+        shortlist, or the targets' ids and the blank: :func:`~elfs2t.s2t.ctc_aux.ctc_vocab`)."""
         audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
         vocab = ctc_vocab(self.vocab, targets[0], self.text_space.pad_id)
         return ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask, vocab)
@@ -295,7 +295,7 @@ class ElfS2T(TokenShortlist, nn.Module):
     def lay_out(self, vocab_ids: torch.Tensor, tokens: list[list[int]],
                 frames: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of CTC-vocabulary indices as text ids ``(N, L)`` and the text slots' positions ``(N, L)`` at the
-        tokens' frames (:func:`~elfs2t.models.ctc_align.slot_positions`)."""
+        tokens' frames (:func:`~elfs2t.s2t.ctc_align.slot_positions`)."""
         vocab_ids = vocab_ids.cpu()
         ids = self.text_space.ids_from_tokens([vocab_ids[row].tolist() if row else [] for row in tokens])
         text_pos = slot_positions(frames, ids.shape[1], self.cfg.denoiser.text_pos_scale, self._content_start,

@@ -1,5 +1,5 @@
 """ELF-S2T's configuration (:class:`ElfS2TConfig`): text latent space, denoiser, objective, and the CPU-budget
-options beyond the paper (auxiliary CTC and its warm-up, frame masks, aligned text positions, token shortlist). The model is :class:`elfs2t.models.elf_s2t.ElfS2T`."""
+options beyond the paper (auxiliary CTC and its warm-up, frame masks, aligned text positions, token shortlist). The model is :class:`elfs2t.s2t.elf_s2t.ElfS2T`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from elfs2t.config import ANY, config_check
 from elfs2t.flow.objective import FlowConfig
-from elfs2t.models.augment import FeatureMaskConfig
+from elfs2t.s2t.augment import FeatureMaskConfig
 from elfs2t.models.denoiser import DenoiserConfig
 from elfs2t.text.latent import TextLatentConfig
 
@@ -32,7 +32,7 @@ class ElfS2TConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     """Flow-matching objective, incl. audio forcing (mu_dec) and condition dropout (p_drop)."""
     augment: FeatureMaskConfig = field(default_factory=FeatureMaskConfig)
-    """Time / channel masks on the cached encoder frames of training batches (elfs2t.models.augment; off by
+    """Time / channel masks on the cached encoder frames of training batches (elfs2t.s2t.augment; off by
     default)."""
     feat_dim: int = 1280
     """Width of the cached encoder frames (Whisper tiny 384, base 512, large-v3 1280)."""
@@ -43,7 +43,7 @@ class ElfS2TConfig:
     lowercase: bool = False
     """Lower-case the target text before encoding (LibriSpeech transcripts are upper-case)."""
     ctc_weight: float = 0.0
-    """Weight of the auxiliary CTC loss on the audio slots' outputs (elfs2t.models.ctc_aux; 0: off, the paper)."""
+    """Weight of the auxiliary CTC loss on the audio slots' outputs (elfs2t.s2t.ctc_aux; 0: off, the paper)."""
     ctc_warmup: float = 0.0
     """Share of the run (the trainer's progress: steps or wall time against the budget) trained on the CTC
     alone (beyond the paper; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``): the audio slots
@@ -54,7 +54,7 @@ class ElfS2TConfig:
     """Where the text slots sit on the audio's RoPE axis: ``scale`` -- slot i at ``round(i *
     denoiser.text_pos_scale)``; ``ctc`` -- each content slot at its token's CTC-aligned audio slot (the forced
     alignment of the true text in training, the draft's first frame of each token when refining a CTC draft;
-    :mod:`elfs2t.models.ctc_align`; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``). The rows whose
+    :mod:`elfs2t.s2t.ctc_align`; needs ctc_weight > 0 and ``denoiser.prefix_attention: self``). The rows whose
     audio is dropped (CFG) keep ``scale``'s positions; decoding from noise takes the CTC alignment of the audio
     (:mod:`elfs2t.s2t.decoding.layout`)."""
     slot_audio: bool = False

@@ -45,7 +45,7 @@ class Candidate(NamedTuple):
 
 
 def runner_up(second: torch.Tensor, peaks: list[list[int]]) -> list[list[int]]:
-    """For each greedy CTC token (:func:`~elfs2t.models.ctc_aux.ctc_greedy`'s ``peaks``: the frame of its run
+    """For each greedy CTC token (:func:`~elfs2t.s2t.ctc_aux.ctc_greedy`'s ``peaks``: the frame of its run
     where it is most probable), the second-best symbol ``second (B, T)`` at that frame."""
     second = second.cpu()
     return [[int(second[b, f]) for f in row] for b, row in enumerate(peaks)]

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elfs2t.config import ConfigError, config_check
-from elfs2t.models.projector import AudioProjector
+from elfs2t.s2t.projector import AudioProjector
 
 log = logging.getLogger(__name__)
 
