@@ -225,7 +225,10 @@ def _backbone_dir(recipe_dir: Path, config: dict) -> Optional[Path]:
     ``ar.lm``); a config of no known model is read as the default model's."""
     from elfs2t.experiment import MODELS, ExperimentConfig
 
-    kind = MODELS.get(config.get("model"), MODELS[ExperimentConfig.model])
+    model = config.get("model")
+    if model is not None and not isinstance(model, str):
+        return None  # no stage-4 experiment: a text ELF's config (pretrain_text), whose ``model`` holds its settings
+    kind = MODELS.get(model, MODELS[ExperimentConfig.model])
     section, key = kind.backbone_key.split(".")
     source = (config.get(section) or {}).get(key)
     if not source:

@@ -3,6 +3,7 @@ trained with pretrain_text, and translate_text on an ASR decode folder (timing o
 reference transcripts of a cuts manifest; bad input."""
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,12 @@ def test_translating_an_asr_decode_folder_times_the_whole_cascade(mt, tmp_path):
     from elfs2t.score import ScoreConfig, score_files
 
     score_files(out / "text", out / "ref", out, ScoreConfig(metric="bleu"))
-    (row,) = [r for r in collect_results(tmp_path) if r.exp == "cascade_elf"]
+    # the text model's own folder beside it, as in a recipe (its config.yaml's `model` is a mapping of settings)
+    shutil.copy(exp / "config.yaml", ref_out.parent.parent / "config.yaml")
+    score_files(ref_out / "text", ref_out / "ref", ref_out, ScoreConfig(metric="bleu"))
+    rows = collect_results(tmp_path)
+    assert sorted((r.exp, r.model) for r in rows) == [("cascade_elf", "cascade"), ("mt_elf", "mt")]
+    (row,) = [r for r in rows if r.exp == "cascade_elf"]
     assert (row.model, row.exp, row.set_name, row.steps) == ("cascade", "cascade_elf", "st_test", "3")
     assert row.reader == "CTC readout of the audio slots, then the text ELF's flow"  # the "tokens from" column
     assert row.rtfx == pytest.approx(timing["rtfx"]) and "| Cascade (ASR -> text ELF) | cascade_elf |" in (
