@@ -7,7 +7,7 @@ import torch
 from elfs2t.data.dataset import S2TDataset
 from elfs2t.s2t.elf_s2t import ElfS2T
 from feature_fixtures import make_feature_cuts
-from test_elf_s2t import decoding, tiny_cfg
+from conftest import decoding, tiny_cfg
 
 TEXTS = ["a dog ran", "the cat sat down", "yes", "big red house"]
 

@@ -48,7 +48,7 @@ import pytest  # noqa: E402
 
 from elfs2t.config import ConfigError  # noqa: E402
 from elfs2t.s2t.elf_s2t import ElfS2T  # noqa: E402
-from test_elf_s2t import batch, decoding, tiny_cfg  # noqa: E402,F401 (fixture)
+from conftest import decoding, tiny_cfg  # noqa: E402
 
 SELF = {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self", "text_pos_scale": 1.5}
 

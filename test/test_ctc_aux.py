@@ -75,7 +75,7 @@ def test_ctc_over_a_shortlist_with_the_blank_inside_it():
 
 
 def test_elf_s2t_loss_with_ctc_reaches_projector_and_token_head(tmp_path):
-    from test_elf_s2t import tiny_cfg
+    from conftest import tiny_cfg
     from elfs2t.data.dataset import S2TDataset
     from elfs2t.s2t.elf_s2t import ElfS2T
     from feature_fixtures import make_feature_cuts

@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
 from feature_fixtures import make_feature_cuts
-from test_s2t_pipeline import write_conf
+from conftest import write_conf
 from elfs2t.train.checkpoint import load_checkpoint
 from elfs2t.train.trainer import Trainer
 

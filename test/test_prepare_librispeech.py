@@ -1,43 +1,12 @@
 """LibriSpeech stage 1 on a tiny LibriSpeech-format tree: set names, combining, bad rows, markers, re-runs."""
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from elfs2t.bin.prepare_data import main as prepare_main
 from elfs2t.data.librispeech import prepare_librispeech_cuts
 from elfs2t.data.manifests import cuts_path, done_marker
-
-
-def _sine(seconds: float, sr: int = 16000, freq: float = 220.0) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (0.2 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def make_librispeech_tree(root: Path, parts=("train-clean-100", "dev-clean"), bad: bool = False) -> Path:
-    """``root/LibriSpeech/<part>/<spk>/<chapter>/`` with 2 good utterances per part (+ bad rows if asked)."""
-    corpus = root / "LibriSpeech"
-    for p, part in enumerate(parts):
-        spk, chapter = 100 + p, 10
-        folder = corpus / part / str(spk) / str(chapter)
-        folder.mkdir(parents=True)
-        lines = []
-        for i, text in enumerate(["HELLO WORLD", "A SECOND LINE"]):
-            utt = f"{spk}-{chapter}-{i:04d}"
-            sf.write(folder / f"{utt}.flac", _sine(0.3 + 0.1 * i), 16000)
-            lines.append(f"{utt} {text}")
-        if bad:
-            (folder / f"{spk}-{chapter}-0002.flac").write_bytes(b"this is not audio" * 20)  # corrupt
-            lines.append(f"{spk}-{chapter}-0002 CORRUPT AUDIO")
-            sf.write(folder / f"{spk}-{chapter}-0003.flac", np.zeros(0, np.float32), 16000)  # zero length
-            lines.append(f"{spk}-{chapter}-0003 EMPTY AUDIO")
-            sf.write(folder / f"{spk}-{chapter}-0004.flac", _sine(0.2), 16000)
-            lines.append(f"{spk}-{chapter}-0004")  # empty transcript
-            lines.append(f"{spk}-{chapter}-0005 NO SUCH FILE")  # missing audio
-        (folder / f"{spk}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
-    return corpus
+from conftest import make_librispeech_tree
 
 
 def test_sets_follow_contract(tmp_path):

@@ -2,9 +2,7 @@
 not-yet-implemented stages, and the docs/adding_a_corpus.md walk-through on a new recipe."""
 import os
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,24 +10,7 @@ import soundfile as sf
 from lhotse import load_manifest
 
 from elfs2t.bin.prepare_data import run_local
-from test_prepare_covost2 import make_covost_tree
-from test_prepare_librispeech import make_librispeech_tree
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def copy_recipe(name: str, tmp_path: Path) -> Path:
-    """A copy of egs/<name> under tmp_path, so that its data/ and exp/ stay out of the checkout."""
-    dst = tmp_path / "egs" / name
-    shutil.copytree(ROOT / "egs" / name, dst, ignore=shutil.ignore_patterns("data", "dump", "exp", "corpus"))
-    return dst
-
-
-def run(recipe: Path, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, ELFS2T_ROOT=str(ROOT), **env)
-    return subprocess.run([str(recipe / "run.sh"), *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
-
+from conftest import ROOT, copy_recipe, make_covost_tree, make_librispeech_tree, run
 
 def test_help_lists_the_common_options():
     for name in ("librispeech", "covost2", "mini_synth", "TEMPLATE"):

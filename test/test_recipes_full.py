@@ -15,9 +15,7 @@ import yaml
 from lhotse import CutSet
 
 from elfs2t.bin import fetch_elf
-from test_prepare_covost2 import make_covost_tree
-from test_prepare_librispeech import make_librispeech_tree
-from test_recipe_skeleton import copy_recipe, run
+from conftest import copy_recipe, make_covost_tree, make_librispeech_tree, run
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = ROOT / "tools" / "models" / "all-MiniLM-L6-v2"

