@@ -3,7 +3,9 @@ overrides that the config would drop (removed options) or that are not decoding 
 import pytest
 
 from elfs2t.config import ConfigError
-from elfs2t.inference.setting import SETTING_FILE, check_overrides, read_setting, record_setting
+from elfs2t.config import apply_overrides
+from elfs2t.inference.setting import (SETTING_FILE, check_overrides, decode_conf_overrides, read_setting,
+                                     record_setting)
 
 
 def test_record_and_read_round_trip(tmp_path):
@@ -28,3 +30,31 @@ def test_a_setting_of_removed_options_is_refused_not_dropped(tmp_path):
                                           r"\['elf.stack=2'\]$"):
         check_overrides(["elf.stack=2"])
     assert check_overrides(["decode.flow.steps=8"]) == ["decode.flow.steps=8"]
+
+
+def test_a_decoding_config_file_is_its_decode_overrides(tmp_path):
+    """conf/decode/<name>.yaml (a decode: section) -> the decode.* overrides it stands for, in the file's order;
+    the overrides give back the file's values (strings, numbers, lists); another section or an unknown key is an
+    error naming the file and the key."""
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("decode:\n  strategy: flow\n  flow: {steps: 4, guidance: 1.5}\n  max_duration: 1.0e-3\n"
+                 "  valid_strategies: [readout, draft]\n")
+    b.write_text("decode: {strategy: rescore}\n")
+    got = decode_conf_overrides([a, b])
+    assert got == ["decode.strategy=flow", "decode.flow.steps=4", "decode.flow.guidance=1.5",
+                   "decode.max_duration=0.001", 'decode.valid_strategies=["readout", "draft"]', "decode.strategy=rescore"]
+    assert apply_overrides({}, got[:-1])["decode"] == {"strategy": "flow", "flow": {"steps": 4, "guidance": 1.5},
+                                                      "max_duration": 0.001, "valid_strategies": ["readout", "draft"]}
+    (tmp_path / "empty.yaml").write_text("decode: {}\n")
+    assert decode_conf_overrides([tmp_path / "empty.yaml"]) == []  # the model's own decode section
+    for text, message in [
+        ("decode: {flow: {stpes: 4}}\n", "unknown config key(s) ['decode.flow.stpes']"),
+        ("decode: {}\nelf: {stack: 2}\n", "unknown config key(s) ['elf']; a decoding config holds a 'decode' section"),
+        ("decode: {strategy: mask}\n", "decode.strategy='mask': must be one of"),
+        ("decode: {flow: {steps: many}}\n", "decode.flow.steps='many': expected an integer"),
+        ("decode: {sampler: {steps: 2}}\n", "decode.sampler is a removed option"),
+    ]:
+        a.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            decode_conf_overrides([a])
+        assert str(err.value).startswith(f"{a}: ") and message in str(err.value), text

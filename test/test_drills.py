@@ -109,6 +109,8 @@ ENTRY_POINT_CONFIG_ERRORS = [
                         "{root}/tools/models/whisper-tiny.en"], "--ngpu 8: "),
     ("score", ["--hyp", "{tmp}/h", "--ref", "{tmp}/h", "--out-dir", "{tmp}/o", "--conf", "{tmp}/bad.yaml"],
      "unknown config key(s)"),
+    ("decode", ["--exp-dir", "{tmp}/exp", "--set", "a={tmp}/c.jsonl.gz", "--decode-conf", "{tmp}/bad_decode.yaml"],
+     "bad_decode.yaml: unknown config key(s) ['decode.flow.stpes']"),
 ]
 
 
@@ -120,6 +122,7 @@ def test_config_errors_are_one_line_and_exit_2(tmp_path, capsys, module, argv, f
     if module == "cache_features" and "--ngpu" in argv and torch.cuda.device_count() >= 8:
         pytest.skip("this machine has 8 GPUs")
     _bad_conf(tmp_path)
+    (tmp_path / "bad_decode.yaml").write_text("decode: {strategy: flow, flow: {stpes: 4}}\n")
     (tmp_path / "t.txt").write_text("a line\n")
     (tmp_path / "h").write_text("u1 a b\n")
     main = importlib.import_module(f"elfs2t.bin.{module}").main

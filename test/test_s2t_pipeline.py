@@ -76,6 +76,32 @@ def test_decode_and_score(trained):
     assert "WER" in (out / "result.txt").read_text()
 
 
+def test_a_named_decode_config_decodes_as_its_overrides_do(trained, capsys):
+    """--decode-conf conf/decode/<name>.yaml: the same decoding, tag and recorded setting as its decode.* overrides
+    on the command line; command-line overrides go after the file's; an unknown key is one line naming it, exit 2."""
+    tmp, _, exp = trained
+    cuts = tmp / "feats" / "cuts.jsonl.gz"
+    conf = tmp / "flow1.yaml"
+    conf.write_text("decode:\n  strategy: flow\n  flow: {steps: 1, guidance: 3}\n")
+    assert decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={cuts}", "decode.strategy=flow",
+                            "decode.flow.steps=1", "decode.flow.guidance=1"]) == 0
+    plain = (exp / "decode_flow1_g1_prior" / "dev" / "text").read_text()
+    (exp / "decode_flow1_g1_prior" / "dev" / "text").unlink()
+    assert decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={cuts}", "--decode-conf", str(conf),
+                            "decode.flow.guidance=1", "--record-setting"]) == 0
+    assert (exp / "decode_flow1_g1_prior" / "dev" / "text").read_text() == plain
+    from elfs2t.inference.setting import read_setting
+
+    assert read_setting(exp) == (["decode.strategy=flow", "decode.flow.steps=1", "decode.flow.guidance=3",
+                                  "decode.flow.guidance=1"], "flow1_g1_prior")
+    (exp / "decode_setting.yaml").unlink()  # the module's other tests decode with the config's own setting
+    capsys.readouterr()
+    conf.write_text("decode: {strategy: flow, flow: {stpes: 1}}\n")
+    assert decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={cuts}", "--decode-conf", str(conf)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"decode: error: {conf}: unknown config key(s) ['decode.flow.stpes']") and err.count("\n") == 1
+
+
 def test_decode_refuses_model_overrides(trained, capsys):
     tmp, _, exp = trained
     assert decode_bin.main(["--exp-dir", str(exp), "--set", f"dev={tmp}/feats/cuts.jsonl.gz", "elf.stack=4"]) == 2

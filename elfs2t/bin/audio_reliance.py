@@ -10,7 +10,8 @@ stage-5 decode with ``decode.audio`` and the strategy's CFG scale (``decode.flow
 chrF). The AR baseline has no CFG: it is decoded once per audio condition. Output (``--out-dir``, default
 ``<exp>/analysis/audio_reliance``): ``decode_<tag>/<set>/`` per run, and ``<set>/reliance.md``, ``reliance.json``
 and ``cfg_sweep.png`` (see elfs2t.analysis.reliance). Finished decodes with the same settings are reused
-unless ``--force``. ``decode.key=value`` arguments override the decoding config (e.g. steps); put them before
+unless ``--force``. ``--decode-conf FILE`` (a named decoding config, ``conf/decode/*.yaml``) and then
+``decode.key=value`` arguments override the decoding config (e.g. steps); put the latter before
 ``--audio`` / ``--guidance`` (which take lists) or after ``--``.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from elfs2t.analysis.audio import AUDIO_MODES
 from elfs2t.analysis.reliance import run_reliance
 from elfs2t.bin._cli import entry_point
+from elfs2t.inference.setting import decode_conf_overrides
 from elfs2t.inference.trained import load_trained
 from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.trained import check_sets
@@ -47,6 +49,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling and noise seed (the same for every condition)")
     p.add_argument("--out-dir", type=Path, default=None, help="default <exp>/analysis/audio_reliance")
     p.add_argument("--force", action="store_true", help="redo decodes that already exist")
+    p.add_argument("--decode-conf", action="append", default=[], type=Path, metavar="FILE",
+                   help="a named decoding config (conf/decode/*.yaml), before the decode.key=value overrides")
     p.add_argument("overrides", nargs="*", metavar="decode.key=value",
                    help="decoding overrides, e.g. decode.flow.steps=4")
     return p
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     metric = args.metric or ("wer" if args.target == "transcript" else "bleu")
-    model, cfg, _ = load_trained(args.exp_dir, args.overrides)
+    model, cfg, _ = load_trained(args.exp_dir, decode_conf_overrides(args.decode_conf) + list(args.overrides))
     out_dir = args.out_dir or args.exp_dir / "analysis" / "audio_reliance"
     for item in args.sets:
         name, sep, path = item.partition("=")

@@ -3,7 +3,9 @@
     python -m elfs2t.bin.decode --exp-dir exp/asr_elf --target transcript \\
         --set asr_test=dump/whisper-tiny.en_trim/asr_test/cuts.jsonl.gz [decode.flow.steps=8 ...]
 
-The model config comes from ``exp-dir/config.yaml``; only ``decode.*`` keys may be overridden. Output:
+The model config comes from ``exp-dir/config.yaml``; only ``decode.*`` keys may be overridden: by named decoding
+configs (``--decode-conf conf/decode/flow4.yaml``, a ``decode:`` section; repeatable, merged in order) and then by
+``decode.key=value`` arguments. Output:
 ``exp-dir/decode_<inference_tag>/<set>/{text,ref,utt_timing.txt,timing.json}`` (see elfs2t.decode).
 Under torchrun each process decodes a share of the batches and rank 0 merges the shards.
 References longer than the model's text slots (``max_text_tokens``; no hypothesis can be that long) are still
@@ -12,7 +14,8 @@ decoded and scored, but counted: a warning names a few, and ``timing.json`` hold
 Weights: the EMA weights of the latest checkpoint, ``--checkpoint FILE``, or ``--average N`` checkpoints (the last
 N, or with ``--average-by best`` the N of lowest validation loss; the tag gets ``_avgN`` / ``_avgbestN``).
 Features made by another encoder, mode or dtype than the model's (``exp-dir/encoder.json``) are refused.
-``--record-setting`` records these ``decode.*`` overrides as the model's decoding setting
+``--record-setting`` records these ``decode.*`` overrides (the decoding configs' keys, then the arguments) as the
+model's decoding setting
 (``exp-dir/decode_setting.yaml``), the one ``elfs2t.load``, ``transcribe`` and ``export`` use.
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind, task_tokens
 from elfs2t.features.record import FeatureMismatchError
-from elfs2t.inference.setting import record_setting
+from elfs2t.inference.setting import decode_conf_overrides, record_setting
 from elfs2t.inference.trained import check_sets, load_trained
 from elfs2t.results import decode_info
 from elfs2t.train.distributed import barrier, cleanup, init_distributed
@@ -50,6 +53,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="decode the average of N checkpoints' weights instead of the EMA weights (0: off)")
     p.add_argument("--average-by", choices=("last", "best"), default="last",
                    help="which N checkpoints: the last, or those of lowest validation loss")
+    p.add_argument("--decode-conf", action="append", default=[], type=Path, metavar="FILE",
+                   help="a named decoding config (YAML with a decode: section, e.g. conf/decode/flow4.yaml), merged "
+                        "into the model's decode section before the decode.key=value overrides (repeatable)")
     p.add_argument("--record-setting", action="store_true",
                    help="record these decode.* overrides as the model's setting (exp-dir/decode_setting.yaml)")
     p.add_argument("--tag", default=None, help="inference tag (default: from the decoding settings)")
@@ -72,6 +78,7 @@ def refs_over_max_len(model, cuts, target: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    overrides = decode_conf_overrides(args.decode_conf) + list(args.overrides)
     info = init_distributed()
     sets = []
     for item in args.sets:
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
         sets.append((name, path))
-    model, cfg, state = load_trained(args.exp_dir, args.overrides, args.checkpoint, args.average, args.average_by)
+    model, cfg, state = load_trained(args.exp_dir, overrides, args.checkpoint, args.average, args.average_by)
     task = SetSpec(cuts=Path("-"), target=args.target, task=args.task).task_name
     if task_tokens(cfg) and task not in task_tokens(cfg):
         raise ConfigError(f"--task {task}: the model of {args.exp_dir} has the tasks {task_tokens(cfg)}")
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "max_text_tokens": getattr(model, "max_text_tokens", None)})
             print(f"decoded {name}: {summary['num_utts']} utts, RTFx {summary['rtfx']:.1f} -> {out_dir}/text")
     if args.record_setting and info.is_main:
-        print(f"recorded the decoding setting {args.overrides} -> {record_setting(args.exp_dir, args.overrides, tag)}")
+        print(f"recorded the decoding setting {overrides} -> {record_setting(args.exp_dir, overrides, tag)}")
     cleanup()
     return 0
 

@@ -9,18 +9,24 @@ it with ``python -m elfs2t.bin.decode ... --record-setting``: ``exp/<tag>/decode
 
 ``elfs2t.load`` / ``transcribe`` / ``export`` apply these overrides on top of the config (a user's own
 ``decode.*`` overrides go after them). A folder without the file decodes with its config's ``decode`` section.
+
+A named decoding config (a recipe's ``conf/decode/<name>.yaml``, ``--decode-conf`` of ``decode`` and
+``audio_reliance``) holds a ``decode:`` section alone, e.g. ``decode: {strategy: flow, flow: {steps: 4}}``;
+:func:`decode_conf_overrides` turns it into the same ``decode.*`` overrides (``decode.strategy=flow
+decode.flow.steps=4``), checked against the decoding config's keys, so a recorded setting never names a file.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterable, Optional
 
 import yaml
 
 from elfs2t.atomic import write_text
-from elfs2t.config import ConfigError
+from elfs2t.config import ConfigError, load_yaml, structure
 
-__all__ = ["SETTING_FILE", "record_setting", "read_setting", "check_overrides"]
+__all__ = ["SETTING_FILE", "record_setting", "read_setting", "check_overrides", "decode_conf_overrides"]
 
 SETTING_FILE = "decode_setting.yaml"
 
@@ -59,3 +65,49 @@ def read_setting(folder: str | Path) -> tuple[list[str], Optional[str]]:
     except (yaml.YAMLError, AttributeError, TypeError) as exc:
         raise ConfigError(f"{path}: unreadable decoding setting ({exc})") from exc
     return check_overrides(overrides, f"{path}: recorded decoding"), data.get("tag")
+
+
+def _value_text(value: Any) -> str:
+    """``value`` written so that an override's YAML parsing gives it back (``flow``, ``4``, ``1.0e-05``, ``[a, b]``)."""
+    candidates = [value] if isinstance(value, str) else []
+    candidates += [json.dumps(value), yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()]
+    for text in candidates:
+        try:
+            parsed = yaml.safe_load(text) if text.strip() else ""  # as elfs2t.config.apply_overrides reads it
+        except yaml.YAMLError:
+            continue
+        if parsed == value and type(parsed) is type(value):
+            return text
+    raise ConfigError(f"value {value!r} cannot be written as a decode.* override")
+
+
+def _flatten(data: Any, prefix: str) -> list[str]:
+    if isinstance(data, dict):
+        return [o for key, value in data.items() for o in _flatten(value, f"{prefix}.{key}")]
+    return [f"{prefix}={_value_text(data)}"]
+
+
+def decode_conf_overrides(paths: Iterable[str | Path]) -> list[str]:
+    """The ``decode.*`` overrides of named decoding configs (YAML files holding a ``decode:`` section alone), file
+    after file, in each file's order. A key the decoding config does not have, a value of the wrong type or
+    another top-level section is a ConfigError naming the file and the key."""
+    from elfs2t.experiment import DecodeConfig
+
+    overrides: list[str] = []
+    for path in paths:
+        data = load_yaml(path)
+        other = sorted(set(data) - {"decode"})
+        if other:
+            raise ConfigError(f"{path}: unknown config key(s) {other}; a decoding config holds a 'decode' section "
+                              "only")
+        section = data.get("decode") or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: decode: expected a mapping, got {section!r}")
+        flat = _flatten(section, "decode") if section else []
+        try:
+            check_overrides(flat, "decoding config")
+            structure(DecodeConfig, section, prefix="decode")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        overrides += flat
+    return overrides
