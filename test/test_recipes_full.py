@@ -61,6 +61,13 @@ def tiny_train_opts() -> str:
             "optim.warmup_steps=1")
 
 
+def tiny_ar_opts() -> str:
+    """The AR baseline's config (conf/train_ar.yaml) shrunk to CPU size: a 1-layer LM of width 32, 3 steps."""
+    return ("ar.layers=1 ar.hidden=32 ar.heads=2 ar.feat_dim=64 ar.stack=2 data.max_duration=2 "
+            "data.num_buckets=2 train.max_steps=3 train.log_every=1 train.valid_every=0 train.save_every=3 "
+            "train.num_workers=0 train.pin_memory=false train.progress=false optim.warmup_steps=1")
+
+
 def common_args(models) -> list[str]:
     return ["--nj", "1", "--ngpu", "0", "--encoder", str(models["whisper"]), "--feat-mode", "trim",
             "--feat-batch-size", "2", "--elf-init", str(models["elf"]), "--train-opts", tiny_train_opts(),
@@ -169,10 +176,7 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     # one model for both tasks with task tokens: the AR baseline (stage 3: the SentencePiece vocabulary of both
     # targets) and ELF-S2T (stage 4 only: the same overrides, elf.tasks); the translation decoded as <set>, the
     # transcript as <set>_asr
-    ar_opts = ("ar.layers=1 ar.hidden=32 ar.heads=2 ar.feat_dim=64 ar.stack=2 data.max_duration=2 "
-               "data.num_buckets=2 train.max_steps=3 train.log_every=1 train.valid_every=0 train.save_every=3 "
-               "train.num_workers=0 train.pin_memory=false train.progress=false optim.warmup_steps=1")
-    swap = {tiny_train_opts(): ar_opts, "decode.flow.steps=2 decode.max_duration=5": "decode.beam_size=2 "
+    swap = {tiny_train_opts(): tiny_ar_opts(), "decode.flow.steps=2 decode.max_duration=5": "decode.beam_size=2 "
             "decode.max_new_tokens=8 decode.max_duration=5"}
     assert set(swap) <= set(args), "common_args changed: update the AR swap"
     ar_args = [swap.get(a, a) for a in args]
@@ -202,9 +206,13 @@ def test_covost2_stages_1_to_6_st_and_source_asr(tmp_path, tiny_models):
     assert r.returncode == 1 and "--model must be elf or ar" in r.stderr
 
 
-@pytest.mark.slow  # a new recipe from egs/TEMPLATE, its example local/prepare.py layout, stages 1-3 (~25 s)
-def test_new_recipe_from_template_stages_1_to_3(tmp_path, tiny_models):
-    """Stages 4-6 of the template are those of egs/covost2 with the set names as options (run there in full)."""
+@pytest.mark.slow  # a new recipe from egs/TEMPLATE, its example local/prepare.py layout, every stage (~2 min)
+def test_new_recipe_from_template_stages_1_to_7(tmp_path, tiny_models):
+    """Every stage of a recipe made from egs/TEMPLATE with ELF-S2T and the AR baseline; a decoding config added
+    after stage 5 is decoded alone and scored and analysed with the first; a decoding config with an unknown key
+    stops stage 5 with one line naming it."""
+    from elfs2t.inference.setting import read_setting
+
     egs = tmp_path / "egs"
     r = subprocess.run([str(ROOT / "utils" / "new_recipe.sh"), "--egs-dir", str(egs), "my_corpus"],
                        capture_output=True, text=True)
@@ -220,8 +228,9 @@ def test_new_recipe_from_template_stages_1_to_3(tmp_path, tiny_models):
             sf.write(corpus / split / "wav" / f"{utt}.wav", np.full(3200 + 800 * i, 0.05, np.float32), 16000)
             lines.append(f"{utt} {text}")
         (corpus / split / "text").write_text("\n".join(lines) + "\n")
-    r = run(recipe, "--stage", "1", "--stop-stage", "3", "--valid-set", "dev", "--test-sets", "dev eval",
-            "--speed-perturb", "0.9 1.1", *common_args(tiny_models), CORPUS=str(corpus), HF_HUB_OFFLINE="1")
+    env = dict(CORPUS=str(corpus), HF_HUB_OFFLINE="1")
+    args = ["--valid-set", "dev", "--test-sets", "dev eval", "--speed-perturb", "0.9 1.1", *common_args(tiny_models)]
+    r = run(recipe, "--stage", "1", "--stop-stage", "7", *args, **env)
     assert r.returncode == 0, r.stderr[-4000:]
     tag = "whisper-rand64_trim"
     assert sorted(p.name for p in (recipe / "dump" / tag).iterdir()) == ["dev", "eval", "train", "train_sp"]
@@ -232,13 +241,48 @@ def test_new_recipe_from_template_stages_1_to_3(tmp_path, tiny_models):
     assert fetched["file"].endswith("checkpoint_20") and fetched["loaded"] > 0
     done = recipe / "exp" / ".done"
     assert (done / "stage1").is_file() and (done / f"{tag}_sp" / "stage2").is_file()
-    assert (done / f"train_{tag}_sp" / "stage3").is_file()
-    # --model ar: stage 3 trains the SentencePiece vocabulary of the training targets instead
-    r = run(recipe, "--stage", "3", "--stop-stage", "3", "--model", "ar", "--ar-vocab-size", "30",
-            "--speed-perturb", "0.9 1.1", *common_args(tiny_models), CORPUS=str(corpus), HF_HUB_OFFLINE="1")
+    exp = recipe / "exp" / f"train_{tag}_sp"
+    assert (done / exp.name / "stage3").is_file() and (done / exp.name / "decode_flow32" / "stage5").is_file()
+    decode = exp / "decode_flow2_g2_prior"  # conf/decode/flow32.yaml with --decode-opts decode.flow.steps=2
+    for s in ("dev", "eval"):
+        assert re.search(r"^WER:", (decode / s / "result.txt").read_text(), re.M), s
+    assert read_setting(exp)[1] == "flow2_g2_prior"
+    assert (exp / "analysis" / "report.md").is_file() and (exp / "analysis" / "audio_reliance" / "dev" / "reliance.md").is_file()
+
+    # a second decoding config after stage 5 ran: only it is decoded; stage 6 takes in both decodes (stage 7 alike)
+    (recipe / "conf" / "decode" / "flow_g1.yaml").write_text("decode: {strategy: flow, flow: {steps: 2, guidance: 1}}\n")
+    r = run(recipe, "--stage", "5", "--stop-stage", "6", *args, "--decode-confs",
+            "conf/decode/flow32.yaml conf/decode/flow_g1.yaml", **env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "stage 5 (decoding with conf/decode/flow32.yaml (dev eval)): already done" in r.stderr
+    assert "stage 5: decoding with conf/decode/flow_g1.yaml (dev eval)" in r.stderr
+    assert "stage 6 (scoring): its inputs changed since it was done" in r.stderr
+    assert sorted(d.name for d in exp.glob("decode_*") if d.is_dir()) == ["decode_flow2_g1_prior", "decode_flow2_g2_prior"]
+    assert (exp / "decode_flow2_g1_prior" / "eval" / "result.txt").is_file()
+    assert read_setting(exp) == (["decode.strategy=flow", "decode.flow.steps=2", "decode.flow.guidance=1",
+                                  "decode.flow.steps=2", "decode.max_duration=5"], "flow2_g1_prior")  # the last config
+    assert "flow2_g1_prior" in (recipe / "RESULTS.md").read_text()
+    # a decoding config with an unknown key: the decode's one-line error naming the key and file, exit 2
+    (recipe / "conf" / "decode" / "typo.yaml").write_text("decode: {strategy: flow, flow: {stpes: 2}}\n")
+    r = run(recipe, "--stage", "5", "--stop-stage", "5", *args, "--decode-confs", "conf/decode/typo.yaml", **env)
+    assert r.returncode == 2 and r.stderr.count("error:") == 1, r.stderr[-2000:]
+    assert "decode: error: conf/decode/typo.yaml: unknown config key(s) ['decode.flow.stpes']" in r.stderr
+    r = run(recipe, "--stage", "5", *args, "--decode-confs", "conf/decode/nothere.yaml", **env)
+    assert r.returncode == 1 and "no such decoding config: conf/decode/nothere.yaml" in r.stderr
+
+    # the AR baseline: stage 3 trains the SentencePiece vocabulary of the training targets, then stages 4-7 (its
+    # errors measured in the MiniLM latent space)
+    ar_args = [tiny_ar_opts() if a == tiny_train_opts() else a for a in args]
+    ar_args[ar_args.index("--decode-opts") + 1] = "decode.max_new_tokens=8 decode.max_duration=5"
+    r = run(recipe, "--stage", "3", "--model", "ar", "--ar-vocab-size", "30", "--analysis-space", str(MINILM),
+            *ar_args, **env)
     assert r.returncode == 0, r.stderr[-4000:]
     assert (recipe / "data" / "token_list" / "train_bpe30" / "sp.model").is_file()
-    assert (done / f"train_ar_{tag}_sp" / "stage3").is_file()
+    ar = recipe / "exp" / f"train_ar_{tag}_sp"
+    assert (done / ar.name / "stage3").is_file() and (done / ar.name / "decode_beam4" / "stage5").is_file()
+    assert re.search(r"^WER:", (ar / "decode_beam4" / "eval" / "result.txt").read_text(), re.M)
+    assert (ar / "analysis" / "report.md").is_file() and not (ar / "analysis" / "audio_reliance").exists()
+    assert f"train_ar_{tag}_sp" in (recipe / "RESULTS.md").read_text()
 
 
 def declared_options(run_sh: Path) -> list[str]:

@@ -16,6 +16,10 @@
 # recipe with one line naming what changed: a stage's outputs are never reused for inputs they were not made
 # from, and a long stage is never redone behind the user's back (--force true redoes it).
 #
+# stage_begin --redo-when-changed N DESC ... runs the stage again, with a log line naming what changed, instead of
+# stopping: for stages that only summarise the outputs of earlier ones (scoring and analysis of the decodes, cheap to
+# redo), where new inputs -- a decoding added after the stage ran -- are the normal case, not an accident.
+#
 # Inputs: files are identified by their content (gzip files by their decompressed content, so a rewrite of the
 # same manifest is no change; files over 64 MiB, e.g. checkpoints, by size and modification time), folders
 # by the names and sizes of the files under them, a path that does not exist as "missing". SETTINGs (after
@@ -69,6 +73,8 @@ _stage_inputs_of() {  # the marker body for INPUT... [-- SETTING...]
 }
 
 stage_begin() {
+  local redo=false
+  if [ "${1:-}" = --redo-when-changed ]; then redo=true; shift; fi
   local n=$1 desc=${2:-}
   stage_in_range "$n" || return 1
   shift; [ $# -gt 0 ] && shift
@@ -85,6 +91,12 @@ stage_begin() {
       changed=$(LC_ALL=C comm -3 <(grep -v '^#' "$marker" | LC_ALL=C sort) <(printf '%s\n' "$now" | LC_ALL=C sort) \
                 | sed 's/^\t//' | awk '$1 == "setting" { sub(/^setting /, ""); sub(/=.*/, ""); print "setting " $0; next } { print $2 }' \
                 | awk 'NF && !seen[$0]++' | head -n 3 | paste -sd, - | sed 's/,/, /g')
+      if [ "$redo" = true ]; then
+        log_caller "stage $n ($desc): its inputs changed since it was done (changed: $changed); doing it again"
+        rm -f "$marker"
+        _stage_inputs[$marker]=$now
+        return 0
+      fi
       die_caller "stage $n ($desc) was done with other inputs than now (changed: $changed; marker $marker):" \
         "its outputs are stale. Redo it with --force true (e.g. --stage $n --stop-stage $n --force true)"
     fi

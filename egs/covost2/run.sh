@@ -34,15 +34,16 @@ speed_perturb_per_cut=all   # stage 2: all = one copy per factor; one = one copy
 elf_init=""           # stage 3-4: ELF checkpoint (file, dir or hub id) instead of init.denoiser of --conf
 analysis_space=t5-small  # stage 7: the text encoder whose latent space measures the AR baseline's errors
 ar_vocab_size=4000    # stage 3 (--model ar): SentencePiece BPE pieces of the AR's vocabulary of the targets
-exp_tag=""            # stage 4-6: experiment folder exp/<tag> (default: <pair>_<task>_<conf name>_<encoder tag>)
+exp_tag=""            # stage 3-7: experiment folder exp/<tag> (default: <pair>_<task>_<conf name>_<encoder tag>)
 train_opts=""         # stage 3-4: config overrides, e.g. "train.max_steps=30000 data.max_duration=600"
-decode_opts=""        # stage 5: decoding overrides, e.g. "decode.flow.steps=16 decode.flow.guidance=1.5"
+decode_confs=""       # stages 5, 7: named decoding configs, one decode each (default: the table below, by --model)
+decode_opts=""        # stage 5: decode.* overrides added to every decoding config, e.g. "decode.max_duration=600"
 node_rank=0           # stage 4: rank of this node (multi-node training)
 rdzv_endpoint=localhost:29400   # stage 4: torchrun rendezvous host:port, the same on every node
 rdzv_id=elfs2t        # stage 4: torchrun job id shared by all nodes
 
 help_message="Usage: $0 [options]
-CoVoST 2 S2TT recipe (ELF-S2T). Options (default in parentheses):
+CoVoST 2 S2TT recipe (ELF-S2T or the AR baseline). Options (default in parentheses):
   --stage N             first stage to run ($stage)
   --stop-stage M        last stage to run ($stop_stage)
   --force true|false    redo finished stages ($force)
@@ -68,7 +69,10 @@ CoVoST 2 S2TT recipe (ELF-S2T). Options (default in parentheses):
   --ar-vocab-size N     stage 3 with --model ar: pieces of the SentencePiece vocabulary of the targets ($ar_vocab_size)
   --exp-tag TAG         experiment folder exp/TAG (default: <pair>_<task>_<conf name>_<encoder tag>[_sp]) ($exp_tag)
   --train-opts \"K=V ..\" config overrides for stages 3-4, e.g. \"train.max_steps=30000\" ($train_opts)
-  --decode-opts \"K=V ..\" decoding overrides, e.g. \"decode.flow.guidance=1.5\" ($decode_opts)
+  --decode-confs \"F ..\" decoding configs (conf/decode/*.yaml), one decode each; the last is the model's
+                        setting; stage 7 sweeps the first (default: --model elf conf/decode/flow32.yaml, ar
+                        conf/decode/beam4.yaml) ($decode_confs)
+  --decode-opts \"K=V ..\" decode.* overrides added to every decoding config ($decode_opts)
   --node-rank N         rank of this node for multi-node training ($node_rank)
   --rdzv-endpoint H:P   torchrun rendezvous endpoint, the same on every node ($rdzv_endpoint)
   --rdzv-id ID          torchrun job id shared by all nodes ($rdzv_id)
@@ -109,150 +113,39 @@ if stage_begin 1 "data preparation" "${cv_dir:-COMMONVOICE}/validated.tsv" "$cov
   stage_done 1
 fi
 
-# Stages 2-6 share the encoder tag (dump/<tag>/) and the experiment folder (exp/<exp_tag>/).
+# ---------------------------------------------------------------------------------------------------
+# What stages 2-7 train and decode (utils/recipe_stages.sh): the training config and the decoding configs of each
+# --model; per --task the training targets and, per decoded set, "TARGET|SET_SUFFIX|METRIC" (the joint task decodes
+# every set twice: the translation as <set>, the transcript with its task token as <set>_asr)
 case "$model" in
-  elf) conf=${conf:-conf/train.yaml} section=elf ;;
-  ar) conf=${conf:-conf/train_ar.yaml} section=ar ;;
+  elf) conf=${conf:-conf/train.yaml} decode_confs=${decode_confs:-conf/decode/flow32.yaml} section=elf ;;
+  ar) conf=${conf:-conf/train_ar.yaml} decode_confs=${decode_confs:-conf/decode/beam4.yaml} section=ar ;;
   *) die "--model must be elf or ar, got '$model'" ;;
 esac
-case "$task" in  # targets: training targets; decode: "TARGET SET_SUFFIX METRIC" per task decoded in stage 5
+extra_train_overrides=()
+case "$task" in
   st) targets=("translation:$tgt_lang") decodes=("translation:$tgt_lang||bleu") ;;
   asr) targets=(transcript) decodes=("transcript||wer") ;;
-  joint) targets=(transcript "translation:$tgt_lang") decodes=("translation:$tgt_lang||bleu" "transcript|_asr|wer") ;;
+  joint) targets=(transcript "translation:$tgt_lang") decodes=("translation:$tgt_lang||bleu" "transcript|_asr|wer")
+         extra_train_overrides=("$section.tasks=[asr, 'st:$tgt_lang']") ;;
   *) die "--task must be st, asr or joint, got '$task'" ;;
 esac
-sets=(); for split in $splits; do sets+=("${pair}_$split"); done
-eval_sets=(); for s in "${sets[@]}"; do [ "$s" = "${pair}_train" ] || eval_sets+=("$s"); done
-feat_tag=""; tag=""
-if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 7 ]; then
+if [ "$stop_stage" -ge 2 ]; then
   [[ " $splits " == *" train "* && " $splits " == *" dev "* ]] || die "--splits must include train and dev for stages 2-6"
-  # the encoder tag; --ngpu is checked against the visible GPUs when a stage that uses them is in the range
-  gpus=0; for s in 2 4 5; do stage_in_range "$s" && gpus=$ngpu; done
-  feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --ngpu "$gpus" --print-tag) \
-    || exit 1  # (it printed the error, naming the option)
-  tag=${exp_tag:-${pair}_${task}_$(basename "$conf" .yaml)_$feat_tag${speed_perturb:+_sp}}
 fi
-read -r -a extra_train_opts <<< "$train_opts"
-read -r -a extra_decode_opts <<< "$decode_opts"
-train_sets="" valid_sets=""
-for target in "${targets[@]}"; do
-  train_sets="$train_sets${train_sets:+, }{cuts: dump/$feat_tag/${pair}_train/cuts.jsonl.gz, target: '$target'}"
-  [ -z "$speed_perturb" ] || train_sets="$train_sets, {cuts: dump/$feat_tag/${pair}_train_sp/cuts.jsonl.gz, target: '$target'}"
-  valid_sets="$valid_sets${valid_sets:+, }{cuts: dump/$feat_tag/${pair}_dev/cuts.jsonl.gz, target: '$target'}"
-done
-train_overrides=("data.train=[$train_sets]" "data.valid=[$valid_sets]")
-[ "$task" = joint ] && train_overrides+=("$section.tasks=[asr, 'st:$tgt_lang']")
-[ -n "$elf_init" ] && [ "$model" = elf ] && train_overrides+=("init.denoiser=$elf_init")
+feat_sets=(); for split in $splits; do feat_sets+=("${pair}_$split"); done
+eval_sets=(); for s in "${feat_sets[@]}"; do [ "$s" = "${pair}_train" ] || eval_sets+=("$s"); done
+train_set=${pair}_train valid_set=${pair}_dev
+tag_prefix=${pair}_${task}_ what="$task $pair"
 vocab=data/token_list/${pair}_${task}_bpe$ar_vocab_size   # stage 3 with --model ar
-[ "$model" = ar ] && train_overrides+=("ar.tokenizer=$vocab")
-train_overrides+=("${extra_train_opts[@]}")
-nproc=$(( ngpu > 0 ? ngpu : 1 ))
-if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
 
-# ---------------------------------------------------------------------------------------------------
-# Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, <src>_<tgt>_train_sp)
-#   -> dump/<encoder_tag>/<src>_<tgt>_<split>/cuts.jsonl.gz
-done_dir=exp/.done/$feat_tag${speed_perturb:+_sp}   # per encoder tag (finished sets are skipped inside)
-stage1_cuts=(); for s in "${sets[@]}"; do stage1_cuts+=("$manifest_dir/cuts_$s.jsonl.gz"); done
-if stage_begin 2 "Whisper feature caching ($feat_tag)" "${stage1_cuts[@]}" -- "encoder=$encoder" "feat_mode=$feat_mode" \
-    "speed_perturb=$speed_perturb" "speed_perturb_per_cut=$speed_perturb_per_cut"; then
-  sp_sets=()
-  if [ -n "$speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
-    # shellcheck disable=SC2086  # a list of factors
-    python -m elfs2t.bin.speed_perturb --cuts "$manifest_dir/cuts_${pair}_train.jsonl.gz" \
-      --out "$manifest_dir/cuts_${pair}_train_sp.jsonl.gz" --factors $speed_perturb --per-cut "$speed_perturb_per_cut"
-    sp_sets=("${pair}_train_sp")
-  fi
-  run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
-    --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "${sets[@]}" "${sp_sets[@]}" --dump-dir dump \
-    $(force_flag)
-  stage_done 2
-fi
-
-# ---------------------------------------------------------------------------------------------------
-# Stages 3-6 keep their done markers per experiment (exp/.done/<tag>/), so another --conf, --task or --exp-tag
-# runs them again instead of being skipped.
-done_dir=exp/.done/$tag
-
-# ---------------------------------------------------------------------------------------------------
-# Stage 3, ELF-S2T: fetch the released checkpoint (init.denoiser of --conf, or --elf-init) into the Hugging Face cache
-#   and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
-# Stage 3, AR: the SentencePiece vocabulary of the training targets -> data/token_list/<pair>_<task>_bpe<N> (its
-#   fresh LM is sized to it; a pre-trained LM instead: --train-opts "ar.lm=<hub id or dir> ar.tokenizer=null")
-model_type=elf_s2t  # the config's model (for the logs), unless --train-opts sets another
-[ -f "$conf" ] && model_type=$(sed -n 's/^model: *\([A-Za-z0-9_]*\).*/\1/p' "$conf" | head -n 1)
-for o in "${extra_train_opts[@]}"; do case "$o" in model=*) model_type=${o#model=} ;; esac; done
-model_type=${model_type:-elf_s2t}
-if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)" "$conf" -- "elf_init=$elf_init" \
-    "train_opts=$train_opts"; then
-  python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
-  stage_done 3
-fi
-if [ "$model" = ar ] && stage_begin 3 "AR vocabulary of the training targets (SentencePiece) -> $vocab" \
-    "$manifest_dir/cuts_${pair}_train.jsonl.gz" -- "task=$task" "ar_vocab_size=$ar_vocab_size"; then
-  text_sets=(); for target in "${targets[@]}"; do text_sets+=(--set "$manifest_dir/cuts_${pair}_train.jsonl.gz=$target"); done
-  python -m elfs2t.bin.export_text --out "$vocab.txt" "${text_sets[@]}"
-  python -m elfs2t.bin.train_subword --text "$vocab.txt" --out-dir "$vocab" --vocab-size "$ar_vocab_size"
-  stage_done 3
-fi
-
-# ---------------------------------------------------------------------------------------------------
-# Stage 4: training (ELF-S2T: flow matching with audio forcing) -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
-train_inputs=("$conf" dump/$feat_tag/${pair}_train/cuts.jsonl.gz "dump/$feat_tag/${pair}_dev/cuts.jsonl.gz")
-[ -z "$speed_perturb" ] || train_inputs+=(dump/$feat_tag/${pair}_train_sp/cuts.jsonl.gz)
-[ "$model" = ar ] && train_inputs+=("$vocab")   # the stage-3 vocabulary
-if stage_begin 4 "training ($task $pair, model $model_type) -> exp/$tag" "${train_inputs[@]}" -- "target=$target" \
-    "train_opts=$train_opts" "elf_init=$elf_init"; then
-  run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
-    --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" \
-    elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
-  stage_done 4
-fi
-
-# ---------------------------------------------------------------------------------------------------
-# Stage 5: decoding (ELF-S2T: CFG sampling; AR: greedy / beam) -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref};
-#   the joint task decodes every set twice: the translation as <set>, the transcript as <set>_asr (its task token)
-decode_inputs=("exp/$tag/last.pt"); for s in "${eval_sets[@]}"; do decode_inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
-if stage_begin 5 "decoding (${eval_sets[*]})" "${decode_inputs[@]}" -- "target=$target" "decode_opts=$decode_opts"; then
-  for d in "${decodes[@]}"; do
-    IFS='|' read -r target suffix _ <<< "$d"
-    args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s$suffix=dump/$feat_tag/$s/cuts.jsonl.gz"); done
-    run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" \
-      --record-setting "${extra_decode_opts[@]}"  # the model's setting (transcribe, export)
-  done
-  stage_done 5
-fi
-
-# ---------------------------------------------------------------------------------------------------
-# Stage 6: scoring (BLEU/chrF for st, WER for asr) -> result.txt per decoded set; RESULTS.md (all experiments)
-score_inputs=(); for f in exp/"$tag"/decode_*/*/text; do [ -f "$f" ] && score_inputs+=("$f"); done
-if stage_begin 6 "scoring ($task)" "${score_inputs[@]}" -- "task=$task"; then
-  for dir in exp/"$tag"/decode_*/*/; do
-    [ -f "$dir/text" ] || continue
-    metric=${decodes[0]##*|}
-    [ "$task" = joint ] && [[ "$(basename "$dir")" == *_asr ]] && metric=wer
-    python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" --out-dir "$dir"
-  done
-  python -m elfs2t.bin.score --results-table . --results-out RESULTS.md
-  cat RESULTS.md
-  stage_done 6
-fi
-
-# ---------------------------------------------------------------------------------------------------
-# Stage 7: analysis -> exp/<tag>/analysis/: the latent-space error analysis of every decoded set (report.md); for
-#   ELF-S2T also the audio reliance of the first evaluated set (audio real / zero / noise / swapped x CFG scales of
-#   the --decode-opts setting: exp/<tag>/analysis/audio_reliance/<set>/reliance.md)
-analysis_inputs=(); for f in exp/"$tag"/decode_*/*/text; do [ -f "$f" ] && analysis_inputs+=("$f"); done
-if stage_begin 7 "analysis" "${analysis_inputs[@]}" -- "analysis_space=$analysis_space"; then
-  dirs=(); for d in exp/"$tag"/decode_*/*/; do [ -f "$d/text" ] && dirs+=(--decode-dir "${d%/}"); done
-  [ "${#dirs[@]}" -gt 0 ] || die "stage 7: nothing decoded in exp/$tag (run stage 5 first)"
-  space=(); [ "$model" = ar ] && space=(--text-space "$analysis_space")  # ELF-S2T brings its own latent space
-  python -m elfs2t.bin.analyze "${dirs[@]}" "${space[@]}" --out-dir "exp/$tag/analysis" --no-progress
-  if [ "$model" = elf ]; then
-    python -m elfs2t.bin.audio_reliance --exp-dir "exp/$tag" --target "${decodes[0]%%|*}" \
-      --set "${eval_sets[0]}=dump/$feat_tag/${eval_sets[0]}/cuts.jsonl.gz" -- "${extra_decode_opts[@]}"
-  fi
-  stage_done 7
-fi
+. "$MAIN_ROOT/utils/recipe_stages.sh"
+recipe_init
+stage_features   # 2: Whisper features (and --speed-perturb copies, <pair>_train_sp) -> dump/<encoder_tag>/<set>/
+stage_backbone   # 3: the released ELF checkpoint fetched and test-loaded, or the AR vocabulary of the targets
+stage_train      # 4: training -> exp/<tag>/
+stage_decode     # 5: one decode per decoding config (and per task) -> exp/<tag>/decode_<inference_tag>/<set>/
+stage_score      # 6: BLEU/chrF (st), WER (asr) per decoded set, RESULTS.md
+stage_analysis   # 7: error analysis (and ELF-S2T's audio reliance) -> exp/<tag>/analysis/
 
 log "finished stages $stage..$stop_stage"

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Stages 2-7 of the corpus recipes (egs/librispeech, egs/covost2, egs/TEMPLATE and recipes made from it), shared:
+# a run.sh declares its options, runs its stages 0-1, sets the table of what to train and decode, and calls
+#
+#   . "$MAIN_ROOT/utils/recipe_stages.sh"      # after parse_options.sh, stage.sh and cmd.sh (run_job)
+#   recipe_init                                # encoder tag, experiment tag, training overrides; checks
+#   stage_features; stage_backbone; stage_train; stage_decode; stage_score; stage_analysis
+#
+# The table (variables the recipe sets before recipe_init):
+#   conf            the training config of --model (conf/train.yaml, conf/train_ar.yaml)
+#   decode_confs    named decoding configs (conf/decode/*.yaml, space-separated) stage 5 decodes with, in turn
+#   train_set, valid_set   stage-1 set names of the training and validation sets
+#   eval_sets=(..)  the sets stage 5 decodes and stage 6 scores
+#   feat_sets=(..)  the sets stage 2 caches (default: train, valid and eval sets)
+#   targets=(..)    training targets: transcript, translation:<lang> (several: one model with task tokens)
+#   decodes=(..)    what stage 5 decodes per set, "TARGET|SUFFIX|METRIC": the target, a suffix of the decoded set's
+#                   name (<set><suffix>) and stage 6's metric (wer, cer, bleu, all)
+# and optionally: tag_prefix (of the default experiment tag), what (the training stage's description),
+# vocab (the AR vocabulary folder, default data/token_list/<train_set>_bpe<N>), ar_text_opts=(..) (export_text
+# options, e.g. --lowercase), extra_train_overrides=(..) (e.g. elf.tasks of a joint model).
+# The common options (--model, --encoder, --feat-mode, --train-opts, --decode-opts, --ngpu, ...) keep their names
+# in every recipe; egs/TEMPLATE/run.sh is the reference for their declarations and help lines.
+#
+# Markers (utils/stage.sh): stage 2 per encoder tag (exp/.done/<encoder_tag>[_sp]/), stages 3-4, 6-7 per experiment
+# (exp/.done/<tag>/), stage 5 per experiment and decoding config (exp/.done/<tag>/decode_<name>/): a decoding config
+# added later runs alone, one already decoded is skipped. Stages 6 and 7 summarise every decode folder of the
+# experiment and are done again when a decode was added or redone (stage_begin --redo-when-changed).
+
+# shellcheck source=utils/log.sh
+. "$(dirname "${BASH_SOURCE[0]}")/log.sh"
+declare -F run_job > /dev/null || die "recipe_stages.sh: source the recipe's cmd.sh (run_job) first"
+
+recipe_init() {  # the encoder and experiment tags, the training overrides, the decoding configs; checks first
+  local s gpus t train_sets="" valid_sets=""
+  [[ "$decode_opts" != *";"* ]] || die "--decode-opts '$decode_opts': one list of decode.* overrides (added to every \
+decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in --decode-confs"
+  [ -n "${feat_sets[*]-}" ] || feat_sets=("$train_set" "$valid_set" "${eval_sets[@]}")
+  vocab=${vocab:-data/token_list/${train_set}_bpe$ar_vocab_size}   # stage 3 with --model ar
+  read -r -a decode_conf_list <<< "$decode_confs"
+  if stage_in_range 5 || stage_in_range 7; then
+    [ "${#decode_conf_list[@]}" -gt 0 ] || die "--decode-confs is empty: name at least one conf/decode/*.yaml"
+    declare -A seen=()
+    for s in "${decode_conf_list[@]}"; do
+      [ -f "$s" ] || die "--decode-confs: no such decoding config: $s (conf/decode/*.yaml)"
+      [ -z "${seen[$(basename "$s" .yaml)]:-}" ] || die "--decode-confs: two decoding configs named $(basename "$s")"
+      seen[$(basename "$s" .yaml)]=1
+    done
+  fi
+  feat_tag=""; tag=""
+  if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 7 ]; then
+    # the encoder tag; --ngpu is checked against the visible GPUs when a stage that uses them is in the range
+    gpus=0; for s in 2 4 5; do stage_in_range "$s" && gpus=$ngpu; done
+    feat_tag=$(python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" --ngpu "$gpus" --print-tag) \
+      || exit 1  # (it printed the error, naming the option)
+    tag=${exp_tag:-${tag_prefix:-}$(basename "$conf" .yaml)_$feat_tag${speed_perturb:+_sp}}
+  fi
+  read -r -a extra_train_opts <<< "$train_opts"
+  read -r -a extra_decode_opts <<< "$decode_opts"
+  for t in "${targets[@]}"; do
+    train_sets="$train_sets${train_sets:+, }{cuts: dump/$feat_tag/$train_set/cuts.jsonl.gz, target: '$t'}"
+    [ -z "$speed_perturb" ] || train_sets="$train_sets, {cuts: dump/$feat_tag/${train_set}_sp/cuts.jsonl.gz, target: '$t'}"
+    valid_sets="$valid_sets${valid_sets:+, }{cuts: dump/$feat_tag/$valid_set/cuts.jsonl.gz, target: '$t'}"
+  done
+  train_overrides=("data.train=[$train_sets]" "data.valid=[$valid_sets]" "${extra_train_overrides[@]}")
+  if [ -n "$elf_init" ] && [ "$model" = elf ]; then train_overrides+=("init.denoiser=$elf_init"); fi
+  if [ "$model" = ar ]; then train_overrides+=("ar.tokenizer=$vocab"); fi
+  train_overrides+=("${extra_train_opts[@]}")
+  nproc=$(( ngpu > 0 ? ngpu : 1 ))
+  if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
+  model_type=elf_s2t  # the config's model (for the logs), unless --train-opts sets another
+  [ ! -f "$conf" ] || model_type=$(sed -n 's/^model: *\([A-Za-z0-9_]*\).*/\1/p' "$conf" | head -n 1)
+  for t in "${extra_train_opts[@]}"; do case "$t" in model=*) model_type=${t#model=} ;; esac; done
+  model_type=${model_type:-elf_s2t}
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, set <train_set>_sp)
+#   -> dump/<encoder_tag>/<set>/cuts.jsonl.gz; its marker is per encoder tag (finished sets are skipped inside)
+stage_features() {
+  local s cuts=() sets=("$train_set")
+  done_dir=exp/.done/$feat_tag${speed_perturb:+_sp}
+  for s in "${feat_sets[@]}"; do cuts+=("$manifest_dir/cuts_$s.jsonl.gz"); done
+  if stage_begin 2 "Whisper feature caching ($feat_tag)" "${cuts[@]}" -- "encoder=$encoder" "feat_mode=$feat_mode" \
+      "speed_perturb=$speed_perturb" "speed_perturb_per_cut=$speed_perturb_per_cut"; then
+    if [ -n "$speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
+      # shellcheck disable=SC2086  # a list of factors
+      python -m elfs2t.bin.speed_perturb --cuts "$manifest_dir/cuts_$train_set.jsonl.gz" \
+        --out "$manifest_dir/cuts_${train_set}_sp.jsonl.gz" --factors $speed_perturb --per-cut "$speed_perturb_per_cut"
+      sets+=("${train_set}_sp")
+    fi
+    for s in "${feat_sets[@]}"; do [[ " ${sets[*]} " == *" $s "* ]] || sets+=("$s"); done
+    run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
+      --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "${sets[@]}" --dump-dir dump $(force_flag)
+    stage_done 2
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 3, ELF-S2T: fetch the released checkpoint (init.denoiser of --conf, or --elf-init) into the Hugging Face
+#   cache and test-load it into the model of --conf -> exp/elf_<tag>/fetch.json
+# Stage 3, AR: the SentencePiece vocabulary of the training targets -> $vocab (its fresh LM is sized to it; a
+#   pre-trained LM instead: --train-opts "ar.lm=<hub id or dir> ar.tokenizer=null")
+stage_backbone() {
+  local t text_sets=()
+  done_dir=exp/.done/$tag
+  if [ "$model" = elf ] && stage_begin 3 "ELF backbone (fetch and check the released checkpoint)" "$conf" -- \
+      "elf_init=$elf_init" "train_opts=$train_opts"; then
+    python -m elfs2t.bin.fetch_elf --conf "$conf" --report "exp/elf_$tag/fetch.json" "${train_overrides[@]}"
+    stage_done 3
+  fi
+  if [ "$model" = ar ] && stage_begin 3 "AR vocabulary of the training targets (SentencePiece) -> $vocab" \
+      "$manifest_dir/cuts_$train_set.jsonl.gz" -- "targets=${targets[*]}" "ar_vocab_size=$ar_vocab_size"; then
+    for t in "${targets[@]}"; do text_sets+=(--set "$manifest_dir/cuts_$train_set.jsonl.gz=$t"); done
+    python -m elfs2t.bin.export_text --out "$vocab.txt" "${ar_text_opts[@]}" "${text_sets[@]}"
+    python -m elfs2t.bin.train_subword --text "$vocab.txt" --out-dir "$vocab" --vocab-size "$ar_vocab_size"
+    stage_done 3
+  fi
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 4: training (ELF-S2T: flow matching with audio forcing) -> exp/<tag>/ (torchrun over --ngpu x --num-nodes)
+stage_train() {
+  local inputs=("$conf" "dump/$feat_tag/$train_set/cuts.jsonl.gz" "dump/$feat_tag/$valid_set/cuts.jsonl.gz")
+  done_dir=exp/.done/$tag
+  [ -z "$speed_perturb" ] || inputs+=("dump/$feat_tag/${train_set}_sp/cuts.jsonl.gz")
+  [ "$model" != ar ] || inputs+=("$vocab")   # the stage-3 vocabulary
+  if stage_begin 4 "training (${what:+$what, }model $model_type) -> exp/$tag" "${inputs[@]}" -- \
+      "target=${targets[*]}" "train_opts=$train_opts" "elf_init=$elf_init"; then
+    run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
+      --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" \
+      elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
+    stage_done 4
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 5: decoding (ELF-S2T: the strategy of each decoding config; AR: greedy / beam) ->
+#   exp/<tag>/decode_<inference_tag>/<set><suffix>/{text,ref}, one folder per decoding config; the last config of
+#   --decode-confs is recorded as the model's setting (exp/<tag>/decode_setting.yaml: transcribe, export)
+stage_decode() {
+  local dconf d s target suffix args record inputs=("exp/$tag/last.pt")
+  for s in "${eval_sets[@]}"; do inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
+  for dconf in "${decode_conf_list[@]}"; do
+    done_dir=exp/.done/$tag/decode_$(basename "$dconf" .yaml)
+    if stage_begin 5 "decoding with $dconf (${eval_sets[*]})" "${inputs[@]}" "$dconf" -- "target=${targets[*]}" \
+        "decode_opts=$decode_opts"; then
+      record=(); [ "$dconf" != "${decode_conf_list[-1]}" ] || record=(--record-setting)
+      for d in "${decodes[@]}"; do
+        IFS='|' read -r target suffix _ <<< "$d"
+        args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s$suffix=dump/$feat_tag/$s/cuts.jsonl.gz"); done
+        run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" \
+          --decode-conf "$dconf" "${record[@]}" "${extra_decode_opts[@]}"
+      done
+      stage_done 5
+    fi
+  done
+  done_dir=exp/.done/$tag
+}
+
+decoded_texts() {  # the decoded texts of the experiment, one a line
+  local f; for f in exp/"$tag"/decode_*/*/text; do [ ! -f "$f" ] || echo "$f"; done
+}
+
+metric_of() {  # metric_of SET: stage 6's metric for a decoded set (the decodes entry whose suffix it ends with)
+  local d target suffix metric fallback=""
+  for d in "${decodes[@]}"; do
+    IFS='|' read -r target suffix metric <<< "$d"
+    if [ -z "$suffix" ]; then fallback=${fallback:-$metric}; elif [[ "$1" == *"$suffix" ]]; then echo "$metric"; return; fi
+  done
+  echo "${fallback:-wer}"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 6: scoring (WER/CER, BLEU/chrF) -> result.txt per decoded set; RESULTS.md (every experiment of the recipe)
+stage_score() {
+  local dir inputs
+  done_dir=exp/.done/$tag
+  mapfile -t inputs < <(decoded_texts)
+  if stage_begin --redo-when-changed 6 "scoring" "${inputs[@]}" -- "decodes=${decodes[*]}"; then
+    for dir in exp/"$tag"/decode_*/*/; do
+      [ -f "$dir/text" ] || continue
+      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$(metric_of "$(basename "$dir")")" \
+        --out-dir "$dir"
+    done
+    python -m elfs2t.bin.score --results-table . --results-out RESULTS.md
+    cat RESULTS.md
+    stage_done 6
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 7: analysis -> exp/<tag>/analysis/: the latent-space error analysis of every decoded set (report.md); for
+#   ELF-S2T also the audio reliance of the first evaluated set (audio real / zero / noise / swapped x CFG scales of
+#   the first decoding config: exp/<tag>/analysis/audio_reliance/<set>/reliance.md; finished decodes are reused)
+stage_analysis() {
+  local d inputs dirs=() space=()
+  done_dir=exp/.done/$tag
+  mapfile -t inputs < <(decoded_texts)
+  if stage_begin --redo-when-changed 7 "analysis" "${inputs[@]}" "${decode_conf_list[0]:-}" -- \
+      "analysis_space=$analysis_space" "decode_opts=$decode_opts"; then
+    for d in exp/"$tag"/decode_*/*/; do [ -f "$d/text" ] && dirs+=(--decode-dir "${d%/}"); done
+    [ "${#dirs[@]}" -gt 0 ] || die "stage 7: nothing decoded in exp/$tag (run stage 5 first)"
+    [ "$model" != ar ] || space=(--text-space "$analysis_space")  # ELF-S2T brings its own latent space
+    python -m elfs2t.bin.analyze "${dirs[@]}" "${space[@]}" --out-dir "exp/$tag/analysis" --no-progress
+    if [ "$model" = elf ]; then
+      python -m elfs2t.bin.audio_reliance --exp-dir "exp/$tag" --target "${decodes[0]%%|*}" \
+        --set "${eval_sets[0]}=dump/$feat_tag/${eval_sets[0]}/cuts.jsonl.gz" --decode-conf "${decode_conf_list[0]}" \
+        -- "${extra_decode_opts[@]}"
+    fi
+    stage_done 7
+  fi
+}
