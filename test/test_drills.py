@@ -306,6 +306,16 @@ def test_changed_input_stops_a_done_stage_instead_of_skipping_it(tmp_path):
     assert "already done" in sh("--stage", "2").stderr  # rewritten with the same content: not a change
     (tmp_path / "t.sh").write_text(STALE.replace("mode=trim", "mode=pad30"))
     assert "changed: setting mode;" in sh("--stage", "2").stderr  # a setting, named
+    # a stage that only summarises earlier outputs (scoring, analysis) runs again instead of stopping
+    (tmp_path / "t.sh").write_text(STALE.replace('stage_begin 2 "feature caching"',
+                                                 'stage_begin --redo-when-changed 2 "feature caching"'))
+    with open(tmp_path / "corpus.txt", "a") as f:
+        f.write("utt19\n")
+    assert sh("--stage", "1", "--stop-stage", "1", "--force").returncode == 0
+    r = sh("--stage", "2")
+    assert r.returncode == 0 and (tmp_path / "cached").read_text().strip() == "20"
+    assert "stage 2 (feature caching): its inputs changed since it was done (changed: cuts.gz" in r.stderr
+    assert "already done" in sh("--stage", "2").stderr  # its marker now records the new inputs
 
 
 @pytest.mark.slow  # the librispeech recipe's stages 1-2 with a tiny Whisper, twice (~1 min)

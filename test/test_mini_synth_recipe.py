@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_mini_synth_stages_0_to_7(tmp_path):
     recipe = copy_recipe("mini_synth", tmp_path)
     os.symlink(ROOT / "tools", tmp_path / "tools")  # the configs name ../../tools/models/...
+    (recipe / "conf" / "decode" / "flow2.yaml").write_text("decode: {strategy: flow, flow: {steps: 2}}\n")
     args = ["--num-train", "16", "--num-dev", "3", "--num-test", "3", "--num-test-unseen", "3", "--num-test-gen", "2",
             "--num-test-gen-unseen", "0", "--nj", "2", "--train-threads", "1", "--train-jobs", "2",
             "--models", "elf ar whisper", "--elf-init", "text",
-            "--decode-opts", "decode.strategy=flow decode.flow.steps=2;decode.strategy=draft",  # the last: recorded
-            "--ar-decode-opts", "decode.beam_size=1",
+            "--decode-confs", "conf/decode/flow2.yaml conf/decode/draft.yaml",  # the last: recorded
+            "--ar-decode-confs", "conf/decode/beam1.yaml",
             "--decode-sets", "test test_unseen gen_test gen_test_unseen", "--whisper-sets", "test gen_test",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
     r = run(recipe, *args, timeout=900)
@@ -34,7 +35,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
             results = list((exp / f"{task}_{model}").glob(f"decode_*/{task}_test/result.txt"))
             assert results, (task, model)
         assert list(exp.glob(f"whisper_*/decode_*/{task}_test/result.txt")), task
-    # --asr-decode-opts (default: the rescored draft) decodes ASR only, after the --decode-opts settings
+    # --asr-decode-confs (default: the rescored draft) decodes ASR only, after the --decode-confs settings
     assert list((exp / "asr_elf").glob("decode_rescore*/asr_test/result.txt"))
     assert not list((exp / "st_elf").glob("decode_rescore*"))
     # the generalisation sets (seen voices only here: the unseen-voice one is skipped with a log line)
@@ -62,7 +63,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     from elfs2t.inference.setting import read_setting
     from elfs2t.textfile import read_text
 
-    assert read_setting(exp / "asr_elf")[0] == ["decode.strategy=rescore"]  # --asr-decode-opts' default
+    assert read_setting(exp / "asr_elf")[0] == ["decode.strategy=rescore"]  # --asr-decode-confs' default
     assert read_setting(exp / "st_elf")[0] == ["decode.strategy=draft"] and read_setting(exp / "asr_ar")[1] == "beam1"
     flacs = sorted((recipe / "corpus" / "LibriSpeech" / "test-clean").rglob("*.flac"))
     got = {t.id: t.text for t in elfs2t.load(exp / "asr_elf").transcribe(flacs)}
@@ -74,7 +75,8 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     r = run(recipe, *args, "--stage", "3", "--stop-stage", "6", "--tasks", "asr st joint cascade",
             "--mt-decode-opts", "sampler.steps=2", timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
-    for done in ("stage 4 (training (asr st) [elf])", "stage 5 (decoding (asr st) [ar])", "stage 6 (scoring [whisper])"):
+    for done in ("stage 4 (training (asr st) [elf])", "stage 5 (decoding beam1 (asr st) [ar])",
+                 "stage 6 (scoring [whisper])"):
         assert f"{done}: already done" in r.stderr, done
     for model in ("elf", "ar"):  # one experiment each, both tasks decoded with their task tokens
         cfg = yaml.safe_load((exp / f"joint_{model}" / "config.yaml").read_text())
@@ -85,7 +87,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
         assert "normalizer: strip_accents" in (asr_de[0] / "result.txt").read_text()  # MiniLM has no umlauts
         st = sorted((exp / f"joint_{model}").glob("decode_*/st_test/result.txt"))
         assert st and "BLEU" in st[0].read_text(), model
-    assert read_setting(exp / "joint_elf")[0] == ["decode.strategy=draft"]  # the last --decode-opts, both tasks
+    assert read_setting(exp / "joint_elf")[0] == ["decode.strategy=draft"]  # the last --decode-confs, both tasks
     assert (recipe / "data" / "token_list" / "de_en" / "sp.model").is_file()
     assert list(exp.glob("whisper_*/decode_transcribe_de*/asr_de_test/result.txt"))
     # the cascade: the joint models' German transcripts (and the references) translated by the text ELF
@@ -98,12 +100,26 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     table = (exp / "results.md").read_text()
     for needle in ("asr_de_test", "joint_elf", "joint_ar", "cascade_elf", "mt_elf"):
         assert needle in table, needle
-    # run again, nothing changed: the joint and cascade stages are skipped too (their markers record their inputs)
-    r = run(recipe, *args, "--stage", "5", "--stop-stage", "6", "--tasks", "asr st joint cascade",
-            "--mt-decode-opts", "sampler.steps=2", timeout=300)
+    # run again with a second AR decoding config: the joint and cascade stages of ELF-S2T are skipped (their markers
+    # record their inputs), and so is AR's first config; the new one decodes every AR experiment, and the scoring
+    # and the cascade's translation of the German transcripts take in the new decodes
+    r = run(recipe, *[a if a != "conf/decode/beam1.yaml" else "conf/decode/beam1.yaml conf/decode/beam4.yaml"
+                      for a in args], "--stage", "5", "--stop-stage", "6", "--tasks", "asr st joint cascade",
+            "--mt-decode-opts", "sampler.steps=2", timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
-    for done in ("stage 5 (decoding [elf, joint])", "stage 5 (decoding [ar, joint])", "stage 6 (scoring [cascade])"):
+    for done in ("stage 5 (decoding draft [elf, joint])", "stage 5 (decoding beam1 [ar, joint])",
+                 "stage 5 (decoding beam1 (asr st) [ar])", "stage 6 (scoring [elf])"):
         assert f"{done}: already done" in r.stderr, done
+    for again in ("stage 5: decoding beam4 (asr st) [ar]", "stage 5: decoding beam4 [ar, joint]",
+                  "stage 6 (scoring [ar]): its inputs changed since it was done",
+                  "stage 5 (translation of the joint models' German transcripts (and of the references) [cascade]): "
+                  "its inputs changed"):
+        assert again in r.stderr, again
+    for model in ("asr_ar", "st_ar", "joint_ar"):
+        assert sorted(d.name for d in (exp / model).glob("decode_*") if d.is_dir()) == ["decode_beam1", "decode_beam4"]
+    assert read_setting(exp / "asr_ar")[1] == "beam4"  # the last config is the model's setting
+    assert list((exp / "cascade_ar").glob("decode_beam4_mt/st_test/result.txt"))
+    assert "beam4" in (exp / "results.md").read_text()
     timing = json.loads(next((exp / "asr_elf").glob("decode_*/asr_test/timing.json")).read_text())
     assert timing["num_utts"] == 3
 

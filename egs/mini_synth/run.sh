@@ -44,15 +44,17 @@ elf_init=""           # ELF-S2T denoiser init: "" from scratch (measured best he
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
-decode_opts="decode.strategy=flow decode.flow.steps=4;decode.strategy=readout;decode.strategy=draft"
-                      # ELF-S2T decoding settings, ';' between settings: one decode (and table row) each: the
-                      # flow from noise (4 steps, g 1; slots and length from the CTC alignment), the readout of
-                      # noise with no flow step (the bar the flow must clear), the CTC draft
-asr_decode_opts="decode.strategy=rescore"
-                      # ELF-S2T settings for ASR only, after --decode-opts: the draft rescored by both readouts
-                      # (on S2TT it cost 0.7-1.4 BLEU: it drops words)
-reliance_opts="decode.strategy=flow decode.flow.steps=4"   # the decoding whose CFG scale stage 7 sweeps
-ar_decode_opts="decode.beam_size=1;decode.beam_size=4"   # AR baseline decoding settings, ';' between them
+decode_confs="conf/decode/flow4.yaml conf/decode/readout.yaml conf/decode/draft.yaml"
+                      # ELF-S2T decoding configs, one decode (and table row) each: the flow from noise (4 steps,
+                      # g 1; slots and length from the CTC alignment), the readout of noise with no flow step
+                      # (the bar the flow must clear), the CTC draft
+asr_decode_confs="conf/decode/rescore.yaml"
+                      # ELF-S2T decoding configs for ASR only, after --decode-confs: the draft rescored by both
+                      # readouts (on S2TT it cost 0.7-1.4 BLEU: it drops words)
+ar_decode_confs="conf/decode/beam1.yaml conf/decode/beam4.yaml"   # AR baseline decoding configs
+reliance_conf=conf/decode/flow4.yaml   # the ELF-S2T decoding whose CFG scale stage 7 sweeps
+decode_opts=""        # decode.* overrides added to every ELF-S2T decoding (stages 5, 7), e.g. "decode.max_duration=50"
+ar_decode_opts=""     # decode.* overrides added to every AR decoding
 mt_decode_opts="sampler.steps=16 sampler.guidance=1"     # the cascade's text ELF: sampler overrides (one setting)
 decode_sets="dev test test_unseen gen_test gen_test_unseen"   # sets decoded by ELF-S2T and AR (prefixed asr_/st_;
                                                                # sets that stage 1 did not prepare are skipped)
@@ -106,30 +108,34 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --train-nproc N        training processes, torchrun when > 1 ($train_nproc)
   --train-jobs N         tasks trained at the same time in stage 4, each with --train-threads / N threads
                          (at least 1) and its output in exp/<task>_<model>/train.out ($train_jobs)
-  --decode-opts \"...\"    ELF-S2T decoding settings separated by ';', each a list of decode.* overrides
-                         ($decode_opts)
-  --asr-decode-opts \"...\" ELF-S2T decoding settings for the ASR task only, after --decode-opts
-                         ($asr_decode_opts)
-  --reliance-opts \"...\" the ELF-S2T decoding that stage 7's audio-reliance diagnostics sweep over CFG scales
-                         ($reliance_opts)
-  --ar-decode-opts \"...\" AR decoding settings separated by ';' ($ar_decode_opts)
+  --decode-confs \"...\"   ELF-S2T decoding configs (conf/decode/*.yaml: a decode: section each), one decode
+                         each; a config added later is decoded alone ($decode_confs)
+  --asr-decode-confs \"...\"  ELF-S2T decoding configs for the ASR task only, after --decode-confs
+                         ($asr_decode_confs)
+  --ar-decode-confs \"...\"  AR decoding configs ($ar_decode_confs)
+  --reliance-conf FILE   the ELF-S2T decoding that stage 7's audio-reliance diagnostics sweep over CFG scales
+                         ($reliance_conf)
+  --decode-opts \"...\"    decode.* overrides added to every ELF-S2T decoding ($decode_opts)
+  --ar-decode-opts \"...\" decode.* overrides added to every AR decoding ($ar_decode_opts)
   --mt-decode-opts \"...\" sampler.* overrides of the cascade's text ELF ($mt_decode_opts)
                          Stage 5 records each model's own setting for transcribe / export
-                         (exp/<task>_<model>/decode_setting.yaml): the last setting decoded for the task
-                         (a joint model: the last --decode-opts / --ar-decode-opts setting, for both tasks)
+                         (exp/<task>_<model>/decode_setting.yaml): the last config decoded for the task (a
+                         joint model: the last of --decode-confs / --ar-decode-confs, for both tasks)
   --decode-sets \"...\"    sets decoded by ELF-S2T and AR, without the asr_/st_ prefix ($decode_sets)
   --asr-whisper DIR|ID   Whisper for the zero-shot ASR baseline ($asr_whisper)
   --st-whisper DIR|ID    multilingual Whisper for the zero-shot S2TT baseline ($st_whisper)
   --whisper-beam N       Whisper zero-shot beam size, 1 = greedy ($whisper_beam)
   --whisper-sets \"...\"   sets decoded by Whisper zero-shot ($whisper_sets)
   --wer-normalizer NAME  normaliser before WER, the same for every model: default or whisper_en ($wer_normalizer)
-Stages 3-6 keep their done markers per model (exp/.done/<model>/stageN): adding a model later runs only
-it. Stage 6 always rewrites the comparison table exp/results.md.
+Stages 3-6 keep their done markers per model (exp/.done/<model>/stageN; stage 5 per model and decoding config,
+exp/.done/<model>/decode_<name>/stage5): adding a model or a decoding config later runs only it, and stages 6-7
+take in the new decodes. Stage 6 always rewrites the comparison table exp/results.md.
 Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
 . "$MAIN_ROOT/utils/stage.sh"
 . "$MAIN_ROOT/utils/jobs.sh"
+. local/stages.sh   # the stages' helper functions
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive integer, got '$nj'"
 [[ "$train_jobs" =~ ^[1-9][0-9]*$ ]] || die "--train-jobs must be a positive integer, got '$train_jobs'"
 for m in $models; do
@@ -138,6 +144,15 @@ done
 for t in $tasks; do
   case "$t" in asr|st|joint|cascade) ;; *) die "--tasks: unknown task '$t' (asr, st, joint, cascade)" ;; esac
 done
+for o in decode_opts ar_decode_opts; do
+  [[ "${!o}" != *";"* ]] || die "--${o//_/-} '${!o}': one list of decode.* overrides (added to every decoding); \
+each decoding setting is a named config: a conf/decode/<name>.yaml in --${o//_opts/_confs} (--decode-confs)"
+done
+if stage_in_range 5 || stage_in_range 7; then
+  for f in $decode_confs $asr_decode_confs $ar_decode_confs $reliance_conf; do
+    [ -f "$f" ] || die "no such decoding config: $f (--decode-confs, --asr-decode-confs, --ar-decode-confs, --reliance-conf)"
+  done
+fi
 single_tasks=$(for t in $tasks; do case "$t" in asr|st) echo "$t" ;; esac; done | xargs)  # a model each
 has_task() { [[ " $tasks " == *" $1 "* ]]; }
 
@@ -192,13 +207,6 @@ asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$
 st_tag=$asr_tag   # one python start-up (~8 s) less when both tasks use the same encoder (the default)
 [ "$st_encoder" = "$asr_encoder" ] || \
   st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
-prepared_sets() {  # prepared_sets TASK SPLIT...: the <task>_<split> sets that stage 1 wrote, in order (others logged)
-  local task=$1 s; shift
-  for s in "$@"; do
-    if [ -f "$manifest_dir/cuts_${task}_$s.jsonl.gz" ]; then echo "${task}_$s"
-    else log_caller "skipping set ${task}_$s: stage 1 did not prepare it ($manifest_dir/cuts_${task}_$s.jsonl.gz)"; fi
-  done
-}
 stage1_cuts=()
 for f in "$manifest_dir"/cuts_{asr,st}_{train,dev,test,test_unseen,gen_test,gen_test_unseen}.jsonl.gz; do
   if [ -f "$f" ]; then stage1_cuts+=("$f"); fi
@@ -216,42 +224,15 @@ if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)" "${stage1_cuts[@]
   st_sets="st_train $(prepared_sets st dev test test_unseen gen_test gen_test_unseen | xargs)"
   if [ "$st_encoder" = "$asr_encoder" ]; then asr_sets="$asr_sets $st_sets"; st_sets=""; fi  # one encoder load
   # shellcheck disable=SC2086  # set lists
-  python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --nj "$nj" \
+  run_job python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --nj "$nj" \
     --manifest-dir "$manifest_dir" --sets $asr_sets --dump-dir dump $(force_flag)
   # shellcheck disable=SC2086
-  [ -z "$st_sets" ] || python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --nj "$nj" \
+  [ -z "$st_sets" ] || run_job python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --nj "$nj" \
     --manifest-dir "$manifest_dir" --sets $st_sets --dump-dir dump $(force_flag)
   stage_done 2
 fi
 
-# ---------------------------------------------------------------------------------------------------
-# Stages 3-6 run per model; their done markers are exp/.done/<model>/stageN.
-has_model() { [[ " $models " == *" $1 "* ]]; }
-model_stage_begin() {  # model_stage_begin N MODEL DESC [INPUT... [-- SETTING...]]: stage_begin, the model's markers
-  local n=$1 m=$2 desc=$3; shift 3
-  has_model "$m" || return 1
-  done_dir=exp/.done/$m stage_begin "$n" "$desc [$m]" "$@"
-}
-model_stage_done() { done_dir=exp/.done/$2 stage_done "$1"; }
-joint_stage_begin() {  # joint_stage_begin N MODEL DESC [INPUT... [-- SETTING...]]: the joint task's stage N of MODEL
-  local n=$1 m=$2 desc=$3; shift 3                    # (its own markers)
-  has_task joint && has_model "$m" || return 1
-  done_dir=exp/.done/$m/joint stage_begin "$n" "$desc [$m, joint]" "$@"
-}
-joint_stage_done() { done_dir=exp/.done/$2/joint stage_done "$1"; }
-cascade_stage_begin() {  # cascade_stage_begin N DESC [INPUT... [-- SETTING...]]: the cascade's stage N (a text ELF:
-  local n=$1 desc=$2; shift 2                        # model elf's markers)
-  has_task cascade && has_model elf || return 1
-  done_dir=exp/.done/elf/cascade stage_begin "$n" "$desc [cascade]" "$@"
-}
-cascade_stage_done() { done_dir=exp/.done/elf/cascade stage_done "$1"; }
-export_lm_text() {  # the English training text of both tasks (ASR transcripts, S2TT translations)
-  python -m elfs2t.bin.export_text --out data/lm/train_text.txt --lowercase \
-    --set "$manifest_dir/cuts_asr_train.jsonl.gz=transcript" --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
-}
-target_of() { if [ "$1" = asr ]; then echo transcript; else echo translation:en; fi; }  # asr or st
-feat_tag_of() { if [ "$1" = asr ]; then echo "$asr_tag"; else echo "$st_tag"; fi; }
-
+# Stages 3-6 run per model; their done markers are exp/.done/<model>/stageN (local/stages.sh).
 # ---------------------------------------------------------------------------------------------------
 # Stage 3: what the models take from the English training text (never from dev/test text):
 #   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser; only with --elf-init text)
@@ -262,7 +243,7 @@ lm_text_inputs=("$manifest_dir/cuts_asr_train.jsonl.gz" "$manifest_dir/cuts_st_t
 if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text" \
     "${lm_text_inputs[@]}" "$conf/pretrain_text.yaml" -- "train_opts=$train_opts"; then
   export_lm_text
-  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
+  OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
     --exp-dir exp/elf_text --text data/lm/train_text.txt $train_opts
   model_stage_done 3 elf
 fi
@@ -289,32 +270,6 @@ fi
 #   (task joint: conf/train_joint[_ar].yaml -> exp/joint_<model>/, after the other tasks)
 nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
 job_threads=$(( train_threads / train_jobs )); [ "$job_threads" -ge 1 ] || job_threads=1
-train_task() {  # train_task MODEL TASK: one stage-4 training
-  local m=$1 task=$2 conf_file=$conf/train_$2.yaml
-  local init=() data=()
-  [ "$m" = ar ] && conf_file=$conf/train_${task}_ar.yaml
-  if [ "$task" = asr ] && [ -n "$asr_speed_perturb" ]; then  # the speed-perturbed copies beside the originals
-    data=("data.train=[{cuts: dump/$asr_tag/asr_train/cuts.jsonl.gz, target: transcript},
-      {cuts: dump/$asr_tag/asr_train_sp/cuts.jsonl.gz, target: transcript}]")
-  fi
-  if [ "$m" = elf ] && [ -n "$elf_init" ]; then
-    init=("init.denoiser=$elf_init"); [ "$elf_init" = text ] && init=("init.denoiser=exp/elf_text")
-  fi
-  # shellcheck disable=SC2086  # --train-opts is a list of overrides
-  OMP_NUM_THREADS=$job_threads launch.sh --nproc "$nproc" --num-nodes "$num_nodes" elfs2t.bin.train \
-    --conf "$conf_file" --exp-dir "exp/${task}_$m" "${init[@]}" "${data[@]}" $train_opts
-}
-train_inputs() {  # train_inputs MODEL TASK...: the files stage 4 trains MODEL from, one a line (its marker records them)
-  local m=$1 task data tag vocab=data/token_list/en; shift
-  for task in "$@"; do
-    data=$task; [ "$task" = joint ] && data=st vocab=data/token_list/de_en  # the German audio
-    tag=$(feat_tag_of "$data")
-    if [ "$m" = ar ]; then echo "$conf/train_${task}_ar.yaml"; else echo "$conf/train_$task.yaml"; fi
-    echo "dump/$tag/${data}_train/cuts.jsonl.gz"; echo "dump/$tag/${data}_dev/cuts.jsonl.gz"
-    if [ "$task" = asr ] && [ -n "$asr_speed_perturb" ]; then echo "dump/$tag/asr_train_sp/cuts.jsonl.gz"; fi
-  done
-  if [ "$m" = ar ]; then echo "$vocab"; elif [ "$elf_init" = text ]; then echo exp/elf_text/last.pt; fi
-}
 for m in elf ar; do
   # shellcheck disable=SC2086  # the task list
   mapfile -t inputs < <(train_inputs "$m" $single_tasks)
@@ -344,88 +299,19 @@ if cascade_stage_begin 4 "text-to-text ELF on the German / English training pair
   python -m elfs2t.bin.export_text --out data/lm/train_de_en.tsv --lowercase --source transcript \
     --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
   # shellcheck disable=SC2086  # --train-opts is a list of overrides
-  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.pretrain_text --conf "$conf/train_mt.yaml" \
+  OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.pretrain_text --conf "$conf/train_mt.yaml" \
     --exp-dir exp/mt_elf --text data/lm/train_de_en.tsv $train_opts
   cascade_stage_done 4
 fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref,timing.json}
-#   elf: CFG decoding, one run per --decode-opts setting;  ar: greedy / beam, one run per --ar-decode-opts setting
+#   elf: one decode per decoding config of --decode-confs (ASR: and --asr-decode-confs); ar: greedy / beam, one per
+#   --ar-decode-confs config; each config of a model has its marker (exp/.done/<model>[/joint]/decode_<name>/stage5)
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
 job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
-decode_sets_of() {  # decode_sets_of NAME SRC SETS...: --set NAME_<s>=<features of SRC_<s>> for the prepared sets
-  local name=$1 src=$2 s tag; shift 2
-  tag=$(feat_tag_of "$src")
-  for s in $(prepared_sets "$src" "$@"); do echo "--set ${name}_${s#"${src}"_}=dump/$tag/$s/cuts.jsonl.gz"; done
-}
-decode_run() {  # decode_run EXP TARGET OPTS SET_ARGS...: every ';'-separated decoding setting of OPTS, in turn
-  local exp=$1 target=$2 opts=$3 setting settings use record; shift 3
-  IFS=';' read -r -a settings <<< "$opts"
-  [ "${#settings[@]}" -gt 0 ] || settings=("")
-  # the model's own setting (exp/<tag>/decode_setting.yaml: what transcribe and export use): the last one
-  # (by default ELF-S2T ASR the rescored draft, S2TT the draft, AR beam 4)
-  use=${settings[${#settings[@]}-1]}
-  for setting in "${settings[@]}"; do
-    record=(); [ "$setting" = "$use" ] && record=(--record-setting)
-    # shellcheck disable=SC2086  # a setting is a list of decode.* overrides
-    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.decode --exp-dir "$exp" --target "$target" "$@" \
-      "${record[@]}" $setting || return 1
-  done
-}
-decode_inputs() {  # decode_inputs MODEL TASK...: the checkpoints and cuts stage 5 decodes with, one a line
-  local m=$1 task s; shift
-  for task in "$@"; do
-    echo "exp/${task}_$m/last.pt"
-    [ "$task" = joint ] && task=st  # the German audio
-    for s in $decode_sets; do echo "dump/$(feat_tag_of "$task")/${task}_$s/cuts.jsonl.gz"; done
-  done
-}
-decode_task() {  # decode_task MODEL TASK: every decoding setting of one task, in turn (joint: both of its tasks)
-  local m=$1 task=$2 opts asr_opts
-  opts=$decode_opts; [ "$m" = ar ] && opts=$ar_decode_opts
-  asr_opts=$opts; [ "$m" = elf ] && [ -n "$asr_decode_opts" ] && asr_opts="$opts;$asr_decode_opts"
-  # shellcheck disable=SC2046  # decode_sets_of prints --set arguments
-  case "$task" in
-    asr) decode_run exp/asr_$m transcript "$asr_opts" $(decode_sets_of asr asr $decode_sets) ;;
-    st) decode_run exp/st_$m translation:en "$opts" $(decode_sets_of st st $decode_sets) ;;
-    joint) decode_run exp/joint_$m transcript "$asr_opts" $(decode_sets_of asr_de st $decode_sets) \
-             && decode_run exp/joint_$m translation:en "$opts" $(decode_sets_of st st $decode_sets) ;;
-  esac
-}
-for m in elf ar; do
-  # shellcheck disable=SC2086  # the task list
-  mapfile -t inputs < <(decode_inputs "$m" $single_tasks)
-  if [ -n "$single_tasks" ] && model_stage_begin 5 "$m" "decoding ($single_tasks)" "${inputs[@]}" -- \
-      "decode_opts=$decode_opts" "asr_decode_opts=$asr_decode_opts" "ar_decode_opts=$ar_decode_opts"; then
-    jobs_init "$nj"  # the tasks at once (--nj), each with its output in exp/<task>_<m>/decode.out
-    for task in $single_tasks; do
-      jobs_run "decoding ${task}_$m" "exp/${task}_$m/decode.out" decode_task "$m" "$task"
-    done
-    jobs_wait "stage 5: decoding"
-    model_stage_done 5 "$m"
-  fi
-done
-if has_task joint; then
-  jobs_init "$nj"  # the models' joint decodes at once, output in exp/joint_<m>/decode.out
-  joint_models=()
-  for m in elf ar; do
-    mapfile -t inputs < <(decode_inputs "$m" joint)
-    if joint_stage_begin 5 "$m" "decoding" "${inputs[@]}" -- "decode_opts=$decode_opts" \
-        "asr_decode_opts=$asr_decode_opts" "ar_decode_opts=$ar_decode_opts"; then
-      jobs_run "decoding joint_$m" "exp/joint_$m/decode.out" decode_task "$m" joint
-      joint_models+=("$m")
-    fi
-  done
-  jobs_wait "stage 5: joint decoding"
-  for m in "${joint_models[@]}"; do joint_stage_done 5 "$m"; done
-fi
-whisper_task() {  # whisper_task NAME SRC TARGET ARGS...: Whisper zero-shot on the prepared SRC_<set> sets
-  local name=$1 src=$2 target=$3 s sets=(); shift 3
-  for s in $(prepared_sets "$src" $whisper_sets); do sets+=(--set "${name}_${s#"${src}"_}=$manifest_dir/cuts_$s.jsonl.gz"); done
-  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.whisper_decode "$@" --target "$target" \
-    --beam-size "$whisper_beam" "${sets[@]}"
-}
+decode_single_tasks   # ELF-S2T and AR on asr / st: the decoding configs not yet decoded, the tasks at once (--nj)
+decode_joint          # the joint models: both models at once
 inputs=(); for task in $single_tasks; do for s in $whisper_sets; do inputs+=("$manifest_dir/cuts_${task}_$s.jsonl.gz"); done; done
 if [ -n "$single_tasks" ] && model_stage_begin 5 whisper "Whisper zero-shot decoding ($single_tasks)" "${inputs[@]}" \
     -- "asr_whisper=$asr_whisper" "st_whisper=$st_whisper" "whisper_beam=$whisper_beam"; then
@@ -445,7 +331,7 @@ if joint_stage_begin 5 whisper "Whisper zero-shot German transcription" "${input
   joint_stage_done 5 whisper
 fi
 inputs=(exp/mt_elf/last.pt); for f in exp/joint_*/decode_*/asr_de_*/text; do [ -f "$f" ] && inputs+=("$f"); done
-if cascade_stage_begin 5 "translation of the joint models' German transcripts (and of the references)" \
+if cascade_stage_begin --redo-when-changed 5 "translation of the joint models' German transcripts (and of the references)" \
     "${inputs[@]}" -- "mt_decode_opts=$mt_decode_opts" "decode_sets=$decode_sets"; then
   mt_args=()  # one translate_text run (one model load) for every German ASR decode and reference set
   for src in exp/joint_*/decode_*/asr_de_*/text; do  # every German ASR decode -> exp/cascade_<m>/decode_<inf>_mt/
@@ -461,7 +347,8 @@ if cascade_stage_begin 5 "translation of the joint models' German transcripts (a
            --out-dir "exp/mt_elf/decode_ref_mt/$set_name")
   done
   # shellcheck disable=SC2086  # sampler overrides
-  OMP_NUM_THREADS=$train_threads python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf "${mt_args[@]}" $mt_decode_opts
+  OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf "${mt_args[@]}" \
+    $mt_decode_opts
   cascade_stage_done 5
 fi
 
@@ -469,39 +356,16 @@ fi
 # Stage 6: scoring -> result.txt per set (WER for asr_* sets, BLEU/chrF for st_* sets; the German transcripts of
 # the joint task, asr_de_*, with the strip_accents normaliser for every model: MiniLM, ELF-S2T's text space, has no
 # umlauts), then the comparison table of every scored decode: exp/results.md (per set: ELF-S2T settings, AR, Whisper)
-score_decodes() {  # score_decodes SET_GLOB DECODE_DIR_GLOB...: result.txt in every decoded set folder matching
-  local sets=$1 dir metric norm; shift
-  for dir in "$@"; do
-    [ -f "$dir/text" ] || continue
-    # shellcheck disable=SC2254  # SET_GLOB is a pattern
-    case "$(basename "$dir")" in $sets) ;; *) continue ;; esac
-    case "$(basename "$dir")" in
-      asr_de_*) metric=wer norm=strip_accents ;;
-      asr_*) metric=wer norm=$wer_normalizer ;;
-      *) metric=bleu norm=$wer_normalizer ;;
-    esac
-    python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$metric" \
-      --normalizer "$norm" --out-dir "$dir" >/dev/null
-  done
-}
-texts_of() {  # texts_of GLOB...: the decoded texts (<decode folder>/text) that exist, one a line
-  local f; for f in "$@"; do [ -f "$f" ] && echo "$f"; done; return 0
-}
-single_task_texts() {  # single_task_texts MODEL: the decoded texts of MODEL's single-task experiments (not joint's,
-  local task          # cascade's or the text model's: their stages have markers of their own)
-  if [ "$1" = whisper ]; then texts_of exp/whisper_*/decode_*/*/text | grep -v '/asr_de_[^/]*/text$'; return 0; fi
-  for task in $single_tasks; do texts_of exp/"${task}_$1"/decode_*/*/text; done
-}
 for m in $models; do
   mapfile -t inputs < <(single_task_texts "$m")
-  if [ -n "$single_tasks" ] && model_stage_begin 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
+  if [ -n "$single_tasks" ] && model_stage_begin --redo-when-changed 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
     # shellcheck disable=SC2046  # the decode folders of the model's single-task experiments
     score_decodes "*" $(single_task_texts "$m" | xargs -r -n 1 dirname)
     model_stage_done 6 "$m"
   fi
   if [ "$m" = whisper ]; then mapfile -t inputs < <(texts_of exp/whisper_*/decode_*/asr_de_*/text)
   else mapfile -t inputs < <(texts_of exp/joint_"$m"/decode_*/*/text); fi
-  if joint_stage_begin 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
+  if joint_stage_begin --redo-when-changed 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
     # shellcheck disable=SC2046
     if [ "$m" = whisper ]; then score_decodes "asr_de_*" exp/whisper_*/decode_*/*/
     else score_decodes "*" exp/joint_$m/decode_*/*/; fi
@@ -509,7 +373,7 @@ for m in $models; do
   fi
 done
 mapfile -t inputs < <(texts_of exp/cascade_*/decode_*/*/text exp/mt_elf/decode_*/*/text)
-if cascade_stage_begin 6 "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
+if cascade_stage_begin --redo-when-changed 6 "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
   score_decodes "st_*" exp/cascade_*/decode_*/*/ exp/mt_elf/decode_*/*/
   cascade_stage_done 6
 fi
@@ -524,49 +388,18 @@ fi
 #     (models without a latent space of their own, AR and Whisper, are measured in MiniLM's; the joint task's German
 #     transcripts are left out: the word lists are English)
 #   ASR vs S2TT on the test set, per model, for the decoding settings both have: exp/analysis/asr_vs_st_<m>/
-#   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g of the --reliance-opts
+#   audio reliance of ELF-S2T on the test set (audio real/zero/noise/swap x CFG scale g of the --reliance-conf
 #     decoding, the flow from noise): exp/<task>_elf/analysis/audio_reliance/<task>_test/reliance.md
+#   (scoring and analysis summarise the decodes: a decode added or redone makes them run again, not stop)
 inputs=(); for f in exp/*/decode_*/*_test/text exp/*/decode_*/*_test_unseen/text; do [ -f "$f" ] && inputs+=("$f"); done
-if stage_begin 7 "analysis (latent-space error analysis, audio reliance)" "${inputs[@]}" -- "reliance_opts=$reliance_opts"; then
+if stage_begin --redo-when-changed 7 "analysis (latent-space error analysis, audio reliance)" "${inputs[@]}" \
+    "$reliance_conf" -- "decode_opts=$decode_opts"; then
   analysis_space=$MAIN_ROOT/tools/models/all-MiniLM-L6-v2
   reliance_guidance="1 1.5 2 3"
   analysis_args=(--text-space "$analysis_space" --max-len 24 --no-progress)
   [ -f data/lm/train_text.txt ] && analysis_args+=(--vocab-text data/lm/train_text.txt)
   jobs_init "$nj"  # independent reports, --nj at once; each job's output in the report's folder (analyze.out)
-  analyze() {  # analyze OUT_DIR DECODE_DIR_ARGS...: one error-analysis report
-    local out=$1; shift
-    OMP_NUM_THREADS=$job_threads_nj python -m elfs2t.bin.analyze "$@" "${analysis_args[@]}" --out-dir "$out"
-  }
-  for exp_dir in exp/*/; do
-    exp_dir=${exp_dir%/}
-    [ "$exp_dir" != exp/mt_elf ] || continue  # a text-to-text model (its inputs are no audio): nothing to analyse
-    dirs=()
-    for d in "$exp_dir"/decode_*/*_test "$exp_dir"/decode_*/*_test_unseen; do
-      case "$(basename "$d")" in asr_de_*) continue ;; esac  # German: the word lists (--vocab-text) are English
-      [ -f "$d/text" ] && dirs+=(--decode-dir "$d")
-    done
-    [ "${#dirs[@]}" -gt 0 ] || continue
-    jobs_run "analysis of $exp_dir" "$exp_dir/analysis/analyze.out" analyze "$exp_dir/analysis" "${dirs[@]}"
-  done
-  for m in elf ar; do
-    dirs=()
-    for d in exp/asr_$m/decode_*/; do
-      inf=$(basename "$d")
-      if [ -f "$d/asr_test/text" ] && [ -f "exp/st_$m/$inf/st_test/text" ]; then
-        dirs+=(--decode-dir "${d}asr_test" --decode-dir "exp/st_$m/$inf/st_test")
-      fi
-    done
-    [ "${#dirs[@]}" -gt 0 ] || continue
-    jobs_run "ASR vs S2TT analysis ($m)" "exp/analysis/asr_vs_st_$m/analyze.out" analyze "exp/analysis/asr_vs_st_$m" "${dirs[@]}"
-  done
-  for task in $single_tasks; do
-    [ -f "exp/${task}_elf/config.yaml" ] || continue
-    # shellcheck disable=SC2086  # a decoding setting is a list of decode.* overrides
-    jobs_run "audio reliance of ${task}_elf" "exp/${task}_elf/analysis/audio_reliance.out" \
-      env OMP_NUM_THREADS="$job_threads_nj" python -m elfs2t.bin.audio_reliance --exp-dir "exp/${task}_elf" \
-      --target "$(target_of "$task")" --set "${task}_test=dump/$(feat_tag_of "$task")/${task}_test/cuts.jsonl.gz" \
-      $reliance_opts --guidance $reliance_guidance
-  done
+  analysis_jobs  # a report per experiment, ASR vs S2TT per model, the audio reliance of ELF-S2T per task
   jobs_wait "stage 7: analysis"
   stage_done 7
 fi

@@ -1,7 +1,8 @@
 """The decoding setting a trained model is meant to be used with, recorded in its experiment folder.
 
 An experiment's ``config.yaml`` holds the ``decode`` section training validated with; the recipe decodes with
-other settings (``run.sh --decode-opts``: lists of ``decode.*`` overrides) and picks one to use. Stage 5 records
+other settings (``run.sh --decode-confs``: named decoding configs, each a list of ``decode.*`` overrides) and picks
+one to use. Stage 5 records
 it with ``python -m elfs2t.bin.decode ... --record-setting``: ``exp/<tag>/decode_setting.yaml``::
 
     overrides: [decode.strategy=rescore]
