@@ -4,7 +4,7 @@ A *run* is a recipe folder with its own ``exp/`` (stage 6 scored it): the recipe
 copy of it sharing ``data/`` and ``dump/`` whose stage 4 ran with ``--train-opts "... train.seed=N"``. The rows
 are those of :func:`elfs2t.results.collect_results` keyed by (experiment, decoding); a system only some runs have
 (Whisper zero-shot, decoded once) shows the runs it has. One table per metric (WER sets, BLEU sets), a column per
-set: ``mean (run 1, run 2, ...)``, ``-`` where a run lacks it.
+set (dev sets last): ``mean (run 1, run 2, ...)``, ``-`` where a run lacks it.
 """
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def format_seed_table(run_dirs: list[str | Path], labels: Optional[list[str]] = 
     out = ["Runs (each cell: the mean, then each run's value in this order): "
            + "; ".join(f"{i + 1}. {label}" for i, label in enumerate(labels)), ""]
     for metric in dict.fromkeys(metric_of.values()):
-        sets = [s for s, m in metric_of.items() if m == metric]
+        # the evaluation sets first, the validation sets (dev) last
+        sets = sorted((s for s, m in metric_of.items() if m == metric), key=lambda s: ("dev" in s.split("_"), s))
         unit = " (%)" if metric in ("WER", "CER") else ""
         header = ["model", "exp", "decoding", "tokens from", *[f"{s} {metric}{unit}" for s in sets], f"RTFx {sets[0]}"]
         lines = [f"### {metric}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
