@@ -44,7 +44,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 __all__ = ["ResultRow", "RowKind", "OTHER_ROWS", "row_kinds", "parse_result_file", "decode_info", "train_minutes",
-           "collect_results", "format_results_table", "write_results_table"]
+           "collect_results", "format_results_table", "write_results_table", "row_order"]
 
 METRICS = ("WER", "CER", "BLEU", "BLEU_lc", "chrF", "chrF_lc")
 SETTINGS = ("steps", "guidance", "beam_size")
@@ -333,10 +333,10 @@ def collect_results(recipe_dir: str | Path, include_diagnostics: bool = False) -
             pretrain_minutes=None if kind.zero_shot else pretrain_min,
         ))
     order = list(kinds)
-    return sorted(rows, key=lambda r: _order(r, order))
+    return sorted(rows, key=lambda r: row_order(r, order))
 
 
-def _order(r: ResultRow, kinds: list[str]) -> tuple:
+def row_order(r: ResultRow, kinds: list[str]) -> tuple:
     kind = kinds.index(r.model) if r.model in kinds else len(kinds)
 
     def num(v: Optional[str]) -> float:

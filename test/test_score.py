@@ -4,7 +4,9 @@ import json
 import pytest
 
 from elfs2t.config import ConfigError, structure
+from elfs2t.bin.seed_table import main as seed_table_main
 from elfs2t.results import collect_results, train_minutes, write_results_table
+from elfs2t.seed_table import collect_seed_rows, format_seed_table
 from elfs2t.score import ScoreConfig, align, score_files, score_texts
 from elfs2t.text.normalize import default_normalize, get_normalizer, load_english_spelling_mapping
 from elfs2t.textfile import write_text
@@ -250,6 +252,34 @@ def test_results_table_with_all_three_model_kinds(tmp_path):
             "29.55 | whisper-tiny.en_pad30 | zero-shot |  | 2 |") in asr.splitlines()
     st_header = next(line for line in text[text.index("### st_test"):].splitlines() if line.startswith("| model"))
     assert "BLEU | BLEU_lc | chrF | chrF_lc" in st_header and "WER" not in st_header
+
+
+def test_seed_table_means_and_each_run(tmp_path, capsys):
+    """Two runs of a recipe: per system and set the mean, then each run's value; a system of one run only shows it."""
+    refs = {"a": "w x y z", "b": "p q r s"}
+    one, two = tmp_path / "seed1", tmp_path / "seed2"
+    elf = {"audio_seconds": 30.0, "decode_seconds": 2.0, "model": "elf_s2t", "reader": "flow from noise"}
+    # run 1: 1 error in 8 words (12.5 %), run 2: 2 errors (25 %); Whisper decoded in run 1 only
+    _result_tree(one, "asr_elf", "flow4_g1_ctc", "asr_test", {"a": "w x y z", "b": "p q r t"}, refs, "wer", elf)
+    _result_tree(two, "asr_elf", "flow4_g1_ctc", "asr_test", {"a": "w x y", "b": "p q r t"}, refs, "wer",
+                 dict(elf, decode_seconds=3.0))
+    _result_tree(one, "whisper_base", "transcribe_beam1", "asr_test", refs, refs, "wer", {"model": "whisper"})
+    _result_tree(two, "st_elf", "draft", "st_test", {"a": "w x y z"}, {"a": "w x y z"}, "bleu", {"model": "elf_s2t"})
+    rows, metric_of = collect_seed_rows([one, two])
+    assert metric_of == {"asr_test": "WER", "st_test": "BLEU"}
+    assert [(r.first.exp, r.first.inference) for r in rows] == [
+        ("asr_elf", "flow4_g1_ctc"), ("st_elf", "draft"), ("whisper_base", "transcribe_beam1")]
+    assert rows[0].scores["asr_test"] == [12.5, 25.0] and rows[0].mean("asr_test") == pytest.approx(18.75)
+    assert rows[2].scores["asr_test"] == [0.0, None] and rows[1].scores["st_test"] == [None, 100.0]
+    text = format_seed_table([one, two], ["seed 1", "seed 2"])
+    assert "1. seed 1; 2. seed 2" in text and "### WER" in text and "### BLEU" in text
+    assert "| ELF-S2T | asr_elf | flow4_g1_ctc | flow from noise | 18.75 (12.50, 25.00) | 12 (15, 10) |" in text
+    assert "| whisper_base | transcribe_beam1 | Whisper's decoder | 0.00 (0.00, -) |" in text
+    assert seed_table_main([str(one), str(two), "--out", str(tmp_path / "seeds.md")]) == 0
+    assert (tmp_path / "seeds.md").read_text() == format_seed_table([one, two], [str(one), str(two)])
+    assert seed_table_main([str(one), str(tmp_path / "nothing")]) == 1
+    assert "nothing: no exp/ folder" in capsys.readouterr().err
+    assert seed_table_main([str(one), str(two), "--labels", "x"]) == 2
 
 
 def test_results_table_survives_bad_timing(tmp_path, caplog):
