@@ -3,10 +3,12 @@ analytical FLOPs match torch's FLOP counter; the measuring helpers measure."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
+from lhotse import CutSet
 from torch.utils.flop_counter import FlopCounterMode
 
 from elfs2t.bench import flops as F
@@ -364,7 +366,7 @@ def test_peak_memory_sees_an_allocation():
     assert mem.peak_mb is not None and mem.peak_mb > 200
 
 
-def test_batches_collate_table_and_loading_cuts(tmp_path):
+def test_batches_collate_table_and_loading_cuts(tmp_path, monkeypatch):
     utts = synthetic_utterances(5, feat_dim=4, min_duration=0.5, max_duration=2.0, audio=False)
     batches = fixed_batches(utts, 2)
     assert [len(x) for x in batches] == [2, 2, 1]
@@ -376,6 +378,13 @@ def test_batches_collate_table_and_loading_cuts(tmp_path):
     table = format_table([{"a": 1.234, "b": None}], [("a", "A", ".1f"), ("b", "B", "")])
     assert table.splitlines()[2] == "| 1.2 | - |"
     make_feature_cuts(tmp_path, ["a b c", "d e"], dim=4)
+    # as stage 2 writes them: the archives' paths relative to the manifest, read from another working directory
+    cuts = list(CutSet.from_file(tmp_path / "cuts.jsonl.gz"))
+    for cut in cuts:
+        cut.features.storage_path = os.path.relpath(cut.features.storage_path, tmp_path)
+    CutSet.from_cuts(cuts).to_file(tmp_path / "cuts.jsonl.gz")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     loaded = load_utterances(tmp_path / "cuts.jsonl.gz", max_utts=1, audio=False)
     assert len(loaded) == 1 and loaded[0].text == "a b c" and loaded[0].feats.shape == (30, 4)
     with pytest.raises(FileNotFoundError):

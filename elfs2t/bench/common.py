@@ -98,16 +98,14 @@ def load_utterances(cuts_path: str | Path, *, max_utts: int = 0, target: str = "
     ``max_utts`` > 0 keeps the first ones in manifest order. ``feats`` / ``audio``: what to load (a cut
     without cached features or without a readable recording raises, naming the cut and the file).
     """
-    from lhotse import load_manifest_lazy
-
-    import elfs2t.features.storage  # noqa: F401  (registers the elfs2t_kaldiio storage)
     from elfs2t.data.dataset import target_text, task_of
+    from elfs2t.features.storage import open_cuts  # stage 2's feature paths are relative to the manifest
 
     path = Path(cuts_path)
     if not path.is_file():
         raise FileNotFoundError(f"cuts manifest not found: {path}")
     out = []
-    for cut in load_manifest_lazy(path):
+    for cut in open_cuts(path):
         if max_utts and len(out) >= max_utts:
             break
         utt = Utterance(id=cut.id, duration=float(cut.duration), text=target_text(cut, target), task=task_of(target))

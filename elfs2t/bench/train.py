@@ -95,12 +95,11 @@ class TrainBenchConfig:
 def _batches(cfg: TrainBenchConfig, utts: Optional[list[Utterance]], cuts: Optional[str], rank: int, world: int):
     """Endless iterator of training batches for this rank."""
     if cuts:
-        from lhotse import load_manifest
-
         from elfs2t.data.dataset import S2TDataset
+        from elfs2t.features.storage import open_cuts  # stage 2's feature paths are relative to the manifest
         from elfs2t.train.data import build_dataloader
 
-        cutset = load_manifest(cuts)
+        cutset = open_cuts(cuts).to_eager()
         if cfg.max_cuts:
             cutset = cutset.subset(first=min(cfg.max_cuts, len(cutset)))
         loader = build_dataloader(cutset, S2TDataset(), max_cuts=cfg.batch_size, max_duration=1e9,
