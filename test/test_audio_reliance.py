@@ -216,7 +216,7 @@ def test_mini_synth_stage_7(trained, tmp_path):
     env = dict(__import__("os").environ, ELFS2T_ROOT=str(root))
     r = subprocess.run([str(recipe / "run.sh"), "--stage", "7", "--stop-stage", "7", "--tasks", "asr", "--models", "elf",
                         "--asr-encoder", str(root / "tools" / "models" / "whisper-tiny.en"),  # its dump tag, as above
-                        "--decode-opts", "decode.flow.steps=1", "--reliance-opts", "decode.flow.steps=1"],
+                        "--decode-opts", "decode.flow.steps=1"],  # added to --reliance-conf (flow4.yaml): 1 step
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     analysis = recipe / "exp" / "asr_elf" / "analysis"
