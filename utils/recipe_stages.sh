@@ -174,12 +174,12 @@ metric_of() {  # metric_of SET: stage 6's metric for a decoded set (the decodes 
 # ---------------------------------------------------------------------------------------------------
 # Stage 6: scoring (WER/CER, BLEU/chrF) -> result.txt per decoded set; RESULTS.md (every experiment of the recipe)
 stage_score() {
-  local dir inputs
+  local f dir inputs
   done_dir=exp/.done/$tag
   mapfile -t inputs < <(decoded_texts)
   if stage_begin --redo-when-changed 6 "scoring" "${inputs[@]}" -- "decodes=${decodes[*]}"; then
-    for dir in exp/"$tag"/decode_*/*/; do
-      [ -f "$dir/text" ] || continue
+    for f in "${inputs[@]}"; do
+      dir=${f%text}
       python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$(metric_of "$(basename "$dir")")" \
         --out-dir "$dir"
     done
@@ -194,12 +194,12 @@ stage_score() {
 #   ELF-S2T also the audio reliance of the first evaluated set (audio real / zero / noise / swapped x CFG scales of
 #   the first decoding config: exp/<tag>/analysis/audio_reliance/<set>/reliance.md; finished decodes are reused)
 stage_analysis() {
-  local d inputs dirs=() space=()
+  local f inputs dirs=() space=()
   done_dir=exp/.done/$tag
   mapfile -t inputs < <(decoded_texts)
   if stage_begin --redo-when-changed 7 "analysis" "${inputs[@]}" "${decode_conf_list[0]:-}" -- \
       "analysis_space=$analysis_space" "decode_opts=$decode_opts"; then
-    for d in exp/"$tag"/decode_*/*/; do [ -f "$d/text" ] && dirs+=(--decode-dir "${d%/}"); done
+    for f in "${inputs[@]}"; do dirs+=(--decode-dir "${f%/text}"); done
     [ "${#dirs[@]}" -gt 0 ] || die "stage 7: nothing decoded in exp/$tag (run stage 5 first)"
     [ "$model" != ar ] || space=(--text-space "$analysis_space")  # ELF-S2T brings its own latent space
     python -m elfs2t.bin.analyze "${dirs[@]}" "${space[@]}" --out-dir "exp/$tag/analysis" --no-progress

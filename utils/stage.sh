@@ -91,14 +91,10 @@ stage_begin() {
       changed=$(LC_ALL=C comm -3 <(grep -v '^#' "$marker" | LC_ALL=C sort) <(printf '%s\n' "$now" | LC_ALL=C sort) \
                 | sed 's/^\t//' | awk '$1 == "setting" { sub(/^setting /, ""); sub(/=.*/, ""); print "setting " $0; next } { print $2 }' \
                 | awk 'NF && !seen[$0]++' | head -n 3 | paste -sd, - | sed 's/,/, /g')
-      if [ "$redo" = true ]; then
-        log_caller "stage $n ($desc): its inputs changed since it was done (changed: $changed); doing it again"
-        rm -f "$marker"
-        _stage_inputs[$marker]=$now
-        return 0
-      fi
-      die_caller "stage $n ($desc) was done with other inputs than now (changed: $changed; marker $marker):" \
-        "its outputs are stale. Redo it with --force true (e.g. --stage $n --stop-stage $n --force true)"
+      [ "$redo" = true ] || die_caller "stage $n ($desc) was done with other inputs than now (changed: $changed;" \
+        "marker $marker): its outputs are stale. Redo it with --force true (e.g. --stage $n --stop-stage $n --force true)"
+      log_caller "stage $n ($desc): its inputs changed since it was done (changed: $changed); doing it again"
+      rm -f "$marker"
     fi
   fi
   _stage_inputs[$marker]=$now
