@@ -254,9 +254,9 @@ def test_new_recipe_from_template_stages_1_to_7(tmp_path, tiny_models):
     r = run(recipe, "--stage", "5", "--stop-stage", "6", *args, "--decode-confs",
             "conf/decode/flow32.yaml conf/decode/flow_g1.yaml", **env)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert "stage 5 (decoding with conf/decode/flow32.yaml (dev eval)): already done" in r.stderr
-    assert "stage 5: decoding with conf/decode/flow_g1.yaml (dev eval)" in r.stderr
-    assert "stage 6 (scoring): its inputs changed since it was done" in r.stderr
+    assert f"stage 5 (decoding {exp.name} with flow32 (dev eval)): already done" in r.stderr
+    assert f"stage 5: decoding {exp.name} with flow_g1 (dev eval)" in r.stderr
+    assert f"stage 6 (scoring {exp.name}): its inputs changed since it was done" in r.stderr
     assert sorted(d.name for d in exp.glob("decode_*") if d.is_dir()) == ["decode_flow2_g1_prior", "decode_flow2_g2_prior"]
     assert (exp / "decode_flow2_g1_prior" / "eval" / "result.txt").is_file()
     assert read_setting(exp) == (["decode.strategy=flow", "decode.flow.steps=2", "decode.flow.guidance=1",

@@ -182,3 +182,54 @@ def test_jobs_pool_names_the_failed_job_and_its_output(tmp_path):
     assert r.returncode == 1 and "job 2 (out/2.txt)" in r.stderr and "done 1" in r.stdout
     r = bash(JOBS, "0", cwd=tmp_path)
     assert r.returncode == 1 and "must be a positive integer, got '0'" in r.stderr
+
+
+RECIPE_STAGES = f"""
+set -euo pipefail
+stage=0; stop_stage=7; force=false; done_dir=exp/.done
+run_job() {{ "$@"; }}
+. {UTILS}/stage.sh
+. {UTILS}/jobs.sh
+. {UTILS}/recipe_stages.sh
+"""
+
+
+def test_recipe_stages_decoded_names_and_their_scoring(tmp_path):
+    """A decodes entry names its decoded sets by a suffix or a ^FROM=TO prefix swap; stage 6 scores each decoded set
+    with the metric and normaliser of the entry that named it."""
+    script = RECIPE_STAGES + """
+eval_sets=(st_dev st_test)
+decodes=("transcript|^st_=asr_de_|wer|strip_accents" "translation:en||bleu" "transcript|_asr|cer")
+for s in "${eval_sets[@]}"; do for d in "${decodes[@]}"; do IFS='|' read -r _ name _ <<< "$d"; decoded_name "$s" "$name"; done; done
+for n in asr_de_test st_test st_test_asr asr_test; do echo "$n: $(score_args "$n")"; done
+"""
+    r = bash(script, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "asr_de_dev", "st_dev", "st_dev_asr", "asr_de_test", "st_test", "st_test_asr",
+        "asr_de_test: --metric wer --normalizer strip_accents", "st_test: --metric bleu", "st_test_asr: --metric cer",
+        "asr_test: --metric wer"]  # a folder no entry names (a set dropped from the table): WER
+
+
+def test_recipe_stages_background_jobs_mark_only_what_succeeded(tmp_path):
+    """With recipe_jobs=true a stage's command runs as a pool job that writes the stage's marker when it succeeds;
+    a failed job leaves no marker, so the next run does it again, and the pool names it."""
+    script = RECIPE_STAGES + """
+work() { echo "working on $1"; [ "$1" != bad ] || return 3; }
+recipe_jobs=true
+jobs_init 2
+for e in good bad; do
+  if done_dir=exp/.done/$e stage_begin 5 "decoding $e" -- "setting=1"; then
+    done_dir=exp/.done/$e stage_job 5 "decoding $e" "exp/$e/decode.out" work "$e"
+  fi
+done
+jobs_wait "stage 5: decoding"
+"""
+    r = bash(script, cwd=tmp_path)
+    assert r.returncode == 1 and "stage 5: decoding failed: decoding bad (exp/bad/decode.out)" in r.stderr
+    assert (tmp_path / "exp/.done/good/stage5").read_text().splitlines()[1:] == ["setting setting=1"]
+    assert not (tmp_path / "exp/.done/bad/stage5").exists()
+    assert (tmp_path / "exp/good/decode.out").read_text().startswith("working on good")
+    r = bash(script, cwd=tmp_path)  # again: the good one is skipped, the bad one runs (and fails) again
+    assert "stage 5 (decoding good): already done" in r.stderr and "decoding bad in the background" in r.stderr
+    assert "decoding good in the background" not in r.stderr

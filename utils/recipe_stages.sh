@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Stages 2-7 of the corpus recipes (egs/librispeech, egs/covost2, egs/TEMPLATE and recipes made from it), shared:
-# a run.sh declares its options, runs its stages 0-1, sets the table of what to train and decode, and calls
+# Stages 2-7 of every recipe, shared: a run.sh declares its options, runs its stages 0-1, sets the table of what to
+# train and decode, and calls
 #
 #   . "$MAIN_ROOT/utils/recipe_stages.sh"      # after parse_options.sh, stage.sh and cmd.sh (run_job)
 #   recipe_init                                # encoder tag, experiment tag, training overrides; checks
 #   stage_features; stage_backbone; stage_train; stage_decode; stage_score; stage_analysis
 #
-# The table (variables the recipe sets before recipe_init):
+# A recipe of one experiment (egs/librispeech, egs/covost2, egs/TEMPLATE and the recipes made from it) does just that.
+# A recipe of several (egs/mini_synth: each task with each model) sets the table per experiment, calls
+# experiment_init (that table's training overrides and decoding configs; no python start-up), then the experiment's
+# stage functions. With recipe_jobs=true (after jobs_init N, utils/jobs.sh) the trainings and decodings run as
+# background jobs, at most N at once, their outputs in exp/<tag>/train.out and exp/<tag>/decode_<name>.out, each
+# marking its stage done when it succeeded; the recipe waits for them with jobs_wait.
+#
+# The table (variables the recipe sets before recipe_init / experiment_init):
 #   conf            the training config of --model (conf/train.yaml, conf/train_ar.yaml)
 #   decode_confs    named decoding configs (conf/decode/*.yaml, space-separated) stage 5 decodes with, in turn
 #   train_set, valid_set   stage-1 set names of the training and validation sets
 #   eval_sets=(..)  the sets stage 5 decodes and stage 6 scores
 #   feat_sets=(..)  the sets stage 2 caches (default: train, valid and eval sets)
 #   targets=(..)    training targets: transcript, translation:<lang> (several: one model with task tokens)
-#   decodes=(..)    what stage 5 decodes per set, "TARGET|SUFFIX|METRIC": the target, a suffix of the decoded set's
-#                   name (<set><suffix>) and stage 6's metric (wer, cer, bleu, all)
+#   decodes=(..)    what stage 5 decodes per set, "TARGET|NAME|METRIC[|NORMALIZER]": the target; the decoded set's
+#                   name, a suffix (<set><suffix>; "": the set's own name) or "^FROM=TO" (the set's name with its
+#                   leading FROM replaced by TO); stage 6's metric (wer, cer, bleu, all) and text normaliser
+#                   (elfs2t.bin.score --normalizer; none given: the scorer's default)
 # and optionally: tag_prefix (of the default experiment tag), what (the training stage's description),
 # vocab (the AR vocabulary folder, default data/token_list/<train_set>_bpe<N>), ar_text_opts=(..) (export_text
-# options, e.g. --lowercase), extra_train_overrides=(..) (e.g. elf.tasks of a joint model).
+# options, e.g. --lowercase), extra_train_overrides=(..) (e.g. elf.tasks of a joint model), init_denoiser (ELF-S2T's
+# init.denoiser, default --elf-init), extra_train_inputs=(..) (more files stage 4's marker records),
+# train_threads_per_job / decode_threads_per_job (OMP_NUM_THREADS of each training / decoding job), results_out (the
+# table stage 6 writes, default RESULTS.md; "": none, the recipe writes its own).
 # The common options (--model, --encoder, --feat-mode, --train-opts, --decode-opts, --ngpu, ...) keep their names
 # in every recipe; egs/TEMPLATE/run.sh is the reference for their declarations and help lines.
 #
@@ -31,13 +43,12 @@
 declare -F run_job > /dev/null || die "recipe_stages.sh: source the recipe's cmd.sh (run_job) first"
 
 recipe_init() {  # the encoder and experiment tags, the training overrides, the decoding configs; checks first
-  local s gpus t train_sets="" valid_sets=""
+  local s gpus
   [[ "$decode_opts" != *";"* ]] || die "--decode-opts '$decode_opts': one list of decode.* overrides (added to every \
 decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in --decode-confs"
   [ -n "${feat_sets[*]-}" ] || feat_sets=("$train_set" "$valid_set" "${eval_sets[@]}")
-  vocab=${vocab:-data/token_list/${train_set}_bpe$ar_vocab_size}   # stage 3 with --model ar
-  read -r -a decode_conf_list <<< "$decode_confs"
   if stage_in_range 5 || stage_in_range 7; then
+    read -r -a decode_conf_list <<< "$decode_confs"
     [ "${#decode_conf_list[@]}" -gt 0 ] || die "--decode-confs is empty: name at least one conf/decode/*.yaml"
     declare -A seen=()
     for s in "${decode_conf_list[@]}"; do
@@ -54,6 +65,14 @@ decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in
       || exit 1  # (it printed the error, naming the option)
     tag=${exp_tag:-${tag_prefix:-}$(basename "$conf" .yaml)_$feat_tag${speed_perturb:+_sp}}
   fi
+  if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
+  experiment_init
+}
+
+experiment_init() {  # the training overrides, decoding configs and model type of the table's experiment
+  local t train_sets="" valid_sets=""
+  vocab=${vocab:-data/token_list/${train_set}_bpe$ar_vocab_size}   # stage 3 with --model ar
+  read -r -a decode_conf_list <<< "$decode_confs"
   read -r -a extra_train_opts <<< "$train_opts"
   read -r -a extra_decode_opts <<< "$decode_opts"
   for t in "${targets[@]}"; do
@@ -62,16 +81,23 @@ decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in
     valid_sets="$valid_sets${valid_sets:+, }{cuts: dump/$feat_tag/$valid_set/cuts.jsonl.gz, target: '$t'}"
   done
   train_overrides=("data.train=[$train_sets]" "data.valid=[$valid_sets]" "${extra_train_overrides[@]}")
-  if [ -n "$elf_init" ] && [ "$model" = elf ]; then train_overrides+=("init.denoiser=$elf_init"); fi
+  init_denoiser=${init_denoiser-$elf_init}
+  if [ -n "$init_denoiser" ] && [ "$model" = elf ]; then train_overrides+=("init.denoiser=$init_denoiser"); fi
   if [ "$model" = ar ]; then train_overrides+=("ar.tokenizer=$vocab"); fi
   train_overrides+=("${extra_train_opts[@]}")
   nproc=$(( ngpu > 0 ? ngpu : 1 ))
-  if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
   model_type=elf_s2t  # the config's model (for the logs), unless --train-opts sets another
   [ ! -f "$conf" ] || model_type=$(sed -n 's/^model: *\([A-Za-z0-9_]*\).*/\1/p' "$conf" | head -n 1)
   for t in "${extra_train_opts[@]}"; do case "$t" in model=*) model_type=${t#model=} ;; esac; done
   model_type=${model_type:-elf_s2t}
 }
+
+stage_job() {  # stage_job N NAME OUT CMD...: run CMD, then mark stage N done (in $done_dir); a background job with
+  local n=$1 name=$2 out=$3; shift 3  # its output in OUT when recipe_jobs=true, else in the foreground
+  if [ "${recipe_jobs:-false}" = true ]; then jobs_run "$name" "$out" _stage_job_body "$n" "$@"
+  else "$@"; stage_done "$n"; fi
+}
+_stage_job_body() { local n=$1; shift; "$@" && stage_done "$n"; }
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, set <train_set>_sp)
@@ -125,50 +151,66 @@ stage_train() {
   done_dir=exp/.done/$tag
   [ -z "$speed_perturb" ] || inputs+=("dump/$feat_tag/${train_set}_sp/cuts.jsonl.gz")
   [ "$model" != ar ] || inputs+=("$vocab")   # the stage-3 vocabulary
+  inputs+=("${extra_train_inputs[@]}")
   if stage_begin 4 "training (${what:+$what, }model $model_type) -> exp/$tag" "${inputs[@]}" -- \
       "target=${targets[*]}" "train_opts=$train_opts" "elf_init=$elf_init"; then
-    run_job launch.sh --nproc "$nproc" --num-nodes "$num_nodes" --node-rank "$node_rank" \
-      --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" \
-      elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
-    stage_done 4
+    stage_job 4 "training $tag" "exp/$tag/train.out" _train
   fi
+}
+_train() {
+  OMP_NUM_THREADS=${train_threads_per_job:-${OMP_NUM_THREADS:-1}} run_job launch.sh --nproc "$nproc" \
+    --num-nodes "$num_nodes" --node-rank "${node_rank:-0}" --rdzv-endpoint "${rdzv_endpoint:-localhost:29400}" \
+    --rdzv-id "${rdzv_id:-elfs2t}" elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding (ELF-S2T: the strategy of each decoding config; AR: greedy / beam) ->
-#   exp/<tag>/decode_<inference_tag>/<set><suffix>/{text,ref}, one folder per decoding config; the last config of
-#   --decode-confs is recorded as the model's setting (exp/<tag>/decode_setting.yaml: transcribe, export)
+#   exp/<tag>/decode_<inference_tag>/<decoded set>/{text,ref}, one folder per decoding config; the last config of
+#   the list is recorded as the model's setting (exp/<tag>/decode_setting.yaml: transcribe, export)
 stage_decode() {
-  local dconf d s target suffix args record inputs=("exp/$tag/last.pt")
+  local dconf s name inputs=("exp/$tag/last.pt")
   for s in "${eval_sets[@]}"; do inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
   for dconf in "${decode_conf_list[@]}"; do
-    done_dir=exp/.done/$tag/decode_$(basename "$dconf" .yaml)
-    if stage_begin 5 "decoding with $dconf (${eval_sets[*]})" "${inputs[@]}" "$dconf" -- "target=${targets[*]}" \
-        "decode_opts=$decode_opts"; then
-      record=(); [ "$dconf" != "${decode_conf_list[-1]}" ] || record=(--record-setting)
-      for d in "${decodes[@]}"; do
-        IFS='|' read -r target suffix _ <<< "$d"
-        args=(); for s in "${eval_sets[@]}"; do args+=(--set "$s$suffix=dump/$feat_tag/$s/cuts.jsonl.gz"); done
-        run_job launch.sh --nproc "$nproc" elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" \
-          --decode-conf "$dconf" "${record[@]}" "${extra_decode_opts[@]}"
-      done
-      stage_done 5
+    name=$(basename "$dconf" .yaml)
+    done_dir=exp/.done/$tag/decode_$name
+    if stage_begin 5 "decoding $tag with $name (${eval_sets[*]})" "${inputs[@]}" "$dconf" -- \
+        "target=${targets[*]}" "decode_opts=$decode_opts"; then
+      stage_job 5 "decoding $tag with $name" "exp/$tag/decode_$name.out" _decode "$dconf"
     fi
   done
   done_dir=exp/.done/$tag
+}
+_decode() {  # _decode CONF: each decodes entry of the table with one decoding config
+  local dconf=$1 d s target name args record=()
+  [ "$dconf" != "${decode_conf_list[-1]}" ] || record=(--record-setting)
+  for d in "${decodes[@]}"; do
+    IFS='|' read -r target name _ <<< "$d"
+    args=(); for s in "${eval_sets[@]}"; do args+=(--set "$(decoded_name "$s" "$name")=dump/$feat_tag/$s/cuts.jsonl.gz"); done
+    OMP_NUM_THREADS=${decode_threads_per_job:-${OMP_NUM_THREADS:-1}} run_job launch.sh --nproc "$nproc" \
+      elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" --decode-conf "$dconf" "${record[@]}" \
+      "${extra_decode_opts[@]}" || return  # (its exit status: 2 for a config error)
+  done
+}
+
+decoded_name() {  # decoded_name SET NAME: the decoded set's name; NAME a suffix or "^FROM=TO" (the table, above)
+  local from to
+  if [[ "$2" == ^*=* ]]; then from=${2#^}; to=${from#*=}; from=${from%%=*}; echo "$to${1#"$from"}"
+  else echo "$1$2"; fi
 }
 
 decoded_texts() {  # the decoded texts of the experiment, one a line
   local f; for f in exp/"$tag"/decode_*/*/text; do [ ! -f "$f" ] || echo "$f"; done
 }
 
-metric_of() {  # metric_of SET: stage 6's metric for a decoded set (the decodes entry whose suffix it ends with)
-  local d target suffix metric fallback=""
+score_args() {  # score_args NAME: stage 6's --metric (and --normalizer) of a decoded set: its decodes entry's
+  local d s target name metric norm
   for d in "${decodes[@]}"; do
-    IFS='|' read -r target suffix metric <<< "$d"
-    if [ -z "$suffix" ]; then fallback=${fallback:-$metric}; elif [[ "$1" == *"$suffix" ]]; then echo "$metric"; return; fi
+    IFS='|' read -r target name metric norm <<< "$d"
+    for s in "${eval_sets[@]}"; do
+      if [ "$(decoded_name "$s" "$name")" = "$1" ]; then echo "--metric $metric${norm:+ --normalizer $norm}"; return; fi
+    done
   done
-  echo "${fallback:-wer}"
+  echo "--metric wer"  # a folder of a set no longer in the table
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -177,14 +219,16 @@ stage_score() {
   local f dir inputs
   done_dir=exp/.done/$tag
   mapfile -t inputs < <(decoded_texts)
-  if stage_begin --redo-when-changed 6 "scoring" "${inputs[@]}" -- "decodes=${decodes[*]}"; then
+  if stage_begin --redo-when-changed 6 "scoring $tag" "${inputs[@]}" -- "decodes=${decodes[*]}"; then
     for f in "${inputs[@]}"; do
-      dir=${f%text}
-      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" --metric "$(metric_of "$(basename "$dir")")" \
-        --out-dir "$dir"
+      dir=${f%/text}
+      # shellcheck disable=SC2046  # --metric M [--normalizer N]
+      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" $(score_args "$(basename "$dir")") --out-dir "$dir"
     done
-    python -m elfs2t.bin.score --results-table . --results-out RESULTS.md
-    cat RESULTS.md
+    if [ -n "${results_out-RESULTS.md}" ]; then
+      python -m elfs2t.bin.score --results-table . --results-out "${results_out-RESULTS.md}"
+      cat "${results_out-RESULTS.md}"
+    fi
     stage_done 6
   fi
 }

@@ -17,7 +17,7 @@ force=false           # redo stages even when their done markers exist
 nj=2                  # parallel jobs (synthesis, data preparation, feature caching; stages 5 and 7: tasks at once)
 ngpu=0                # GPUs per node (0: CPU)
 num_nodes=1           # nodes for training (torchrun rendezvous)
-conf=conf             # config folder: pretrain_text.yaml, train_<task>[_ar].yaml
+conf_dir=conf         # config folder: pretrain_text.yaml, train_<task>[_ar].yaml, train_mt.yaml
 train_opts=""         # config overrides for every stage-3/4 training, e.g. "train.max_steps=1000 train.max_minutes=10"
 ar_vocab_size=1000    # stage 3 (ar): SentencePiece BPE pieces of the AR baseline's vocabulary (data/token_list/en)
 seed=0                # corpus synthesis seed
@@ -35,6 +35,7 @@ asr_encoder=$MAIN_ROOT/tools/models/whisper-base      # Whisper for ASR features
                                                       # errors on unseen voices than tiny.en, HISTORY.md session 6)
 st_encoder=$MAIN_ROOT/tools/models/whisper-tiny.en    # Whisper for S2TT features (tiny.en: as good as base here, 4x cheaper)
 feat_mode=trim        # trim: encode only the needed frames; pad30: pad to 30 s as Whisper was trained
+feat_batch_size=8     # utterances per encoder forward in stage 2
 tasks="asr st"        # which tasks stages 4-6 train, decode and score: asr (English), st (de -> en), joint (one
                       # model for the German audio's transcript and translation, with task tokens), cascade (the
                       # joint models' German transcripts translated by a text-to-text ELF)
@@ -73,7 +74,7 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          at once, each with --train-threads / N threads ($nj)
   --ngpu N               GPUs per node, 0 for CPU ($ngpu)
   --num-nodes N          nodes for training ($num_nodes)
-  --conf DIR             config folder, e.g. a copy of conf/ with bigger models ($conf)
+  --conf-dir DIR         config folder, e.g. a copy of conf/ with bigger models ($conf_dir)
   --train-opts "..."     overrides for stages 3-4 (pre-training and training), e.g. "train.max_steps=500" ($train_opts)
   --ar-vocab-size N      stage 3 (ar): pieces of the AR baseline's SentencePiece vocabulary ($ar_vocab_size)
   --seed N               corpus synthesis seed ($seed)
@@ -90,14 +91,14 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --asr-encoder DIR|ID   Whisper for ASR features ($asr_encoder)
   --st-encoder DIR|ID    Whisper for S2TT features ($st_encoder)
   --feat-mode MODE       trim or pad30 ($feat_mode)
+  --feat-batch-size N    utterances per encoder forward in stage 2 ($feat_batch_size)
   --tasks \"asr st joint\"  tasks to train / decode / score ($tasks): asr = English ASR (exp/asr_<m>), st = de->en
                          S2TT (exp/st_<m>), joint = one model with task tokens for the German audio's transcript
                          and translation (conf/train_joint[_ar].yaml, exp/joint_<m>; decoded as asr_de_<set> and
-                         st_<set>, German WER with the strip_accents normaliser); its stages have markers of their
-                         own (exp/.done/<model>/joint/), so adding it later runs only it; cascade = a text-to-text
-                         ELF (conf/train_mt.yaml, exp/mt_elf) translating the joint models' German transcripts
-                         (exp/cascade_<m>) and the reference transcripts (exp/mt_elf), needs joint (markers in
-                         exp/.done/elf/cascade/)
+                         st_<set>, German WER with the strip_accents normaliser; decoded with --decode-confs);
+                         cascade = a text-to-text ELF (conf/train_mt.yaml, exp/mt_elf) translating the joint
+                         models' German transcripts (exp/cascade_<m>) and the reference transcripts (exp/mt_elf),
+                         needs joint (markers in exp/.done/elf/cascade/)
   --models \"elf ar whisper\"  models of stages 3-6 ($models): elf = ELF-S2T (exp/<task>_elf; stage 3
                          text ELF exp/elf_text with --elf-init text), ar = AR speech-LLM baseline (stage 3
                          SentencePiece vocabulary data/token_list/en, exp/<task>_ar), whisper = Whisper zero-shot
@@ -127,15 +128,18 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --whisper-beam N       Whisper zero-shot beam size, 1 = greedy ($whisper_beam)
   --whisper-sets \"...\"   sets decoded by Whisper zero-shot ($whisper_sets)
   --wer-normalizer NAME  normaliser before WER, the same for every model: default or whisper_en ($wer_normalizer)
-Stages 3-6 keep their done markers per model (exp/.done/<model>/stageN; stage 5 per model and decoding config,
-exp/.done/<model>/decode_<name>/stage5): adding a model or a decoding config later runs only it, and stages 6-7
-take in the new decodes. Stage 6 always rewrites the comparison table exp/results.md.
+Stages 2 and 4-6 are those of every recipe (utils/recipe_stages.sh), run for each task and model: stage 2 has a
+marker per encoder (exp/.done/<encoder tag>[_sp]/stage2), stages 4 and 6 per experiment (exp/.done/<task>_<model>/),
+stage 5 per experiment and decoding config (exp/.done/<task>_<model>/decode_<name>/stage5); stage 3 per model
+(exp/.done/<model>/), Whisper's per task (exp/.done/whisper[/joint]/): adding a task, a model or a decoding config
+later runs only it, and stages 6-7 take in the new decodes. Stage 6 always rewrites the table exp/results.md.
 Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
 . "$MAIN_ROOT/utils/stage.sh"
 . "$MAIN_ROOT/utils/jobs.sh"
-. local/stages.sh   # the stages' helper functions
+. "$MAIN_ROOT/utils/recipe_stages.sh"   # stages 2 and 4-6 of each ELF-S2T / AR experiment, as in every recipe
+. local/stages.sh   # mini_synth's table of experiments, and its own stages (Whisper zero-shot, cascade, analysis)
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive integer, got '$nj'"
 [[ "$train_jobs" =~ ^[1-9][0-9]*$ ]] || die "--train-jobs must be a positive integer, got '$train_jobs'"
 for m in $models; do
@@ -153,8 +157,7 @@ if stage_in_range 5 || stage_in_range 7; then
     [ -f "$f" ] || die "no such decoding config: $f (--decode-confs, --asr-decode-confs, --ar-decode-confs, --reliance-conf)"
   done
 fi
-single_tasks=$(for t in $tasks; do case "$t" in asr|st) echo "$t" ;; esac; done | xargs)  # a model each
-has_task() { [[ " $tasks " == *" $1 "* ]]; }
+single_tasks=$(for t in $tasks; do case "$t" in asr|st) echo "$t" ;; esac; done | xargs)  # Whisper zero-shot's
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 0: synthesize the corpus into $MINI_SYNTH
@@ -201,38 +204,25 @@ files stay) or pass --num-test-gen 0 --num-test-gen-unseen 0"
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (by default base for ASR, tiny.en for S2TT; trimmed)
+# Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (by default base for ASR, tiny.en for S2TT; trimmed),
+#   markers per encoder tag (utils/recipe_stages.sh); one encoder load when both tasks use the same encoder
 # (--print-tag also checks --ngpu against the GPUs there are: a one-line error before any stage runs)
 asr_tag=$(python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --ngpu "$ngpu" --print-tag)
 st_tag=$asr_tag   # one python start-up (~8 s) less when both tasks use the same encoder (the default)
 [ "$st_encoder" = "$asr_encoder" ] || \
   st_tag=$(python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --print-tag)
-stage1_cuts=()
-for f in "$manifest_dir"/cuts_{asr,st}_{train,dev,test,test_unseen,gen_test,gen_test_unseen}.jsonl.gz; do
-  if [ -f "$f" ]; then stage1_cuts+=("$f"); fi
-done
-if stage_begin 2 "Whisper feature caching ($asr_tag, $st_tag)" "${stage1_cuts[@]}" -- "asr_encoder=$asr_encoder" \
-    "st_encoder=$st_encoder" "feat_mode=$feat_mode" "asr_speed_perturb=$asr_speed_perturb" \
-    "speed_perturb_per_cut=$speed_perturb_per_cut"; then
-  asr_sets="asr_train $(prepared_sets asr dev test test_unseen gen_test gen_test_unseen | xargs)"
-  if [ -n "$asr_speed_perturb" ]; then  # the perturbed copies are cut manifests; the encoder applies the speed
-    # shellcheck disable=SC2086  # a list of factors
-    python -m elfs2t.bin.speed_perturb --cuts "$manifest_dir/cuts_asr_train.jsonl.gz" \
-      --out "$manifest_dir/cuts_asr_train_sp.jsonl.gz" --factors $asr_speed_perturb --per-cut "$speed_perturb_per_cut"
-    asr_sets="$asr_sets asr_train_sp"
-  fi
-  st_sets="st_train $(prepared_sets st dev test test_unseen gen_test gen_test_unseen | xargs)"
-  if [ "$st_encoder" = "$asr_encoder" ]; then asr_sets="$asr_sets $st_sets"; st_sets=""; fi  # one encoder load
-  # shellcheck disable=SC2086  # set lists
-  run_job python -m elfs2t.bin.cache_features --encoder "$asr_encoder" --mode "$feat_mode" --nj "$nj" \
-    --manifest-dir "$manifest_dir" --sets $asr_sets --dump-dir dump $(force_flag)
-  # shellcheck disable=SC2086
-  [ -z "$st_sets" ] || run_job python -m elfs2t.bin.cache_features --encoder "$st_encoder" --mode "$feat_mode" --nj "$nj" \
-    --manifest-dir "$manifest_dir" --sets $st_sets --dump-dir dump $(force_flag)
-  stage_done 2
+asr_eval_sets=$(prepared_sets asr $decode_sets | xargs)   # the sets stages 5-6 decode and score, per audio
+st_eval_sets=$(prepared_sets st $decode_sets | xargs)
+asr_sets="asr_train $(prepared_sets asr dev test test_unseen gen_test gen_test_unseen 2>/dev/null | xargs)"
+st_sets="st_train $(prepared_sets st dev test test_unseen gen_test gen_test_unseen 2>/dev/null | xargs)"
+if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
+# shellcheck disable=SC2086  # set lists
+if [ "$st_encoder" = "$asr_encoder" ]; then features "$asr_encoder" "$asr_tag" "$asr_speed_perturb" $asr_sets $st_sets
+else
+  features "$asr_encoder" "$asr_tag" "$asr_speed_perturb" $asr_sets
+  features "$st_encoder" "$st_tag" "" $st_sets
 fi
 
-# Stages 3-6 run per model; their done markers are exp/.done/<model>/stageN (local/stages.sh).
 # ---------------------------------------------------------------------------------------------------
 # Stage 3: what the models take from the English training text (never from dev/test text):
 #   elf: text ELF -> exp/elf_text/ (initialises the ELF-S2T denoiser; only with --elf-init text)
@@ -240,81 +230,62 @@ fi
 #        starts from scratch, which learned where a pre-trained one did not, HISTORY.md session 4); for the joint
 #        task that of the German transcripts and English translations -> data/token_list/de_en
 lm_text_inputs=("$manifest_dir/cuts_asr_train.jsonl.gz" "$manifest_dir/cuts_st_train.jsonl.gz")
-if [ "$elf_init" = text ] && model_stage_begin 3 elf "ELF backbone pre-trained on the training text" \
-    "${lm_text_inputs[@]}" "$conf/pretrain_text.yaml" -- "train_opts=$train_opts"; then
+if [ "$elf_init" = text ] && has_model elf && stage_begin_in elf 3 "ELF backbone pre-trained on the training text [elf]" \
+    "${lm_text_inputs[@]}" "$conf_dir/pretrain_text.yaml" -- "train_opts=$train_opts"; then
   export_lm_text
-  OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.pretrain_text --conf "$conf/pretrain_text.yaml" \
+  OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.pretrain_text --conf "$conf_dir/pretrain_text.yaml" \
     --exp-dir exp/elf_text --text data/lm/train_text.txt $train_opts
-  model_stage_done 3 elf
+  stage_done_in elf 3
 fi
-if model_stage_begin 3 ar "subword vocabulary of the training text (SentencePiece)" "${lm_text_inputs[@]}" \
-    -- "ar_vocab_size=$ar_vocab_size"; then  # the English text of both tasks, whichever --tasks asks for
+if has_model ar && stage_begin_in ar 3 "subword vocabulary of the training text (SentencePiece) [ar]" \
+    "${lm_text_inputs[@]}" -- "ar_vocab_size=$ar_vocab_size"; then  # the English text of both tasks, whichever --tasks asks for
   export_lm_text
   python -m elfs2t.bin.train_subword --text data/lm/train_text.txt --out-dir data/token_list/en \
     --vocab-size "$ar_vocab_size"
-  model_stage_done 3 ar
+  stage_done_in ar 3
 fi
-if joint_stage_begin 3 ar "subword vocabulary of the German transcripts and English translations" \
+if has_task joint && has_model ar && stage_begin_in ar/joint 3 \
+    "subword vocabulary of the German transcripts and English translations [ar, joint]" \
     "$manifest_dir/cuts_st_train.jsonl.gz" -- "ar_vocab_size=$ar_vocab_size"; then
   python -m elfs2t.bin.export_text --out data/lm/train_text_de_en.txt --lowercase \
     --set "$manifest_dir/cuts_st_train.jsonl.gz=transcript" --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
   python -m elfs2t.bin.train_subword --text data/lm/train_text_de_en.txt --out-dir data/token_list/de_en \
     --vocab-size "$ar_vocab_size"
-  joint_stage_done 3 ar
+  stage_done_in ar/joint 3
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 4: training on the cached features, same data and the same minutes (ELF-S2T on a step budget inside them):
-#   elf: ELF-S2T with audio forcing (conf/train_<task>.yaml) -> exp/<task>_elf/
-#   ar:  AR speech-LLM baseline (conf/train_<task>_ar.yaml) -> exp/<task>_ar/
-#   (task joint: conf/train_joint[_ar].yaml -> exp/joint_<model>/, after the other tasks)
+# Stage 4: training on the cached features (utils/recipe_stages.sh, one experiment per task and model; markers in
+#   exp/.done/<task>_<model>/), same data and steps for both models, --train-jobs at once:
+#   elf: ELF-S2T with audio forcing ($conf_dir/train_<task>.yaml) -> exp/<task>_elf/
+#   ar:  AR speech-LLM baseline ($conf_dir/train_<task>_ar.yaml) -> exp/<task>_ar/
+#   cascade: the text-to-text ELF ($conf_dir/train_mt.yaml) -> exp/mt_elf/
 nproc=$train_nproc; [ "$ngpu" -gt 0 ] && nproc=$ngpu
 job_threads=$(( train_threads / train_jobs )); [ "$job_threads" -ge 1 ] || job_threads=1
-for m in elf ar; do
-  # shellcheck disable=SC2086  # the task list
-  mapfile -t inputs < <(train_inputs "$m" $single_tasks)
-  if [ -n "$single_tasks" ] && model_stage_begin 4 "$m" "training ($single_tasks)" "${inputs[@]}" -- \
-      "tasks=$single_tasks" "train_opts=$train_opts" "elf_init=$elf_init"; then
-    jobs_init "$train_jobs"  # up to $train_jobs tasks at once, each with its output in exp/<task>_<m>/train.out
-    for task in $single_tasks; do jobs_run "training ${task}_$m" "exp/${task}_$m/train.out" train_task "$m" "$task"; done
-    jobs_wait "stage 4: training"
-    model_stage_done 4 "$m"
-  fi
-done
-if has_task joint; then
-  jobs_init "$train_jobs"  # the models' joint trainings at once (--train-jobs), output in exp/joint_<m>/train.out
-  joint_models=()
-  for m in elf ar; do
-    mapfile -t inputs < <(train_inputs "$m" joint)
-    if joint_stage_begin 4 "$m" "training" "${inputs[@]}" -- "train_opts=$train_opts" "elf_init=$elf_init"; then
-      jobs_run "training joint_$m" "exp/joint_$m/train.out" train_task "$m" joint
-      joint_models+=("$m")
-    fi
-  done
-  jobs_wait "stage 4: joint training"
-  for m in "${joint_models[@]}"; do joint_stage_done 4 "$m"; done
-fi
-if cascade_stage_begin 4 "text-to-text ELF on the German / English training pairs -> exp/mt_elf" \
-    "$manifest_dir/cuts_st_train.jsonl.gz" "$conf/train_mt.yaml" -- "train_opts=$train_opts"; then
+job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
+each_experiment "$train_jobs" "stage 4: training" stage_train
+if has_task cascade && has_model elf && stage_begin_in elf/cascade 4 \
+    "text-to-text ELF on the German / English training pairs -> exp/mt_elf [cascade]" \
+    "$manifest_dir/cuts_st_train.jsonl.gz" "$conf_dir/train_mt.yaml" -- "train_opts=$train_opts"; then
   python -m elfs2t.bin.export_text --out data/lm/train_de_en.tsv --lowercase --source transcript \
     --set "$manifest_dir/cuts_st_train.jsonl.gz=translation:en"
   # shellcheck disable=SC2086  # --train-opts is a list of overrides
-  OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.pretrain_text --conf "$conf/train_mt.yaml" \
+  OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.pretrain_text --conf "$conf_dir/train_mt.yaml" \
     --exp-dir exp/mt_elf --text data/lm/train_de_en.tsv $train_opts
-  cascade_stage_done 4
+  stage_done_in elf/cascade 4
 fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref,timing.json}
 #   elf: one decode per decoding config of --decode-confs (ASR: and --asr-decode-confs); ar: greedy / beam, one per
-#   --ar-decode-confs config; each config of a model has its marker (exp/.done/<model>[/joint]/decode_<name>/stage5)
+#   --ar-decode-confs config; each config of an experiment has its marker (exp/.done/<tag>/decode_<name>/stage5);
+#   the joint models decode each set twice, asr_de_<set> (German transcript) and st_<set>; --nj jobs at once
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
-job_threads_nj=$(( train_threads / nj )); [ "$job_threads_nj" -ge 1 ] || job_threads_nj=1
-decode_single_tasks   # ELF-S2T and AR on asr / st: the decoding configs not yet decoded, the tasks at once (--nj)
-decode_joint          # the joint models: both models at once
+each_experiment "$nj" "stage 5: decoding" stage_decode
 inputs=(); for task in $single_tasks; do for s in $whisper_sets; do inputs+=("$manifest_dir/cuts_${task}_$s.jsonl.gz"); done; done
-if [ -n "$single_tasks" ] && model_stage_begin 5 whisper "Whisper zero-shot decoding ($single_tasks)" "${inputs[@]}" \
-    -- "asr_whisper=$asr_whisper" "st_whisper=$st_whisper" "whisper_beam=$whisper_beam"; then
+if [ -n "$single_tasks" ] && has_model whisper && stage_begin_in whisper 5 \
+    "Whisper zero-shot decoding ($single_tasks) [whisper]" "${inputs[@]}" -- "asr_whisper=$asr_whisper" \
+    "st_whisper=$st_whisper" "whisper_beam=$whisper_beam"; then
   for task in $single_tasks; do
     if [ "$task" = asr ]; then
       whisper_task asr asr transcript --model "$asr_whisper" --task transcribe
@@ -322,16 +293,18 @@ if [ -n "$single_tasks" ] && model_stage_begin 5 whisper "Whisper zero-shot deco
       whisper_task st st translation:en --model "$st_whisper" --task translate --language de
     fi
   done
-  model_stage_done 5 whisper
+  stage_done_in whisper 5
 fi
 inputs=(); for s in $whisper_sets; do inputs+=("$manifest_dir/cuts_st_$s.jsonl.gz"); done  # the German sets
-if joint_stage_begin 5 whisper "Whisper zero-shot German transcription" "${inputs[@]}" -- "st_whisper=$st_whisper" \
+if has_task joint && has_model whisper && stage_begin_in whisper/joint 5 \
+    "Whisper zero-shot German transcription [whisper, joint]" "${inputs[@]}" -- "st_whisper=$st_whisper" \
     "whisper_beam=$whisper_beam"; then
   whisper_task asr_de st transcript --model "$st_whisper" --task transcribe --language de
-  joint_stage_done 5 whisper
+  stage_done_in whisper/joint 5
 fi
 inputs=(exp/mt_elf/last.pt); for f in exp/joint_*/decode_*/asr_de_*/text; do [ -f "$f" ] && inputs+=("$f"); done
-if cascade_stage_begin --redo-when-changed 5 "translation of the joint models' German transcripts (and of the references)" \
+if has_task cascade && has_model elf && stage_begin_in elf/cascade --redo-when-changed 5 \
+    "translation of the joint models' German transcripts (and of the references) [cascade]" \
     "${inputs[@]}" -- "mt_decode_opts=$mt_decode_opts" "decode_sets=$decode_sets"; then
   mt_args=()  # one translate_text run (one model load) for every German ASR decode and reference set
   for src in exp/joint_*/decode_*/asr_de_*/text; do  # every German ASR decode -> exp/cascade_<m>/decode_<inf>_mt/
@@ -342,40 +315,32 @@ if cascade_stage_begin --redo-when-changed 5 "translation of the joint models' G
     mt_args+=(--source "$src" --ref "$manifest_dir/cuts_$set_name.jsonl.gz" --out-dir "exp/cascade_$m/${inf}_mt/$set_name")
   done
   [ "${#mt_args[@]}" -gt 0 ] || die "the cascade translates the joint models' German transcripts (exp/joint_<m>/decode_*/asr_de_*): none found, add joint to --tasks"
-  for set_name in $(prepared_sets st $decode_sets); do  # the reference transcripts: the translation model alone
+  for set_name in $st_eval_sets; do  # the reference transcripts: the translation model alone
     mt_args+=(--source "$manifest_dir/cuts_$set_name.jsonl.gz" --ref "$manifest_dir/cuts_$set_name.jsonl.gz"
            --out-dir "exp/mt_elf/decode_ref_mt/$set_name")
   done
   # shellcheck disable=SC2086  # sampler overrides
   OMP_NUM_THREADS=$train_threads run_job python -m elfs2t.bin.translate_text --mt-exp exp/mt_elf "${mt_args[@]}" \
     $mt_decode_opts
-  cascade_stage_done 5
+  stage_done_in elf/cascade 5
 fi
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 6: scoring -> result.txt per set (WER for asr_* sets, BLEU/chrF for st_* sets; the German transcripts of
 # the joint task, asr_de_*, with the strip_accents normaliser for every model: MiniLM, ELF-S2T's text space, has no
 # umlauts), then the comparison table of every scored decode: exp/results.md (per set: ELF-S2T settings, AR, Whisper)
-for m in $models; do
-  mapfile -t inputs < <(single_task_texts "$m")
-  if [ -n "$single_tasks" ] && model_stage_begin --redo-when-changed 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
-    # shellcheck disable=SC2046  # the decode folders of the model's single-task experiments
-    score_decodes "*" $(single_task_texts "$m" | xargs -r -n 1 dirname)
-    model_stage_done 6 "$m"
-  fi
-  if [ "$m" = whisper ]; then mapfile -t inputs < <(texts_of exp/whisper_*/decode_*/asr_de_*/text)
-  else mapfile -t inputs < <(texts_of exp/joint_"$m"/decode_*/*/text); fi
-  if joint_stage_begin --redo-when-changed 6 "$m" "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
-    # shellcheck disable=SC2046
-    if [ "$m" = whisper ]; then score_decodes "asr_de_*" exp/whisper_*/decode_*/*/
-    else score_decodes "*" exp/joint_$m/decode_*/*/; fi
-    joint_stage_done 6 "$m"
-  fi
-done
+each_experiment 1 "stage 6: scoring" stage_score
+mapfile -t inputs < <(texts_of exp/whisper_*/decode_*/*/text)
+if has_model whisper && stage_begin_in whisper --redo-when-changed 6 "scoring [whisper]" "${inputs[@]}" -- \
+    "wer_normalizer=$wer_normalizer"; then
+  score_decodes "*" exp/whisper_*/decode_*/*/
+  stage_done_in whisper 6
+fi
 mapfile -t inputs < <(texts_of exp/cascade_*/decode_*/*/text exp/mt_elf/decode_*/*/text)
-if cascade_stage_begin --redo-when-changed 6 "scoring" "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
+if has_task cascade && has_model elf && stage_begin_in elf/cascade --redo-when-changed 6 "scoring [cascade]" \
+    "${inputs[@]}" -- "wer_normalizer=$wer_normalizer"; then
   score_decodes "st_*" exp/cascade_*/decode_*/*/ exp/mt_elf/decode_*/*/
-  cascade_stage_done 6
+  stage_done_in elf/cascade 6
 fi
 if stage_in_range 6; then
   python -m elfs2t.bin.score --results-table . --results-out exp/results.md
