@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage gating with done markers that record the stage's inputs. Source after parse_options.sh; uses $stage,
 # $stop_stage, $force, $done_dir (default exp/.done, relative to the recipe folder run.sh works in) and
-# $last_stage (default 7: the stages every recipe shares, DESIGN.md §4.1).
+# $last_stage (default 7: the stages every recipe shares, docs/design.md §4.1).
 #
 #   if stage_begin 2 "feature caching" data/manifests/cuts_train.jsonl.gz conf/x.yaml -- "encoder=$encoder"; then
 #     python -m elfs2t.bin.cache_features ... $(force_flag)
