@@ -139,5 +139,10 @@ def test_mini_synth_run_sh_options(tmp_path):
     assert {"models", "tasks", "ar-decode-opts", "asr-whisper", "st-whisper", "whisper-beam"} <= set(options)
     assert not [o for o in options if not re.search(rf"^\s+--{o}\b", r.stdout, re.M)]
     # the --models / --tasks checks come before any stage (in a copy: a regression would run stage 7 there)
-    bad = run(copy_recipe("mini_synth", tmp_path), "--stage", "7", "--stop-stage", "7", "--models", "elf gpt")
+    recipe = copy_recipe("mini_synth", tmp_path)
+    bad = run(recipe, "--stage", "7", "--stop-stage", "7", "--models", "elf gpt")
     assert bad.returncode != 0 and "unknown model 'gpt'" in bad.stderr
+    # two decoding configs of one experiment with one name would share its decode folder and stage-5 marker
+    bad = run(recipe, "--stage", "7", "--stop-stage", "7", "--asr-decode-confs", "conf/decode/draft.yaml")
+    assert bad.returncode != 0 and "--asr-decode-confs: two decoding configs named draft.yaml" in bad.stderr
+    assert not (recipe / "exp" / ".done").exists()  # refused before any stage

@@ -50,12 +50,7 @@ decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in
   if stage_in_range 5 || stage_in_range 7; then
     read -r -a decode_conf_list <<< "$decode_confs"
     [ "${#decode_conf_list[@]}" -gt 0 ] || die "--decode-confs is empty: name at least one conf/decode/*.yaml"
-    declare -A seen=()
-    for s in "${decode_conf_list[@]}"; do
-      [ -f "$s" ] || die "--decode-confs: no such decoding config: $s (conf/decode/*.yaml)"
-      [ -z "${seen[$(basename "$s" .yaml)]:-}" ] || die "--decode-confs: two decoding configs named $(basename "$s")"
-      seen[$(basename "$s" .yaml)]=1
-    done
+    check_decode_confs --decode-confs "${decode_conf_list[@]}"
   fi
   feat_tag=""; tag=""
   if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 7 ]; then
@@ -67,6 +62,16 @@ decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in
   fi
   if [ "$ngpu" -gt 0 ]; then feat_par=(--ngpu "$ngpu"); else feat_par=(--nj "$nj"); fi
   experiment_init
+}
+
+check_decode_confs() {  # check_decode_confs OPTION FILE...: each decoding config exists, and no two share a name
+  local option=$1 f; shift  # (the name is the decode folder's and the stage-5 marker's)
+  declare -A seen=()
+  for f in "$@"; do
+    [ -f "$f" ] || die "$option: no such decoding config: $f (conf/decode/*.yaml)"
+    [ -z "${seen[$(basename "$f" .yaml)]:-}" ] || die "$option: two decoding configs named $(basename "$f")"
+    seen[$(basename "$f" .yaml)]=1
+  done
 }
 
 experiment_init() {  # the training overrides, decoding configs and model type of the table's experiment

@@ -152,10 +152,12 @@ for o in decode_opts ar_decode_opts; do
   [[ "${!o}" != *";"* ]] || die "--${o//_/-} '${!o}': one list of decode.* overrides (added to every decoding); \
 each decoding setting is a named config: a conf/decode/<name>.yaml in --${o//_opts/_confs} (--decode-confs)"
 done
-if stage_in_range 5 || stage_in_range 7; then
-  for f in $decode_confs $asr_decode_confs $ar_decode_confs $reliance_conf; do
-    [ -f "$f" ] || die "no such decoding config: $f (--decode-confs, --asr-decode-confs, --ar-decode-confs, --reliance-conf)"
-  done
+if stage_in_range 5 || stage_in_range 7; then  # the decoding configs of one experiment share its markers
+  # shellcheck disable=SC2086  # lists of files
+  check_decode_confs "--decode-confs / --asr-decode-confs" $decode_confs $asr_decode_confs
+  # shellcheck disable=SC2086
+  check_decode_confs --ar-decode-confs $ar_decode_confs
+  check_decode_confs --reliance-conf $reliance_conf
 fi
 single_tasks=$(for t in $tasks; do case "$t" in asr|st) echo "$t" ;; esac; done | xargs)  # Whisper zero-shot's
 
