@@ -101,6 +101,19 @@ def torchrun_setup(tmp_path_factory):
     return tmp, conf, overrides
 
 
+def _processes_naming(path: Path) -> list[int]:
+    """The live processes whose command line holds ``path`` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if str(path) in (proc / "cmdline").read_text().replace("\0", " ") and \
+                    (proc / "stat").read_text().split()[2] != "Z":
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
 def _weights(exp: Path) -> dict:
     state = load_checkpoint(exp / "last.pt")
     return {"model": state["model"], "ema": state["ema"]["shadow"], "step": state["step"],
@@ -121,11 +134,20 @@ def test_torchrun_training_killed_and_resumed_ends_with_the_uninterrupted_weight
         while time.time() < deadline and proc.poll() is None and not (killed / "checkpoint-4.pt").exists():
             time.sleep(0.02)
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both training processes, mid-run
+        workers = _processes_naming(killed)
+        assert len(workers) >= 2, workers  # torchrun (and the launcher) and its two training processes
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and torchrun (its workers run in sessions of their own)
         proc.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and _processes_naming(killed):
+            time.sleep(0.1)
+        # orphaned workers would train on into the folder that the resumed run below writes
+        assert not _processes_naming(killed), "a training process outlived its killed torchrun"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        for pid in _processes_naming(killed):
+            os.kill(pid, signal.SIGKILL)
     assert not (killed / f"checkpoint-{TORCHRUN_STEPS}.pt").exists()  # it really was stopped early
     r = _launch(2, "elfs2t.bin.train", "--exp-dir", str(killed), *base)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -32,7 +32,6 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -51,6 +50,7 @@ from elfs2t.errors import InputError
 from elfs2t.features.record import RECORD_FILE, EncoderRecord, read_record, write_record
 from elfs2t.features.storage import STORAGE_TYPE, KaldiioArkWriter
 from elfs2t.features.whisper import SAMPLE_RATE, WhisperFrontEnd
+from elfs2t.orphans import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -242,20 +242,8 @@ def _worker(spec: WhisperFrontEnd, cfg: CacheConfig, device: str, shards: list[t
         queue.put(("done", device, 0))
 
 
-def _exit_with_parent(parent: int, every: float = 1.0) -> None:
-    """Watch (in a daemon thread) for the parent process to go: a worker whose run was killed must not go on
-    writing shards nobody merges, nor hold a GPU."""
-    def watch() -> None:
-        while True:
-            time.sleep(every)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def _worker_main(parent: int, *args) -> None:  # runs in a spawned process
-    _exit_with_parent(parent)
+    exit_with_parent(parent)
     queue = args[-1]
     try:
         _worker(*args)

@@ -2,7 +2,9 @@
 
 Launch with ``torchrun --nproc-per-node N -m elfs2t.bin.train ...`` (GPUs: NCCL, one device per local
 rank; CPU: gloo). Without torchrun (no ``WORLD_SIZE``) the same code runs as one process: no process group
-is created, the helpers below are no-ops and the model is not wrapped.
+is created, the helpers below are no-ops and the model is not wrapped. A process of torchrun exits when its
+torchrun agent dies (torchrun's workers run in sessions of their own, so a ``kill -9`` of the launcher alone would
+leave them training on, into the folder a restarted run resumes from).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from elfs2t.errors import ConfigError
+from elfs2t.orphans import exit_with_torchrun_agent
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ def init_distributed(backend: Optional[str] = None, timeout_minutes: float = 30.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    exit_with_torchrun_agent()
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
     device = _default_device(local_rank)
     if device.type == "cuda":
