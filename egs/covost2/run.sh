@@ -90,30 +90,6 @@ covost_tsv=$covost_dir/covost_v2.$pair.tsv
 cv_dir=${COMMONVOICE:+$COMMONVOICE/$src_lang}
 
 # ---------------------------------------------------------------------------------------------------
-# Stage 0: get the corpus (the CoVoST TSV is downloaded; Common Voice v4 audio is checked)
-# (Each stage's marker records its inputs and settings, the files and values after the description; a stage
-# done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
-if stage_begin 0 "get CoVoST 2 ($pair)" -- "pair=$pair" "COMMONVOICE=${COMMONVOICE:-}" "covost_dir=$covost_dir"; then
-  [ -n "$cv_dir" ] || die "COMMONVOICE is not set: edit db.sh (or export COMMONVOICE=/path/cv-corpus-4); Common Voice v4 must be obtained by hand"
-  [ -f "$cv_dir/validated.tsv" ] && [ -d "$cv_dir/clips" ] \
-    || die "Common Voice v4 '$src_lang' not found: expected $cv_dir/validated.tsv and $cv_dir/clips/ (COMMONVOICE in db.sh)"
-  if [ ! -f "$covost_tsv" ]; then
-    python -m elfs2t.bin.download_data covost2 --target-dir "$covost_dir" --src-lang "$src_lang" --tgt-lang "$tgt_lang"
-  fi
-  stage_done 0
-fi
-
-# ---------------------------------------------------------------------------------------------------
-# Stage 1: data preparation -> $manifest_dir/cuts_<src>_<tgt>_{train,dev,test}.jsonl.gz
-if stage_begin 1 "data preparation" "${cv_dir:-COMMONVOICE}/validated.tsv" "$covost_tsv" -- "splits=$splits" \
-    "manifest_dir=$manifest_dir"; then
-  [ -n "$cv_dir" ] || die "COMMONVOICE is not set: edit db.sh (or export COMMONVOICE=/path/cv-corpus-4)"
-  python -m elfs2t.bin.prepare_data covost2 --cv-dir "$cv_dir" --covost-tsv "$covost_tsv" \
-    --src-lang "$src_lang" --tgt-lang "$tgt_lang" --splits $splits --output-dir "$manifest_dir" --nj "$nj" $(force_flag)
-  stage_done 1
-fi
-
-# ---------------------------------------------------------------------------------------------------
 # What stages 2-7 train and decode (utils/recipe_stages.sh): the training config and the decoding configs of each
 # --model; per --task the training targets and, per decoded set, "TARGET|SET_SUFFIX|METRIC" (the joint task decodes
 # every set twice: the translation as <set>, the transcript with its task token as <set>_asr)
@@ -140,7 +116,34 @@ tag_prefix=${pair}_${task}_ what="$task $pair"
 vocab=data/token_list/${pair}_${task}_bpe$ar_vocab_size   # stage 3 with --model ar
 
 . "$MAIN_ROOT/utils/recipe_stages.sh"
-recipe_init
+recipe_init   # checks every option before any stage runs
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 0: get the corpus (the CoVoST TSV is downloaded; Common Voice v4 audio is checked)
+# (Each stage's marker records its inputs and settings, the files and values after the description; a stage
+# done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
+if stage_begin 0 "get CoVoST 2 ($pair)" -- "pair=$pair" "COMMONVOICE=${COMMONVOICE:-}" "covost_dir=$covost_dir"; then
+  [ -n "$cv_dir" ] || die "COMMONVOICE is not set: edit db.sh (or export COMMONVOICE=/path/cv-corpus-4); Common Voice v4 must be obtained by hand"
+  [ -f "$cv_dir/validated.tsv" ] && [ -d "$cv_dir/clips" ] \
+    || die "Common Voice v4 '$src_lang' not found: expected $cv_dir/validated.tsv and $cv_dir/clips/ (COMMONVOICE in db.sh)"
+  if [ ! -f "$covost_tsv" ]; then
+    python -m elfs2t.bin.download_data covost2 --target-dir "$covost_dir" --src-lang "$src_lang" --tgt-lang "$tgt_lang"
+  fi
+  stage_done 0
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 1: data preparation -> $manifest_dir/cuts_<src>_<tgt>_{train,dev,test}.jsonl.gz
+if stage_begin 1 "data preparation" "${cv_dir:-COMMONVOICE}/validated.tsv" "$covost_tsv" -- "splits=$splits" \
+    "manifest_dir=$manifest_dir"; then
+  [ -n "$cv_dir" ] || die "COMMONVOICE is not set: edit db.sh (or export COMMONVOICE=/path/cv-corpus-4)"
+  python -m elfs2t.bin.prepare_data covost2 --cv-dir "$cv_dir" --covost-tsv "$covost_tsv" \
+    --src-lang "$src_lang" --tgt-lang "$tgt_lang" --splits $splits --output-dir "$manifest_dir" --nj "$nj" $(force_flag)
+  stage_done 1
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Stages 2-7: those of every recipe (utils/recipe_stages.sh), with the table above
 stage_features   # 2: Whisper features (and --speed-perturb copies, <pair>_train_sp) -> dump/<encoder_tag>/<set>/
 stage_backbone   # 3: the released ELF checkpoint fetched and test-loaded, or the AR vocabulary of the targets
 stage_train      # 4: training -> exp/<tag>/

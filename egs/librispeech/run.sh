@@ -83,6 +83,26 @@ Corpus location: LIBRISPEECH in db.sh (or the environment)."
 if [ "$download" = true ]; then corpus_dir=$download_dir/LibriSpeech; else corpus_dir=$LIBRISPEECH; fi
 
 # ---------------------------------------------------------------------------------------------------
+# What stages 2-7 train and decode (utils/recipe_stages.sh): the training config and the decoding configs of each
+# --model, the sets (training parts combined into 'train'), the training target, per decoded set target and metric
+case "$model" in
+  elf) conf=${conf:-conf/train.yaml} decode_confs=${decode_confs:-conf/decode/flow32.yaml} ;;
+  ar) conf=${conf:-conf/train_ar.yaml} decode_confs=${decode_confs:-conf/decode/beam4.yaml} ;;
+  *) die "--model must be elf or ar, got '$model'" ;;
+esac
+eval_sets=(); for part in $eval_parts; do eval_sets+=("${part//-/_}"); done
+if [ "$stop_stage" -ge 2 ]; then
+  [[ " ${eval_sets[*]} " == *" $valid_set "* ]] || die "--valid-set $valid_set is not one of the --eval-parts sets (${eval_sets[*]})"
+fi
+train_set=train feat_sets=(train "${eval_sets[@]}")
+targets=(transcript)
+decodes=("transcript||wer")
+ar_text_opts=(--lowercase)   # the AR vocabulary of the lower-cased transcripts (LibriSpeech's are upper-case)
+
+. "$MAIN_ROOT/utils/recipe_stages.sh"
+recipe_init   # checks every option before any stage runs
+
+# ---------------------------------------------------------------------------------------------------
 # Stage 0: get the corpus
 # (Each stage's marker records its inputs and settings, the files and values after the description; a stage
 # done with other inputs stops the recipe instead of being skipped: utils/stage.sh.)
@@ -109,24 +129,7 @@ if stage_begin 1 "data preparation" "${part_dirs[@]}" -- "manifest_dir=$manifest
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# What stages 2-7 train and decode (utils/recipe_stages.sh): the training config and the decoding configs of each
-# --model, the sets (training parts combined into 'train'), the training target, per decoded set target and metric
-case "$model" in
-  elf) conf=${conf:-conf/train.yaml} decode_confs=${decode_confs:-conf/decode/flow32.yaml} ;;
-  ar) conf=${conf:-conf/train_ar.yaml} decode_confs=${decode_confs:-conf/decode/beam4.yaml} ;;
-  *) die "--model must be elf or ar, got '$model'" ;;
-esac
-eval_sets=(); for part in $eval_parts; do eval_sets+=("${part//-/_}"); done
-if [ "$stop_stage" -ge 2 ]; then
-  [[ " ${eval_sets[*]} " == *" $valid_set "* ]] || die "--valid-set $valid_set is not one of the --eval-parts sets (${eval_sets[*]})"
-fi
-train_set=train feat_sets=(train "${eval_sets[@]}")
-targets=(transcript)
-decodes=("transcript||wer")
-ar_text_opts=(--lowercase)   # the AR vocabulary of the lower-cased transcripts (LibriSpeech's are upper-case)
-
-. "$MAIN_ROOT/utils/recipe_stages.sh"
-recipe_init
+# Stages 2-7: those of every recipe (utils/recipe_stages.sh), with the table above
 stage_features   # 2: Whisper features (and --speed-perturb copies, set train_sp) -> dump/<encoder_tag>/<set>/
 stage_backbone   # 3: the released ELF checkpoint fetched and test-loaded, or the AR vocabulary
 stage_train      # 4: training -> exp/<tag>/

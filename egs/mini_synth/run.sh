@@ -148,10 +148,8 @@ done
 for t in $tasks; do
   case "$t" in asr|st|joint|cascade) ;; *) die "--tasks: unknown task '$t' (asr, st, joint, cascade)" ;; esac
 done
-for o in decode_opts ar_decode_opts; do
-  [[ "${!o}" != *";"* ]] || die "--${o//_/-} '${!o}': one list of decode.* overrides (added to every decoding); \
-each decoding setting is a named config: a conf/decode/<name>.yaml in --${o//_opts/_confs} (--decode-confs)"
-done
+check_decode_opts --decode-opts "$decode_opts" --decode-confs
+check_decode_opts --ar-decode-opts "$ar_decode_opts" --ar-decode-confs
 if stage_in_range 5 || stage_in_range 7; then  # the decoding configs of one experiment share its markers
   # shellcheck disable=SC2086  # lists of files
   check_decode_confs "--decode-confs / --asr-decode-confs" $decode_confs $asr_decode_confs
