@@ -1,4 +1,5 @@
 """The shell helpers in utils/: option parsing, stage gating with markers, logging, launching, new recipes."""
+import os
 import re
 import shlex
 import subprocess
@@ -201,14 +202,14 @@ def test_recipe_stages_decoded_names_and_their_scoring(tmp_path):
 eval_sets=(st_dev st_test)
 decodes=("transcript|^st_=asr_de_|wer|strip_accents" "translation:en||bleu" "transcript|_asr|cer")
 for s in "${eval_sets[@]}"; do for d in "${decodes[@]}"; do IFS='|' read -r _ name _ <<< "$d"; decoded_name "$s" "$name"; done; done
-for n in asr_de_test st_test st_test_asr asr_test; do echo "$n: $(score_args "$n")"; done
+for n in asr_de_test st_test st_test_asr asr_test; do echo "$n: $(score_args "$n" || echo "status $?")"; done
 """
     r = bash(script, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "asr_de_dev", "st_dev", "st_dev_asr", "asr_de_test", "st_test", "st_test_asr",
         "asr_de_test: --metric wer --normalizer strip_accents", "st_test: --metric bleu", "st_test_asr: --metric cer",
-        "asr_test: --metric wer"]  # a folder no entry names (a set dropped from the table): WER
+        "asr_test: status 1"]  # a folder no entry names (a set dropped from the table): no metric to guess
 
 
 def test_recipe_stages_background_jobs_mark_only_what_succeeded(tmp_path):
@@ -233,3 +234,27 @@ jobs_wait "stage 5: decoding"
     r = bash(script, cwd=tmp_path)  # again: the good one is skipped, the bad one runs (and fails) again
     assert "stage 5 (decoding good): already done" in r.stderr and "decoding bad in the background" in r.stderr
     assert "decoding good in the background" not in r.stderr
+
+
+def test_stage6_leaves_a_set_dropped_from_the_table_as_it_was_scored(tmp_path):
+    """A decoded set of an earlier table (another --test-sets) has no metric in this one: stage 6 neither guesses one
+    (a BLEU set rescored as WER) nor drops it silently -- it logs the folder and leaves its result.txt."""
+    import sys
+
+    for name in ("st_test", "st_old"):
+        d = tmp_path / "exp" / "x" / "decode_flow" / name
+        d.mkdir(parents=True)
+        (d / "text").write_text("u1 a cat sat\\n")
+        (d / "ref").write_text("u1 a cat sat\\n")
+    (tmp_path / "exp" / "x" / "decode_flow" / "st_old" / "result.txt").write_text("BLEU 12.0 (scored before)\\n")
+    script = RECIPE_STAGES + """
+tag=x eval_sets=(st_test) decodes=("translation:en||bleu") results_out=""
+stage_score
+"""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    r = bash(script, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    decoded = tmp_path / "exp" / "x" / "decode_flow"
+    assert "BLEU" in (decoded / "st_test" / "result.txt").read_text()
+    assert (decoded / "st_old" / "result.txt").read_text() == "BLEU 12.0 (scored before)\\n"
+    assert "exp/x/decode_flow/st_old is no set of this run's table: not rescored" in r.stderr

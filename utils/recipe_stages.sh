@@ -210,28 +210,30 @@ decoded_texts() {  # the decoded texts of the experiment, one a line
   local f; for f in exp/"$tag"/decode_*/*/text; do [ ! -f "$f" ] || echo "$f"; done
 }
 
-score_args() {  # score_args NAME: stage 6's --metric (and --normalizer) of a decoded set: its decodes entry's
-  local d s target name metric norm
+score_args() {  # score_args NAME: stage 6's --metric (and --normalizer) of a decoded set: its decodes entry's;
+  local d s target name metric norm  # status 1 (nothing printed) when no entry of the table names the set
   for d in "${decodes[@]}"; do
     IFS='|' read -r target name metric norm <<< "$d"
     for s in "${eval_sets[@]}"; do
       if [ "$(decoded_name "$s" "$name")" = "$1" ]; then echo "--metric $metric${norm:+ --normalizer $norm}"; return; fi
     done
   done
-  echo "--metric wer"  # a folder of a set no longer in the table
+  return 1
 }
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 6: scoring (WER/CER, BLEU/chrF) -> result.txt per decoded set; RESULTS.md (every experiment of the recipe)
 stage_score() {
-  local f dir inputs
+  local f dir args inputs
   done_dir=exp/.done/$tag
   mapfile -t inputs < <(decoded_texts)
   if stage_begin --redo-when-changed 6 "scoring $tag" "${inputs[@]}" -- "decodes=${decodes[*]}"; then
     for f in "${inputs[@]}"; do
       dir=${f%/text}
-      # shellcheck disable=SC2046  # --metric M [--normalizer N]
-      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" $(score_args "$(basename "$dir")") --out-dir "$dir"
+      # a set dropped from the table (an earlier --test-sets): its metric is unknown now, its result.txt stays
+      args=$(score_args "$(basename "$dir")") || { log "stage 6: $dir is no set of this run's table: not rescored"; continue; }
+      # shellcheck disable=SC2086  # --metric M [--normalizer N]
+      python -m elfs2t.bin.score --hyp "$dir/text" --ref "$dir/ref" $args --out-dir "$dir"
     done
     if [ -n "${results_out-RESULTS.md}" ]; then
       python -m elfs2t.bin.score --results-table . --results-out "${results_out-RESULTS.md}"
