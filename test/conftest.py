@@ -254,6 +254,14 @@ def make_covost_tree(root: Path, bad: bool = False) -> tuple[Path, Path]:
     return cv_dir, tsv
 
 
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (Linux /proc; a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
 def copy_recipe(name: str, tmp_path: Path) -> Path:
     """A copy of egs/<name> under tmp_path, so that its data/ and exp/ stay out of the checkout."""
     dst = tmp_path / "egs" / name

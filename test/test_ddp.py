@@ -2,6 +2,7 @@
 also across a stop and resume of the 2-process run; and the real launch path (utils/launch.sh -> torchrun ->
 elfs2t.bin.train / decode): a 2-process training killed with SIGKILL and resumed ends with the weights of an
 uninterrupted one, and decoding on 2 ranks gives the hypotheses of 1."""
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import torch.multiprocessing as mp
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
 from feature_fixtures import make_feature_cuts
-from conftest import write_conf
+from conftest import process_alive, write_conf
 from elfs2t.train.checkpoint import load_checkpoint
 from elfs2t.train.trainer import Trainer
 
@@ -106,8 +107,7 @@ def _processes_naming(path: Path) -> list[int]:
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if str(path) in (proc / "cmdline").read_text().replace("\0", " ") and \
-                    (proc / "stat").read_text().split()[2] != "Z":
+            if str(path) in (proc / "cmdline").read_text().replace("\0", " ") and process_alive(int(proc.name)):
                 found.append(int(proc.name))
         except OSError:
             pass
@@ -147,7 +147,8 @@ def test_torchrun_training_killed_and_resumed_ends_with_the_uninterrupted_weight
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         for pid in _processes_naming(killed):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may end between the listing and the kill
+                os.kill(pid, signal.SIGKILL)
     assert not (killed / f"checkpoint-{TORCHRUN_STEPS}.pt").exists()  # it really was stopped early
     r = _launch(2, "elfs2t.bin.train", "--exp-dir", str(killed), *base)
     assert r.returncode == 0, r.stderr[-3000:]

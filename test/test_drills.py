@@ -30,7 +30,7 @@ from lhotse import CutSet
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
 from feature_fixtures import make_feature_cuts
-from conftest import copy_recipe, make_librispeech_tree, run, write_conf
+from conftest import copy_recipe, make_librispeech_tree, process_alive, run, write_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -529,13 +529,6 @@ def _spawned_workers(pid: int) -> set[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.slow  # three python start-ups (~30 s on 2 loaded cores)
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_caching_workers_do_not_outlive_a_killed_parent(tmp_path, rand_whisper):
@@ -555,9 +548,9 @@ def test_caching_workers_do_not_outlive_a_killed_parent(tmp_path, rand_whisper):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.time() + 60
-        while time.time() < deadline and any(_alive(p) for p in workers):
+        while time.time() < deadline and any(process_alive(p) for p in workers):
             time.sleep(0.5)
-        assert not any(_alive(p) for p in workers), "a caching worker survived its killed parent"
+        assert not any(process_alive(p) for p in workers), "a caching worker survived its killed parent"
     finally:
         if parent.poll() is None:
             parent.kill()
