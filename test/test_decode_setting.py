@@ -2,6 +2,7 @@
 overrides that the config would drop (removed options) or that are not decoding ones."""
 import pytest
 
+from conftest import ROOT
 from elfs2t.config import ConfigError
 from elfs2t.config import apply_overrides
 from elfs2t.inference.setting import (SETTING_FILE, check_overrides, decode_conf_overrides, read_setting,
@@ -30,6 +31,15 @@ def test_a_setting_of_removed_options_is_refused_not_dropped(tmp_path):
                                           r"\['elf.stack=2'\]$"):
         check_overrides(["elf.stack=2"])
     assert check_overrides(["decode.flow.steps=8"]) == ["decode.flow.steps=8"]
+
+
+def test_every_decoding_config_a_recipe_ships_is_accepted():
+    """Each egs/*/conf/decode/*.yaml passes the same check as a user's (keys, types, strategy names) and names at
+    least one setting: a typo in a shipped config fails here, not in stage 5 after a training run."""
+    confs = sorted((ROOT / "egs").glob("*/conf/decode/*.yaml"))
+    assert len(confs) >= 10, confs
+    for conf in confs:
+        assert decode_conf_overrides([conf]), conf
 
 
 def test_a_decoding_config_file_is_its_decode_overrides(tmp_path):
