@@ -113,6 +113,7 @@ def tiny_asr(tmp_path_factory):
 import importlib.util  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,6 +261,12 @@ def process_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def venv_env(**extra: str) -> dict[str, str]:
+    """``os.environ`` with this interpreter's folder first on PATH (the venv's ``torchrun`` and entry points, for
+    scripts that call them by name), plus ``extra``."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", **extra)
 
 
 def copy_recipe(name: str, tmp_path: Path) -> Path:

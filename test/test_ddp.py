@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
 from feature_fixtures import make_feature_cuts
-from conftest import process_alive, write_conf
+from conftest import process_alive, venv_env, write_conf
 from elfs2t.train.checkpoint import load_checkpoint
 from elfs2t.train.trainer import Trainer
 
@@ -82,7 +82,7 @@ TORCHRUN_STEPS = 40
 
 
 def _launch(nproc: int, module: str, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = venv_env(OMP_NUM_THREADS="1")
     cmd = [str(ROOT / "utils" / "launch.sh"), "--nproc", str(nproc), "--python", sys.executable, module, *args]
     if wait:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import venv_env
+
 UTILS = Path(__file__).resolve().parents[1] / "utils"
 
 
@@ -239,8 +241,6 @@ jobs_wait "stage 5: decoding"
 def test_stage6_leaves_a_set_dropped_from_the_table_as_it_was_scored(tmp_path):
     """A decoded set of an earlier table (another --test-sets) has no metric in this one: stage 6 neither guesses one
     (a BLEU set rescored as WER) nor drops it silently -- it logs the folder and leaves its result.txt."""
-    import sys
-
     for name in ("st_test", "st_old"):
         d = tmp_path / "exp" / "x" / "decode_flow" / name
         d.mkdir(parents=True)
@@ -251,8 +251,7 @@ def test_stage6_leaves_a_set_dropped_from_the_table_as_it_was_scored(tmp_path):
 tag=x eval_sets=(st_test) decodes=("translation:en||bleu") results_out=""
 stage_score
 """
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    r = bash(script, cwd=tmp_path, env=env)
+    r = bash(script, cwd=tmp_path, env=venv_env())
     assert r.returncode == 0, r.stderr
     decoded = tmp_path / "exp" / "x" / "decode_flow"
     assert "BLEU" in (decoded / "st_test" / "result.txt").read_text()
