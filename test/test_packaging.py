@@ -6,7 +6,8 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 BENCH_ONLY = {"faster_whisper", "ctranslate2"}
 
 

@@ -15,9 +15,8 @@ import yaml
 from lhotse import CutSet
 
 from elfs2t.bin import fetch_elf
-from conftest import copy_recipe, make_covost_tree, make_librispeech_tree, run
+from conftest import ROOT, copy_recipe, make_covost_tree, make_librispeech_tree, run
 
-ROOT = Path(__file__).resolve().parents[1]
 MINILM = ROOT / "tools" / "models" / "all-MiniLM-L6-v2"
 FEAT_DIM = 64
 TINY_DENOISER = dict(hidden=32, depth=2, heads=2, bottleneck=16)

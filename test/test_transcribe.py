@@ -17,7 +17,8 @@ from elfs2t.inference.audio import InputError, TooLongError
 from elfs2t.inference.setting import read_setting
 from elfs2t.textfile import read_text
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 pytestmark = pytest.mark.slow  # a model trained on real Whisper tiny.en features (~30 s once per session), one subprocess
 
 

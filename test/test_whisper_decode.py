@@ -19,7 +19,8 @@ from elfs2t.baselines.whisper_zero_shot import (WhisperDecodeConfig, WhisperZero
                                              inference_tag)
 from elfs2t.results import collect_results, format_results_table
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 MODELS = ROOT / "tools" / "models"
 SPEECH = ["the quick brown fox jumps over the lazy dog", "we didn't meet a newspaper on sunday",
           "the friendly cat walked in the shop"]

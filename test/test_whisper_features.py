@@ -9,7 +9,7 @@ import torch
 from elfs2t.config import ConfigError
 from elfs2t.features.whisper import WhisperFrontEnd, log_mel, mel_filters, num_frames
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 @pytest.fixture(scope="session")
