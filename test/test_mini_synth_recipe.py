@@ -25,6 +25,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
             "--decode-confs", "conf/decode/flow2.yaml conf/decode/draft.yaml",  # the last: recorded
             "--ar-decode-confs", "conf/decode/beam1.yaml",
             "--decode-sets", "test test_unseen gen_test gen_test_unseen", "--whisper-sets", "test gen_test",
+            "--noise-snrs", "5",
             "--train-opts", "train.max_steps=2 train.valid_every=0 train.save_every=2 train.log_every=1"]
     r = run(recipe, *args, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -42,8 +43,18 @@ def test_mini_synth_stages_0_to_7(tmp_path):
         assert list((exp / model).glob("decode_*/*_gen_test/result.txt")), model
     assert not list(exp.glob("*/decode_*/*_gen_test_unseen")) and "skipping set asr_gen_test_unseen" in r.stderr
     assert (recipe / "corpus" / "gen" / "README.txt").is_file()
+    # --noise-snrs 5: a white-noise copy of each test set (the same ids), cached, decoded and scored by every model
+    manifests = recipe / "data" / "manifests"
+    for task in ("asr", "st"):
+        noisy = CutSet.from_file(manifests / f"cuts_{task}_test_snr5.jsonl.gz")
+        assert [c.id for c in noisy] == [c.id for c in CutSet.from_file(manifests / f"cuts_{task}_test.jsonl.gz")]
+        assert all(Path(c.recording.sources[0].source).parent.name == f"{task}_test_snr5" for c in noisy)
+        for model in ("elf", "ar"):
+            assert list((exp / f"{task}_{model}").glob(f"decode_*/{task}_test_snr5/result.txt")), (task, model)
+    assert (exp / ".done" / "noise" / "asr_test_snr5" / "stage2").is_file()
     table = (exp / "results.md").read_text()
-    for needle in ("asr_test", "st_test_unseen", "asr_gen_test", "st_gen_test", "ELF-S2T", "AR", "Whisper"):
+    for needle in ("asr_test", "st_test_unseen", "asr_gen_test", "st_gen_test", "st_test_snr5", "ELF-S2T", "AR",
+                   "Whisper"):
         assert needle in table, needle
     assert "WER" in r.stdout and "BLEU" in r.stdout  # the table is printed
     assert "training st_elf in the background" in r.stderr  # --train-jobs 2: both tasks at once
@@ -143,4 +154,6 @@ def test_mini_synth_run_sh_options(tmp_path):
     # two decoding configs of one experiment with one name would share its decode folder and stage-5 marker
     bad = run(recipe, "--stage", "7", "--stop-stage", "7", "--asr-decode-confs", "conf/decode/draft.yaml")
     assert bad.returncode != 0 and "--asr-decode-confs: two decoding configs named draft.yaml" in bad.stderr
+    bad = run(recipe, "--stage", "7", "--stop-stage", "7", "--noise-snrs", "10 loud")
+    assert bad.returncode != 0 and "--noise-snrs: 'loud' is no SNR in dB" in bad.stderr
     assert not (recipe / "exp" / ".done").exists()  # refused before any stage

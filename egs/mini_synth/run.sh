@@ -27,6 +27,8 @@ num_test=200          # test utterances (seen voices)
 num_test_unseen=200   # test utterances (unseen voices)
 num_test_gen=200      # generalisation test utterances (seen voices): new sentence structures, training vocabulary
 num_test_gen_unseen=200   # generalisation test utterances (unseen voices)
+noise_snrs=""         # SNRs in dB of white-noise copies of the test sets (seen voices), e.g. "10 0": sets
+                      # <task>_test_snr<S>, made in stage 1, cached in stage 2, decoded and scored beside the others
 manifest_dir=data/manifests
 asr_speed_perturb="0.9 1.1"   # speed factors for the ASR training set ("": none): stage 2 writes the perturbed
                               # cuts (asr_train_sp) and caches them, stage 4 trains on both sets
@@ -85,6 +87,10 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --num-test-gen N       generalisation test utterances (sets <task>_gen_test): the training vocabulary in
                          sentence structures the training grammar never produces, seen voices ($num_test_gen)
   --num-test-gen-unseen N  the same with unseen voices (sets <task>_gen_test_unseen) ($num_test_gen_unseen)
+  --noise-snrs \"...\"     SNRs in dB of white-noise copies of the test sets (seen voices): sets <task>_test_snr<S>,
+                         added to --decode-sets; markers in exp/.done/noise/<set>/, so an SNR added later is made
+                         and cached alone (stage 5 of a model that has decoded already then needs --force true:
+                         its sets changed) ($noise_snrs)
   --manifest-dir DIR     stage-1 output ($manifest_dir)
   --asr-speed-perturb \"...\"  speed factors for extra ASR training copies, \"\" for none ($asr_speed_perturb)
   --speed-perturb-per-cut one|all  one copy per cut with a drawn factor, or one per factor ($speed_perturb_per_cut)
@@ -157,6 +163,13 @@ if stage_in_range 5 || stage_in_range 7; then  # the decoding configs of one exp
   check_decode_confs --ar-decode-confs $ar_decode_confs
   check_decode_confs --reliance-conf $reliance_conf
 fi
+noise_sets=""   # the noisy test sets' names without the asr_/st_ prefix, decoded beside --decode-sets
+for snr in $noise_snrs; do
+  [[ "$snr" =~ ^-?[0-9]+(\.[0-9]+)?$ ]] || die "--noise-snrs: '$snr' is no SNR in dB (a number, e.g. 10, 0, -5)"
+  [[ " $noise_sets " != *" test_snr$snr "* ]] || die "--noise-snrs: $snr is given twice"
+  noise_sets+=" test_snr$snr"
+done
+decode_sets+=$noise_sets
 single_tasks=$(for t in $tasks; do case "$t" in asr|st) echo "$t" ;; esac; done | xargs)  # Whisper zero-shot's
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,6 +216,20 @@ files stay) or pass --num-test-gen 0 --num-test-gen-unseen 0"
   stage_done 1
 fi
 
+# Stage 1, noisy test sets (--noise-snrs): each task's test set with white noise at each SNR ->
+#   $manifest_dir/cuts_<task>_test_snr<S>.jsonl.gz, the audio in $MINI_SYNTH/noisy/<set>/ (ids and texts as in the
+#   test set, so the decodes pair utterance by utterance; markers per set in exp/.done/noise/<set>/)
+for s in $noise_sets; do
+  for task in asr st; do
+    if stage_begin_in "noise/${task}_$s" 1 "white-noise copy of ${task}_test at ${s#test_snr} dB SNR -> ${task}_$s" \
+        "$manifest_dir/cuts_${task}_test.jsonl.gz"; then
+      python -m elfs2t.bin.add_noise --cuts "$manifest_dir/cuts_${task}_test.jsonl.gz" --snr "${s#test_snr}" \
+        --audio-dir "$MINI_SYNTH/noisy/${task}_$s" --out "$manifest_dir/cuts_${task}_$s.jsonl.gz"
+      stage_done_in "noise/${task}_$s" 1
+    fi
+  done
+done
+
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: Whisper feature caching -> dump/<encoder_tag>/<set>/ (by default base for ASR, tiny.en for S2TT; trimmed),
 #   markers per encoder tag (utils/recipe_stages.sh); one encoder load when both tasks use the same encoder
@@ -222,6 +249,10 @@ else
   features "$asr_encoder" "$asr_tag" "$asr_speed_perturb" $asr_sets
   features "$st_encoder" "$st_tag" "" $st_sets
 fi
+# shellcheck disable=SC2086  # set lists
+for s in $(prepared_sets asr $noise_sets); do noisy_features "$asr_encoder" "$asr_tag" "$s"; done
+# shellcheck disable=SC2086
+for s in $(prepared_sets st $noise_sets); do noisy_features "$st_encoder" "$st_tag" "$s"; done
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 3: what the models take from the English training text (never from dev/test text):

@@ -33,6 +33,15 @@ features() {  # features ENCODER TAG SPEED_PERTURB SET...: stage 2 for one encod
   local feat_sets=("$@")
   stage_features
 }
+noisy_features() {  # noisy_features ENCODER TAG SET: stage 2 for one noisy test set, with its own marker
+  local encoder=$1 feat_tag=$2 set_name=$3  # (exp/.done/noise/SET/: the other sets' caching is not redone)
+  if stage_begin_in "noise/$set_name" 2 "Whisper feature caching of $set_name ($feat_tag)" \
+      "$manifest_dir/cuts_$set_name.jsonl.gz" -- "encoder=$encoder" "feat_mode=$feat_mode"; then
+    run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
+      --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "$set_name" --dump-dir dump $(force_flag)
+    stage_done_in "noise/$set_name" 2
+  fi
+}
 in_experiment() {  # in_experiment TASK MODEL FUNC...: the stage functions FUNC... for exp/<task>_<model> (asr, st:
   local task=$1 model=$2 data=$1; shift 2  # the English / German audio; joint: the German audio's two targets)
   [ "$task" != joint ] || data=st
