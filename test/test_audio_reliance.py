@@ -105,6 +105,15 @@ def test_decode_config_audio_tag_and_validation():
         structure(ExperimentConfig, {"decode": {"audio": "loud"}})
 
 
+def test_flow_read_level_in_the_tag_and_validated():
+    def flow(**settings):
+        return structure(ExperimentConfig, {"decode": {"strategy": "flow", "flow": {"steps": 4, **settings}}})
+    assert decode_tag(flow(guidance=2)) == "flow4_g2_prior"
+    assert decode_tag(flow(guidance=2, read_level=0.15)) == "flow4_g2_prior_read0.15"
+    with pytest.raises(ConfigError, match="read_level"):
+        flow(read_level=1.2)
+
+
 def test_hypothesis_fn_applies_the_audio_transform_for_the_ar_model(tmp_path):
     """decode.audio reaches the model: AR greedy decoding (deterministic) of transformed vs pre-transformed batches."""
     from elfs2t.experiment import build_model

@@ -162,6 +162,32 @@ def test_decode_tokens_and_generate_ids():
     assert torch.equal(out, again)
 
 
+@pytest.mark.parametrize("level", [0.0, 0.3])
+def test_read_level_reads_the_final_latents_mixed_with_fresh_noise(level):
+    """The decoding forward reads lambda z + (1 - lambda) sigma_d eps, eps drawn after the sampler's noise."""
+    cond, mask = _cond()
+    flow = FlowConfig(sigma_d=0.7)
+    cfg = SamplerConfig(steps=3, guidance=2.0, seed=2)
+    gen = torch.Generator().manual_seed(5)
+    z = sample_latents(ToyDenoiser(), cfg, flow, batch_size=2, length=5, latent_dim=3, cond=cond, cond_mask=mask,
+                       generator=gen)
+    eps = torch.randn(2, 5, 3, generator=gen)
+    net = ToyDenoiser()
+    ids = generate_ids(net, cfg, flow, batch_size=2, length=5, latent_dim=3, cond=cond, cond_mask=mask,
+                       generator=torch.Generator().manual_seed(5), read_level=level)
+    read = net.calls[-1]
+    assert read["decode"].tolist() == [True, True]
+    torch.testing.assert_close(read["z"], level * z + (1 - level) * 0.7 * eps)
+    assert torch.equal(ids, net.head(net.proj(read["z"])).argmax(-1))
+    if level == 0.0:  # the flow is ignored: any number of steps reads the same noise
+        other = generate_ids(ToyDenoiser(), SamplerConfig(steps=1, seed=2), flow, batch_size=2, length=5,
+                             latent_dim=3, cond=cond, cond_mask=mask, generator=torch.Generator().manual_seed(5),
+                             read_level=0.0)
+        assert torch.equal(other, ids)
+    with pytest.raises(ValueError, match="read_level=1.5 must be in"):
+        generate_ids(ToyDenoiser(), cfg, flow, batch_size=2, length=5, latent_dim=3, read_level=1.5)
+
+
 def test_decode_tokens_over_a_shortlist_returns_global_ids():
     net = ToyDenoiser()
     z = torch.randn(2, 5, 3)

@@ -21,7 +21,10 @@ model's (:class:`~elfs2t.flow.objective.FlowConfig`; :class:`SamplerConfig` may 
   ``g = 1`` (or no condition) runs the conditional branch only.
 
 Decoding: one forward in decoding mode at t = 1 (self-cond zeros, guidance 1) on the final ``z``, then argmax; cutting at the first EOS is
-``TextLatentSpace.decode``'s job.
+``TextLatentSpace.decode``'s job. ``read_level`` lambda < 1 reads ``lambda z + (1 - lambda) sigma_d eps'`` instead
+(``sigma_d``: the model's decoding-branch noise scale; ``eps'`` drawn after the sampler's noise): the final latents at
+the signal level the decoding rows were trained at, where the token head weighs them against the audio instead of
+taking them as they are (lambda 0: the readout of noise, the flow ignored).
 
 Prefix cache: when the denoiser has ``prefix_attention: self`` (its condition attends only to itself) and
 ``prefix_cache`` is on, the condition's keys/values at every layer are computed once per batch
@@ -331,20 +334,28 @@ def generate_ids(
     t_start: float = 0.0,
     slots: Optional[TextSlots] = None,
     slots_uncond: Optional[TextSlots] = None,
+    read_level: float = 1.0,
 ) -> torch.Tensor:
     """:func:`sample_latents` then :func:`decode_tokens`: token ids ``(B, L)`` (not yet cut at EOS).
 
     With ``cfg.prefix_cache`` and a caching denoiser, one condition cache serves every step and the
     decoding forward (its conditional rows). ``vocab``: see :func:`decode_tokens`; ``flow``, ``x_init``,
     ``t_start``: see :func:`sample_latents`; ``slots`` / ``slots_uncond``: see :func:`guided_forward`
-    (the decoding forward is conditional: ``slots``).
+    (the decoding forward is conditional: ``slots``). ``read_level`` lambda in [0, 1]: the decoding forward reads
+    ``lambda z + (1 - lambda) flow.sigma_d eps'`` (module docstring; 1: ``z`` itself).
     """
+    if not 0.0 <= read_level <= 1.0:
+        raise ValueError(f"sampler: read_level={read_level} must be in [0, 1]")
     cache = None
     if cond is not None and cfg.prefix_cache:
         cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
     z = sample_latents(denoiser, cfg, flow, batch_size=batch_size, length=length, latent_dim=latent_dim, cond=cond,
                        cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache, x_init=x_init,
                        t_start=t_start, slots=slots, slots_uncond=slots_uncond)
+    if read_level != 1.0:  # drawn on CPU after the sampler's noise, like it (results do not depend on the device)
+        gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed + 1)
+        eps = torch.randn(tuple(z.shape), generator=gen).to(z.device, z.dtype)
+        z = read_level * z + (1.0 - read_level) * flow.sigma_d * eps
     if cache is not None:
         return decode_tokens(denoiser, z, text_mask=text_mask, cond_cache=cache.rows(slice(0, batch_size)), vocab=vocab,
                              slots=slots)

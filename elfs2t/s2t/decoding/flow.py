@@ -32,9 +32,15 @@ class FlowDecodeConfig(SamplerConfig):
     alignment of the audio; ``prior`` -- ``round(i * text_pos_scale)``, the text ends at its first EOS; null: what
     the model was trained with (``elf.text_positions``)."""
 
+    read_level: float = 1.0
+    """Signal level lambda at which the decoding forward reads the final latents: ``lambda z + (1 - lambda)
+    sigma_d eps`` (:mod:`elfs2t.flow.sampler`). 1: the latents as they are; lower: the token head weighs them
+    against the audio, as on its training rows (0: the readout of noise, the flow ignored)."""
+
     def validate(self) -> None:
         super().validate()
         config_check(self.slots in (None, "ctc", "prior"), "slots", self.slots, "must be ctc, prior or null")
+        config_check(0 <= self.read_level <= 1, "read_level", self.read_level, "must be in [0, 1]")
 
 
 def sampler_tag(cfg: SamplerConfig) -> str:
@@ -66,10 +72,12 @@ class FlowDecoding:
 
     @property
     def reader(self) -> str:
-        return "flow from noise" + (" (CTC-aligned slots and length)" if self.slots == "ctc" else "")
+        read = f", read at signal level {fmt(self.cfg.read_level)}" if self.cfg.read_level != 1.0 else ""
+        return "flow from noise" + read + (" (CTC-aligned slots and length)" if self.slots == "ctc" else "")
 
     def tag(self) -> str:
-        return f"flow{sampler_tag(self.cfg)}_{self.slots}"
+        read = f"_read{fmt(self.cfg.read_level)}" if self.cfg.read_level != 1.0 else ""
+        return f"flow{sampler_tag(self.cfg)}_{self.slots}{read}"
 
     def __call__(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
                  generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -77,5 +85,5 @@ class FlowDecoding:
         space = model.text_space
         ids = generate_ids(model.denoiser, self.cfg, model.cfg.flow, batch_size=cond.shape[0], length=space.max_len,
                            latent_dim=space.dim, cond=cond, cond_mask=cond_mask, generator=generator, vocab=model.vocab,
-                           slots=layout.slots, slots_uncond=layout.slots_uncond)
+                           slots=layout.slots, slots_uncond=layout.slots_uncond, read_level=self.cfg.read_level)
         return ids if layout.lengths is None else model.keep_content(ids, layout.lengths)
