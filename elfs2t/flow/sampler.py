@@ -22,9 +22,9 @@ model's (:class:`~elfs2t.flow.objective.FlowConfig`; :class:`SamplerConfig` may 
 
 Decoding: one forward in decoding mode at t = 1 (self-cond zeros, guidance 1) on the final ``z``, then argmax; cutting at the first EOS is
 ``TextLatentSpace.decode``'s job. ``read_level`` lambda < 1 reads ``lambda z + (1 - lambda) sigma_d eps'`` instead
-(``sigma_d``: the model's decoding-branch noise scale; ``eps'`` drawn after the sampler's noise): the final latents at
-the signal level the decoding rows were trained at, where the token head weighs them against the audio instead of
-taking them as they are (lambda 0: the readout of noise, the flow ignored).
+(``sigma_d``: the model's decoding-branch noise scale; ``eps'`` drawn after the sampler's noise): the final latents
+nearer the low signal levels the decoding rows were trained at, where the token head weighs them against the audio
+instead of taking them as they are (lambda 0: the readout of noise, the flow ignored).
 
 Prefix cache: when the denoiser has ``prefix_attention: self`` (its condition attends only to itself) and
 ``prefix_cache`` is on, the condition's keys/values at every layer are computed once per batch
