@@ -123,10 +123,13 @@ stage_features() {
       sets+=("${train_set}_sp")
     fi
     for s in "${feat_sets[@]}"; do [[ " ${sets[*]} " == *" $s "* ]] || sets+=("$s"); done
-    run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
-      --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "${sets[@]}" --dump-dir dump $(force_flag)
+    cache_sets "${sets[@]}"
     stage_done 2
   fi
+}
+cache_sets() {  # cache_sets SET...: stage 2's encoder run ($encoder, $feat_mode, $feat_par) on $manifest_dir's sets
+  run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
+    --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "$@" --dump-dir dump $(force_flag)
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -37,8 +37,7 @@ noisy_features() {  # noisy_features ENCODER TAG SET: stage 2 for one noisy test
   local encoder=$1 feat_tag=$2 set_name=$3  # (exp/.done/noise/SET/: the other sets' caching is not redone)
   if stage_begin_in "noise/$set_name" 2 "Whisper feature caching of $set_name ($feat_tag)" \
       "$manifest_dir/cuts_$set_name.jsonl.gz" -- "encoder=$encoder" "feat_mode=$feat_mode"; then
-    run_job python -m elfs2t.bin.cache_features --encoder "$encoder" --mode "$feat_mode" "${feat_par[@]}" \
-      --batch-size "$feat_batch_size" --manifest-dir "$manifest_dir" --sets "$set_name" --dump-dir dump $(force_flag)
+    cache_sets "$set_name"
     stage_done_in "noise/$set_name" 2
   fi
 }
