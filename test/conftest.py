@@ -63,6 +63,27 @@ def espeak_cuts(folder, texts, prefix="u"):
     return CutSet.from_cuts(cuts)
 
 
+def tone_cuts(folder, n: int, *, stereo: bool = False, silent: tuple = ()):
+    """``n`` one-second 440 Hz tones at amplitude 0.3 in ``folder`` (16 kHz wavs; ``stereo``: a second channel at half
+    the first; cut ``i`` all zeros for ``i`` in ``silent``), each a cut with the transcript ``WORD <i>``."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    t = np.arange(16000) / 16000
+    cuts = []
+    for i in range(n):
+        tone = (0.0 if i in silent else 0.3) * np.sin(2 * np.pi * 440 * t)
+        path = folder / f"u{i}.wav"
+        sf.write(path, (np.stack([tone, 0.5 * tone], axis=1) if stereo else tone).astype(np.float32), 16000)
+        rec = Recording.from_file(path, recording_id=f"u{i}")
+        cut = rec.to_cut()
+        cut.supervisions = [SupervisionSegment(id=f"u{i}", recording_id=f"u{i}", start=0.0, duration=rec.duration,
+                                               text=f"WORD {i}", speaker="s1", language="en")]
+        cuts.append(cut)
+    return CutSet.from_cuts(cuts)
+
+
 @pytest.fixture(scope="session")
 def tiny_asr(tmp_path_factory):
     """``SimpleNamespace(root, wavs, cuts, feats, exp, encoder, minilm)``: a trained ELF-S2T experiment ``exp`` (3

@@ -1,33 +1,13 @@
 """Noisy copies of test sets (elfs2t.data.noise, elfs2t.bin.add_noise)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import soundfile as sf
-from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse import CutSet
 
+from conftest import tone_cuts
 from elfs2t.bin import add_noise as cli
 from elfs2t.data.noise import add_white_noise, cut_rng, noisy_copies
-
-SR = 16000
-
-
-def _cuts(tmp_path: Path, n: int = 3, silent: tuple[int, ...] = ()) -> CutSet:
-    """``n`` one-second stereo tones (cut ``i`` silent for ``i`` in ``silent``), each with a transcript."""
-    cuts = []
-    t = np.arange(SR) / SR
-    for i in range(n):
-        path = tmp_path / f"u{i}.wav"
-        tone = (0.0 if i in silent else 0.3) * np.sin(2 * np.pi * (220 + 110 * i) * t)
-        sf.write(path, np.stack([tone, 0.5 * tone], axis=1).astype(np.float32), SR)
-        rec = Recording.from_file(path, recording_id=f"u{i}")
-        cut = rec.to_cut()
-        cut.supervisions = [SupervisionSegment(id=f"u{i}", recording_id=f"u{i}", start=0.0, duration=rec.duration,
-                                               text=f"WORD {i}", speaker="s1", language="en")]
-        cuts.append(cut)
-    return CutSet.from_cuts(cuts)
 
 
 @pytest.mark.parametrize("snr", [20.0, 10.0, 0.0, -5.0])
@@ -62,7 +42,7 @@ def test_the_noise_of_a_cut_depends_on_its_id_and_the_seed_only():
 
 
 def test_copies_keep_ids_texts_and_durations_and_pair_with_the_clean_set(tmp_path):
-    cuts = _cuts(tmp_path, 3)
+    cuts = tone_cuts(tmp_path, 3, stereo=True)
     copies = list(noisy_copies(cuts, 10.0, tmp_path / "noisy"))
     assert [c.id for c in copies] == ["u0", "u1", "u2"]
     for clean, noisy in zip(cuts, copies):
@@ -81,7 +61,7 @@ def test_copies_keep_ids_texts_and_durations_and_pair_with_the_clean_set(tmp_pat
 
 def test_cli_writes_the_manifest_and_counts_the_silent_cut(tmp_path, caplog):
     src = tmp_path / "cuts.jsonl.gz"
-    _cuts(tmp_path, 3, silent=(1,)).to_file(src)
+    tone_cuts(tmp_path, 3, stereo=True, silent=(1,)).to_file(src)
     out = tmp_path / "m" / "cuts_snr5.jsonl.gz"
     assert cli.main(["--cuts", str(src), "--out", str(out), "--snr", "5", "--audio-dir", str(tmp_path / "a"),
                      "--no-progress"]) == 0
@@ -94,7 +74,7 @@ def test_cli_writes_the_manifest_and_counts_the_silent_cut(tmp_path, caplog):
 
 def test_cli_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
     src = tmp_path / "cuts.jsonl.gz"
-    _cuts(tmp_path, 2).to_file(src)
+    tone_cuts(tmp_path, 2, stereo=True).to_file(src)
     out = tmp_path / "out.jsonl.gz"
     common = ["--audio-dir", str(tmp_path / "a"), "--no-progress"]
     assert cli.main(["--cuts", str(tmp_path / "missing.jsonl.gz"), "--out", str(out), "--snr", "5", *common]) == 1
@@ -105,7 +85,7 @@ def test_cli_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
     assert "--snr must be a finite number" in capsys.readouterr().err
     assert not out.exists() and len(CutSet.from_file(src)) == 2  # the input is untouched
     all_silent = tmp_path / "silent.jsonl.gz"
-    _cuts(tmp_path, 2, silent=(0, 1)).to_file(all_silent)
+    tone_cuts(tmp_path, 2, stereo=True, silent=(0, 1)).to_file(all_silent)
     assert cli.main(["--cuts", str(all_silent), "--out", str(out), "--snr", "5", *common]) == 1
     assert "no cut could be made noisy (2 left out" in capsys.readouterr().err
     assert not out.exists()

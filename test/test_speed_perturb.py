@@ -1,36 +1,19 @@
 """Speed perturbation of training cuts (elfs2t.data.perturb, elfs2t.bin.speed_perturb)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import soundfile as sf
-from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse import CutSet
 
+from conftest import tone_cuts
 from elfs2t.bin import speed_perturb as cli
 from elfs2t.data.perturb import check_factors, speed_perturb
 
 SR = 16000
 
 
-def _cuts(tmp_path: Path, n: int = 6) -> CutSet:
-    """``n`` one-second 440 Hz tones, each a cut with a transcript."""
-    cuts = []
-    t = np.arange(SR) / SR
-    for i in range(n):
-        path = tmp_path / f"u{i}.wav"
-        sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
-        rec = Recording.from_file(path, recording_id=f"u{i}")
-        cut = rec.to_cut()
-        cut.supervisions = [SupervisionSegment(id=f"u{i}", recording_id=f"u{i}", start=0.0,
-                                               duration=rec.duration, text=f"WORD {i}", speaker="s1")]
-        cuts.append(cut)
-    return CutSet.from_cuts(cuts)
-
-
 def test_all_makes_one_copy_per_factor_with_scaled_audio(tmp_path):
-    cuts = _cuts(tmp_path, 2)
+    cuts = tone_cuts(tmp_path, 2)
     sp = list(speed_perturb(cuts, (0.9, 1.1)))
     assert [c.id for c in sp] == ["u0_sp0.9", "u1_sp0.9", "u0_sp1.1", "u1_sp1.1"]
     slow, fast = sp[0], sp[2]
@@ -44,7 +27,7 @@ def test_all_makes_one_copy_per_factor_with_scaled_audio(tmp_path):
 
 
 def test_one_draws_a_factor_per_cut_independent_of_order(tmp_path):
-    cuts = _cuts(tmp_path, 6)
+    cuts = tone_cuts(tmp_path, 6)
     one = {c.id.split("_sp")[0]: c.id for c in speed_perturb(cuts, (0.9, 1.1), per_cut="one", seed=3)}
     assert len(one) == 6 and {i.rsplit("_sp", 1)[1] for i in one.values()} == {"0.9", "1.1"}
     reversed_cuts = CutSet.from_cuts(list(cuts)[::-1])
@@ -63,7 +46,7 @@ def test_bad_factors(factors, match):
 
 def test_cli_writes_manifest_and_rejects_bad_input(tmp_path, caplog):
     src = tmp_path / "cuts.jsonl.gz"
-    _cuts(tmp_path, 3).to_file(src)
+    tone_cuts(tmp_path, 3).to_file(src)
     out = tmp_path / "sp" / "cuts_sp.jsonl.gz"
     assert cli.main(["--cuts", str(src), "--out", str(out), "--factors", "0.9", "1.1"]) == 0
     written = CutSet.from_file(out)
