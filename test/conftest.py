@@ -1,5 +1,6 @@
 """Shared pytest set-up: deterministic, small-thread, offline runs."""
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -15,6 +16,19 @@ def _seed_and_threads():
     torch.manual_seed(0)
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """A folder for one test module's shared files (a tiny trained model, its features), deleted when the module's
+    tests are done unless one of them failed, as ``tmp_path_retention_policy = failed`` (pytest.ini) does for
+    ``tmp_path``. A tiny ELF-S2T checkpoint is ~190 MB (the 30522-token unembedding, its EMA and Adam moments):
+    a suite that kept every one filled a CI machine's disk."""
+    failed = request.session.testsfailed
+    path = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+    yield path
+    if request.session.testsfailed == failed:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

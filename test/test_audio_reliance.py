@@ -142,11 +142,11 @@ TEXTS = ["the cat sat", "a dog ran far", "the dog sat", "a cat ran", "the bird f
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp):
     from elfs2t.bin import train as train_bin
     from feature_fixtures import make_feature_cuts
 
-    tmp = tmp_path_factory.mktemp("rel")
+    tmp = module_tmp
     make_feature_cuts(tmp / "feats", TEXTS)
     conf = {
         "model": "elf_s2t",

@@ -118,7 +118,7 @@ SPOKEN = ["the cat sat on the mat", "a dog ran home", "we did not see the bird",
 
 
 @pytest.fixture(scope="module")
-def trained_pair(tmp_path_factory):
+def trained_pair(module_tmp):
     """``(cuts, elf_exp, ar_exp)``: tiny ELF-S2T (with the CTC draft) and AR experiments trained for 2 steps on the
     random features of 4 cuts -- trained by stage 4, so the benchmark scores them (their accuracy is poor)."""
     import yaml
@@ -126,7 +126,7 @@ def trained_pair(tmp_path_factory):
     from elfs2t.bin import train as train_bin
     from elfs2t.bin import train_subword as subword_bin
 
-    root = tmp_path_factory.mktemp("bench_trained")
+    root = module_tmp
     make_feature_cuts(root / "feats", SPOKEN, dim=8)
     cuts = root / "feats" / "cuts.jsonl.gz"
     (root / "text.txt").write_text("".join(s + "\n" for s in SPOKEN * 4))

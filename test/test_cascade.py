@@ -24,9 +24,9 @@ TINY = [f"model.text.name_or_path={MINILM}", "model.text.max_len=12", "model.den
 
 
 @pytest.fixture(scope="module")
-def mt(tmp_path_factory):
+def mt(module_tmp):
     """Cuts with transcripts and translations, their pairs, and a text ELF trained on them for 10 steps."""
-    root = tmp_path_factory.mktemp("cascade")
+    root = module_tmp
     cuts = make_feature_cuts(root / "feats", GERMAN, translations=ENGLISH)
     pairs = root / "train_de_en.tsv"
     assert export_text([(root / "feats" / "cuts.jsonl.gz", "translation:en")], pairs, lowercase=True,

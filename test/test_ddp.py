@@ -90,8 +90,8 @@ def _launch(nproc: int, module: str, *args: str, wait: bool = True) -> subproces
 
 
 @pytest.fixture(scope="module")
-def torchrun_setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("torchrun")
+def torchrun_setup(module_tmp):
+    tmp = module_tmp
     words = ["the", "cat", "sat", "a", "dog", "ran", "far", "bird", "flew", "away"]
     texts = [" ".join(words[(i + j) % len(words)] for j in range(2 + i % 3)) for i in range(24)]
     make_feature_cuts(tmp / "feats", texts)

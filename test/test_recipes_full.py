@@ -23,7 +23,7 @@ TINY_DENOISER = dict(hidden=32, depth=2, heads=2, bottleneck=16)
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
+def tiny_models(module_tmp):
     """A random 2-layer Whisper (d_model 64, 80 mel bins) and a released-format ELF checkpoint of a tiny
     denoiser over the MiniLM latent space (``checkpoint_<step>`` files holding ``ema_params1``)."""
     import torch
@@ -32,7 +32,7 @@ def tiny_models(tmp_path_factory):
     from elfs2t.models.denoiser import DenoiserConfig, ElfDenoiser
     from elfs2t.text.latent import TextLatentConfig, TextLatentSpace
 
-    root = tmp_path_factory.mktemp("models")
+    root = module_tmp
     cfg = WhisperConfig(vocab_size=64, num_mel_bins=80, d_model=FEAT_DIM, encoder_layers=2, decoder_layers=1,
                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=128,
                         decoder_ffn_dim=128, pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=2)

@@ -15,8 +15,8 @@ TEXTS = ["the cat sat", "a dog ran far", "the dog sat", "a cat ran", "the bird f
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pipe")
+def trained(module_tmp):
+    tmp = module_tmp
     make_feature_cuts(tmp / "feats", TEXTS)
     conf = write_conf(tmp, tmp / "feats" / "cuts.jsonl.gz")
     exp = tmp / "exp" / "elf"
