@@ -85,7 +85,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     r = run(recipe, *args, "--stage", "3", "--stop-stage", "6", "--tasks", "asr st joint cascade",
             "--mt-decode-opts", "sampler.steps=2", timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
-    for done in (r"stage 4 \(training \(asr, model elf_s2t\) -> exp/asr_elf\)", r"stage 5 \(decoding st_ar with beam1 \(.*\)\)",
+    for done in (r"stage 4 \(training \(asr, model elf_s2t\) -> exp/asr_elf\)", r"stage 5 \(decoding st_test by st_ar with beam1\)",
                  r"stage 5 \(Whisper zero-shot decoding \(asr st\) \[whisper\]\)"):
         assert re.search(f"{done}: already done", r.stderr), done
     for model in ("elf", "ar"):  # one experiment each, both tasks decoded with their task tokens
@@ -117,10 +117,10 @@ def test_mini_synth_stages_0_to_7(tmp_path):
                       for a in args], "--stage", "5", "--stop-stage", "6", "--tasks", "asr st joint cascade",
             "--mt-decode-opts", "sampler.steps=2", timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
-    for done in ("decoding joint_elf with draft", "decoding joint_ar with beam1", "decoding asr_ar with beam1"):
-        assert re.search(rf"stage 5 \({done} \(.*\)\): already done", r.stderr), done
+    for tag, conf in (("joint_elf", "draft"), ("joint_ar", "beam1"), ("asr_ar", "beam1")):  # markers per set
+        assert re.search(rf"stage 5 \(decoding \w+ by {tag} with {conf}\): already done", r.stderr), (tag, conf)
     assert "stage 6 (scoring asr_elf): already done" in r.stderr
-    for again in ("stage 5: decoding asr_ar with beam4 (", "stage 5: decoding joint_ar with beam4 (",
+    for again in ("stage 5: decoding asr_test by asr_ar with beam4", "stage 5: decoding st_test by joint_ar with beam4",
                   "stage 6 (scoring asr_ar): its inputs changed since it was done",
                   "stage 5 (translation of the joint models' German transcripts (and of the references) [cascade]): "
                   "its inputs changed"):

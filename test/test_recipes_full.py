@@ -118,8 +118,8 @@ def test_librispeech_stages_1_to_7(tmp_path, tiny_models):
     assert "dev_clean" in report and "test_clean" in report
     assert (exp / "analysis" / "audio_reliance" / "dev_clean" / "reliance.md").is_file()
 
-    r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")  # re-run: every stage skipped
-    assert r.returncode == 0 and len(re.findall(r"already done", r.stderr)) == 7, r.stderr[-2000:]
+    r = run(recipe, *args, LIBRISPEECH=str(corpus), HF_HUB_OFFLINE="1")  # re-run: every stage skipped (stage 5 per set)
+    assert r.returncode == 0 and len(re.findall(r"already done", r.stderr)) == 8, r.stderr[-2000:]
 
     # the AR baseline's stage 3: the SentencePiece vocabulary of the lower-cased training transcripts
     r = run(recipe, "--stage", "3", "--stop-stage", "3", "--model", "ar", "--ar-vocab-size", "60", *args[4:],
@@ -241,7 +241,8 @@ def test_new_recipe_from_template_stages_1_to_7(tmp_path, tiny_models):
     done = recipe / "exp" / ".done"
     assert (done / "stage1").is_file() and (done / f"{tag}_sp" / "stage2").is_file()
     exp = recipe / "exp" / f"train_{tag}_sp"
-    assert (done / exp.name / "stage3").is_file() and (done / exp.name / "decode_flow32" / "stage5").is_file()
+    assert (done / exp.name / "stage3").is_file() and all(
+        (done / exp.name / "decode_flow32" / s / "stage5").is_file() for s in ("dev", "eval"))
     decode = exp / "decode_flow2_g2_prior"  # conf/decode/flow32.yaml with --decode-opts decode.flow.steps=2
     for s in ("dev", "eval"):
         assert re.search(r"^WER:", (decode / s / "result.txt").read_text(), re.M), s
@@ -253,8 +254,8 @@ def test_new_recipe_from_template_stages_1_to_7(tmp_path, tiny_models):
     r = run(recipe, "--stage", "5", "--stop-stage", "6", *args, "--decode-confs",
             "conf/decode/flow32.yaml conf/decode/flow_g1.yaml", **env)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert f"stage 5 (decoding {exp.name} with flow32 (dev eval)): already done" in r.stderr
-    assert f"stage 5: decoding {exp.name} with flow_g1 (dev eval)" in r.stderr
+    assert all(f"stage 5 (decoding {s} by {exp.name} with flow32): already done" in r.stderr for s in ("dev", "eval"))
+    assert all(f"stage 5: decoding {s} by {exp.name} with flow_g1" in r.stderr for s in ("dev", "eval"))
     assert f"stage 6 (scoring {exp.name}): its inputs changed since it was done" in r.stderr
     assert sorted(d.name for d in exp.glob("decode_*") if d.is_dir()) == ["decode_flow2_g1_prior", "decode_flow2_g2_prior"]
     assert (exp / "decode_flow2_g1_prior" / "eval" / "result.txt").is_file()
@@ -278,7 +279,7 @@ def test_new_recipe_from_template_stages_1_to_7(tmp_path, tiny_models):
     assert r.returncode == 0, r.stderr[-4000:]
     assert (recipe / "data" / "token_list" / "train_bpe30" / "sp.model").is_file()
     ar = recipe / "exp" / f"train_ar_{tag}_sp"
-    assert (done / ar.name / "stage3").is_file() and (done / ar.name / "decode_beam4" / "stage5").is_file()
+    assert (done / ar.name / "stage3").is_file() and (done / ar.name / "decode_beam4" / "eval" / "stage5").is_file()
     assert re.search(r"^WER:", (ar / "decode_beam4" / "eval" / "result.txt").read_text(), re.M)
     assert (ar / "analysis" / "report.md").is_file() and not (ar / "analysis" / "audio_reliance").exists()
     assert f"train_ar_{tag}_sp" in (recipe / "RESULTS.md").read_text()

@@ -238,6 +238,44 @@ jobs_wait "stage 5: decoding"
     assert "decoding good in the background" not in r.stderr
 
 
+def test_stage5_decodes_only_the_sets_a_config_has_not_decoded(tmp_path):
+    """Stage 5's markers are per experiment, decoding config and set: a set added to the table is decoded alone, by
+    one job per config; a decoding job that fails marks none of its sets, so the next run decodes them again."""
+    (tmp_path / "exp" / "x").mkdir(parents=True)
+    (tmp_path / "exp" / "x" / "last.pt").write_text("weights")
+    for name in ("c1", "c2"):
+        (tmp_path / f"{name}.yaml").write_text("decode: {}\n")
+    script = RECIPE_STAGES + """
+run_job() {
+  echo "$*" | grep -o -e '--set [^=]*' -e '--decode-conf [^ ]*' -e --record-setting | paste -sd' ' - >> calls.txt
+  [[ " $* " != *" ${FAIL:-none} "* ]]
+}
+rm -f calls.txt
+tag=x feat_tag=f nproc=1 decode_opts="" targets=(transcript) decodes=("transcript||wer") extra_decode_opts=()
+decode_conf_list=(c1.yaml c2.yaml)
+read -r -a eval_sets <<< "$1"
+recipe_jobs=true
+jobs_init 1
+stage_decode
+jobs_wait "stage 5: decoding"
+"""
+    calls = tmp_path / "calls.txt"
+    r = bash(script, "a b", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert calls.read_text().splitlines() == ["--set a --set b --decode-conf c1.yaml",
+                                     "--set a --set b --decode-conf c2.yaml --record-setting"]
+    assert all((tmp_path / f"exp/.done/x/decode_{c}/{s}/stage5").is_file() for c in ("c1", "c2") for s in "ab")
+    r = bash(script, "a b c", cwd=tmp_path, env={**os.environ, "FAIL": "c2.yaml"})  # a set added, c2's job fails
+    assert r.returncode == 1 and "decoding x with c2 (exp/x/decode_c2.out)" in r.stderr
+    assert calls.read_text().splitlines() == ["--set c --decode-conf c1.yaml", "--set c --decode-conf c2.yaml --record-setting"]
+    assert "stage 5 (decoding a by x with c1): already done" in r.stderr
+    assert (tmp_path / "exp/.done/x/decode_c1/c/stage5").is_file()
+    assert not (tmp_path / "exp/.done/x/decode_c2/c/stage5").exists()
+    r = bash(script, "a b c", cwd=tmp_path)  # c2 on c again, nothing else
+    assert r.returncode == 0, r.stderr
+    assert calls.read_text().splitlines() == ["--set c --decode-conf c2.yaml --record-setting"]
+
+
 def test_stage6_leaves_a_set_dropped_from_the_table_as_it_was_scored(tmp_path):
     """A decoded set of an earlier table (another --test-sets) has no metric in this one: stage 6 neither guesses one
     (a BLEU set rescored as WER) nor drops it silently -- it logs the folder and leaves its result.txt."""

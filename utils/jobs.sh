@@ -36,8 +36,9 @@ jobs_run() {  # jobs_run NAME OUT CMD...: run CMD (in the background when N > 1)
   local name=$1 out=$2; shift 2
   mkdir -p "$(dirname "$out")"
   if [ "$_jobs_max" -le 1 ]; then
-    "$@" 2>&1 | tee "$out"
-    [ "${PIPESTATUS[0]}" -eq 0 ] || _jobs_failed+=("$name ($out)")
+    local status
+    { "$@" 2>&1 | tee "$out"; status=${PIPESTATUS[0]}; } || true  # (set -e would stop the recipe here, unnamed)
+    [ "$status" -eq 0 ] || _jobs_failed+=("$name ($out)")
     return 0
   fi
   while [ "${#_jobs_name[@]}" -ge "$_jobs_max" ]; do _jobs_reap; done

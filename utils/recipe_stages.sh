@@ -34,9 +34,10 @@
 # in every recipe; egs/TEMPLATE/run.sh is the reference for their declarations and help lines.
 #
 # Markers (utils/stage.sh): stage 2 per encoder tag (exp/.done/<encoder_tag>[_sp]/), stages 3-4, 6-7 per experiment
-# (exp/.done/<tag>/), stage 5 per experiment and decoding config (exp/.done/<tag>/decode_<name>/): a decoding config
-# added later runs alone, one already decoded is skipped. Stages 6 and 7 summarise every decode folder of the
-# experiment and are done again when a decode was added or redone (stage_begin --redo-when-changed).
+# (exp/.done/<tag>/), stage 5 per experiment, decoding config and set (exp/.done/<tag>/decode_<name>/<set>/): a
+# decoding config or a set added later is decoded alone (one job per config, its sets without a marker), what was
+# decoded is skipped. Stages 6 and 7 summarise every decode folder of the experiment and are done again when a decode
+# was added or redone (stage_begin --redo-when-changed).
 
 # shellcheck source=utils/log.sh
 . "$(dirname "${BASH_SOURCE[0]}")/log.sh"
@@ -100,12 +101,15 @@ experiment_init() {  # the training overrides, decoding configs and model type o
   model_type=${model_type:-elf_s2t}
 }
 
-stage_job() {  # stage_job N NAME OUT CMD...: run CMD, then mark stage N done (in $done_dir); a background job with
-  local n=$1 name=$2 out=$3; shift 3  # its output in OUT when recipe_jobs=true, else in the foreground
-  if [ "${recipe_jobs:-false}" = true ]; then jobs_run "$name" "$out" _stage_job_body "$n" "$@"
-  else "$@"; stage_done "$n"; fi
+stage_job() {  # stage_job N NAME OUT CMD...: run CMD, then mark stage N done in $done_dir, or in each folder of the
+  # array job_done_dirs when the caller set it (one job doing the work of several markers); a background job with its
+  # output in OUT when recipe_jobs=true, else in the foreground
+  local n=$1 name=$2 out=$3 dirs=("${job_done_dirs[@]:-$done_dir}"); shift 3
+  if [ "${recipe_jobs:-false}" = true ]; then jobs_run "$name" "$out" _stage_job_body "$n" "${#dirs[@]}" "${dirs[@]}" "$@"
+  else "$@"; _stage_done_in_each "$n" "${dirs[@]}"; fi
 }
-_stage_job_body() { local n=$1; shift; "$@" && stage_done "$n"; }
+_stage_job_body() { local n=$1 k=$2; shift 2; local dirs=("${@:1:k}"); shift "$k"; "$@" && _stage_done_in_each "$n" "${dirs[@]}"; }
+_stage_done_in_each() { local n=$1 d; shift; for d in "$@"; do done_dir=$d stage_done "$n"; done; }
 
 # ---------------------------------------------------------------------------------------------------
 # Stage 2: Whisper feature caching (and --speed-perturb copies of the training set, set <train_set>_sp)
@@ -178,25 +182,29 @@ _train() {
 # Stage 5: decoding (ELF-S2T: the strategy of each decoding config; AR: greedy / beam) ->
 #   exp/<tag>/decode_<inference_tag>/<decoded set>/{text,ref}, one folder per decoding config; the last config of
 #   the list is recorded as the model's setting (exp/<tag>/decode_setting.yaml: transcribe, export)
-stage_decode() {
-  local dconf s name inputs=("exp/$tag/last.pt")
-  for s in "${eval_sets[@]}"; do inputs+=("dump/$feat_tag/$s/cuts.jsonl.gz"); done
+stage_decode() {  # one job per decoding config, decoding the sets whose marker it lacks
+  local dconf s name sets job_done_dirs
   for dconf in "${decode_conf_list[@]}"; do
     name=$(basename "$dconf" .yaml)
-    done_dir=exp/.done/$tag/decode_$name
-    if stage_begin 5 "decoding $tag with $name (${eval_sets[*]})" "${inputs[@]}" "$dconf" -- \
-        "target=${targets[*]}" "decode_opts=$decode_opts"; then
-      stage_job 5 "decoding $tag with $name" "exp/$tag/decode_$name.out" _decode "$dconf"
-    fi
+    sets=(); job_done_dirs=()
+    for s in "${eval_sets[@]}"; do
+      done_dir=exp/.done/$tag/decode_$name/$s
+      if stage_begin 5 "decoding $s by $tag with $name" "exp/$tag/last.pt" "dump/$feat_tag/$s/cuts.jsonl.gz" "$dconf" -- \
+          "target=${targets[*]}" "decode_opts=$decode_opts"; then
+        sets+=("$s"); job_done_dirs+=("$done_dir")
+      fi
+    done
+    [ "${#sets[@]}" -eq 0 ] || stage_job 5 "decoding $tag with $name" "exp/$tag/decode_$name.out" _decode "$dconf" "${sets[@]}"
   done
   done_dir=exp/.done/$tag
 }
-_decode() {  # _decode CONF: each decodes entry of the table with one decoding config
+_decode() {  # _decode CONF SET...: each decodes entry of the table with one decoding config, on these sets
   local dconf=$1 d s target name args record=()
+  shift
   [ "$dconf" != "${decode_conf_list[-1]}" ] || record=(--record-setting)
   for d in "${decodes[@]}"; do
     IFS='|' read -r target name _ <<< "$d"
-    args=(); for s in "${eval_sets[@]}"; do args+=(--set "$(decoded_name "$s" "$name")=dump/$feat_tag/$s/cuts.jsonl.gz"); done
+    args=(); for s in "$@"; do args+=(--set "$(decoded_name "$s" "$name")=dump/$feat_tag/$s/cuts.jsonl.gz"); done
     OMP_NUM_THREADS=${decode_threads_per_job:-${OMP_NUM_THREADS:-1}} run_job launch.sh --nproc "$nproc" \
       elfs2t.bin.decode --exp-dir "exp/$tag" --target "$target" "${args[@]}" --decode-conf "$dconf" "${record[@]}" \
       "${extra_decode_opts[@]}" || return  # (its exit status: 2 for a config error)

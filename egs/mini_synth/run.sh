@@ -88,9 +88,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          sentence structures the training grammar never produces, seen voices ($num_test_gen)
   --num-test-gen-unseen N  the same with unseen voices (sets <task>_gen_test_unseen) ($num_test_gen_unseen)
   --noise-snrs \"...\"     SNRs in dB of white-noise copies of the test sets (seen voices): sets <task>_test_snr<S>,
-                         added to --decode-sets; markers in exp/.done/noise/<set>/, so an SNR added later is made
-                         and cached alone (stage 5 of a model that has decoded already then needs --force true:
-                         its sets changed) ($noise_snrs)
+                         added to --decode-sets; markers in exp/.done/noise/<set>/, so an SNR added later is made,
+                         cached and decoded alone ($noise_snrs)
   --manifest-dir DIR     stage-1 output ($manifest_dir)
   --asr-speed-perturb \"...\"  speed factors for extra ASR training copies, \"\" for none ($asr_speed_perturb)
   --speed-perturb-per-cut one|all  one copy per cut with a drawn factor, or one per factor ($speed_perturb_per_cut)
@@ -136,9 +135,9 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
   --wer-normalizer NAME  normaliser before WER, the same for every model: default or whisper_en ($wer_normalizer)
 Stages 2 and 4-6 are those of every recipe (utils/recipe_stages.sh), run for each task and model: stage 2 has a
 marker per encoder (exp/.done/<encoder tag>[_sp]/stage2), stages 4 and 6 per experiment (exp/.done/<task>_<model>/),
-stage 5 per experiment and decoding config (exp/.done/<task>_<model>/decode_<name>/stage5); stage 3 per model
-(exp/.done/<model>/), Whisper's per task (exp/.done/whisper[/joint]/): adding a task, a model or a decoding config
-later runs only it, and stages 6-7 take in the new decodes. Stage 6 always rewrites the table exp/results.md.
+stage 5 per experiment, decoding config and set (exp/.done/<task>_<model>/decode_<name>/<set>/stage5); stage 3 per
+model (exp/.done/<model>/), Whisper's per task (exp/.done/whisper[/joint]/): adding a task, a model, a decoding config
+or a test set later runs only it, and stages 6-7 take in the new decodes. Stage 6 always rewrites the table exp/results.md.
 Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
@@ -309,7 +308,8 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Stage 5: decoding -> exp/<tag>/decode_<inference_tag>/<set>/{text,ref,timing.json}
 #   elf: one decode per decoding config of --decode-confs (ASR: and --asr-decode-confs); ar: greedy / beam, one per
-#   --ar-decode-confs config; each config of an experiment has its marker (exp/.done/<tag>/decode_<name>/stage5);
+#   --ar-decode-confs config; each config and set of an experiment has its marker
+#   (exp/.done/<tag>/decode_<name>/<set>/stage5: a set added later is decoded alone);
 #   the joint models decode each set twice, asr_de_<set> (German transcript) and st_<set>; --nj jobs at once
 #   whisper: zero-shot on the stage-1 manifests (ASR: --asr-whisper transcribe, S2TT: --st-whisper translate)
 each_experiment "$nj" "stage 5: decoding" stage_decode
