@@ -28,8 +28,8 @@ export_lm_text() {  # the English training text of both tasks (ASR transcripts, 
 
 # ---------------------------------------------------------------------------------------------------
 # Stages 2 and 4-6 of ELF-S2T and the AR: utils/recipe_stages.sh with mini_synth's table
-features() {  # features ENCODER TAG SPEED_PERTURB SET...: stage 2 for one encoder (the ASR training set perturbed)
-  local encoder=$1 feat_tag=$2 speed_perturb=$3 train_set=asr_train done_dir; shift 3
+features() {  # features ENCODER TAG SPEED_PERTURB SET...: stage 2 for one encoder; the first SET is the training set
+  local encoder=$1 feat_tag=$2 speed_perturb=$3 train_set=$4 done_dir; shift 3  # (copies at SPEED_PERTURB if any)
   local feat_sets=("$@")
   stage_features
 }
