@@ -66,6 +66,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     sp_ids = [c.id for c in CutSet.from_file(recipe / "data" / "manifests" / "cuts_asr_train_sp.jsonl.gz")]
     assert len(sp_ids) == 16 and all(i.endswith(("_sp0.9", "_sp1.1")) for i in sp_ids)
     assert len(list(recipe.glob("dump/*/asr_train_sp/cuts.jsonl.gz"))) == 1
+    assert len(list(recipe.glob("dump/*/asr_train/cuts.jsonl.gz"))) == 1  # by the ASR encoder only, not S2TT's too
     reliance = list((exp / "asr_elf" / "analysis").rglob("reliance.md"))
     assert reliance and "zero" in reliance[0].read_text()
     # stage 5 recorded each model's own setting; elfs2t.load decodes the test audio with it as stage 5 did
