@@ -267,7 +267,8 @@ jobs_wait "stage 5: decoding"
     assert all((tmp_path / f"exp/.done/x/decode_{c}/{s}/stage5").is_file() for c in ("c1", "c2") for s in "ab")
     r = bash(script, "a b c", cwd=tmp_path, env={**os.environ, "FAIL": "c2.yaml"})  # a set added, c2's job fails
     assert r.returncode == 1 and "decoding x with c2 (exp/x/decode_c2.out)" in r.stderr
-    assert calls.read_text().splitlines() == ["--set c --decode-conf c1.yaml", "--set c --decode-conf c2.yaml --record-setting"]
+    assert calls.read_text().splitlines() == ["--set c --decode-conf c1.yaml",
+                                              "--set c --decode-conf c2.yaml --record-setting"]
     assert "stage 5 (decoding a by x with c1): already done" in r.stderr
     assert (tmp_path / "exp/.done/x/decode_c1/c/stage5").is_file()
     assert not (tmp_path / "exp/.done/x/decode_c2/c/stage5").exists()

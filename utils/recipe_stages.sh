@@ -105,10 +105,14 @@ stage_job() {  # stage_job N NAME OUT CMD...: run CMD, then mark stage N done in
   # array job_done_dirs when the caller set it (one job doing the work of several markers); a background job with its
   # output in OUT when recipe_jobs=true, else in the foreground
   local n=$1 name=$2 out=$3 dirs=("${job_done_dirs[@]:-$done_dir}"); shift 3
-  if [ "${recipe_jobs:-false}" = true ]; then jobs_run "$name" "$out" _stage_job_body "$n" "${#dirs[@]}" "${dirs[@]}" "$@"
+  if [ "${recipe_jobs:-false}" = true ]; then
+    jobs_run "$name" "$out" _stage_job_body "$n" "${#dirs[@]}" "${dirs[@]}" "$@"
   else "$@"; _stage_done_in_each "$n" "${dirs[@]}"; fi
 }
-_stage_job_body() { local n=$1 k=$2; shift 2; local dirs=("${@:1:k}"); shift "$k"; "$@" && _stage_done_in_each "$n" "${dirs[@]}"; }
+_stage_job_body() {  # _stage_job_body N K DIR_1..DIR_K CMD...
+  local n=$1 k=$2; shift 2; local dirs=("${@:1:k}"); shift "$k"
+  "$@" && _stage_done_in_each "$n" "${dirs[@]}"
+}
 _stage_done_in_each() { local n=$1 d; shift; for d in "$@"; do done_dir=$d stage_done "$n"; done; }
 
 # ---------------------------------------------------------------------------------------------------
@@ -186,15 +190,17 @@ stage_decode() {  # one job per decoding config, decoding the sets whose marker 
   local dconf s name sets job_done_dirs
   for dconf in "${decode_conf_list[@]}"; do
     name=$(basename "$dconf" .yaml)
-    sets=(); job_done_dirs=()
+    sets=()
     for s in "${eval_sets[@]}"; do
       done_dir=exp/.done/$tag/decode_$name/$s
-      if stage_begin 5 "decoding $s by $tag with $name" "exp/$tag/last.pt" "dump/$feat_tag/$s/cuts.jsonl.gz" "$dconf" -- \
-          "target=${targets[*]}" "decode_opts=$decode_opts"; then
-        sets+=("$s"); job_done_dirs+=("$done_dir")
+      if stage_begin 5 "decoding $s by $tag with $name" "exp/$tag/last.pt" "dump/$feat_tag/$s/cuts.jsonl.gz" \
+          "$dconf" -- "target=${targets[*]}" "decode_opts=$decode_opts"; then
+        sets+=("$s")
       fi
     done
-    [ "${#sets[@]}" -eq 0 ] || stage_job 5 "decoding $tag with $name" "exp/$tag/decode_$name.out" _decode "$dconf" "${sets[@]}"
+    [ "${#sets[@]}" -gt 0 ] || continue
+    job_done_dirs=("${sets[@]/#/exp/.done/$tag/decode_$name/}")  # the sets' markers, marked when the job succeeds
+    stage_job 5 "decoding $tag with $name" "exp/$tag/decode_$name.out" _decode "$dconf" "${sets[@]}"
   done
   done_dir=exp/.done/$tag
 }

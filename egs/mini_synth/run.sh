@@ -138,7 +138,8 @@ Stages 2 and 4-6 are those of every recipe (utils/recipe_stages.sh), run for eac
 marker per encoder (exp/.done/<encoder tag>[_sp]/stage2), stages 4 and 6 per experiment (exp/.done/<task>_<model>/),
 stage 5 per experiment, decoding config and set (exp/.done/<task>_<model>/decode_<name>/<set>/stage5); stage 3 per
 model (exp/.done/<model>/), Whisper's per task (exp/.done/whisper[/joint]/): adding a task, a model, a decoding config
-or a test set later runs only it, and stages 6-7 take in the new decodes. Stage 6 always rewrites the table exp/results.md.
+or a test set later runs only it, and stages 6-7 take in the new decodes. Stage 6 always rewrites the table
+exp/results.md.
 Corpus folder: MINI_SYNTH in db.sh ($MINI_SYNTH)."
 
 . "$MAIN_ROOT/utils/parse_options.sh"
