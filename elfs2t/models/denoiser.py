@@ -65,6 +65,9 @@ ELF_SIZES: dict[str, tuple[int, int, int]] = {
 class DenoiserConfig:
     """Architecture of the ELF denoiser (defaults: ELF-B over t5-small latents)."""
 
+    RETIRED: ClassVar[dict] = {
+        "flow_head": ("linear", "token_mixture was measured worse for the flow from noise on mini_synth"),
+    }
 
     latent_dim: int = 512
     """d: width of the text latents (the text encoder's hidden size)."""
@@ -97,9 +100,6 @@ class DenoiserConfig:
     prefix_attention: Literal["full", "self"] = "full"
     """What the condition slots attend to: ``full`` everything (ELF); ``self`` the condition only, so that
     its keys/values are computed once per utterance and cached across sampling steps (module docstring)."""
-    flow_head: Literal["linear", "mlp"] = "linear"
-    """The flow head ``hidden -> x_hat``: ``linear`` (ELF: RMSNorm, H -> d) or ``mlp`` (RMSNorm, H -> 4H, tanh-GELU,
-    4H -> d): a non-linear read-out of the latents for a narrow denoiser (H < d)."""
     text_pos_scale: float = 0.0
     """RoPE positions of the text slots. 0: numbered after the condition (ELF's layout: slot i at
     cond_len + i). > 0: slot i at round(i * text_pos_scale), on the condition's own axis (condition slot
@@ -124,7 +124,6 @@ class DenoiserConfig:
         config_check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
         config_check(self.prefix_attention in PREFIX_ATTENTION, "prefix_attention", self.prefix_attention,
                      f"must be one of {list(PREFIX_ATTENTION)}")
-        config_check(self.flow_head in ("linear", "mlp"), "flow_head", self.flow_head, "must be 'linear' or 'mlp'")
         config_check(self.text_pos_scale >= 0, "text_pos_scale", self.text_pos_scale, "must be >= 0 (0: ELF layout)")
 
     @property
@@ -171,7 +170,7 @@ class ElfDenoiser(TokenHead, nn.Module):
             [ElfBlock(h, cfg.heads, cfg.ffn_width, cfg.norm_eps, cfg.dropout) for _ in range(cfg.depth)]
         )
         self._init_token_head(h, d, cfg.vocab_size)  # proj_* and unembed_* (the released order)
-        self.final_layer = FlowHead(h, d, cfg.norm_eps, inner=4 * h if cfg.flow_head == "mlp" else 0)
+        self.final_layer = FlowHead(h, d, cfg.norm_eps)
         self.reset_parameters()
 
     # ------------------------------------------------------------------------------------------

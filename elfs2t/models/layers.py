@@ -217,21 +217,15 @@ class ScalarEmbedder(nn.Module):
 
 
 class FlowHead(nn.Module):
-    """The flow head ``h -> x_hat``: RMSNorm, then ``H -> d`` (``inner`` 0: ELF's linear head) or an MLP
-    ``H -> inner -> d`` with a tanh-GELU between; the last linear (``linear``) is zero-initialised so that
-    ``x_hat = 0`` at init."""
+    """``Linear(norm_final(h))``: RMSNorm then ``H -> d``, zero-initialised so that ``x_hat = 0`` at init."""
 
-    def __init__(self, hidden: int, latent_dim: int, eps: float = 1e-6, inner: int = 0) -> None:
+    def __init__(self, hidden: int, latent_dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.norm_final = RMSNorm(hidden, eps)
-        self.inner = nn.Linear(hidden, inner, bias=True) if inner > 0 else None
-        self.linear = nn.Linear(inner if inner > 0 else hidden, latent_dim, bias=True)
+        self.linear = nn.Linear(hidden, latent_dim, bias=True)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``(..., H) -> (..., d)``."""
-        h = self.norm_final(h)
-        if self.inner is not None:
-            h = F.gelu(self.inner(h), approximate="tanh")
-        return self.linear(h)
+        return self.linear(self.norm_final(h))
