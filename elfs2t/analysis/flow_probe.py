@@ -60,7 +60,7 @@ class ProbeResult:
 
 def check_probe_model(cfg: ExperimentConfig, name: str) -> None:
     """Refuse (ConfigError, a ValueError: one line naming the experiment) a model the probe cannot measure."""
-    if cfg.model != "elf_s2t":
+    if not hasattr(model_kind(cfg).section(cfg), "flow"):  # the kind's settings have no flow: not a flow model
         raise ConfigError(f"{name}: the flow probe needs an ELF-S2T experiment, not model {cfg.model!r}")
     if cfg.elf.ctc_weight <= 0:
         raise ConfigError(f"{name}: the flow probe needs a CTC draft (elf.ctc_weight > 0), got {cfg.elf.ctc_weight}")
