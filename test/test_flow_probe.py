@@ -1,5 +1,6 @@
 """Flow probe (elfs2t.analysis.flow_probe, elfs2t.bin.flow_probe): its formulas by hand, the probe end to end on a
 tiny ELF-S2T whose CTC draft has learnt its texts, and the refusals."""
+import copy
 import math
 
 import pytest
@@ -138,6 +139,23 @@ def test_probe_end_to_end(trained):
     table = format_table(res)
     assert "4 of 4 utterances kept" in table and "| token-mean oracle |" in table
     assert all(len(line) <= 120 for line in table.splitlines())
+
+
+def test_x_hat_errors_are_against_the_true_latents(trained):
+    """With the flow head zeroed (x_hat = 0; the CTC draft does not read it) every x_hat MSE is the latents' mean
+    square, at every t, and the velocity MSE at the training times is larger by 1 / (1 - t)^2 >= 1."""
+    model, cfg, cuts, _ = trained
+    zeroed = copy.deepcopy(model)
+    with torch.no_grad():
+        zeroed.denoiser.final_layer.linear.weight.zero_()
+        zeroed.denoiser.final_layer.linear.bias.zero_()
+    res = run_probe(zeroed, cfg, cuts, title="zeroed", times=(0.1, 0.7), show_progress=False)
+    ids = model.text_space.tokenize(S2TDataset(text_transform=str.lower)[cuts]["text"])
+    x, content = model.text_space.encode(ids), model.content_mask(ids)
+    for r in res.times.values():
+        assert r["mse_content"] == pytest.approx(float(x[content].pow(2).mean()), rel=1e-5)
+        assert r["mse_all"] == pytest.approx(float(x.pow(2).mean()), rel=1e-5)
+    assert res.times[TRAIN_T]["vel_all"] > res.times[TRAIN_T]["mse_all"]
 
 
 def test_probe_keeps_only_the_rows_whose_draft_is_their_text(trained):
