@@ -141,7 +141,7 @@ def run_probe(model, cfg: ExperimentConfig, cuts: CutSet, *, title: str = "exper
     rows_total = 0
     for batch_cuts in tqdm(sampler, desc="flow probe", unit="batch", disable=not show_progress):
         batch = dataset[batch_cuts]
-        ids = model.text_space.tokenize(model._text(batch["text"])).to(device)
+        ids = model.text_space.tokenize(batch["text"]).to(device)  # lower-cased by the dataset, as in training
         rows_total += ids.shape[0]
         cond, cmask = model.condition(batch)
         draft = model.draft(cond, cmask, g)

@@ -26,7 +26,6 @@ from elfs2t.analysis.reliance import run_reliance
 from elfs2t.bin._cli import entry_point
 from elfs2t.inference.setting import decode_conf_overrides
 from elfs2t.inference.trained import load_trained
-from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.trained import check_sets
 from elfs2t.data.dataset import SetSpec, load_sets
 
@@ -67,11 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, path = item.partition("=")
         if not sep:
             get_parser().error(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
-        try:
-            check_sets(args.exp_dir, cfg, [path])  # features of another encoder would measure another model
-        except FeatureMismatchError as exc:
-            print(f"audio_reliance: error: {exc}", file=sys.stderr)
-            return 2
+        # features of another encoder would measure another model (a ConfigError: one line, status 2, entry_point)
+        check_sets(args.exp_dir, cfg, [path])
         cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
         rows = run_reliance(model, cfg, cuts, name, out_dir, modes=args.audio, guidances=args.guidance, metric=metric,
                             seed=args.seed, force=args.force, title=f"{args.exp_dir.name} / {name}")

@@ -29,9 +29,7 @@ from elfs2t.analysis.flow_probe import DEFAULT_TIMES, check_probe_model, format_
 from elfs2t.bin._cli import entry_point
 from elfs2t.config import load_config
 from elfs2t.data.dataset import SetSpec, load_sets
-from elfs2t.errors import ConfigError
 from elfs2t.experiment import ExperimentConfig
-from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.trained import check_sets, load_trained
 
 log = logging.getLogger("elfs2t.flow_probe")
@@ -74,23 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if not (args.exp_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{args.exp_dir}: not a trained experiment folder (no config.yaml)")
-    try:  # the model kind first, from the config alone: an AR baseline's weights are not loaded to be refused
-        check_probe_model(load_config(ExperimentConfig, args.exp_dir / "config.yaml"), str(args.exp_dir))
-    except ConfigError as exc:
-        print(f"flow_probe: error: {exc}", file=sys.stderr)
-        return 2
+    # ConfigErrors (FeatureMismatchError is one) print one line and return 2: entry_point
+    # the model kind first, from the config alone: an AR baseline's weights are not loaded to be refused
+    check_probe_model(load_config(ExperimentConfig, args.exp_dir / "config.yaml"), str(args.exp_dir))
     model, cfg, _ = load_trained(args.exp_dir, [])
-    try:
-        check_sets(args.exp_dir, cfg, [path for _, path in sets])  # features of another encoder: another model
-    except FeatureMismatchError as exc:
-        print(f"flow_probe: error: {exc}", file=sys.stderr)
-        return 2
+    check_sets(args.exp_dir, cfg, [path for _, path in sets])  # features of another encoder: another model
     out_root = args.out_dir or args.exp_dir / "analysis" / "flow_probe"
     for name, path in sets:
         cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
         log.info("probing %s on %s (%s utterances at most, times %s and the training distribution's)", args.exp_dir,
                  name, args.max_utts or "all", " ".join(f"{t:g}" for t in args.times))
-        # a set without an utterance whose draft equals its text: a ConfigError (status 2, see entry_point)
+        # a set without an utterance whose draft equals its text: a ConfigError too
         res = run_probe(model, cfg, cuts, title=f"{args.exp_dir.name} / {name}", times=tuple(args.times),
                         max_utts=args.max_utts, max_duration=args.max_duration, max_cuts=args.max_cuts,
                         seed=args.seed, show_progress=not args.no_progress)
