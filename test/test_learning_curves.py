@@ -43,5 +43,6 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
     assert "| elf | 30 | 2.5 | 93.7 |" in table and "| ar | 60 | 4.0 | 50.0 |" in table
     assert (out / "curves.png").stat().st_size > 1000
     assert "| elf | 30 |" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="NAME=EXP_DIR"):
+    with pytest.raises(SystemExit) as exc:
         main(["--run", str(tmp_path / "a")])
+    assert exc.value.code == 2 and "expected NAME=EXP_DIR" in capsys.readouterr().err

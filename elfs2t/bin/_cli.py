@@ -14,6 +14,7 @@ prints the same way and returns 1. Anything else is a bug and keeps its tracebac
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Callable, Optional
 
 from elfs2t.errors import ConfigError, InputError
 
-__all__ = ["entry_point", "report"]
+__all__ = ["entry_point", "named_path", "report"]
 
 Main = Callable[[Optional[list[str]]], int]
 
@@ -48,3 +49,16 @@ def entry_point(main: Main) -> Main:
             return 1
 
     return wrapped
+
+
+def named_path(value: str) -> Callable[[str], tuple[str, Path]]:
+    """The argparse ``type`` of a ``NAME=<value>`` option (``--set asr_test=dump/.../cuts.jsonl.gz``): each item
+    becomes a ``(name, Path)`` pair; an item without a name or a path is argparse's usage error (status 2)."""
+    def parse(item: str) -> tuple[str, Path]:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            raise argparse.ArgumentTypeError(f"{item!r}: expected NAME={value}")
+        return name, Path(path)
+
+    parse.__name__ = f"NAME={value}"
+    return parse

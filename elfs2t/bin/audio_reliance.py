@@ -23,7 +23,7 @@ from pathlib import Path
 
 from elfs2t.analysis.audio import AUDIO_MODES
 from elfs2t.analysis.reliance import run_reliance
-from elfs2t.bin._cli import entry_point
+from elfs2t.bin._cli import entry_point, named_path
 from elfs2t.inference.setting import decode_conf_overrides
 from elfs2t.inference.trained import load_trained
 from elfs2t.inference.trained import check_sets
@@ -36,7 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m elfs2t.bin.audio_reliance", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment folder exp/<tag>")
-    p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=CUTS",
+    p.add_argument("--set", dest="sets", action="append", required=True, type=named_path("CUTS"),
+                   metavar="NAME=CUTS",
                    help="a test set: name and cuts manifest with cached features (repeatable)")
     p.add_argument("--target", default="transcript", help="transcript (ASR) or translation:<tgt> (S2TT)")
     p.add_argument("--metric", choices=["wer", "bleu"], default=None,
@@ -62,13 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     metric = args.metric or ("wer" if args.target == "transcript" else "bleu")
     model, cfg, _ = load_trained(args.exp_dir, decode_conf_overrides(args.decode_conf) + list(args.overrides))
     out_dir = args.out_dir or args.exp_dir / "analysis" / "audio_reliance"
-    for item in args.sets:
-        name, sep, path = item.partition("=")
-        if not sep:
-            get_parser().error(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
+    for name, path in args.sets:
         # features of another encoder would measure another model (a ConfigError: one line, status 2, entry_point)
         check_sets(args.exp_dir, cfg, [path])
-        cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
+        cuts = load_sets([SetSpec(cuts=path, target=args.target)])
         rows = run_reliance(model, cfg, cuts, name, out_dir, modes=args.audio, guidances=args.guidance, metric=metric,
                             seed=args.seed, force=args.force, title=f"{args.exp_dir.name} / {name}")
         for r in rows:

@@ -25,7 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
-from elfs2t.bin._cli import entry_point
+from elfs2t.bin._cli import entry_point, named_path
 from elfs2t.config import ConfigError, dump_config
 from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
@@ -43,7 +43,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m elfs2t.bin.decode", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp-dir", type=Path, required=True, help="trained experiment folder exp/<tag>")
-    p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=CUTS",
+    p.add_argument("--set", dest="sets", action="append", required=True, type=named_path("CUTS"),
+                   metavar="NAME=CUTS",
                    help="a test set: name and cuts manifest with cached features (repeatable)")
     p.add_argument("--target", default="transcript", help="transcript (ASR) or translation:<tgt> (S2TT)")
     p.add_argument("--task", default=None,
@@ -80,18 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     overrides = decode_conf_overrides(args.decode_conf) + list(args.overrides)
     info = init_distributed()
-    sets = []
-    for item in args.sets:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
-        sets.append((name, path))
     model, cfg, state = load_trained(args.exp_dir, overrides, args.checkpoint, args.average, args.average_by)
     task = SetSpec(cuts=Path("-"), target=args.target, task=args.task).task_name
     if task_tokens(cfg) and task not in task_tokens(cfg):
         raise ConfigError(f"--task {task}: the model of {args.exp_dir} has the tasks {task_tokens(cfg)}")
     try:  # before any decoding: features of another encoder would decode into wrong text
-        check_sets(args.exp_dir, cfg, [path for _, path in sets])
+        check_sets(args.exp_dir, cfg, [path for _, path in args.sets])
     except FeatureMismatchError as exc:
         print(f"decode: error: {exc}", file=sys.stderr)
         return 2
@@ -100,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.average:
         tag += f"_avg{'best' if args.average_by == 'best' else ''}{args.average}"
     lower = model_kind(cfg).lowercase(cfg)
-    for name, path in sets:
-        cuts = load_sets([SetSpec(cuts=Path(path), target=args.target, task=args.task)])
+    for name, path in args.sets:
+        cuts = load_sets([SetSpec(cuts=path, target=args.target, task=args.task)])
         over = refs_over_max_len(model, cuts, args.target) if info.is_main else []
         if over:
             log.warning("%s: %d reference(s) longer than the model's %d text tokens (e.g. %s): decoded and scored, "

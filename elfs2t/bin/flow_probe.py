@@ -26,7 +26,7 @@ import torch
 
 from elfs2t import atomic
 from elfs2t.analysis.flow_probe import DEFAULT_TIMES, check_probe_model, format_table, run_probe
-from elfs2t.bin._cli import entry_point
+from elfs2t.bin._cli import entry_point, named_path
 from elfs2t.config import load_config
 from elfs2t.data.dataset import SetSpec, load_sets
 from elfs2t.experiment import ExperimentConfig
@@ -39,7 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m elfs2t.bin.flow_probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp-dir", type=Path, required=True, help="trained ELF-S2T experiment folder exp/<tag>")
-    p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=CUTS",
+    p.add_argument("--set", dest="sets", action="append", required=True, type=named_path("CUTS"),
+                   metavar="NAME=CUTS",
                    help="a set: name and cuts manifest with cached features (repeatable)")
     p.add_argument("--target", default="transcript", help="transcript (ASR) or translation:<tgt> (S2TT)")
     p.add_argument("--times", nargs="+", type=float, default=list(DEFAULT_TIMES),
@@ -62,12 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     if any(not 0.0 <= t < 1.0 for t in args.times):
         parser.error(f"--times {args.times}: every flow time must be in [0, 1)")
-    sets = []
-    for item in args.sets:
-        name, sep, path = item.partition("=")
-        if not sep:
-            parser.error(f"--set {item!r}: expected NAME=CUTS_MANIFEST")
-        sets.append((name, path))
     if args.threads:
         torch.set_num_threads(args.threads)
     if not (args.exp_dir / "config.yaml").is_file():
@@ -76,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     # the model kind first, from the config alone: an AR baseline's weights are not loaded to be refused
     check_probe_model(load_config(ExperimentConfig, args.exp_dir / "config.yaml"), str(args.exp_dir))
     model, cfg, _ = load_trained(args.exp_dir, [])
-    check_sets(args.exp_dir, cfg, [path for _, path in sets])  # features of another encoder: another model
+    check_sets(args.exp_dir, cfg, [path for _, path in args.sets])  # features of another encoder: another model
     out_root = args.out_dir or args.exp_dir / "analysis" / "flow_probe"
-    for name, path in sets:
-        cuts = load_sets([SetSpec(cuts=Path(path), target=args.target)])
+    for name, path in args.sets:
+        cuts = load_sets([SetSpec(cuts=path, target=args.target)])
         log.info("probing %s on %s (%s utterances at most, times %s and the training distribution's)", args.exp_dir,
                  name, args.max_utts or "all", " ".join(f"{t:g}" for t in args.times))
         # a set without an utterance whose draft equals its text: a ConfigError too

@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 from elfs2t.analysis.curves import curves_table, read_curve
-from elfs2t.bin._cli import entry_point
+from elfs2t.bin._cli import entry_point, named_path
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m elfs2t.bin.learning_curves", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", dest="runs", action="append", required=True, metavar="NAME=EXP_DIR",
+    p.add_argument("--run", dest="runs", action="append", required=True, type=named_path("EXP_DIR"),
+                   metavar="NAME=EXP_DIR",
                    help="a trained experiment and its label (repeatable)")
     p.add_argument("--metric", default="examples_wer", help="validation key to plot (default: examples_wer)")
     p.add_argument("--scale", type=float, default=100.0, help="multiply the metric by this (default 100: %%)")
@@ -55,12 +56,9 @@ def plot(curves: dict, metric: str, scale: float, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     curves = {}
-    for item in args.runs:
-        name, sep, exp = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--run {item!r}: expected NAME=EXP_DIR")
+    for name, exp in args.runs:
         try:
-            curves[name] = read_curve(Path(exp) / "train.log")
+            curves[name] = read_curve(exp / "train.log")
         except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(str(exc)) from exc
     table = curves_table(curves, args.metric, args.scale)

@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from elfs2t.bin._cli import entry_point
+from elfs2t.bin._cli import entry_point, named_path
 from elfs2t.config import structure
 from elfs2t.data.dataset import SetSpec, load_sets
 from elfs2t.baselines.whisper_zero_shot import (WhisperDecodeConfig, WhisperZeroShot, decode_whisper, exp_name,
@@ -33,7 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m elfs2t.bin.whisper_decode", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="Whisper hub id or local directory")
-    p.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=CUTS",
+    p.add_argument("--set", dest="sets", action="append", required=True, type=named_path("CUTS"),
+                   metavar="NAME=CUTS",
                    help="a test set: name and cuts manifest (stage 1 or stage 2; repeatable)")
     p.add_argument("--target", default="transcript", help="reference: transcript (ASR) or translation:<tgt> (S2TT)")
     p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe",
@@ -54,13 +55,6 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    sets = []
-    for item in args.sets:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            print(f"error: --set {item!r}: expected NAME=CUTS_MANIFEST", file=sys.stderr)
-            return 1
-        sets.append((name, Path(path)))
     values = {"model": args.model, "task": args.task, "language": args.language, "beam_size": args.beam_size,
               "max_new_tokens": args.max_new_tokens, "max_duration": args.max_duration, "max_cuts": args.max_cuts,
               "lowercase": args.lowercase, "device": args.device}
@@ -72,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     exp_dir = args.exp_dir or Path("exp") / exp_name(args.model)
     tag = args.tag or inference_tag(cfg)
-    for name, path in sets:
+    for name, path in args.sets:
         try:
             cuts = load_sets([SetSpec(cuts=path, target=args.target)])
         except FileNotFoundError as exc:
