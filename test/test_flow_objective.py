@@ -174,6 +174,24 @@ def test_loss_with_mixed_decode_and_denoise_rows_by_hand():
     assert net.a.grad is not None and net.head.weight.grad.abs().sum() > 0
 
 
+def test_denoise_ce_adds_the_token_heads_cross_entropy_on_the_denoising_rows_by_hand():
+    x, ids, loss_mask, dr = _fixed_draws()
+    torch.manual_seed(1)
+    net = ToyDenoiser()
+    base, _ = flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(sigma_d=5.0), dr)
+    loss, stats = flow_loss_from_draws(net, x, ids, loss_mask, FlowConfig(sigma_d=5.0, denoise_ce=0.5), dr)
+    # the denoising rows (1 and 2, all four positions) as the trained pass saw them: z_t = t x + (1 - t) 2 eps
+    z = dr.t[1:, None, None] * x[1:] + (1 - dr.t[1:, None, None]) * 2.0 * dr.eps[1:]
+    ce_den = F.cross_entropy(net.head(net.proj(z)).reshape(4, -1), ids[1:].reshape(4), reduction="sum")
+    assert torch.allclose(loss, base + 0.5 * ce_den / 5, atol=1e-5)
+    assert stats["ce_denoise"] == pytest.approx(float(ce_den / 4), rel=1e-5)
+    # the decoding rows' statistics are unchanged
+    assert stats["ce"] == pytest.approx(float(F.cross_entropy(net.head(net.proj(
+        dr.lam[0, :1, None] * x[0, :1] + (1 - dr.lam[0, :1, None]) * 5.0 * dr.eps_dec[0, :1])), ids[0, :1])), rel=1e-5)
+    with pytest.raises(ConfigError, match="denoise_ce"):
+        FlowConfig(denoise_ce=-1.0).validate()
+
+
 def test_shortlist_targets_map_ids_and_ignore_the_rest():
     vocab = torch.tensor([0, 2, 5, 9])
     ids = torch.tensor([[2, 9, 0], [5, 3, 10]])

@@ -18,9 +18,10 @@ One training step, per example row ``b`` of a batch ``x (B, L, d)``:
   ``mu_read`` instead (near-clean latents: the token head also learns to *read* latents, which is what the
   sampler hands it at the end, while the noisy rows keep it reading the audio);
 * condition dropout: with probability ``p_drop`` a row's condition tokens are zeros (positions kept);
+* optionally (``denoise_ce > 0``, not ELF) the token head's cross-entropy on the denoising rows' states too, weighted;
 
 The batch loss is ``(sum CE over decoding rows' loss positions + sum L2 over denoising rows'
-loss positions) / number of loss positions``. Decoding and denoising rows share ONE trained forward (per-row
+loss positions [+ denoise_ce * sum CE over denoising rows' loss positions]) / number of loss positions``. Decoding and denoising rows share ONE trained forward (per-row
 ``decode`` flags); the two no-grad passes run only over the self-conditioned rows.
 
 All random draws are made first (:func:`draw_flow_noise`, a :class:`FlowDraws`), then
@@ -88,12 +89,15 @@ class FlowConfig:
     """Noise scale of the decoding branch z_dec = lambda x + (1 - lambda) sigma_d eps' (ELF unconditional: 5.0)."""
     p_drop: float = 0.1
     """Probability of zeroing a row's condition tokens (classifier-free guidance training)."""
+    denoise_ce: float = 0.0
+    """Weight of the token head's cross-entropy on the denoising rows' states (0: ELF, only decoding rows have one)."""
 
     def validate(self) -> None:
         for key in ("sigma_n", "t_std", "std_dec", "sigma_d"):
             value = getattr(self, key)
             config_check(value > 0, key, value, "must be > 0")
         config_check(0 < self.t_clamp <= 1, "t_clamp", self.t_clamp, "must be in (0, 1]")
+        config_check(self.denoise_ce >= 0, "denoise_ce", self.denoise_ce, "must be >= 0")
         for key in ("self_cond_prob", "decode_frac", "p_drop", "read_frac"):
             value = getattr(self, key)
             config_check(0 <= value <= 1, key, value, "must be in [0, 1]")
@@ -281,13 +285,19 @@ def flow_loss_from_draws(
     l2_sum = (l2 * den_pos).sum()
 
     stats: dict[str, float] = {}
-    if bool(dec_pos.any()):
-        logits = denoiser.token_logits(out.hidden[dec_pos], vocab)  # (P, V) or (P, K)
-        target_ids = ids[dec_pos] if vocab is None else shortlist_targets(ids[dec_pos], vocab)
+    ce_pos = dec_pos | den_pos if cfg.denoise_ce > 0 else dec_pos
+    if bool(ce_pos.any()):
+        logits = denoiser.token_logits(out.hidden[ce_pos], vocab)  # (P, V) or (P, K)
+        target_ids = ids[ce_pos] if vocab is None else shortlist_targets(ids[ce_pos], vocab)
         ce = F.cross_entropy(logits.float(), target_ids, reduction="none")  # (P,); 0 where ignored
-        ce_sum = ce.sum()
-        stats["ce"] = float(ce.mean().detach())
-        stats["dec_acc"] = float((logits.argmax(-1) == target_ids).float().mean())
+        on_dec = dec_pos[ce_pos]  # (P,) which of the positions are decoding rows'
+        ce_sum = ce[on_dec].sum() + cfg.denoise_ce * ce[~on_dec].sum()
+        hit = (logits.argmax(-1) == target_ids).float()
+        if bool(on_dec.any()):
+            stats["ce"] = float(ce[on_dec].mean().detach())
+            stats["dec_acc"] = float(hit[on_dec].mean())
+        if bool((~on_dec).any()):
+            stats["ce_denoise"] = float(ce[~on_dec].mean().detach())
     else:
         # No decoding row in this batch: a zero term keeps the token head in the graph, so that DDP
         # (without find_unused_parameters) still sees a gradient for every parameter.
