@@ -30,7 +30,6 @@ from elfs2t.config import ConfigError, dump_config
 from elfs2t.data.dataset import SetSpec, load_sets, target_text
 from elfs2t.decode import annotate_timing, decode_cuts, merge_shards
 from elfs2t.experiment import decode_tag, hypothesis_fn, model_kind, task_tokens
-from elfs2t.features.record import FeatureMismatchError
 from elfs2t.inference.setting import decode_conf_overrides, record_setting
 from elfs2t.inference.trained import check_sets, load_trained
 from elfs2t.results import decode_info
@@ -85,11 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     task = SetSpec(cuts=Path("-"), target=args.target, task=args.task).task_name
     if task_tokens(cfg) and task not in task_tokens(cfg):
         raise ConfigError(f"--task {task}: the model of {args.exp_dir} has the tasks {task_tokens(cfg)}")
-    try:  # before any decoding: features of another encoder would decode into wrong text
-        check_sets(args.exp_dir, cfg, [path for _, path in args.sets])
-    except FeatureMismatchError as exc:
-        print(f"decode: error: {exc}", file=sys.stderr)
-        return 2
+    # before any decoding: features of another encoder would decode into wrong text (a ConfigError: one line, status
+    # 2, entry_point)
+    check_sets(args.exp_dir, cfg, [path for _, path in args.sets])
     model.to(info.device)
     tag = args.tag or decode_tag(cfg)
     if args.average:

@@ -21,8 +21,9 @@ One training step, per example row ``b`` of a batch ``x (B, L, d)``:
 * optionally (``denoise_ce > 0``, not ELF) the token head's cross-entropy on the denoising rows' states too, weighted;
 
 The batch loss is ``(sum CE over decoding rows' loss positions + sum L2 over denoising rows'
-loss positions [+ denoise_ce * sum CE over denoising rows' loss positions]) / number of loss positions``. Decoding and denoising rows share ONE trained forward (per-row
-``decode`` flags); the two no-grad passes run only over the self-conditioned rows.
+loss positions [+ denoise_ce * sum CE over denoising rows' loss positions]) / number of loss positions``.
+Decoding and denoising rows share ONE trained forward (per-row ``decode`` flags); the two no-grad passes run
+only over the self-conditioned rows.
 
 All random draws are made first (:func:`draw_flow_noise`, a :class:`FlowDraws`), then
 :func:`flow_loss_from_draws` is a deterministic function of them, which is what the tests check by hand.
@@ -285,7 +286,7 @@ def flow_loss_from_draws(
     l2_sum = (l2 * den_pos).sum()
 
     stats: dict[str, float] = {}
-    ce_pos = dec_pos | den_pos if cfg.denoise_ce > 0 else dec_pos
+    ce_pos = loss_mask if cfg.denoise_ce > 0 else dec_pos  # loss_mask = dec_pos | den_pos
     if bool(ce_pos.any()):
         logits = denoiser.token_logits(out.hidden[ce_pos], vocab)  # (P, V) or (P, K)
         target_ids = ids[ce_pos] if vocab is None else shortlist_targets(ids[ce_pos], vocab)
