@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import espeak_cuts
+from elfs2t.bin import audio_reliance as reliance_bin
 from elfs2t.bin import decode as decode_bin
 from elfs2t.bin import train as train_bin
 from elfs2t.config import load_config
@@ -82,6 +83,20 @@ def test_decoding_refuses_features_of_another_mode(feats, tmp_path, capsys):
     (exp / "encoder.json").unlink()
     assert experiment_encoder(exp, load_config(ExperimentConfig, exp / "config.yaml")).tag == "whisper-rand_trim"
     assert decode_bin.main(["--exp-dir", str(exp), "--set", f"test={pad}"]) == 2
+
+
+def test_audio_reliance_checks_every_set_before_the_first_runs(feats, tmp_path, capsys):
+    """A good set first and pad30 features second: refused with one line, exit 2, and the first set not run."""
+    exp = tmp_path / "exp"
+    assert _train(tmp_path, exp, feats / "trim") == 0
+    capsys.readouterr()
+    trim, pad = feats / "trim" / "cuts.jsonl.gz", feats / "pad30" / "cuts.jsonl.gz"
+    out = tmp_path / "reliance"
+    assert reliance_bin.main(["--exp-dir", str(exp), "--set", f"good={trim}", "--set", f"bad={pad}",
+                              "--out-dir", str(out), "--audio", "real", "--guidance", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"audio_reliance: error: {pad}: features of whisper-rand_pad30")
+    assert not out.exists()
 
 
 def test_resumed_training_refuses_features_of_another_encoder(feats, tmp_path, capsys):

@@ -126,12 +126,18 @@ def test_errors(rand_multilingual, noise_cuts, tmp_path, capsys):
     with pytest.raises(ConfigError, match="English-only"):
         WhisperZeroShot(WhisperDecodeConfig(model=str(MODELS / "whisper-tiny.en"), task="translate"))
     assert wd_bin.main(["--model", str(tmp_path / "nowhere"), "--set", f"x={noise_cuts}"]) == 1
-    assert "nowhere" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("whisper_decode: error: ") and "nowhere" in err[-1]
     with pytest.raises(SystemExit) as exc:  # argparse's usage error, as every NAME=CUTS option gives it
         wd_bin.main(["--model", str(rand_multilingual), "--set", "x"])
     assert exc.value.code == 2 and "argument --set: 'x': expected NAME=CUTS" in capsys.readouterr().err
-    assert wd_bin.main(["--model", str(rand_multilingual), "--set", f"x={tmp_path / 'none.jsonl.gz'}"]) == 1
-    assert "none.jsonl.gz" in capsys.readouterr().err
+    # a missing second set is refused before the first is decoded
+    out = tmp_path / "exp"
+    assert wd_bin.main(["--model", str(rand_multilingual), "--exp-dir", str(out), "--set", f"ok={noise_cuts}",
+                        "--set", f"x={tmp_path / 'none.jsonl.gz'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("whisper_decode: error: --set x: ") and "none.jsonl.gz" in err
+    assert not out.exists()
 
 
 def test_help(capsys):

@@ -25,8 +25,7 @@ from elfs2t.analysis.audio import AUDIO_MODES
 from elfs2t.analysis.reliance import run_reliance
 from elfs2t.bin._cli import entry_point, named_path
 from elfs2t.inference.setting import decode_conf_overrides
-from elfs2t.inference.trained import load_trained
-from elfs2t.inference.trained import check_sets
+from elfs2t.inference.trained import check_sets, load_trained
 from elfs2t.data.dataset import SetSpec, load_sets
 
 log = logging.getLogger("elfs2t.audio_reliance")
@@ -63,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     metric = args.metric or ("wer" if args.target == "transcript" else "bleu")
     model, cfg, _ = load_trained(args.exp_dir, decode_conf_overrides(args.decode_conf) + list(args.overrides))
     out_dir = args.out_dir or args.exp_dir / "analysis" / "audio_reliance"
+    # features of another encoder would measure another model (a ConfigError: one line, status 2, entry_point);
+    # every set is checked before the first one runs
+    check_sets(args.exp_dir, cfg, [path for _, path in args.sets])
     for name, path in args.sets:
-        # features of another encoder would measure another model (a ConfigError: one line, status 2, entry_point)
-        check_sets(args.exp_dir, cfg, [path])
         cuts = load_sets([SetSpec(cuts=path, target=args.target)])
         rows = run_reliance(model, cfg, cuts, name, out_dir, modes=args.audio, guidances=args.guidance, metric=metric,
                             seed=args.seed, force=args.force, title=f"{args.exp_dir.name} / {name}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from elfs2t.bin._cli import entry_point, named_path
 from elfs2t.config import structure
 from elfs2t.data.dataset import SetSpec, load_sets
+from elfs2t.errors import InputError
 from elfs2t.baselines.whisper_zero_shot import (WhisperDecodeConfig, WhisperZeroShot, decode_whisper, exp_name,
                                              inference_tag)
 
@@ -58,20 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     values = {"model": args.model, "task": args.task, "language": args.language, "beam_size": args.beam_size,
               "max_new_tokens": args.max_new_tokens, "max_duration": args.max_duration, "max_cuts": args.max_cuts,
               "lowercase": args.lowercase, "device": args.device}
-    try:
-        cfg = structure(WhisperDecodeConfig, values)
-        model = WhisperZeroShot(cfg)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    exp_dir = args.exp_dir or Path("exp") / exp_name(args.model)
-    tag = args.tag or inference_tag(cfg)
+    cfg = structure(WhisperDecodeConfig, values)
+    sets = []  # every set is read before the model decodes the first (a missing one: one line, status 1)
     for name, path in args.sets:
         try:
-            cuts = load_sets([SetSpec(cuts=path, target=args.target)])
+            sets.append((name, load_sets([SetSpec(cuts=path, target=args.target)])))
         except FileNotFoundError as exc:
-            print(f"error: --set {name}: {exc}", file=sys.stderr)
-            return 1
+            raise InputError(f"--set {name}: {exc}") from exc
+    model = WhisperZeroShot(cfg)  # a model folder that is not there: entry_point's one line, status 1
+    exp_dir = args.exp_dir or Path("exp") / exp_name(args.model)
+    tag = args.tag or inference_tag(cfg)
+    for name, cuts in sets:
         out_dir = exp_dir / f"decode_{tag}" / name
         timing = decode_whisper(model, cuts, out_dir)
         print(f"decoded {name}: {timing['num_utts']} utts, RTFx {timing['rtfx']:.1f} (decoder), "
