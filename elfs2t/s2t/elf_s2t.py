@@ -313,7 +313,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         among them (EOS, padding, BOS) dropped: the text's length is given, a slot read as EOS is one token less,
         not the end of the text."""
         space, start = self.text_space, self._content_start
-        special = {space.eos_id, space.pad_id} | ({space.bos_id} if space.bos_id is not None else set())
+        special = space.special_ids
         rows = ids.cpu().tolist()
         return space.ids_from_tokens([[i for i in row[start:start + n] if i not in special]
                                       for row, n in zip(rows, lengths)]).to(ids.device)

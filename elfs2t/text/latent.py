@@ -119,6 +119,11 @@ class TextLatentSpace:
         return self._pad_id
 
     @property
+    def special_ids(self) -> set[int]:
+        """The ids that are not text: EOS, padding and (where the tokenizer has one) BOS."""
+        return {self._eos_id, self._pad_id} | ({self.bos_id} if self.bos_id is not None else set())
+
+    @property
     def max_len(self) -> int:
         """L."""
         return self.cfg.max_len
