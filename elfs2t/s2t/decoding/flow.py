@@ -17,7 +17,6 @@ from elfs2t.config import config_check
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.s2t.decoding.base import fmt, register
 from elfs2t.s2t.decoding.layout import resolve_slots, slot_layout
-from elfs2t.s2t.decoding.mbr import decode_mbr
 
 __all__ = ["FlowDecodeConfig", "FlowDecoding", "sampler_tag"]
 
@@ -38,15 +37,10 @@ class FlowDecodeConfig(SamplerConfig):
     sigma_d eps`` (:mod:`elfs2t.flow.sampler`). 1: the latents as they are; lower: the token head weighs them
     against the audio, as on its training rows (0: the readout of noise, the flow ignored)."""
 
-    samples: int = 1
-    """Noise draws per utterance; above 1 the draw that agrees most with the others is kept (minimum Bayes risk,
-    :mod:`elfs2t.s2t.decoding.mbr`), at ``samples`` times the cost."""
-
     def validate(self) -> None:
         super().validate()
         config_check(self.slots in (None, "ctc", "prior"), "slots", self.slots, "must be ctc, prior or null")
         config_check(0 <= self.read_level <= 1, "read_level", self.read_level, "must be in [0, 1]")
-        config_check(self.samples >= 1, "samples", self.samples, "must be >= 1")
 
 
 def sampler_tag(cfg: SamplerConfig) -> str:
@@ -79,22 +73,14 @@ class FlowDecoding:
     @property
     def reader(self) -> str:
         read = f", read at signal level {fmt(self.cfg.read_level)}" if self.cfg.read_level != 1.0 else ""
-        mbr = f", MBR of {self.cfg.samples} draws" if self.cfg.samples > 1 else ""
-        return "flow from noise" + read + mbr + (" (CTC-aligned slots and length)" if self.slots == "ctc" else "")
+        return "flow from noise" + read + (" (CTC-aligned slots and length)" if self.slots == "ctc" else "")
 
     def tag(self) -> str:
         read = f"_read{fmt(self.cfg.read_level)}" if self.cfg.read_level != 1.0 else ""
-        mbr = f"_mbr{self.cfg.samples}" if self.cfg.samples > 1 else ""
-        return f"flow{sampler_tag(self.cfg)}_{self.slots}{read}{mbr}"
+        return f"flow{sampler_tag(self.cfg)}_{self.slots}{read}"
 
     def __call__(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
                  generator: Optional[torch.Generator]) -> torch.Tensor:
-        return decode_mbr(lambda c, m: self.sample(model, c, m, generator), cond, cond_mask, self.cfg.samples,
-                          model.text_space.special_ids)
-
-    def sample(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
-               generator: Optional[torch.Generator]) -> torch.Tensor:
-        """One noise draw per row of the batch."""
         layout = slot_layout(model, self.slots, cond, cond_mask, generator)
         space = model.text_space
         ids = generate_ids(model.denoiser, self.cfg, model.cfg.flow, batch_size=cond.shape[0], length=space.max_len,

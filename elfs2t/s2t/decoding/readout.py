@@ -13,7 +13,6 @@ from elfs2t.config import config_check
 from elfs2t.flow.sampler import decode_tokens
 from elfs2t.s2t.decoding.base import register
 from elfs2t.s2t.decoding.layout import resolve_slots, slot_layout
-from elfs2t.s2t.decoding.mbr import decode_mbr
 
 __all__ = ["ReadoutConfig", "ReadoutDecoding"]
 
@@ -24,12 +23,9 @@ class ReadoutConfig:
 
     slots: Optional[Literal["ctc", "prior"]] = None
     """As ``decode.flow.slots``."""
-    samples: int = 1
-    """As ``decode.flow.samples``: noise draws per utterance, the MBR draw kept."""
 
     def validate(self) -> None:
         config_check(self.slots in (None, "ctc", "prior"), "slots", self.slots, "must be ctc, prior or null")
-        config_check(self.samples >= 1, "samples", self.samples, "must be >= 1")
 
 
 @register
@@ -40,25 +36,17 @@ class ReadoutDecoding:
 
     def __init__(self, cfg: ReadoutConfig, model_cfg) -> None:
         self.slots = resolve_slots(cfg.slots, model_cfg)
-        self.samples = cfg.samples
 
     @property
     def reader(self) -> str:
-        mbr = f", MBR of {self.samples} draws" if self.samples > 1 else ""
-        return "text-slot readout of noise, no flow step" + mbr + (" (CTC-aligned slots and length)"
-                                                                    if self.slots == "ctc" else "")
+        return "text-slot readout of noise, no flow step" + (" (CTC-aligned slots and length)"
+                                                              if self.slots == "ctc" else "")
 
     def tag(self) -> str:
-        return f"readout_{self.slots}" + (f"_mbr{self.samples}" if self.samples > 1 else "")
+        return f"readout_{self.slots}"
 
     def __call__(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
                  generator: Optional[torch.Generator]) -> torch.Tensor:
-        return decode_mbr(lambda c, m: self.sample(model, c, m, generator), cond, cond_mask, self.samples,
-                          model.text_space.special_ids)
-
-    def sample(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
-               generator: Optional[torch.Generator]) -> torch.Tensor:
-        """One noise draw per row of the batch."""
         layout = slot_layout(model, self.slots, cond, cond_mask, generator)
         space = model.text_space
         eps = torch.randn((cond.shape[0], space.max_len, space.dim), generator=generator).to(cond.device, cond.dtype)
