@@ -63,9 +63,10 @@ class DecodeBenchConfig:
     """Where the ``refine`` strategy's draft enters the path."""
     guidance: float = 2.0
     """CFG scale of the guided ELF-S2T rows (every step count also runs unguided, g = 1)."""
-    read_levels: list[float] = field(default_factory=lambda: [1.0])
+    read_levels: list[float] = field(default_factory=list)
     """Signal levels at which the ``flow`` strategy reads its final latents (``decode.flow.read_level``), one row
-    each per step count and guidance (same cost: only the last forward's input differs)."""
+    each per step count and guidance (same cost: only the last forward's input differs); empty: the experiment's
+    own setting."""
     method: Literal["ode", "sde"] = "ode"
     """ELF-S2T sampler."""
     elf_exps: list[str] = field(default_factory=list)
@@ -127,7 +128,7 @@ class DecodeBenchConfig:
         config_check(bool(self.steps) and all(s >= 1 for s in self.steps), "steps", self.steps, "must be >= 1")
         config_check(0 <= self.t_start < 1, "t_start", self.t_start, "must be in [0, 1)")
         config_check(self.guidance > 0, "guidance", self.guidance, "must be > 0")
-        config_check(bool(self.read_levels) and all(0 <= v <= 1 for v in self.read_levels)
+        config_check(all(0 <= v <= 1 for v in self.read_levels)
                      and len(set(self.read_levels)) == len(self.read_levels), "read_levels", self.read_levels,
                      "must be distinct signal levels in [0, 1]")
         config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
@@ -157,7 +158,7 @@ def _elf_decodings(cfg: DecodeBenchConfig, base, model_cfg) -> list[tuple[object
         section.method, section.prefix_cache = cfg.method, True
         if strategy == "refine":
             section.t_start = cfg.t_start
-        levels = cfg.read_levels if strategy == "flow" else [None]
+        levels = cfg.read_levels if strategy == "flow" and cfg.read_levels else [None]
         for steps in cfg.steps:
             for g in sorted({1.0, cfg.guidance}):
                 for level in levels:

@@ -72,9 +72,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "noise) and rescore (the draft rescored by both readouts) once")
     d.add_argument("--t-start", type=float, default=0.8, help="time at which the refine strategy's draft enters the path")
     d.add_argument("--guidance", type=float, default=2.0, help="CFG scale of the guided rows (g = 1 always runs)")
-    d.add_argument("--read-levels", type=float, nargs="+", default=[1.0],
+    d.add_argument("--read-levels", type=float, nargs="+", default=[],
                    help="signal levels at which the flow strategy reads its final latents (decode.flow.read_level), "
-                        "one row each (default 1: as they are)")
+                        "one row each (default: the experiment's own setting)")
     d.add_argument("--method", default="ode", choices=["ode", "sde"], help="ELF-S2T sampler")
     d.add_argument("--elf-exp", dest="elf_exps", action="append", default=[], help="trained ELF-S2T exp dir (repeatable)")
     d.add_argument("--ar-exp", default=None, help="trained AR exp dir")
