@@ -213,11 +213,8 @@ class ElfS2T(TokenShortlist, nn.Module):
 
     def content_mask(self, ids: torch.Tensor) -> torch.Tensor:
         """``(B, L)`` bool: the content positions of ids laid out by the text space (not BOS, EOS or padding)."""
-        special = {self.text_space.eos_id, self.text_space.pad_id}
-        if self.text_space.bos_id is not None:
-            special.add(self.text_space.bos_id)
         content = torch.ones_like(ids, dtype=torch.bool)
-        for tok in special:
+        for tok in self.text_space.special_ids:
             content &= ids != tok
         return content
 
