@@ -12,8 +12,8 @@ row is fed as ``inputs_embeds``::
   padding the batch adds (the property tested in ``test/test_ar.py``).
 * The loss is the cross-entropy over the text tokens and EOS only, averaged over those tokens;
   the LM head runs on the text positions only (``logits_to_keep``).
-* :meth:`ArSpeechLM.generate` decodes greedily or with beam search, both reusing the KV cache
-  (``past_key_values``); with ``use_cache=False`` every step recomputes the whole sequence (slow,
+* :meth:`ArSpeechLM.generate` decodes greedily or with beam search (:mod:`elfs2t.baselines.ar_search`), both
+  reusing the KV cache (``past_key_values``); with ``use_cache=False`` every step recomputes the whole sequence (slow,
   for checking). Beam search stops a row once ``beam_size`` hypotheses have ended (HF's
   ``early_stopping=True``) and ranks them by ``log p / len ** length_penalty`` (len counts EOS);
   ``beam_size=1`` gives exactly the greedy output. Special tokens other than EOS (BOS, pad, ...) are
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elfs2t.baselines.ar_search import Stepper, beam_search, greedy_search, positions
 from elfs2t.config import ConfigError, config_check
 from elfs2t.s2t.projector import AudioProjector
 
@@ -136,55 +137,6 @@ def make_small_lm(tokenizer_dir: str | Path, out_dir: str | Path, layers: int = 
 # ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that count real tokens only: ``cumsum(mask) - 1`` (0 at leading padding)."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-class _Stepper:
-    """Runs the LM over a growing sequence, with the KV cache or recomputing it all each step."""
-
-    def __init__(self, lm: nn.Module, embed: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool,
-                 suppress: list[int]):
-        self.lm, self.embed, self.use_cache, self.suppress = lm, embed, use_cache, suppress
-        self.embeds, self.mask = embeds, mask  # (R, S, H), (R, S)
-        self.pos = _positions(mask)  # (R, S)
-        self.next_pos = mask.long().sum(-1)  # (R,)
-        out = lm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=self.pos, use_cache=use_cache, logits_to_keep=1)
-        self.past = out.past_key_values if use_cache else None
-        self.logprobs = self._logprobs(out.logits[:, -1])  # (R, V)
-
-    def _logprobs(self, logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        logits[:, self.suppress] = float("-inf")  # never emit BOS / pad / other specials (EOS allowed)
-        return F.log_softmax(logits, dim=-1)
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep / repeat / reorder rows (beam search)."""
-        self.mask, self.next_pos, self.logprobs = self.mask[rows], self.next_pos[rows], self.logprobs[rows]
-        if self.use_cache:
-            self.past.reorder_cache(rows)
-        else:
-            self.embeds, self.pos = self.embeds[rows], self.pos[rows]
-
-    def append(self, tokens: torch.Tensor) -> None:
-        """Feed one token per row ``(R,)``; updates ``logprobs`` for the next one."""
-        new = self.embed(tokens)[:, None, :]  # (R, 1, H)
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        new_pos = self.next_pos[:, None]
-        self.next_pos = self.next_pos + 1
-        if self.use_cache:
-            out = self.lm(inputs_embeds=new, attention_mask=self.mask.long(), position_ids=new_pos,
-                          past_key_values=self.past, use_cache=True)
-            self.past = out.past_key_values
-        else:
-            self.embeds = torch.cat([self.embeds, new], dim=1)
-            self.pos = torch.cat([self.pos, new_pos], dim=1)
-            out = self.lm(inputs_embeds=self.embeds, attention_mask=self.mask.long(), position_ids=self.pos,
-                          use_cache=False, logits_to_keep=1)
-        self.logprobs = self._logprobs(out.logits[:, -1])
-
-
 class ArSpeechLM(nn.Module):
     """``forward(batch) -> (loss, stats)`` for training; :meth:`generate` for decoding."""
 
@@ -276,7 +228,7 @@ class ArSpeechLM(nn.Module):
         text_mask = torch.arange(n, device=self.device)[None, :] < torch.tensor([len(i) for i in ids], device=self.device)[:, None]
         embeds = torch.cat([prompt, self.lm.get_input_embeddings()(text)], dim=1)  # (B, P + N, H)
         mask = torch.cat([prompt_mask, text_mask], dim=1)
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=_positions(mask),
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions(mask),
                       use_cache=False, logits_to_keep=n + 1)
         logits = out.logits[:, -(n + 1):].float()  # (B, N + 1, V): positions of BOS .. t_n
         valid = target != -100
@@ -321,86 +273,7 @@ class ArSpeechLM(nn.Module):
             raise ValueError(f"beam_size={beam_size} must be >= 1")
         max_new = max_new_tokens if max_new_tokens is not None else self.cfg.max_text_tokens + 1
         embeds, mask = self.prompt(batch)
-        stepper = _Stepper(self.lm, self.lm.get_input_embeddings(), embeds, mask, use_cache, self.suppress)
+        stepper = Stepper(self.lm, self.lm.get_input_embeddings(), embeds, mask, use_cache, self.suppress)
         if beam_size == 1:
-            return self._greedy(stepper, max_new, length_penalty)
-        return self._beam(stepper, max_new, beam_size, length_penalty)
-
-    def _greedy(self, stepper: _Stepper, max_new: int,
-                length_penalty: float = 1.0) -> list[list[tuple[float, list[int], bool]]]:
-        rows = stepper.logprobs.shape[0]
-        seqs: list[list[int]] = [[] for _ in range(rows)]
-        logp = [0.0] * rows
-        done = torch.zeros(rows, dtype=torch.bool, device=stepper.logprobs.device)
-        for step in range(max_new):
-            tok = stepper.logprobs.argmax(-1)
-            tok = torch.where(done, torch.full_like(tok, self.eos), tok)
-            for r in (~done).nonzero().flatten().tolist():
-                logp[r] += float(stepper.logprobs[r, tok[r]])
-                if int(tok[r]) != self.eos:
-                    seqs[r].append(int(tok[r]))
-            done |= tok == self.eos
-            if bool(done.all()) or step == max_new - 1:
-                break
-            stepper.append(tok)
-        ended = done.tolist()
-        return [[(logp[r] / max(len(seqs[r]) + int(ended[r]), 1) ** length_penalty, seqs[r], bool(ended[r]))]
-                for r in range(rows)]
-
-    def _beam(self, stepper: _Stepper, max_new: int, k: int,
-              length_penalty: float) -> list[list[tuple[float, list[int], bool]]]:
-        b, vocab = stepper.logprobs.shape
-        dev = stepper.logprobs.device
-        stepper.select(torch.arange(b, device=dev).repeat_interleave(k))  # (B K) rows, beam-major per row
-        scores = torch.full((b, k), float("-inf"), device=dev)
-        scores[:, 0] = 0.0  # the k copies are identical: start from one
-        beams: list[list[int]] = [[] for _ in range(b * k)]
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
-        done = [False] * b
-        for step in range(max_new):
-            cand = (scores[:, :, None] + stepper.logprobs.view(b, k, vocab)).view(b, k * vocab)
-            top_s, top_i = cand.topk(2 * k, dim=-1)
-            src, toks, new_scores, new_beams = [], [], [], []
-            for row in range(b):
-                live: list[tuple[float, int, int]] = []
-                if not done[row]:
-                    for rank, (s, i) in enumerate(zip(top_s[row].tolist(), top_i[row].tolist())):
-                        beam, tok = divmod(i, vocab)
-                        if tok == self.eos:
-                            if rank < k and s > float("-inf"):
-                                seq = beams[row * k + beam]
-                                finished[row].append((s / (len(seq) + 1) ** length_penalty, seq, True))
-                        elif s > float("-inf"):
-                            live.append((s, beam, tok))
-                        if len(live) == k:
-                            break
-                    done[row] = len(finished[row]) >= k
-                if done[row] or not live:
-                    done[row] = True
-                    live = [(float("-inf"), 0, self.eos)] * k  # finished rows: keep feeding EOS
-                live += [(float("-inf"), live[0][1], live[0][2])] * (k - len(live))
-                for s, beam, tok in live:
-                    src.append(row * k + beam)
-                    toks.append(tok)
-                    new_scores.append(s)
-                    new_beams.append(beams[row * k + beam] + [tok])
-            if all(done):
-                break
-            scores = torch.tensor(new_scores, device=dev).view(b, k)
-            beams = new_beams
-            if step == max_new - 1:
-                break
-            stepper.select(torch.tensor(src, device=dev))
-            stepper.append(torch.tensor(toks, device=dev))
-        out = []
-        for row in range(b):
-            hyps = list(finished[row])
-            if not done[row] or not hyps:  # ran out of steps: unfinished beams compete too
-                for j in range(k):
-                    s = float(scores[row, j])
-                    if s > float("-inf"):
-                        seq = beams[row * k + j]
-                        hyps.append((s / max(len(seq), 1) ** length_penalty, seq, False))
-            # best first; a stable sort keeps the first of equals first (what max() picked before)
-            out.append(sorted(hyps, key=lambda h: h[0], reverse=True) if hyps else [(float("-inf"), [], False)])
-        return out
+            return greedy_search(stepper, max_new, self.eos, length_penalty)
+        return beam_search(stepper, max_new, beam_size, self.eos, length_penalty)
