@@ -63,13 +63,14 @@ def test_decode_benchmark_times_every_strategy_by_its_tag(tmp_path, capsys):
     guidance, draft / readout / rescore once, unguided; the rescoring has no FLOP count."""
     assert benchmark.main(["decode", *TINY, "--kinds", "self", "--no-ar", "--strategies", "flow", "refine", "draft",
                            "readout", "rescore", "--steps", "1", "--latency-utts", "1", "--baseline", "elf",
-                           "--read-levels", "1", "0.3", "--out-dir", str(tmp_path)]) == 0
+                           "--read-levels", "1", "0.3", "--draft-beams", "0", "2", "--out-dir", str(tmp_path)]) == 0
     rows = _table_rows(capsys.readouterr().out)
     label = "elf-s2t random-tiny-self"
-    # the read levels multiply the flow's rows only
+    # the read levels multiply the flow's rows only, the draft beams the draft's
     assert set(rows) == {f"{label} {t}" for t in ("flow1_g1_prior", "flow1_g2_prior", "flow1_g1_prior_read0.3",
                                                  "flow1_g2_prior_read0.3", "refine1_g1_t0.8", "refine1_g2_t0.8",
-                                                 "draft", "readout_prior", "rescore_k0.95_l0.05-0.2_d4")}
+                                                 "draft", "draft_beam2", "readout_prior",
+                                                 "rescore_k0.95_l0.05-0.2_d4")}
     assert {n: r["decoding"] for n, r in rows.items()} == {n: n.split()[-1] for n in rows}
     assert rows[f"{label} draft"]["steps"] == "-" and rows[f"{label} flow1_g2_prior"]["steps"] == "1"
     assert rows[f"{label} rescore_k0.95_l0.05-0.2_d4"]["GFLOP/utt"] == "-"
@@ -99,6 +100,8 @@ def test_decode_bench_config_checks_steps_and_strategies():
         DecodeBenchConfig(ar_beams=[0]).validate()
     with pytest.raises(ConfigError, match=r"^read_levels=\[1.5\]: must be distinct signal levels in \[0, 1\]"):
         DecodeBenchConfig(read_levels=[1.5]).validate()
+    with pytest.raises(ConfigError, match=r"^draft_beams=\[4, -1\]: must be distinct beam widths >= 0 \(0: greedy\)"):
+        DecodeBenchConfig(draft_beams=[4, -1]).validate()
     DecodeBenchConfig(steps=[4], strategies=["rescore", "draft"]).validate()
 
 

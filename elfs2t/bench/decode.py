@@ -67,6 +67,9 @@ class DecodeBenchConfig:
     """Signal levels at which the ``flow`` strategy reads its final latents (``decode.flow.read_level``), one row
     each per step count and guidance (same cost: only the last forward's input differs); empty: the experiment's
     own setting."""
+    draft_beams: list[int] = field(default_factory=list)
+    """Widths of the ``draft`` strategy's CTC prefix beam search (``decode.draft.beam``; 0: greedy), one row each;
+    empty: the experiment's own setting."""
     method: Literal["ode", "sde"] = "ode"
     """ELF-S2T sampler."""
     elf_exps: list[str] = field(default_factory=list)
@@ -131,6 +134,8 @@ class DecodeBenchConfig:
         config_check(all(0 <= v <= 1 for v in self.read_levels)
                      and len(set(self.read_levels)) == len(self.read_levels), "read_levels", self.read_levels,
                      "must be distinct signal levels in [0, 1]")
+        config_check(all(k >= 0 for k in self.draft_beams) and len(set(self.draft_beams)) == len(self.draft_beams),
+                     "draft_beams", self.draft_beams, "must be distinct beam widths >= 0 (0: greedy)")
         config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         config_check(self.latency_utts >= 0, "latency_utts", self.latency_utts, "must be >= 0")
         config_check(bool(self.ar_beams) and all(k >= 1 for k in self.ar_beams)
@@ -152,6 +157,11 @@ def _elf_decodings(cfg: DecodeBenchConfig, base, model_cfg) -> list[tuple[object
         dcfg = copy.deepcopy(base)
         dcfg.strategy = strategy
         section = getattr(dcfg, strategy, None)
+        if strategy == "draft" and cfg.draft_beams:
+            for beam in cfg.draft_beams:
+                section.beam = beam
+                out.append((build_decoding(copy.deepcopy(dcfg), model_cfg), None, None))
+            continue
         if not hasattr(section, "guidance"):  # draft, readout, rescore: no steps, no guidance
             out.append((build_decoding(dcfg, model_cfg), None, None))
             continue

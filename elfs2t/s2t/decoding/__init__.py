@@ -4,7 +4,7 @@
 |---|---|---|
 | ``flow`` | the flow from noise (the paper's generator): N steps, CFG g; slots / length from the CTC alignment for models trained with ``text_positions: ctc`` | ``decode.flow`` |
 | ``readout`` | the text slots' token head on pure noise, no flow step (the baseline the flow must beat) | ``decode.readout`` |
-| ``draft`` | the greedy CTC readout of the audio slots | -- |
+| ``draft`` | the CTC readout of the audio slots: greedy, or prefix beam search | ``decode.draft`` |
 | ``refine`` | the CTC draft put on the flow's path at ``t_start`` and moved by the flow | ``decode.refine`` |
 | ``rescore`` | the CTC draft and its one-token variants scored by the CTC and the text slots | ``decode.rescore`` |
 
@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 from elfs2t.config import config_check
 from elfs2t.s2t.decoding.base import STRATEGIES, Decoding
-from elfs2t.s2t.decoding.draft import DraftDecoding
+from elfs2t.s2t.decoding.draft import DraftConfig, DraftDecoding
 from elfs2t.s2t.decoding.flow import FlowDecodeConfig, FlowDecoding
 from elfs2t.s2t.decoding.readout import ReadoutConfig, ReadoutDecoding
 from elfs2t.s2t.decoding.refine import RefineConfig, RefineDecoding
 from elfs2t.s2t.decoding.rescore import RescoreConfig, RescoreDecoding
 
 __all__ = ["STRATEGIES", "Decoding", "DecodingConfig", "build_decoding", "FlowDecodeConfig", "ReadoutConfig",
-           "RefineConfig", "RescoreConfig", "DraftDecoding", "FlowDecoding", "ReadoutDecoding", "RefineDecoding",
+           "RefineConfig", "RescoreConfig", "DraftConfig", "DraftDecoding", "FlowDecoding", "ReadoutDecoding", "RefineDecoding",
            "RescoreDecoding"]
 
 
@@ -37,6 +37,8 @@ class DecodingConfig:
     """``strategy: flow``: sampler settings and slots."""
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
     """``strategy: readout``: slots."""
+    draft: DraftConfig = field(default_factory=DraftConfig)
+    """``strategy: draft``: greedy or prefix beam search."""
     refine: RefineConfig = field(default_factory=RefineConfig)
     """``strategy: refine``: sampler settings, t_start, threshold."""
     rescore: RescoreConfig = field(default_factory=RescoreConfig)

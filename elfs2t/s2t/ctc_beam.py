@@ -1,0 +1,77 @@
+"""CTC prefix beam search: the most probable labelling of a CTC readout, not the labelling of its most probable path.
+
+Greedy CTC (:func:`~elfs2t.s2t.ctc_aux.ctc_greedy`) reads the argmax of every frame; a label whose probability is
+spread over several frames, each below the blank's, is dropped although the labelling that contains it can be the
+more probable one once all its alignments are summed. Prefix beam search (Graves 2012; Hannun et al. 2014, without
+a language model) keeps the ``beam`` most probable prefixes after every frame, each with two probabilities -- of
+its alignments that end in a blank and of those that end in its last label -- and returns the prefix with the
+highest sum at the last frame. ``beam = 1`` is not greedy CTC: even one prefix sums its alignments.
+
+Per frame only the labels with a log-probability of at least ``prune`` are expanded (the blank always); a
+prefix's own last label is continued whenever it passes the threshold. The search returns labellings, not
+alignments: where the tokens sit is the forced (Viterbi) alignment's business (:func:`~elfs2t.s2t.ctc_align.ctc_align`,
+what training places the text slots by).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["ctc_prefix_beam"]
+
+_NEG = float("-inf")
+
+
+def _logadd(a: float, b: float) -> float:
+    if a == _NEG:
+        return b
+    if b == _NEG:
+        return a
+    if a < b:
+        a, b = b, a
+    return a + math.log1p(math.exp(b - a))
+
+
+def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, blank: int, beam: int = 4,
+                    prune: float = -8.0) -> tuple[list[list[int]], list[float]]:
+    """Prefix beam search of each row of ``log_probs (B, T, K)`` (frame log-posteriors over the CTC vocabulary,
+    ``lens (B,)`` real frames): per row the best labelling's tokens and its log-probability (the sum over its
+    alignments kept by the beam)."""
+    if beam < 1:
+        raise ValueError(f"beam={beam} must be >= 1")
+    lp = log_probs.detach().float().cpu()
+    tokens, scores = [], []
+    for b in range(lp.shape[0]):
+        n = int(lens[b])
+        row = lp[b, :n]
+        keep = row >= prune
+        keep[:, blank] = False
+        expand: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        for (t, k), v in zip(keep.nonzero().tolist(), row[keep].tolist()):  # frame order
+            expand[t].append((k, v))
+        blank_lp = row[:, blank].tolist()
+        # prefix -> [log p(its alignments ending in a blank), log p(those ending in its last label)]
+        beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG]}
+        for t in range(n):
+            nxt: dict[tuple[int, ...], list[float]] = {}
+            for prefix, (pb, pnb) in beams.items():
+                total = _logadd(pb, pnb)
+                entry = nxt.setdefault(prefix, [_NEG, _NEG])
+                entry[0] = _logadd(entry[0], total + blank_lp[t])
+                last = prefix[-1] if prefix else -1
+                for k, v in expand[t]:
+                    if k == last:  # the label goes on (same prefix), or starts again after a blank
+                        entry[1] = _logadd(entry[1], pnb + v)
+                        grown = pb + v
+                    else:
+                        grown = total + v
+                    if grown > _NEG:
+                        new = nxt.setdefault(prefix + (k,), [_NEG, _NEG])
+                        new[1] = _logadd(new[1], grown)
+            ranked = sorted(nxt.items(), key=lambda kv: _logadd(*kv[1]), reverse=True)
+            beams = dict(ranked[:beam])
+        best, (pb, pnb) = max(beams.items(), key=lambda kv: _logadd(*kv[1]))
+        tokens.append(list(best))
+        scores.append(_logadd(pb, pnb))
+    return tokens, scores
