@@ -47,11 +47,13 @@ elf_init=""           # ELF-S2T denoiser init: "" from scratch (measured best he
 train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
-decode_confs="conf/decode/flow4.yaml conf/decode/flow4_g2_read.yaml conf/decode/readout.yaml conf/decode/draft.yaml"
+decode_confs="conf/decode/flow4.yaml conf/decode/flow4_g2_read.yaml conf/decode/readout.yaml"
+decode_confs+=" conf/decode/draft.yaml conf/decode/draft_beam4.yaml"
                       # ELF-S2T decoding configs, one decode (and table row) each: the flow from noise (4 steps,
                       # g 1; slots and length from the CTC alignment), the same with g 2 and its final latents
                       # read at signal level 0.3 (the flow's best here), the readout of noise with no flow step
-                      # (the bar the flow must clear), the CTC draft
+                      # (the bar the flow must clear), the CTC draft read greedily and by prefix beam search (the
+                      # last: the S2TT models' recorded setting)
 asr_decode_confs="conf/decode/rescore.yaml"
                       # ELF-S2T decoding configs for ASR only, after --decode-confs: the draft rescored by both
                       # readouts (on S2TT it cost 0.7-1.4 BLEU: it drops words)
