@@ -2,7 +2,7 @@
 LM over a growing sequence (with the KV cache, or recomputing it all for checking), greedy search and beam search.
 
 Both return per row its hypotheses ``(score, ids, ended)`` best first, ``score = log p / len ** length_penalty``
-with len counting EOS; ``beam_size = 1`` of beam search is greedy search (``test/test_ar.py``).
+with len counting EOS (greedy search: one per row).
 """
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ def greedy_search(stepper: Stepper, max_new: int, eos: int,
     ended = done.tolist()
     return [[(logp[r] / max(len(seqs[r]) + int(ended[r]), 1) ** length_penalty, seqs[r], bool(ended[r]))]
             for r in range(rows)]
+
 
 def beam_search(stepper: Stepper, max_new: int, k: int, eos: int,
                 length_penalty: float = 1.0) -> list[list[tuple[float, list[int], bool]]]:
