@@ -52,6 +52,11 @@ def test_a_label_spread_over_frames_is_kept_where_greedy_drops_it():
     padded = torch.cat([p, torch.tensor([[[-30.0, 0.0, -30.0]]])], dim=1)
     assert ctc_prefix_beam(padded, lens, blank=0, beam=4)[0] == [[1, 2]]
     assert ctc_prefix_beam(p, lens, blank=0, beam=4, prune=math.log(0.5))[0] == [[1]]
+    # a row of blanks reads nothing (its probability: the blank path's); so does a row without frames
+    silent = torch.tensor([[[0.0, -20.0, -20.0]] * 3, [[0.0, -20.0, -20.0]] * 3])
+    tokens, scores = ctc_prefix_beam(silent.log_softmax(-1), torch.tensor([3, 0]), blank=0, beam=4)
+    assert tokens == [[], []] and scores[1] == 0.0
+    assert scores[0] == pytest.approx(3 * float(silent.log_softmax(-1)[0, 0, 0]), abs=1e-6)
     with pytest.raises(ValueError, match=r"beam=0 must be >= 1"):
         ctc_prefix_beam(p, lens, blank=0, beam=0)
 
