@@ -258,9 +258,9 @@ class ElfS2T(TokenShortlist, nn.Module):
               beam: int = 0, prune: float = -8.0) -> CtcDraft:
         """The CTC readout of the audio slots (:meth:`draft_readout`) as a :class:`CtcDraft`: greedy (``beam`` 0:
         argmax per slot, repeats merged, blanks -- the padding id -- dropped), or the best labelling of a prefix
-        beam search of ``beam`` prefixes (:func:`~elfs2t.s2t.ctc_beam.ctc_prefix_beam`), each token at its first frame
-        on the Viterbi path of that labelling (:func:`~elfs2t.s2t.ctc_align.ctc_align`), its confidence its posterior
-        there."""
+        beam search of ``beam`` prefixes (:func:`~elfs2t.s2t.ctc_beam.ctc_prefix_beam`), each token at its first
+        frame on the Viterbi path of that labelling (:func:`~elfs2t.s2t.ctc_align.ctc_align`), its confidence its
+        posterior there."""
         readout, cond_hidden = self.draft_readout(cond, cond_mask, generator)
         if beam == 0:
             logp, best = readout.log_probs.max(dim=-1)
@@ -270,7 +270,8 @@ class ElfS2T(TokenShortlist, nn.Module):
             tokens, _ = ctc_prefix_beam(readout.log_probs, readout.in_lens, blank, beam, prune)
             frames = ctc_align(readout.log_probs, readout.in_lens, tokens, blank)  # where training puts the slots
             post = readout.log_probs.detach().float().exp().cpu()
-            confs = [[float(post[b, f, k]) for k, f in zip(tok, fr)] for b, (tok, fr) in enumerate(zip(tokens, frames))]
+            confs = [[float(post[b, f, k]) for k, f in zip(tok, fr)]
+                     for b, (tok, fr) in enumerate(zip(tokens, frames))]
         ids, text_pos = self.lay_out(readout.vocab.ids, tokens, frames)
         conf = torch.ones(ids.shape, dtype=torch.float32)
         start, room = self._content_start, ids.shape[1] - self._content_start - 1
