@@ -1,9 +1,10 @@
 """CTC forced alignment by hand, and the text-slot positions it gives."""
 import math
 
+import pytest
 import torch
 
-from elfs2t.s2t.ctc_align import ctc_align, slot_positions
+from elfs2t.s2t.ctc_align import ctc_align, ctc_align_confident, slot_positions
 
 
 def _log_probs(frames: list[list[float]]) -> torch.Tensor:
@@ -22,6 +23,14 @@ def test_ctc_align_finds_the_best_path_by_hand():
     lp3 = _log_probs([[.1, .8, .1], [.8, .1, .1], [.8, .1, .1], [.1, .1, .8], [.1, .1, .8], [.1, .1, .8]])
     assert ctc_align(lp3[None], torch.tensor([3]), [[1, 2]], blank=0) == [[0, 1]] or \
         ctc_align(lp3[None], torch.tensor([3]), [[1, 2]], blank=0) == [[0, 2]]
+
+
+def test_each_aligned_token_keeps_its_span_and_its_highest_posterior_over_it():
+    lp = _log_probs([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.8, .1, .1], [.1, .1, .8], [.8, .1, .1]])
+    (row, short) = ctc_align_confident(torch.stack([lp, lp]), torch.tensor([6, 1]), [[1, 2], [1, 1]], blank=0)
+    assert [(f, last) for f, last, _ in row] == [(1, 2), (4, 4)]
+    assert [c for _, _, c in row] == [pytest.approx(0.8), pytest.approx(0.8)]  # token 1: max(0.7, 0.8), not its first frame's
+    assert short == []  # does not fit
 
 
 def test_ctc_align_batches_rows_of_different_lengths_and_refuses_what_does_not_fit():

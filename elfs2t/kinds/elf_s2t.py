@@ -39,11 +39,11 @@ class _Candidates:
 @torch.no_grad()
 def token_spans(model: nn.Module, batch: dict, tokens: list[list[int]]) -> list[Optional[list[tuple[int, int, float]]]]:
     """Where the token ids ``tokens[b]`` (a row's content tokens) sit in its audio: the forced CTC alignment
-    (:func:`~elfs2t.s2t.ctc_align.ctc_align_spans`) of the audio slots' readout (the draft's,
+    (:func:`~elfs2t.s2t.ctc_align.ctc_align_confident`) of the audio slots' readout (the draft's,
     ``ElfS2T.draft_readout``; its text-slot noise from a generator of its own, so decoding's draws are untouched).
     Per row, per token, ``(first audio slot, last audio slot, highest posterior over them)``; None for a row with no
     tokens, a token outside the CTC vocabulary, or more tokens than its slots hold."""
-    from elfs2t.s2t.ctc_align import ctc_align_spans
+    from elfs2t.s2t.ctc_align import ctc_align_confident
 
     cond, cond_mask = model.condition(batch)
     readout, _ = model.draft_readout(cond, cond_mask, torch.Generator().manual_seed(0))
@@ -51,13 +51,8 @@ def token_spans(model: nn.Module, batch: dict, tokens: list[list[int]]) -> list[
     for row in tokens:
         local, found = readout.vocab.index(torch.tensor(row, dtype=torch.long))
         local_rows.append(local.tolist() if row and bool(found.all()) else [])
-    spans = ctc_align_spans(readout.log_probs, readout.in_lens, local_rows, readout.vocab.blank)
-    post = readout.log_probs.detach().float().exp().cpu()  # (B, C, K)
-    out: list[Optional[list[tuple[int, int, float]]]] = []
-    for b, (row, sp) in enumerate(zip(local_rows, spans)):
-        out.append([(f, last, float(post[b, f:last + 1, k].max())) for k, (f, last) in zip(row, sp)]
-                   if row and sp else None)
-    return out
+    spans = ctc_align_confident(readout.log_probs, readout.in_lens, local_rows, readout.vocab.blank)
+    return [sp or None for sp in spans]
 
 
 def group_words(text: str, offsets: list[tuple[int, int]], spans: list[tuple[int, int, float]]) -> list[tuple[str, int, int, float]]:

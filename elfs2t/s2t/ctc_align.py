@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ctc_align", "ctc_align_spans", "slot_positions"]
+__all__ = ["ctc_align", "ctc_align_spans", "ctc_align_confident", "slot_positions"]
 
 
 @torch.no_grad()
@@ -86,6 +86,16 @@ def ctc_align_spans(log_probs: torch.Tensor, in_lens: torch.Tensor, targets: lis
             state -= int(back[t, b, state])
         out.append(list(zip(first, last)))
     return out
+
+
+def ctc_align_confident(log_probs: torch.Tensor, in_lens: torch.Tensor, targets: list[list[int]],
+                        blank: int) -> list[list[tuple[int, int, float]]]:
+    """Per row, per target token, ``(first frame, last frame, highest posterior over them)`` on the Viterbi CTC
+    path (:func:`ctc_align_spans`; ``[]`` for a row whose targets do not fit or that has none)."""
+    spans = ctc_align_spans(log_probs, in_lens, targets, blank)
+    post = log_probs.detach().float().exp().cpu()  # (B, T, V)
+    return [[(f, last, float(post[b, f:last + 1, k].max())) for k, (f, last) in zip(row, sp)]
+            for b, (row, sp) in enumerate(zip(targets, spans))]
 
 
 def slot_positions(frames: list[list[int]], length: int, scale: float, offset: int, shift: int) -> torch.Tensor:

@@ -18,9 +18,11 @@ import math
 
 import torch
 
-__all__ = ["ctc_prefix_beam"]
+__all__ = ["PRUNE", "ctc_prefix_beam"]
 
 _NEG = float("-inf")
+PRUNE = -8.0
+"""The default pruning threshold: labels under ``exp(-8)`` (3e-4) at a frame are not expanded."""
 
 
 def _logadd(a: float, b: float) -> float:
@@ -34,7 +36,7 @@ def _logadd(a: float, b: float) -> float:
 
 
 def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, blank: int, beam: int = 4,
-                    prune: float = -8.0) -> tuple[list[list[int]], list[float]]:
+                    prune: float = PRUNE) -> tuple[list[list[int]], list[float]]:
     """Prefix beam search of each row of ``log_probs (B, T, K)`` (frame log-posteriors over the CTC vocabulary,
     ``lens (B,)`` real frames): per row the best labelling's tokens and its log-probability (the sum over its
     alignments kept by the beam)."""

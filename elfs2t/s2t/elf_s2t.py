@@ -21,9 +21,9 @@ from torch import nn
 from elfs2t.flow.objective import draw_flow_noise, flow_loss_from_draws
 from elfs2t.flow.sampler import decoding_forward
 from elfs2t.s2t.augment import mask_features
-from elfs2t.s2t.ctc_align import ctc_align, slot_positions
+from elfs2t.s2t.ctc_align import ctc_align, ctc_align_confident, slot_positions
 from elfs2t.s2t.ctc_aux import CtcReadout, ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
-from elfs2t.s2t.ctc_beam import ctc_prefix_beam
+from elfs2t.s2t.ctc_beam import PRUNE, ctc_prefix_beam
 from elfs2t.models.denoiser import ElfDenoiser
 from elfs2t.s2t.elf_s2t_config import ElfS2TConfig
 from elfs2t.models.layout import TextSlots
@@ -255,12 +255,12 @@ class ElfS2T(TokenShortlist, nn.Module):
 
     @torch.no_grad()
     def draft(self, cond: torch.Tensor, cond_mask: torch.Tensor, generator: Optional[torch.Generator] = None,
-              beam: int = 0, prune: float = -8.0) -> CtcDraft:
+              beam: int = 0, prune: float = PRUNE) -> CtcDraft:
         """The CTC readout of the audio slots (:meth:`draft_readout`) as a :class:`CtcDraft`: greedy (``beam`` 0:
         argmax per slot, repeats merged, blanks -- the padding id -- dropped), or the best labelling of a prefix
         beam search of ``beam`` prefixes (:func:`~elfs2t.s2t.ctc_beam.ctc_prefix_beam`), each token at its first
-        frame on the Viterbi path of that labelling (:func:`~elfs2t.s2t.ctc_align.ctc_align`), its confidence its
-        posterior there."""
+        frame on the Viterbi path of that labelling, its confidence its highest posterior over its frames there
+        (:func:`~elfs2t.s2t.ctc_align.ctc_align_confident`), as greedy CTC's over its run."""
         readout, cond_hidden = self.draft_readout(cond, cond_mask, generator)
         if beam == 0:
             logp, best = readout.log_probs.max(dim=-1)
@@ -268,10 +268,9 @@ class ElfS2T(TokenShortlist, nn.Module):
         else:
             blank = readout.vocab.blank
             tokens, _ = ctc_prefix_beam(readout.log_probs, readout.in_lens, blank, beam, prune)
-            frames = ctc_align(readout.log_probs, readout.in_lens, tokens, blank)  # where training puts the slots
-            post = readout.log_probs.detach().float().exp().cpu()
-            confs = [[float(post[b, f, k]) for k, f in zip(tok, fr)]
-                     for b, (tok, fr) in enumerate(zip(tokens, frames))]
+            spans = ctc_align_confident(readout.log_probs, readout.in_lens, tokens, blank)  # as training aligns
+            frames = [[f for f, _, _ in row] for row in spans]
+            confs = [[c for _, _, c in row] for row in spans]
         ids, text_pos = self.lay_out(readout.vocab.ids, tokens, frames)
         conf = torch.ones(ids.shape, dtype=torch.float32)
         start, room = self._content_start, ids.shape[1] - self._content_start - 1

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 
 from elfs2t.config import config_check
+from elfs2t.s2t.ctc_beam import PRUNE
 from elfs2t.s2t.decoding.base import fmt, register, require_ctc
 
 __all__ = ["DraftConfig", "DraftDecoding"]
@@ -22,7 +23,7 @@ class DraftConfig:
 
     beam: int = 0
     """0: greedy CTC; >= 1: prefix beam search with that many prefixes."""
-    prune: float = -8.0
+    prune: float = PRUNE
     """Prefix beam search expands at each frame only the labels with at least this log-probability."""
 
     def validate(self) -> None:
@@ -37,14 +38,14 @@ class DraftDecoding:
     name = "draft"
     reader = "CTC readout of the audio slots"
 
-    def __init__(self, cfg: Optional[DraftConfig], model_cfg) -> None:
+    def __init__(self, cfg: DraftConfig, model_cfg) -> None:
         require_ctc(model_cfg, "decode.strategy: draft")
-        self.cfg = cfg or DraftConfig()
+        self.cfg = cfg
 
     def tag(self) -> str:
         if self.cfg.beam == 0:
             return "draft"
-        return f"draft_beam{self.cfg.beam}" + (f"_p{fmt(self.cfg.prune)}" if self.cfg.prune != -8.0 else "")
+        return f"draft_beam{self.cfg.beam}" + (f"_p{fmt(self.cfg.prune)}" if self.cfg.prune != PRUNE else "")
 
     def __call__(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
                  generator: Optional[torch.Generator]) -> torch.Tensor:
