@@ -23,8 +23,8 @@ from elfs2t.s2t.decoding.refine import RefineConfig, RefineDecoding
 from elfs2t.s2t.decoding.rescore import RescoreConfig, RescoreDecoding
 
 __all__ = ["STRATEGIES", "Decoding", "DecodingConfig", "build_decoding", "FlowDecodeConfig", "ReadoutConfig",
-           "RefineConfig", "RescoreConfig", "DraftConfig", "DraftDecoding", "FlowDecoding", "ReadoutDecoding", "RefineDecoding",
-           "RescoreDecoding"]
+           "RefineConfig", "RescoreConfig", "DraftConfig", "DraftDecoding", "FlowDecoding", "ReadoutDecoding",
+           "RefineDecoding", "RescoreDecoding"]
 
 
 @dataclass(kw_only=True)
