@@ -102,6 +102,10 @@ def test_decode_bench_config_checks_steps_and_strategies():
         DecodeBenchConfig(read_levels=[1.5]).validate()
     with pytest.raises(ConfigError, match=r"^draft_beams=\[4, -1\]: must be distinct beam widths >= 0 \(0: greedy\)"):
         DecodeBenchConfig(draft_beams=[4, -1]).validate()
+    with pytest.raises(ConfigError, match=r"^draft_lm=\[0.5, 2.0\]: must be a weight > 0 and a bonus, with a beam"):
+        DecodeBenchConfig(draft_beams=[0], draft_lm=[0.5, 2.0], elf_exps=["exp/asr_elf"]).validate()
+    with pytest.raises(ConfigError, match=r"^draft_lm=\[0.5, 2.0\]: fuses a trained experiment's n-gram"):
+        DecodeBenchConfig(draft_beams=[4], draft_lm=[0.5, 2.0]).validate()
     DecodeBenchConfig(steps=[4], strategies=["rescore", "draft"]).validate()
 
 

@@ -35,7 +35,7 @@ def test_mini_synth_stages_0_to_7(tmp_path):
             results = list((exp / f"{task}_{model}").glob(f"decode_*/{task}_test/result.txt"))
             assert results, (task, model)
         assert list(exp.glob(f"whisper_*/decode_*/{task}_test/result.txt")), task
-    # --asr-decode-confs (default: the rescored draft) decodes ASR only, after the --decode-confs settings
+    # --asr-decode-confs (default: the rescored draft) decodes ASR only, before the --decode-confs settings
     assert list((exp / "asr_elf").glob("decode_rescore*/asr_test/result.txt"))
     assert not list((exp / "st_elf").glob("decode_rescore*"))
     # the generalisation sets (seen voices only here: the unseen-voice one is skipped with a log line)
@@ -74,8 +74,10 @@ def test_mini_synth_stages_0_to_7(tmp_path):
     from elfs2t.inference.setting import read_setting
     from elfs2t.textfile import read_text
 
-    assert read_setting(exp / "asr_elf")[0] == ["decode.strategy=rescore"]  # --asr-decode-confs' default
-    assert read_setting(exp / "st_elf")[0] == ["decode.strategy=draft"] and read_setting(exp / "asr_ar")[1] == "beam1"
+    for task in ("asr", "st"):  # the last --decode-confs; stage 4 wrote each ELF-S2T model's trigram of its texts
+        assert read_setting(exp / f"{task}_elf")[0] == ["decode.strategy=draft"], task
+        assert (exp / f"{task}_elf" / "ngram.json").is_file() and not (exp / f"{task}_ar" / "ngram.json").exists()
+    assert read_setting(exp / "asr_ar")[1] == "beam1"
     flacs = sorted((recipe / "corpus" / "LibriSpeech" / "test-clean").rglob("*.flac"))
     got = {t.id: t.text for t in elfs2t.load(exp / "asr_elf").transcribe(flacs)}
     assert got == read_text(exp / "asr_elf" / f"decode_{read_setting(exp / 'asr_elf')[1]}" / "asr_test" / "text")

@@ -179,7 +179,11 @@ stage_train() {
 _train() {
   OMP_NUM_THREADS=${train_threads_per_job:-${OMP_NUM_THREADS:-1}} run_job launch.sh --nproc "$nproc" \
     --num-nodes "$num_nodes" --node-rank "${node_rank:-0}" --rdzv-endpoint "${rdzv_endpoint:-localhost:29400}" \
-    --rdzv-id "${rdzv_id:-elfs2t}" elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}"
+    --rdzv-id "${rdzv_id:-elfs2t}" elfs2t.bin.train --conf "$conf" --exp-dir "exp/$tag" "${train_overrides[@]}" \
+    || return
+  # ELF-S2T with the auxiliary CTC: the token n-gram of its training texts (exp/<tag>/ngram.json), which
+  # decode.draft.lm_weight fuses into the draft's prefix beam search (a model without the CTC skips it)
+  [ "$model" != elf ] || run_job python -m elfs2t.bin.train_ngram --exp-dir "exp/$tag"
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -48,14 +48,17 @@ train_threads=2       # torch threads per training / decoding process
 train_nproc=1         # training processes (torchrun when > 1)
 train_jobs=2          # tasks trained at the same time in stage 4, sharing the --train-threads threads
 decode_confs="conf/decode/flow4.yaml conf/decode/flow4_g2_read.yaml conf/decode/readout.yaml"
-decode_confs+=" conf/decode/draft.yaml conf/decode/draft_beam4.yaml"
+decode_confs+=" conf/decode/flow4_g2_read_lm.yaml conf/decode/readout_lm.yaml"
+decode_confs+=" conf/decode/draft.yaml conf/decode/draft_beam4.yaml conf/decode/draft_beam4_lm.yaml"
                       # ELF-S2T decoding configs, one decode (and table row) each: the flow from noise (4 steps,
-                      # g 1; slots and length from the CTC alignment), the same with g 2 and its final latents
+                      # g 1; slots and length from the greedy CTC draft), the same with g 2 and its final latents
                       # read at signal level 0.3 (the flow's best here), the readout of noise with no flow step
-                      # (the bar the flow must clear), the CTC draft read greedily and by prefix beam search (the
-                      # last: the S2TT models' recorded setting)
+                      # (the bar the flow must clear); those two again with the slots and length of the draft
+                      # fused with the model's trigram of its training texts; the CTC draft read greedily, by
+                      # prefix beam search, and by prefix beam search fused with the trigram (the last: the models'
+                      # recorded setting)
 asr_decode_confs="conf/decode/rescore.yaml"
-                      # ELF-S2T decoding configs for ASR only, after --decode-confs: the draft rescored by both
+                      # ELF-S2T decoding configs for ASR only, before --decode-confs: the draft rescored by both
                       # readouts (on S2TT it cost 0.7-1.4 BLEU: it drops words)
 ar_decode_confs="conf/decode/beam1.yaml conf/decode/beam4.yaml"   # AR baseline decoding configs
 reliance_conf=conf/decode/flow4.yaml   # the ELF-S2T decoding whose CFG scale stage 7 sweeps
@@ -119,8 +122,8 @@ mini_synth recipe: synthesized ASR (en) and S2TT (de->en), CPU-only, offline. Op
                          (at least 1) and its output in exp/<task>_<model>/train.out ($train_jobs)
   --decode-confs \"...\"   ELF-S2T decoding configs (conf/decode/*.yaml: a decode: section each), one decode
                          each; a config added later is decoded alone ($decode_confs)
-  --asr-decode-confs \"...\"  ELF-S2T decoding configs for the ASR task only, after --decode-confs
-                         ($asr_decode_confs)
+  --asr-decode-confs \"...\"  ELF-S2T decoding configs for the ASR task only, before --decode-confs (whose
+                         last is every task's recorded setting) ($asr_decode_confs)
   --ar-decode-confs \"...\"  AR decoding configs ($ar_decode_confs)
   --reliance-conf FILE   the ELF-S2T decoding that stage 7's audio-reliance diagnostics sweep over CFG scales
                          ($reliance_conf)

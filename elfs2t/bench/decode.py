@@ -70,6 +70,9 @@ class DecodeBenchConfig:
     draft_beams: list[int] = field(default_factory=list)
     """Widths of the ``draft`` strategy's CTC prefix beam search (``decode.draft.beam``; 0: greedy), one row each;
     empty: the experiment's own setting."""
+    draft_lm: list[float] = field(default_factory=list)
+    """``[weight, bonus]``: each beam width >= 1 of ``draft_beams`` also runs fused with the experiment's n-gram
+    (``decode.draft.lm_weight`` / ``lm_bonus``), one more row each; empty: none."""
     method: Literal["ode", "sde"] = "ode"
     """ELF-S2T sampler."""
     elf_exps: list[str] = field(default_factory=list)
@@ -136,6 +139,11 @@ class DecodeBenchConfig:
                      "must be distinct signal levels in [0, 1]")
         config_check(all(k >= 0 for k in self.draft_beams) and len(set(self.draft_beams)) == len(self.draft_beams),
                      "draft_beams", self.draft_beams, "must be distinct beam widths >= 0 (0: greedy)")
+        config_check(not self.draft_lm or (len(self.draft_lm) == 2 and self.draft_lm[0] > 0
+                                           and any(k >= 1 for k in self.draft_beams)), "draft_lm", self.draft_lm,
+                     "must be a weight > 0 and a bonus, with a beam width >= 1 in draft_beams")
+        config_check(not self.draft_lm or bool(self.elf_exps), "draft_lm", self.draft_lm,
+                     "fuses a trained experiment's n-gram (ngram.json): give elf_exps")
         config_check(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         config_check(self.latency_utts >= 0, "latency_utts", self.latency_utts, "must be >= 0")
         config_check(bool(self.ar_beams) and all(k >= 1 for k in self.ar_beams)
@@ -159,8 +167,11 @@ def _elf_decodings(cfg: DecodeBenchConfig, base, model_cfg) -> list[tuple[object
         section = getattr(dcfg, strategy, None)
         if strategy == "draft" and cfg.draft_beams:
             for beam in cfg.draft_beams:
-                section.beam = beam
+                section.beam, section.lm_weight, section.lm_bonus = beam, 0.0, 0.0
                 out.append((build_decoding(copy.deepcopy(dcfg), model_cfg), None, None))
+                if beam >= 1 and cfg.draft_lm:
+                    section.lm_weight, section.lm_bonus = cfg.draft_lm
+                    out.append((build_decoding(copy.deepcopy(dcfg), model_cfg), None, None))
             continue
         if not hasattr(section, "guidance"):  # draft, readout, rescore: no steps, no guidance
             out.append((build_decoding(dcfg, model_cfg), None, None))

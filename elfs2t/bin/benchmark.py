@@ -3,7 +3,7 @@
     python -m elfs2t.bin.benchmark decode   [--cuts CUTS] [--elf-exp EXP ...] [--ar-exp EXP] [--ar-beams 1 4] \\
         [--encoder DIR|random:large-v3] [--whisper DIR] [--faster-whisper auto|DIR] [--steps 4 8 16 32 64] \\
         [--strategies flow refine draft readout rescore] [--t-start 0.8] [--guidance 2] [--read-levels 1 0.3] \\
-        [--draft-beams 0 4]
+        [--draft-beams 0 4] [--draft-lm 0.5 2]
     python -m elfs2t.bin.benchmark train    [--cuts CUTS] [--models elf_s2t ar] [--processes 1 2]
     python -m elfs2t.bin.benchmark features [--cuts CUTS] [--encoders DIR ...]
     python -m elfs2t.bin.benchmark scale    [--num-cuts 281241] [--feat-dim 1280] [--num-workers 2]
@@ -79,6 +79,9 @@ def get_parser() -> argparse.ArgumentParser:
     d.add_argument("--draft-beams", type=int, nargs="+", default=[],
                    help="widths of the draft strategy's CTC prefix beam search (decode.draft.beam; 0: greedy), one "
                         "row each (default: the experiment's own setting)")
+    d.add_argument("--draft-lm", type=float, nargs=2, default=[], metavar=("WEIGHT", "BONUS"),
+                   help="each --draft-beams width >= 1 also fused with the experiment's n-gram (ngram.json: "
+                        "decode.draft.lm_weight / lm_bonus), one more row each")
     d.add_argument("--method", default="ode", choices=["ode", "sde"], help="ELF-S2T sampler")
     d.add_argument("--elf-exp", dest="elf_exps", action="append", default=[], help="trained ELF-S2T exp dir (repeatable)")
     d.add_argument("--ar-exp", default=None, help="trained AR exp dir")
@@ -170,7 +173,7 @@ def run(args) -> dict:
 
         cfg = DecodeBenchConfig(
             steps=args.steps, strategies=args.strategies, t_start=args.t_start, guidance=args.guidance,
-            read_levels=args.read_levels, draft_beams=args.draft_beams, method=args.method,
+            read_levels=args.read_levels, draft_beams=args.draft_beams, draft_lm=args.draft_lm, method=args.method,
             elf_exps=args.elf_exps, ar_exp=args.ar_exp, ar_beams=args.ar_beams,
             no_ar=args.no_ar, size=args.size, kinds=args.kinds, text_len=args.text_len, ar_tokens=args.ar_tokens,
             encoder=args.encoder, whisper=args.whisper, faster_whisper=args.faster_whisper,

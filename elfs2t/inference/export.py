@@ -11,6 +11,7 @@
                           the longest training utterance, training step / minutes / data, the code's commit
       README.md           its scores, how it was trained, how to use it
       lm/                 (AR baseline) its tokenizer and LM structure
+      ngram.json          (ELF-S2T, if the experiment has one) the token n-gram of its training texts
 
 :func:`load_exported` (``elfs2t.load`` on such a folder) reads JSON, YAML and safetensors only; the frozen Whisper
 and text encoders are found by reference (the location the user passes, ``$ELFS2T_MODELS/<name>``, this
@@ -32,6 +33,7 @@ from elfs2t.features.record import EncoderRecord
 from elfs2t.inference.references import ModelRef, find_model, make_ref, read_frozen
 from elfs2t.inference.setting import check_overrides, read_setting
 from elfs2t.inference.trained import config_bases, experiment_encoder, load_experiment, set_key
+from elfs2t.text.ngram import attach_ngram
 from elfs2t.train.run_info import read_run_info, read_train_data
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,7 @@ def load_exported(folder: str | Path, *, device: str = "cpu", overrides: Sequenc
     model = kind.build_for_weights(cfg)
     load_model(model, str(folder / WEIGHTS_FILE))
     _check_frozen(kind, model, cfg, frozen, locations)
+    attach_ngram(model, folder)
     model.to(device).eval()
     record = EncoderRecord.from_dict(meta["encoder"])
     enc = build_encoder(record, find_model(ModelRef(**meta["encoder_ref"]), encoder, [folder], "encoder"), device,

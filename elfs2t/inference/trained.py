@@ -24,6 +24,7 @@ from elfs2t.features.record import EncoderRecord, check_features, features_recor
 from elfs2t.inference.setting import check_overrides, read_setting
 from elfs2t.train.average import AverageBy, average_checkpoints, select_checkpoints
 from elfs2t.train.checkpoint import load_checkpoint, load_latest
+from elfs2t.text.ngram import NGRAM_FILE, attach_ngram
 from elfs2t.train.run_info import read_run_info
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ def load_experiment(exp_dir: str | Path, overrides: list[str] = (), *, checkpoin
                 if name in shadow:
                     value.copy_(shadow[name].to(value.dtype))
     log.info("loaded %s: %s", state.get("path", checkpoint or exp_dir), weights)
+    if attach_ngram(model, exp_dir):
+        log.info("with its n-gram model %s", exp_dir / NGRAM_FILE)
     model.to(device).eval()
     state = {k: v for k, v in state.items() if k not in ("model", "ema", "optimizer", "rng")}
     return Loaded(model, cfg, state, weights)

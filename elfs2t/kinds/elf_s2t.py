@@ -8,12 +8,14 @@ token and ends after the last slot of its last token; one audio slot is ``elf.st
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
 
 from elfs2t.config import ConfigError
+from elfs2t.text.ngram import NGRAM_FILE
 from elfs2t.kinds.base import DecodeFn, Hyp, ModelKind, ModelSpaces, Word
 
 if TYPE_CHECKING:
@@ -105,6 +107,12 @@ class ElfS2TKind(ModelKind):
     def prepare(self, model: nn.Module, cfg: "ExperimentConfig", train_texts: list[str]) -> None:
         if cfg.elf.token_shortlist:  # fixed before training; a resume loads the saved one
             model.set_token_shortlist(train_texts)
+
+    def portable(self, model: nn.Module, cfg: "ExperimentConfig", out_dir: Path) -> dict[str, str]:
+        """The n-gram model of the training texts (``decode.draft.lm_weight``), if the experiment has one."""
+        if model.ngram is not None:
+            model.ngram.save(out_dir / NGRAM_FILE)
+        return {}
 
     def decode_fn(self, model: nn.Module, cfg: "ExperimentConfig", generator: torch.Generator,
                   nbest: int = 1) -> DecodeFn:

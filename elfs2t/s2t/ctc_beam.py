@@ -2,10 +2,14 @@
 
 Greedy CTC (:func:`~elfs2t.s2t.ctc_aux.ctc_greedy`) reads the argmax of every frame; a label whose probability is
 spread over several frames, each below the blank's, is dropped although the labelling that contains it can be the
-more probable one once all its alignments are summed. Prefix beam search (Graves 2012; Hannun et al. 2014, without
-a language model) keeps the ``beam`` most probable prefixes after every frame, each with two probabilities -- of
-its alignments that end in a blank and of those that end in its last label -- and returns the prefix with the
-highest sum at the last frame. ``beam = 1`` is not greedy CTC: even one prefix sums its alignments.
+more probable one once all its alignments are summed. Prefix beam search (Graves 2012; Hannun et al. 2014) keeps
+the ``beam`` most probable prefixes after every frame, each with two probabilities -- of its alignments that end in
+a blank and of those that end in its last label -- and returns the prefix with the highest sum at the last frame.
+``beam = 1`` is not greedy CTC: even one prefix sums its alignments.
+
+With a token language model (:class:`LmFusion`, shallow fusion as in Hannun et al.) a prefix is ranked by its CTC
+log-probability plus the weighted language-model log-probability of its tokens and a bonus per token, and the
+labelling is chosen with the end of sentence scored too; the CTC probabilities themselves are not changed.
 
 Per frame only the labels with a log-probability of at least ``prune`` are expanded (the blank always); a
 prefix's own last label is continued whenever it passes the threshold. The search returns labellings, not
@@ -15,10 +19,14 @@ what training places the text slots by).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["PRUNE", "ctc_prefix_beam"]
+from elfs2t.text.ngram import EOS, NgramLM
+
+__all__ = ["PRUNE", "LmFusion", "ctc_prefix_beam"]
 
 _NEG = float("-inf")
 PRUNE = -8.0
@@ -35,11 +43,43 @@ def _logadd(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
+@dataclass
+class LmFusion:
+    """Shallow fusion of a token language model: a prefix is ranked by its CTC log-probability plus ``weight``
+    times its language-model log-probability plus ``bonus`` per token (the bonus offsets the language model's cost
+    of every token, which otherwise favours dropping words); the end of sentence is scored at the last frame."""
+
+    lm: NgramLM
+    weight: float
+    bonus: float = 0.0
+    ids: Optional[Sequence[int]] = None
+    """The language model's token id of each CTC index (None: the same ids)."""
+
+    def over(self, ids: Sequence[int]) -> "LmFusion":
+        """This fusion for a CTC vocabulary whose index ``i`` is the language model's token ``ids[i]``."""
+        return replace(self, ids=list(ids))
+
+    def _id(self, k: int) -> int:
+        return k if self.ids is None else self.ids[k]
+
+    def _context(self, prefix: tuple[int, ...]) -> tuple[int, ...]:
+        n = self.lm.order - 1
+        return tuple(self._id(i) for i in prefix[len(prefix) - n:]) if n else ()
+
+    def step(self, prefix: tuple[int, ...], k: int) -> float:
+        """The fused score of ``prefix`` grown by the CTC index ``k``, over ``prefix``'s."""
+        return self.weight * self.lm.logprob(self._context(prefix), self._id(k)) + self.bonus
+
+    def end(self, prefix: tuple[int, ...]) -> float:
+        """The fused score of ending the sentence after ``prefix``."""
+        return self.weight * self.lm.logprob(self._context(prefix), EOS)
+
+
 def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, blank: int, beam: int = 4,
-                    prune: float = PRUNE) -> tuple[list[list[int]], list[float]]:
+                    prune: float = PRUNE, lm: Optional[LmFusion] = None) -> tuple[list[list[int]], list[float]]:
     """Prefix beam search of each row of ``log_probs (B, T, K)`` (frame log-posteriors over the CTC vocabulary,
     ``lens (B,)`` real frames): per row the best labelling's tokens and its log-probability (the sum over its
-    alignments kept by the beam)."""
+    alignments kept by the beam; with ``lm``, plus the fused language model's score, its end included)."""
     if beam < 1:
         raise ValueError(f"beam={beam} must be >= 1")
     lp = log_probs.detach().float().cpu()
@@ -55,6 +95,7 @@ def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, blank: int, bea
         blank_lp = row[:, blank].tolist()
         # prefix -> [log p(its alignments ending in a blank), log p(those ending in its last label)]
         beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG]}
+        fused: dict[tuple[int, ...], float] = {(): 0.0}  # each prefix's language-model score (0 without one)
         for t in range(n):
             nxt: dict[tuple[int, ...], list[float]] = {}
             for prefix, (pb, pnb) in beams.items():
@@ -69,11 +110,15 @@ def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, blank: int, bea
                     else:
                         grown = total + v
                     if grown > _NEG:
-                        new = nxt.setdefault(prefix + (k,), [_NEG, _NEG])
+                        longer = prefix + (k,)
+                        new = nxt.setdefault(longer, [_NEG, _NEG])
                         new[1] = _logadd(new[1], grown)
-            ranked = sorted(nxt.items(), key=lambda kv: _logadd(*kv[1]), reverse=True)
+                        if lm is not None and longer not in fused:
+                            fused[longer] = fused[prefix] + lm.step(prefix, k)
+            ranked = sorted(nxt.items(), key=lambda kv: _logadd(*kv[1]) + fused.get(kv[0], 0.0), reverse=True)
             beams = dict(ranked[:beam])
-        best, (pb, pnb) = max(beams.items(), key=lambda kv: _logadd(*kv[1]))
+        end = (lambda p: fused[p] + lm.end(p)) if lm is not None else (lambda p: 0.0)
+        best, (pb, pnb) = max(beams.items(), key=lambda kv: _logadd(*kv[1]) + end(kv[0]))
         tokens.append(list(best))
-        scores.append(_logadd(pb, pnb))
+        scores.append(_logadd(pb, pnb) + end(best))
     return tokens, scores

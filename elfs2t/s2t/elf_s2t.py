@@ -23,13 +23,14 @@ from elfs2t.flow.sampler import decoding_forward
 from elfs2t.s2t.augment import mask_features
 from elfs2t.s2t.ctc_align import ctc_align, ctc_align_confident, slot_positions
 from elfs2t.s2t.ctc_aux import CtcReadout, ctc_greedy, ctc_loss, ctc_readout, ctc_targets, ctc_vocab
-from elfs2t.s2t.ctc_beam import PRUNE, ctc_prefix_beam
+from elfs2t.s2t.ctc_beam import PRUNE, LmFusion, ctc_prefix_beam
 from elfs2t.models.denoiser import ElfDenoiser
 from elfs2t.s2t.elf_s2t_config import ElfS2TConfig
 from elfs2t.models.layout import TextSlots
 from elfs2t.s2t.projector import AudioProjector
 from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.text.latent import LatentCache, TextLatentSpace
+from elfs2t.text.ngram import NgramLM
 
 __all__ = ["ElfS2T", "ElfS2TConfig", "CtcDraft"]  # the config lives in elfs2t.s2t.elf_s2t_config
 
@@ -78,6 +79,9 @@ class ElfS2T(TokenShortlist, nn.Module):
             nn.init.eye_(self.slot_proj.weight)
             nn.init.zeros_(self.slot_proj.bias)
         self._init_shortlist()  # token_shortlist: set_token_shortlist(training texts) before training
+        self.ngram: Optional[NgramLM] = None
+        """The experiment's token n-gram model of its training texts (``ngram.json``, attached by the loaders),
+        which ``decode.draft.lm_weight`` fuses into the draft's prefix beam search; not a weight."""
         self.ctc_only = False  # set per step by begin_step (ctc_warmup)
 
     # ------------------------------------------------------------------------------------------
@@ -255,19 +259,24 @@ class ElfS2T(TokenShortlist, nn.Module):
 
     @torch.no_grad()
     def draft(self, cond: torch.Tensor, cond_mask: torch.Tensor, generator: Optional[torch.Generator] = None,
-              beam: int = 0, prune: float = PRUNE) -> CtcDraft:
+              beam: int = 0, prune: float = PRUNE, lm: Optional[LmFusion] = None) -> CtcDraft:
         """The CTC readout of the audio slots (:meth:`draft_readout`) as a :class:`CtcDraft`: greedy (``beam`` 0:
         argmax per slot, repeats merged, blanks -- the padding id -- dropped), or the best labelling of a prefix
         beam search of ``beam`` prefixes (:func:`~elfs2t.s2t.ctc_beam.ctc_prefix_beam`), each token at its first
         frame on the Viterbi path of that labelling, its confidence its highest posterior over its frames there
-        (:func:`~elfs2t.s2t.ctc_align.ctc_align_confident`), as greedy CTC's over its run."""
+        (:func:`~elfs2t.s2t.ctc_align.ctc_align_confident`), as greedy CTC's over its run. ``lm``: a language model
+        fused into the search (its ids are the text encoder's: the CTC vocabulary is mapped onto them here)."""
+        if lm is not None and beam == 0:
+            raise ValueError("ElfS2T.draft: a language model is fused into the prefix beam search (beam >= 1), "
+                             "not into greedy CTC")
         readout, cond_hidden = self.draft_readout(cond, cond_mask, generator)
         if beam == 0:
             logp, best = readout.log_probs.max(dim=-1)
             tokens, confs, frames, _ = ctc_greedy(best, logp.exp(), readout.in_lens, readout.vocab.blank)
         else:
             blank = readout.vocab.blank
-            tokens, _ = ctc_prefix_beam(readout.log_probs, readout.in_lens, blank, beam, prune)
+            fusion = lm.over(readout.vocab.ids.tolist()) if lm is not None else None
+            tokens, _ = ctc_prefix_beam(readout.log_probs, readout.in_lens, blank, beam, prune, lm=fusion)
             spans = ctc_align_confident(readout.log_probs, readout.in_lens, tokens, blank)  # as training aligns
             frames = [[f for f, _, _ in row] for row in spans]
             confs = [[c for _, _, c in row] for row in spans]

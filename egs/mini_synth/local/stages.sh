@@ -54,7 +54,7 @@ in_experiment() {  # in_experiment TASK MODEL FUNC...: the stage functions FUNC.
   read -r -a eval_sets <<< "$(if [ "$data" = asr ]; then echo "$asr_eval_sets"; else echo "$st_eval_sets"; fi)"
   case "$task" in
     asr) targets=(transcript) decodes=("transcript||wer|$wer_normalizer") speed_perturb=$asr_speed_perturb
-         decode_confs="$decode_confs $asr_decode_confs" ;;
+         decode_confs="$asr_decode_confs $decode_confs" ;;  # the last --decode-confs: the recorded setting
     st) targets=(translation:en) decodes=("translation:en||bleu|$wer_normalizer") ;;
     joint) targets=(transcript translation:en) vocab=data/token_list/de_en
            # German WER with the strip_accents normaliser: MiniLM, ELF-S2T's text space, has no umlauts

@@ -2,9 +2,9 @@
 
 | strategy | tokens from | config |
 |---|---|---|
-| ``flow`` | the flow from noise (the paper's generator): N steps, CFG g; slots / length from the CTC alignment for models trained with ``text_positions: ctc`` | ``decode.flow`` |
+| ``flow`` | the flow from noise (the paper's generator): N steps, CFG g; slots / length from the CTC alignment for models trained with ``text_positions: ctc`` (of the draft that ``slot_draft`` names: greedy by default) | ``decode.flow`` |
 | ``readout`` | the text slots' token head on pure noise, no flow step (the baseline the flow must beat) | ``decode.readout`` |
-| ``draft`` | the CTC readout of the audio slots: greedy, or prefix beam search | ``decode.draft`` |
+| ``draft`` | the CTC readout of the audio slots: greedy, or prefix beam search (optionally fused with the experiment's token n-gram) | ``decode.draft`` |
 | ``refine`` | the CTC draft put on the flow's path at ``t_start`` and moved by the flow | ``decode.refine`` |
 | ``rescore`` | the CTC draft and its one-token variants scored by the CTC and the text slots | ``decode.rescore`` |
 
@@ -38,7 +38,7 @@ class DecodingConfig:
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
     """``strategy: readout``: slots."""
     draft: DraftConfig = field(default_factory=DraftConfig)
-    """``strategy: draft``: greedy or prefix beam search."""
+    """``strategy: draft``: greedy or prefix beam search, with or without the n-gram."""
     refine: RefineConfig = field(default_factory=RefineConfig)
     """``strategy: refine``: sampler settings, t_start, threshold."""
     rescore: RescoreConfig = field(default_factory=RescoreConfig)

@@ -8,7 +8,7 @@ of content tokens, and the flow gives every token).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import torch
@@ -16,7 +16,8 @@ import torch
 from elfs2t.config import config_check
 from elfs2t.flow.sampler import SamplerConfig, generate_ids
 from elfs2t.s2t.decoding.base import fmt, register
-from elfs2t.s2t.decoding.layout import resolve_slots, slot_layout
+from elfs2t.s2t.decoding.draft import DraftConfig
+from elfs2t.s2t.decoding.layout import resolve_slots, slot_layout, slots_tag, slots_words
 
 __all__ = ["FlowDecodeConfig", "FlowDecoding", "sampler_tag"]
 
@@ -31,6 +32,9 @@ class FlowDecodeConfig(SamplerConfig):
     """Where the text slots sit and who decides the length (:mod:`elfs2t.s2t.decoding.layout`): ``ctc`` -- the CTC
     alignment of the audio; ``prior`` -- ``round(i * text_pos_scale)``, the text ends at its first EOS; null: what
     the model was trained with (``elf.text_positions``)."""
+    slot_draft: DraftConfig = field(default_factory=DraftConfig)
+    """With ``slots: ctc``: how the CTC draft that places the slots and gives the length is read (the settings of
+    ``decode.draft``; default greedy). Only the slots and the length come from it: the tokens are the flow's."""
 
     read_level: float = 1.0
     """Signal level lambda at which the decoding forward reads the final latents: ``lambda z + (1 - lambda)
@@ -73,15 +77,16 @@ class FlowDecoding:
     @property
     def reader(self) -> str:
         read = f", read at signal level {fmt(self.cfg.read_level)}" if self.cfg.read_level != 1.0 else ""
-        return "flow from noise" + read + (" (CTC-aligned slots and length)" if self.slots == "ctc" else "")
+        return "flow from noise" + read + slots_words(self.slots, self.cfg.slot_draft)
 
     def tag(self) -> str:
         read = f"_read{fmt(self.cfg.read_level)}" if self.cfg.read_level != 1.0 else ""
-        return f"flow{sampler_tag(self.cfg)}_{self.slots}{read}"
+        return f"flow{sampler_tag(self.cfg)}_{slots_tag(self.slots, self.cfg.slot_draft)}{read}"
 
     def __call__(self, model, cond: torch.Tensor, cond_mask: torch.Tensor,
                  generator: Optional[torch.Generator]) -> torch.Tensor:
-        layout = slot_layout(model, self.slots, cond, cond_mask, generator)
+        layout = slot_layout(model, self.slots, cond, cond_mask, generator, self.cfg.slot_draft,
+                             "decode.flow.slot_draft")
         space = model.text_space
         ids = generate_ids(model.denoiser, self.cfg, model.cfg.flow, batch_size=cond.shape[0], length=space.max_len,
                            latent_dim=space.dim, cond=cond, cond_mask=cond_mask, generator=generator, vocab=model.vocab,

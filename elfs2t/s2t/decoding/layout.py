@@ -4,7 +4,8 @@ A model trained with ``elf.text_positions: ctc`` saw each content slot at its to
 forced alignment of the true text), and the rows whose audio was dropped (the unconditional branch of
 classifier-free guidance) at the prior positions ``round(i * text_pos_scale)``. Decoding from noise does the same
 with what the audio gives: ``slots: ctc`` puts the content slots at the greedy CTC readout's token frames, takes
-the number of content tokens from it, and gives the unconditional branch the prior positions; the tokens
+the number of content tokens from it (or from the draft that ``slot_draft`` names: prefix beam search, fused with
+the experiment's n-gram), and gives the unconditional branch the prior positions; the tokens
 themselves come from the strategy (the flow, or the text slots' readout; a model trained with ``elf.slot_audio``
 also gets each content slot's aligned audio state as input, the unconditional branch none), and only the first ``n`` content slots
 are read (a slot read as EOS or another special token is dropped, not taken as the end of the text).
@@ -19,11 +20,12 @@ import torch
 
 from elfs2t.models.layout import TextSlots
 from elfs2t.s2t.decoding.base import require_ctc
+from elfs2t.s2t.decoding.draft import DraftConfig, draft_tag, run_draft
 
 if TYPE_CHECKING:
     from elfs2t.s2t.elf_s2t import ElfS2T, ElfS2TConfig
 
-__all__ = ["SlotLayout", "resolve_slots", "slot_layout"]
+__all__ = ["SlotLayout", "resolve_slots", "slot_layout", "slots_tag", "slots_words"]
 
 Slots = Literal["ctc", "prior"]
 
@@ -49,10 +51,26 @@ def resolve_slots(slots: Optional[Slots], model_cfg: "ElfS2TConfig") -> Slots:
 
 
 def slot_layout(model: "ElfS2T", slots: Slots, cond: torch.Tensor, cond_mask: torch.Tensor,
-                generator: Optional[torch.Generator]) -> SlotLayout:
-    """The :class:`SlotLayout` of a batch: from the CTC draft of its audio (``ctc``) or the prior (``prior``)."""
+                generator: Optional[torch.Generator], draft: DraftConfig, key: str) -> SlotLayout:
+    """The :class:`SlotLayout` of a batch: from the CTC draft of its audio read as ``draft`` says (``ctc``; the
+    config section ``key``) or the prior (``prior``)."""
     if slots == "prior":
         return SlotLayout(None, None, None)
-    draft = model.draft(cond, cond_mask, generator)
-    return SlotLayout(model.draft_slots(draft), TextSlots(pos=model.prior_positions(cond.shape[0]).to(cond.device)),
-                      draft.lengths)
+    drafted = run_draft(model, draft, cond, cond_mask, generator, key=key)
+    return SlotLayout(model.draft_slots(drafted),
+                      TextSlots(pos=model.prior_positions(cond.shape[0]).to(cond.device)), drafted.lengths)
+
+
+def slots_tag(slots: Slots, draft: DraftConfig) -> str:
+    """``prior``, ``ctc`` (the greedy draft's slots) or ``ctc_beam<k>[...]`` (another draft's: its tag)."""
+    return slots if slots == "prior" else "ctc" + draft_tag(draft)[len("draft"):]
+
+
+def slots_words(slots: Slots, draft: DraftConfig) -> str:
+    """Where the slots come from, as the results tables say it ("" for the prior)."""
+    if slots == "prior":
+        return ""
+    if draft.beam == 0:
+        return " (CTC-aligned slots and length)"
+    return (" (slots and length from the CTC draft's beam search" + (" fused with the n-gram" if draft.lm_weight > 0
+                                                                      else "") + ")")
