@@ -67,14 +67,15 @@ class DraftDecoding:
     """The CTC draft (module docstring)."""
 
     name = "draft"
-    reader = "CTC readout of the audio slots"
-    fused_reader = "CTC readout of the audio slots fused with a token n-gram of the training texts"
 
     def __init__(self, cfg: DraftConfig, model_cfg) -> None:
         require_ctc(model_cfg, "decode.strategy: draft")
         self.cfg = cfg
-        if cfg.lm_weight > 0:
-            self.reader = self.fused_reader
+
+    @property
+    def reader(self) -> str:
+        fused = " fused with a token n-gram of the training texts" if self.cfg.lm_weight > 0 else ""
+        return "CTC readout of the audio slots" + fused
 
     def tag(self) -> str:
         return draft_tag(self.cfg)
