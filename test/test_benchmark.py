@@ -82,6 +82,16 @@ def test_decode_benchmark_times_every_strategy_by_its_tag(tmp_path, capsys):
     assert (tmp_path / "speed_accuracy.png").stat().st_size > 0
 
 
+def test_decode_benchmark_repeats_report_the_fastest_pass(tmp_path):
+    """--repeats N times N passes per system; utt/s is the fastest pass's, every pass is kept in decode.json."""
+    assert benchmark.main(["decode", *TINY, "--kinds", "self", "--no-ar", "--steps", "1", "--latency-utts", "1",
+                           "--baseline", "elf", "--repeats", "3", "--out-dir", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "decode.json").read_text())["rows"]
+    assert rows and all(len(r["pass_seconds"]) == 3 for r in rows)
+    for r in rows:  # 4 synthetic utterances
+        assert r["seconds"] == min(r["pass_seconds"]) and r["utt_s"] == pytest.approx(4 / min(r["pass_seconds"]))
+
+
 def test_decode_bench_config_checks_steps_and_strategies():
     from elfs2t.bench.decode import DecodeBenchConfig
     from elfs2t.config import ConfigError
@@ -106,6 +116,8 @@ def test_decode_bench_config_checks_steps_and_strategies():
         DecodeBenchConfig(draft_beams=[0], draft_lm=[0.5, 2.0], elf_exps=["exp/asr_elf"]).validate()
     with pytest.raises(ConfigError, match=r"^draft_lm=\[0.5, 2.0\]: fuses a trained experiment's n-gram"):
         DecodeBenchConfig(draft_beams=[4], draft_lm=[0.5, 2.0]).validate()
+    with pytest.raises(ConfigError, match=r"^repeats=0: must be >= 1"):
+        DecodeBenchConfig(repeats=0).validate()
     DecodeBenchConfig(steps=[4], strategies=["rescore", "draft"]).validate()
 
 

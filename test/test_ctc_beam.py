@@ -113,7 +113,12 @@ def test_the_draft_strategy_reads_by_greedy_ctc_or_by_prefix_beam_search(batch, 
         decoding(model, "draft", beam=-1)
     # the experiment's n-gram fused into the search: an LM of "dog" alone outweighs the audio's unsure "cat"
     fused = decoding(model, "draft", beam=4, lm_weight=1.0)
-    assert fused.tag() == "draft_beam4_lm1_b0" and "n-gram" in fused.reader and "n-gram" not in beam.reader
+    assert fused.tag() == "draft_beam4_lm1_b0"
+    # the "tokens from" column of the results tables names the search and the fusion
+    assert decoding(model, "draft").reader == "CTC readout of the audio slots"
+    assert beam.reader == "CTC readout of the audio slots (prefix beam search, 4 prefixes)"
+    assert fused.reader == ("CTC readout of the audio slots fused with a token n-gram of the training texts "
+                            "(prefix beam search, 4 prefixes)")
     with pytest.raises(ValueError, match=r"^decode.draft.lm_weight=1: the model has no n-gram model \(ngram.json"):
         model.generate(batch, fused)
     model.ngram = NgramLM.train([[dog]] * 20, vocab_size=ts.vocab_size)

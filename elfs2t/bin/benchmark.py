@@ -3,7 +3,7 @@
     python -m elfs2t.bin.benchmark decode   [--cuts CUTS] [--elf-exp EXP ...] [--ar-exp EXP] [--ar-beams 1 4] \\
         [--encoder DIR|random:large-v3] [--whisper DIR] [--faster-whisper auto|DIR] [--steps 4 8 16 32 64] \\
         [--strategies flow refine draft readout rescore] [--t-start 0.8] [--guidance 2] [--read-levels 1 0.3] \\
-        [--draft-beams 0 4] [--draft-lm 0.5 2]
+        [--draft-beams 0 4] [--draft-lm 0.5 2] [--repeats 3]
     python -m elfs2t.bin.benchmark train    [--cuts CUTS] [--models elf_s2t ar] [--processes 1 2]
     python -m elfs2t.bin.benchmark features [--cuts CUTS] [--encoders DIR ...]
     python -m elfs2t.bin.benchmark scale    [--num-cuts 281241] [--feat-dim 1280] [--num-workers 2]
@@ -97,6 +97,8 @@ def get_parser() -> argparse.ArgumentParser:
     d.add_argument("--faster-whisper", default=None, help="CTranslate2 Whisper dir, or auto (offline tiny.en)")
     d.add_argument("--whisper-task", default="transcribe", help="transcribe or translate")
     d.add_argument("--latency-utts", type=int, default=4, help="utterances decoded one by one for latency")
+    d.add_argument("--repeats", type=int, default=1,
+                   help="timed passes per system; utt/s and latency from the fastest (noisy short runs: 3)")
     d.add_argument("--metric", default="wer", choices=["wer", "bleu"], help="accuracy metric")
     d.add_argument("--baseline", default="ar", help="family (elf, ar, whisper, faster-whisper) or name for ratios")
     d.add_argument("--compile", action="store_true", help="also run every ELF-S2T setting with torch.compile")
@@ -177,7 +179,7 @@ def run(args) -> dict:
             elf_exps=args.elf_exps, ar_exp=args.ar_exp, ar_beams=args.ar_beams,
             no_ar=args.no_ar, size=args.size, kinds=args.kinds, text_len=args.text_len, ar_tokens=args.ar_tokens,
             encoder=args.encoder, whisper=args.whisper, faster_whisper=args.faster_whisper,
-            whisper_task=args.whisper_task, batch_size=args.batch_size, latency_utts=args.latency_utts,
+            whisper_task=args.whisper_task, batch_size=args.batch_size, latency_utts=args.latency_utts, repeats=args.repeats,
             metric=args.metric, baseline=args.baseline, device=args.device, dtype=args.dtype, compile=args.compile,
             peak_tflops=args.peak_tflops, seed=args.seed)
         need_audio = bool(args.encoder or args.whisper or args.faster_whisper)

@@ -75,7 +75,8 @@ class DraftDecoding:
     @property
     def reader(self) -> str:
         fused = " fused with a token n-gram of the training texts" if self.cfg.lm_weight > 0 else ""
-        return "CTC readout of the audio slots" + fused
+        search = f" (prefix beam search, {self.cfg.beam} prefixes)" if self.cfg.beam > 0 else ""
+        return "CTC readout of the audio slots" + fused + search
 
     def tag(self) -> str:
         return draft_tag(self.cfg)
