@@ -115,6 +115,29 @@ def test_token_shortlist_from_training_texts_and_checkpoint_round_trip(batch):
         model.set_token_shortlist([])
 
 
+@pytest.mark.parametrize("prefix_attention", ["self", "full"])
+def test_draft_readout_is_the_full_decoding_forwards(batch, prefix_attention):
+    """With prefix_attention self the draft runs the audio slots alone (the text slots never reach them): the same
+    log-posteriors as the full decoding forward, and the generator moved on by the same noise draw."""
+    from elfs2t.flow.sampler import decoding_forward
+
+    den = {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": prefix_attention}
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5, denoiser=den)).eval()
+    cond, mask = model.condition(batch)
+    gen, ref_gen = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        readout, hidden = model.draft_readout(cond, mask, gen)
+        noise = torch.randn((cond.shape[0], model.text_space.max_len, model.text_space.dim), generator=ref_gen)
+        full = decoding_forward(model.denoiser, model.cfg.flow.sigma_d * noise, cond=cond, cond_mask=mask).cond_hidden
+    audio, audio_mask = model._audio_slots(full, mask)
+    ids = model.vocab if model.vocab is not None else torch.arange(model.text_space.vocab_size)
+    assert torch.allclose(hidden[mask], full[mask], atol=1e-5)
+    with torch.no_grad():
+        expected = torch.log_softmax(model.denoiser.token_logits(audio, ids), dim=-1)
+    assert torch.allclose(readout.log_probs[audio_mask], expected[audio_mask], atol=1e-4)
+    assert torch.equal(torch.randn(4, generator=gen), torch.randn(4, generator=ref_gen))
+
+
 def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):
     model = ElfS2T(tiny_cfg(ctc_weight=0.5)).eval()
     ts = model.text_space

@@ -297,17 +297,23 @@ class ElfS2T(TokenShortlist, nn.Module):
         """One decoding-mode forward (t = 1) with the text slots at the decoding branch's noise (``sigma_d eps``,
         what the trained CTC saw on its decoding rows); the audio slots' outputs read by the token head over the
         shortlist (or the whole vocabulary), the blank being the padding id; and the condition's outputs
-        ``(B, C, H)``."""
+        ``(B, C, H)``. With ``prefix_attention: self`` the audio slots never see the text slots, so the forward runs
+        over the condition alone (:meth:`ElfDenoiser.condition_hidden`: the same outputs, without the text slots'
+        cost); the noise is drawn all the same, so that ``generator`` moves on as with the full forward."""
         if self.cfg.ctc_weight <= 0:
             raise ValueError("ElfS2T: a CTC draft needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
         B, L, d = cond.shape[0], self.text_space.max_len, self.text_space.dim
         noise = torch.randn((B, L, d), generator=generator).to(cond.device, cond.dtype)
-        out = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond, cond_mask=cond_mask)
-        audio_hidden, audio_mask = self._audio_slots(out.cond_hidden, cond_mask)
+        if self.denoiser.cfg.prefix_attention == "self":
+            cond_hidden = self.denoiser.condition_hidden(cond, cond_mask)
+        else:
+            cond_hidden = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond,
+                                           cond_mask=cond_mask).cond_hidden
+        audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
         ids = self.vocab if self.vocab is not None else torch.arange(self.text_space.vocab_size)
         readout = ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask,
                               ctc_vocab(ids, ids[:0], self.text_space.pad_id))  # the vocabulary is given: no targets
-        return readout, out.cond_hidden
+        return readout, cond_hidden
 
     def lay_out(self, vocab_ids: torch.Tensor, tokens: list[list[int]],
                 frames: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
