@@ -303,10 +303,11 @@ class ElfS2T(TokenShortlist, nn.Module):
         if self.cfg.ctc_weight <= 0:
             raise ValueError("ElfS2T: a CTC draft needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
         B, L, d = cond.shape[0], self.text_space.max_len, self.text_space.dim
-        noise = torch.randn((B, L, d), generator=generator).to(cond.device, cond.dtype)
+        noise = torch.randn((B, L, d), generator=generator)
         if self.denoiser.cfg.prefix_attention == "self":
             cond_hidden = self.denoiser.condition_hidden(cond, cond_mask)
         else:
+            noise = noise.to(cond.device, cond.dtype)
             cond_hidden = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond,
                                            cond_mask=cond_mask).cond_hidden
         audio_hidden, audio_mask = self._audio_slots(cond_hidden, cond_mask)
