@@ -295,15 +295,24 @@ def test_ctc_draft_and_text_encoder_flops_by_hand_and_by_the_torch_flop_counter(
     #   input 2*5*(2*8*8 + 8*4 + 4*16) = 2240; layers 2 * [24*(8*16^2 + 6*16*42) + 4*24*24*16] = 365568;
     #   flow head 2*5*16*8 = 1280; scalar embedders 4*(8*16 + 16^2) = 1536  -> forward 370624
     #   token head over the 6 audio slots, K = 3: 2*6*(16*8 + 8*3) = 1824   -> draft 372448
+    #   the draft of prefix_attention self runs the condition alone: 2 * [7*(8*16^2 + 6*16*42) + 4*7*7*16] = 91392
+    #   token head over the 6 audio slots, K = 3: 2*6*(16*8 + 8*3) = 1824   -> draft 93216 (full: 372448)
+    full_cfg = DenoiserConfig(**{**cfg.__dict__, "prefix_attention": "full"})
     assert F.denoiser_forward_flops(cfg, 1, l_text, c) == 370624
-    assert F.elf_ctc_draft_flops(cfg, 1, l_text, c, n_audio, vocab=k) == 372448
-    assert F.elf_ctc_draft_flops(cfg, 3, l_text, c, n_audio) == 3 * (370624 + 2 * 6 * (16 * 8 + 8 * 11))  # V = 11
-    # a draft first (refine, slots: ctc), the text encoder, then the steps and the decoding forward; steps 0: the
-    # decoding forward alone (the readout)
+    assert F.elf_ctc_draft_flops(cfg, 1, l_text, c, n_audio, vocab=k) == 93216
+    assert F.elf_ctc_draft_flops(full_cfg, 1, l_text, c, n_audio, vocab=k) == 372448
+    assert F.elf_ctc_draft_flops(full_cfg, 3, l_text, c, n_audio) == 3 * (370624 + 2 * 6 * (16 * 8 + 8 * 11))  # V = 11
+    # a draft first (refine, slots: ctc), the text encoder, then the steps and the decoding forward, the condition's
+    # cache coming from the draft's pass (one zero row for CFG is left to build); steps 0: the decoding forward alone
+    # (the readout)
     assert F.elf_generate_flops(cfg, 1, l_text, c, 0, 1.0, False, vocab=k) == \
         F.denoiser_forward_flops(cfg, 1, l_text, c, token_head=True, vocab=k)
+    cache_row = cfg.depth * F.layer_flops(c, c, cfg.hidden, cfg.ffn_width)
+    assert cache_row == 91392
     assert F.elf_generate_flops(cfg, 1, l_text, c, 2, 2.0, True, vocab=k, draft_audio=n_audio, text_encoder=99.0) == \
-        372448 + 99 + F.elf_generate_flops(cfg, 1, l_text, c, 2, 2.0, True, vocab=k)
+        93216 + 99 + F.elf_generate_flops(cfg, 1, l_text, c, 2, 2.0, True, vocab=k) - cache_row
+    assert F.elf_generate_flops(cfg, 1, l_text, c, 0, 1.0, True, vocab=k, draft_audio=n_audio) == \
+        93216 + F.denoiser_forward_flops(cfg, 1, l_text, c, cached=True, token_head=True, vocab=k)  # the readout
     # the decoding forward's token head over the shortlist: 2*5*(16*8 + 8*3) instead of 2*5*(16*8 + 8*11)
     assert F.elf_generate_flops(cfg, 1, l_text, c, 1, 1.0, False) - F.elf_generate_flops(cfg, 1, l_text, c, 1, 1.0,
                                                                                        False, vocab=k) == 10 * 8 * 8
@@ -313,16 +322,19 @@ def test_ctc_draft_and_text_encoder_flops_by_hand_and_by_the_torch_flop_counter(
     z, cond, ones = torch.randn(b, l_text, 8), torch.randn(b, c, 16), torch.ones(b)
     vocab = torch.tensor([0, 4, 9])
 
-    def draft():
-        out = model(z, ones, self_cond=torch.zeros_like(z), guidance=ones, decode=torch.ones(b, dtype=torch.bool),
-                    cond=cond)
-        model.token_logits(out.cond_hidden[:, 1:], vocab)
+    def draft(model):
+        if model.cfg.prefix_attention == "self":  # as ElfS2T.draft_readout runs it
+            hidden = model.condition_hidden(cond)
+        else:
+            hidden = model(z, ones, self_cond=torch.zeros_like(z), guidance=ones, decode=torch.ones(b, dtype=torch.bool),
+                           cond=cond).cond_hidden
+        model.token_logits(hidden[:, 1:], vocab)
 
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        draft()
-    s = p + c + l_text
-    attn = b * cfg.depth * 4 * s * s * 16
-    assert F.elf_ctc_draft_flops(cfg, b, l_text, c, n_audio, vocab=k) == fc.get_total_flops() + attn
+    for dcfg, s in [(cfg, c), (full_cfg, p + c + l_text)]:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            draft(ElfDenoiser(dcfg).eval())
+        attn = b * cfg.depth * 4 * s * s * 16
+        assert F.elf_ctc_draft_flops(dcfg, b, l_text, c, n_audio, vocab=k) == fc.get_total_flops() + attn
 
     # text encoders over L = 5 tokens, one row: BERT 2 * [5*(8*16^2 + 4*16*32) + 4*5*5*16] + pooler 2*16^2 = 44672
     bcfg = BertConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -126,7 +126,7 @@ def test_draft_readout_is_the_full_decoding_forwards(batch, prefix_attention):
     cond, mask = model.condition(batch)
     gen, ref_gen = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     with torch.no_grad():
-        readout, hidden = model.draft_readout(cond, mask, gen)
+        readout, hidden, cache = model.draft_readout(cond, mask, gen)
         noise = torch.randn((cond.shape[0], model.text_space.max_len, model.text_space.dim), generator=ref_gen)
         full = decoding_forward(model.denoiser, model.cfg.flow.sigma_d * noise, cond=cond, cond_mask=mask).cond_hidden
     audio, audio_mask = model._audio_slots(full, mask)
@@ -136,6 +136,43 @@ def test_draft_readout_is_the_full_decoding_forwards(batch, prefix_attention):
         expected = torch.log_softmax(model.denoiser.token_logits(audio, ids), dim=-1)
     assert torch.allclose(readout.log_probs[audio_mask], expected[audio_mask], atol=1e-4)
     assert torch.equal(torch.randn(4, generator=gen), torch.randn(4, generator=ref_gen))
+    if prefix_attention == "full":  # the condition sees the text slots: nothing to reuse
+        assert cache is None
+        return
+    with torch.no_grad():
+        ref = model.denoiser.cache_condition(cond, mask)  # the keys / values the text slots' forwards attend to
+    assert all(torch.equal(k, rk) and torch.equal(v, rv) for (k, v), (rk, rv) in zip(cache.kv, ref.kv))
+
+
+@pytest.mark.parametrize("strategy, settings", [("flow", {"steps": 2, "guidance": 2.0}), ("flow", {"steps": 1}),
+                                                ("readout", {}), ("refine", {"steps": 1, "t_start": 0.5}),
+                                                ("rescore", {})])
+def test_text_slot_decodings_run_the_condition_once(batch, monkeypatch, strategy, settings):
+    """A decoding whose text slots follow the CTC draft reuses the draft's pass over the condition (its keys /
+    values): the condition's blocks run once per batch (and once more over one zero row for CFG), and the tokens
+    are those of the decoding that runs the condition again."""
+    den = {"hidden": 32, "depth": 2, "heads": 2, "bottleneck": 16, "prefix_attention": "self", "text_pos_scale": 1.0}
+    torch.manual_seed(0)
+    model = ElfS2T(tiny_cfg(ctc_weight=0.5, text_positions="ctc", slot_audio=True, denoiser=den)).eval()
+    strat = decoding(model, strategy, **settings)
+    rows = []
+    encode = model.denoiser.encode_condition
+
+    def counted(cond, cond_mask=None, caller="encode_condition"):
+        rows.append(cond.shape[0])
+        return encode(cond, cond_mask, caller)
+
+    monkeypatch.setattr(model.denoiser, "encode_condition", counted)
+    hyps = model.generate(batch, strat, torch.Generator().manual_seed(1))
+    assert sorted(rows) == ([1, 3] if settings.get("guidance", 1.0) != 1.0 else [3])  # the draft's pass, a zero row
+
+    def no_cache(*args, **kw):  # what the decoding did before: the condition run again for the text slots
+        audio = draft_readout(*args, **kw)
+        return audio._replace(cond_cache=None)
+
+    draft_readout = model.draft_readout
+    monkeypatch.setattr(model, "draft_readout", no_cache)
+    assert model.generate(batch, strat, torch.Generator().manual_seed(1)) == hyps
 
 
 def test_ctc_draft_collapses_repeats_and_drops_blanks(batch, monkeypatch):

@@ -129,6 +129,8 @@ def test_cache_errors_name_the_problem():
     with pytest.raises(ConfigError, match="prefix_attention"):
         DenoiserConfig(prefix_attention="causal").validate()
     assert build_condition_cache(tiny("full"), cond, cond_mask, guidance=2.0) is None
+    with pytest.raises(ValueError, match="condition cache has 2 rows, the condition 3"):
+        build_condition_cache(model, cond, cond_mask, guidance=2.0, cache=cache.rows(slice(0, 2)))
     with pytest.raises(ValueError, match="build_condition_cache"):
         guided_forward(model, torch.randn(3, 4, 8), torch.rand(3), torch.zeros(3, 4, 8), torch.ones(3), guidance=2.0,
                        cond_cache=cache)
@@ -171,6 +173,8 @@ def test_shared_zero_condition_cache_equals_the_per_row_one():
     shared = build_condition_cache(model, cond, cond_mask, guidance=2.0)
     per_row = model.cache_condition(torch.cat([cond, torch.zeros_like(cond)]), torch.cat([cond_mask, cond_mask]))
     assert shared.batch_size == 6 and torch.equal(shared.cond_mask, per_row.cond_mask)
+    given = build_condition_cache(model, cond, cond_mask, guidance=2.0, cache=model.cache_condition(cond, cond_mask))
+    assert all(torch.equal(k, gk) and torch.equal(v, gv) for (k, v), (gk, gv) in zip(shared.kv, given.kv))
     for (k1, v1), (k2, v2) in zip(shared.kv, per_row.kv):
         real = per_row.cond_mask  # padded slots are never attended to
         assert torch.allclose(k1.transpose(1, 2)[real], k2.transpose(1, 2)[real], atol=1e-5)

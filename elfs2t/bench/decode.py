@@ -255,7 +255,8 @@ def _elf_systems(cfg: DecodeBenchConfig, feat_dim: int, dtype: torch.dtype) -> l
                     if decoding.name == "refine":
                         draft["text_encoder"] = F.text_encoder_flops(encoder.config, len(utts), l_text, pooler)
                     return F.elf_generate_flops(eager.cfg, len(utts), l_text, n_audio + n_task, steps or 0, g or 1.0,
-                                                cached and decoding.name != "readout", vocab=vocab, **draft)
+                                                cached and (decoding.name != "readout" or aligned), vocab=vocab,
+                                                **draft)
 
                 systems.append(System(f"elf-s2t {label} {decoding.tag()}{suffix}", "elf", run, False, trained,
                                       {"decoding": decoding.tag(), "steps": steps, "g": g,

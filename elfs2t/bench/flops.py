@@ -18,11 +18,13 @@ left out (a few percent). Attention is counted dense over every key a kernel com
   plus one row for the zero condition that all unconditional CFG rows share).
   One ``generate``: ``steps`` forwards over ``B`` rows (``2 B`` with CFG), one decoding forward over ``B``.
   With a token-head shortlist (``elf.token_shortlist``) the head's ``V`` is the shortlist size ``K``.
-* ELF-S2T CTC draft (the draft, refine and rescore strategies, the flow's CTC-aligned slots): the draft is one decoding-mode forward over ``B`` rows,
-  always uncached (``S_q = S_k = P + C + L``), plus the token head over the ``C_a`` audio slots,
-  ``2 C_a (H d + d K)`` per row (``K``: the shortlist size, else ``V``); with ``steps >= 1`` the frozen text
-  encoder encodes the ``B`` drafts (``L`` tokens each) and the sampling from ``t_start`` costs what it costs
-  from noise (``steps`` forwards, cache, decoding forward: ``t_start`` changes the grid, not its length);
+* ELF-S2T CTC draft (the draft, refine and rescore strategies, the flow's and the readout's CTC-aligned slots): with
+  ``prefix_attention: self`` the condition's blocks alone over ``B`` rows (``depth * layer(C, C)`` per row, what
+  the cache costs: the draft's pass gives the cache, so the strategies after it build only CFG's zero row), with
+  ``full`` one uncached decoding-mode forward (``S_q = S_k = P + C + L``); plus the token head over the ``C_a``
+  audio slots, ``2 C_a (H d + d K)`` per row (``K``: the shortlist size, else ``V``); with ``steps >= 1`` the
+  frozen text encoder encodes the ``B`` drafts (``L`` tokens each) and the sampling from ``t_start`` costs what it
+  costs from noise (``steps`` forwards, decoding forward: ``t_start`` changes the grid, not its length);
   ``steps = 0`` is the draft alone.
 * Frozen text encoder over ``L`` tokens: BERT-like ``layers * layer(L, L)`` with ``m = 4`` (plain MLP) and
   the pooler ``2 H^2`` on the first token when the loaded model has one (``AutoModel`` builds it for BERT);
@@ -84,10 +86,15 @@ def denoiser_forward_flops(cfg, rows: int, l_text: int, n_cond: int, *, n_prefix
 
 
 def elf_ctc_draft_flops(cfg, batch: int, l_text: int, n_cond: int, n_audio: int, vocab: Optional[int] = None) -> float:
-    """ELF-S2T's greedy CTC draft (``ElfS2T.draft``) of ``batch`` rows: one decoding-mode forward over
-    ``P + C + L`` positions (uncached: the draft does not use the condition cache) plus the token head over the
-    ``n_audio`` audio slots of each row (``n_cond`` minus the task token), over ``vocab`` ids (None: ``V``)."""
-    return denoiser_forward_flops(cfg, batch, l_text, n_cond) + batch * token_head_flops(cfg, n_audio, vocab)
+    """ELF-S2T's greedy CTC draft (``ElfS2T.draft``) of ``batch`` rows: the condition's blocks alone over its
+    ``n_cond`` slots (``prefix_attention: self``), or one decoding-mode forward over ``P + C + L`` positions
+    (``full``), plus the token head over the ``n_audio`` audio slots of each row (``n_cond`` minus the task token),
+    over ``vocab`` ids (None: ``V``)."""
+    if cfg.prefix_attention == "self":
+        forward = batch * cfg.depth * layer_flops(n_cond, n_cond, cfg.hidden, cfg.ffn_width)
+    else:
+        forward = denoiser_forward_flops(cfg, batch, l_text, n_cond)
+    return forward + batch * token_head_flops(cfg, n_audio, vocab)
 
 
 def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, guidance: float, cached: bool, *,
@@ -99,7 +106,8 @@ def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, gu
 
     ``draft_audio`` (the audio slots per row): a CTC draft comes first (:func:`elf_ctc_draft_flops`: the ``refine``
     strategy's start, the layout of ``slots: ctc``), and ``text_encoder`` (the FLOPs of encoding the ``batch`` drafts,
-    :func:`text_encoder_flops`; 0: left out) after it. The ``draft`` strategy alone is :func:`elf_ctc_draft_flops`.
+    :func:`text_encoder_flops`; 0: left out) after it; a cached generation then reuses the draft's pass over the
+    condition. The ``draft`` strategy alone is :func:`elf_ctc_draft_flops`.
     """
     total = text_encoder
     if draft_audio is not None:
@@ -107,8 +115,8 @@ def elf_generate_flops(cfg, batch: int, l_text: int, n_cond: int, steps: int, gu
     rows = batch * (2 if guidance != 1.0 else 1)
     total += steps * denoiser_forward_flops(cfg, rows, l_text, n_cond, cached=cached)
     total += denoiser_forward_flops(cfg, batch, l_text, n_cond, cached=cached, token_head=True, vocab=vocab)
-    if cached:  # the condition's rows, plus one shared row for the zero condition of CFG
-        cache_rows = batch + (1 if guidance != 1.0 else 0)
+    if cached:  # the condition's rows (unless the draft's pass gave them), one shared row for CFG's zero condition
+        cache_rows = (0 if draft_audio is not None else batch) + (1 if guidance != 1.0 else 0)
         total += cache_rows * cfg.depth * layer_flops(n_cond, n_cond, cfg.hidden, cfg.ffn_width)
     return total
 

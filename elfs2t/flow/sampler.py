@@ -116,10 +116,12 @@ def build_condition_cache(
     cond_mask: Optional[torch.Tensor] = None,
     *,
     guidance: float = 1.0,
+    cache: Optional[ConditionCache] = None,
 ) -> Optional[ConditionCache]:
     """The condition's per-layer keys/values for the sampler: rows ``[cond | zeros]`` (``2B``) when
     ``guidance != 1`` (the unconditional CFG branch), else ``cond``'s ``B`` rows; ``None`` when the
-    denoiser cannot cache (``prefix_attention: full``).
+    denoiser cannot cache (``prefix_attention: full``). ``cache``: ``cond``'s rows already computed (e.g. by the
+    CTC draft that placed the text slots), so that only the zero row is run here.
 
     The zero condition is computed for ONE row and shared: with an all-zero input every slot of every
     row carries the same hidden state at every layer (each slot attends, among identical values, only
@@ -128,7 +130,10 @@ def build_condition_cache(
     """
     if not supports_prefix_cache(denoiser):
         return None
-    cache = denoiser.cache_condition(cond, cond_mask)
+    if cache is None:
+        cache = denoiser.cache_condition(cond, cond_mask)
+    elif cache.batch_size != cond.shape[0]:
+        raise ValueError(f"sampler: the given condition cache has {cache.batch_size} rows, the condition {cond.shape[0]}")
     if guidance == 1.0:
         return cache
     b, n_cond = cond.shape[:2]
@@ -335,6 +340,7 @@ def generate_ids(
     slots: Optional[TextSlots] = None,
     slots_uncond: Optional[TextSlots] = None,
     read_level: float = 1.0,
+    cond_cache: Optional[ConditionCache] = None,
 ) -> torch.Tensor:
     """:func:`sample_latents` then :func:`decode_tokens`: token ids ``(B, L)`` (not yet cut at EOS).
 
@@ -342,13 +348,14 @@ def generate_ids(
     decoding forward (its conditional rows). ``vocab``: see :func:`decode_tokens`; ``flow``, ``x_init``,
     ``t_start``: see :func:`sample_latents`; ``slots`` / ``slots_uncond``: see :func:`guided_forward`
     (the decoding forward is conditional: ``slots``). ``read_level`` lambda in [0, 1]: the decoding forward reads
-    ``lambda z + (1 - lambda) flow.sigma_d eps'`` (module docstring; 1: ``z`` itself).
+    ``lambda z + (1 - lambda) flow.sigma_d eps'`` (module docstring; 1: ``z`` itself). ``cond_cache``: the
+    conditional rows' cache if the caller has it (:func:`build_condition_cache`'s ``cache``).
     """
     if not 0.0 <= read_level <= 1.0:
         raise ValueError(f"sampler: read_level={read_level} must be in [0, 1]")
     cache = None
     if cond is not None and cfg.prefix_cache:
-        cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance)
+        cache = build_condition_cache(denoiser, cond, cond_mask, guidance=cfg.guidance, cache=cond_cache)
     z = sample_latents(denoiser, cfg, flow, batch_size=batch_size, length=length, latent_dim=latent_dim, cond=cond,
                        cond_mask=cond_mask, text_mask=text_mask, generator=generator, cond_cache=cache, x_init=x_init,
                        t_start=t_start, slots=slots, slots_uncond=slots_uncond)

@@ -48,7 +48,7 @@ def token_spans(model: nn.Module, batch: dict, tokens: list[list[int]]) -> list[
     from elfs2t.s2t.ctc_align import ctc_align_confident
 
     cond, cond_mask = model.condition(batch)
-    readout, _ = model.draft_readout(cond, cond_mask, torch.Generator().manual_seed(0))
+    readout = model.draft_readout(cond, cond_mask, torch.Generator().manual_seed(0)).ctc
     local_rows: list[list[int]] = []
     for row in tokens:
         local, found = readout.vocab.index(torch.tensor(row, dtype=torch.long))

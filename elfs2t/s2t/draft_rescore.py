@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elfs2t.flow.sampler import build_condition_cache, decoding_forward
-from elfs2t.models.layout import TextSlots
+from elfs2t.models.layout import ConditionCache, TextSlots
 
 __all__ = ["Candidate", "runner_up", "draft_candidates", "ctc_nll", "text_nll", "best_per_row"]
 
@@ -83,8 +83,8 @@ def ctc_nll(log_probs: torch.Tensor, lens: torch.Tensor, cands: list[Candidate],
 @torch.no_grad()
 def text_nll(denoiser: nn.Module, x: torch.Tensor, local: torch.Tensor, rows: torch.Tensor,
              cond: torch.Tensor, cond_mask: torch.Tensor, *, vocab_ids: torch.Tensor, levels: list[float], draws: int,
-             sigma_d: float, slots: TextSlots | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             sigma_d: float, slots: TextSlots | None = None, generator: torch.Generator | None = None,
+             cond_cache: ConditionCache | None = None) -> torch.Tensor:
     """The token head's negative log-likelihood ``(N,)`` of each candidate's ids at every text slot (the EOS
     tail too, as in training: candidates of different lengths are scored on the same slots), averaged over the
     signal ``levels`` and ``draws`` noise draws each.
@@ -93,10 +93,12 @@ def text_nll(denoiser: nn.Module, x: torch.Tensor, local: torch.Tensor, rows: to
     token head's columns); ``rows (N,)``: each candidate's row
     of ``cond (B, C, H)`` / ``cond_mask (B, C)``; ``slots``: the text slots' positions and extra inputs, ``(N, L)`` rows (None: the
     denoiser's own). A draw is ``eps (B, L, d)`` from ``generator``, shared by the candidates of a row.
+    ``cond_cache``: the condition's keys / values if the caller has them (the draft's), else built here.
     """
     dev = cond.device
     rows_d = rows.to(dev)
-    cache = build_condition_cache(denoiser, cond, cond_mask)  # one condition pass for every candidate and draw
+    cache = cond_cache if cond_cache is not None else build_condition_cache(denoiser, cond, cond_mask)
+    # one condition pass for every candidate and draw
     condition = (dict(cond_cache=cache.rows(rows_d)) if cache is not None
                  else dict(cond=cond[rows_d], cond_mask=cond_mask[rows_d]))
     x = x.to(dev, cond.dtype)

@@ -26,13 +26,13 @@ from elfs2t.s2t.ctc_aux import CtcReadout, ctc_greedy, ctc_loss, ctc_readout, ct
 from elfs2t.s2t.ctc_beam import PRUNE, LmFusion, ctc_prefix_beam
 from elfs2t.models.denoiser import ElfDenoiser
 from elfs2t.s2t.elf_s2t_config import ElfS2TConfig
-from elfs2t.models.layout import TextSlots
+from elfs2t.models.layout import ConditionCache, TextSlots
 from elfs2t.s2t.projector import AudioProjector
 from elfs2t.models.shortlist import TokenShortlist
 from elfs2t.text.latent import LatentCache, TextLatentSpace
 from elfs2t.text.ngram import NgramLM
 
-__all__ = ["ElfS2T", "ElfS2TConfig", "CtcDraft"]  # the config lives in elfs2t.s2t.elf_s2t_config
+__all__ = ["ElfS2T", "ElfS2TConfig", "CtcDraft", "AudioReadout"]  # the config lives in elfs2t.s2t.elf_s2t_config
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,21 @@ class CtcDraft(NamedTuple):
     """Content tokens per row (as many as fit in the text slots)."""
     cond_hidden: torch.Tensor
     """(B, C, H) the condition's outputs (what the CTC read; :meth:`ElfS2T.text_slots` reads them too)."""
+    cond_cache: Optional[ConditionCache]
+    """The condition's keys / values (``prefix_attention: self``; else None), for the text slots' forwards that
+    follow the draft (the flow, the readout): the condition's blocks then run once per batch."""
+
+
+class AudioReadout(NamedTuple):
+    """What one pass of the denoiser over a batch's condition gives (:meth:`ElfS2T.draft_readout`)."""
+
+    ctc: CtcReadout
+    """The audio slots read by the token head over the CTC vocabulary."""
+    cond_hidden: torch.Tensor
+    """(B, C, H) the condition's outputs."""
+    cond_cache: Optional[ConditionCache]
+    """Their keys / values at every layer (``prefix_attention: self``; None with ``full``, where the condition sees
+    the text slots and there is nothing to reuse)."""
 
 
 class ElfS2T(TokenShortlist, nn.Module):
@@ -269,7 +284,8 @@ class ElfS2T(TokenShortlist, nn.Module):
         if lm is not None and beam == 0:
             raise ValueError("ElfS2T.draft: a language model is fused into the prefix beam search (beam >= 1), "
                              "not into greedy CTC")
-        readout, cond_hidden = self.draft_readout(cond, cond_mask, generator)
+        audio = self.draft_readout(cond, cond_mask, generator)
+        readout = audio.ctc
         if beam == 0:
             logp, best = readout.log_probs.max(dim=-1)
             tokens, confs, frames, _ = ctc_greedy(best, logp.exp(), readout.in_lens, readout.vocab.blank)
@@ -286,26 +302,29 @@ class ElfS2T(TokenShortlist, nn.Module):
         for b, row in enumerate(confs):
             row = row[:room]  # cut like the ids
             conf[b, start: start + len(row)] = torch.tensor(row, dtype=torch.float32)
-        return CtcDraft(ids, conf, text_pos.to(cond.device), [min(len(t), room) for t in tokens], cond_hidden)
+        return CtcDraft(ids, conf, text_pos.to(cond.device), [min(len(t), room) for t in tokens], audio.cond_hidden,
+                        audio.cond_cache)
 
     def draft_slots(self, draft: CtcDraft) -> TextSlots:
         """The text slots at a draft's layout (:meth:`text_slots`)."""
         return self.text_slots(draft.cond_hidden, draft.text_pos, draft.lengths)
 
     def draft_readout(self, cond: torch.Tensor, cond_mask: torch.Tensor,
-                      generator: Optional[torch.Generator] = None) -> tuple[CtcReadout, torch.Tensor]:
+                      generator: Optional[torch.Generator] = None) -> AudioReadout:
         """One decoding-mode forward (t = 1) with the text slots at the decoding branch's noise (``sigma_d eps``,
         what the trained CTC saw on its decoding rows); the audio slots' outputs read by the token head over the
-        shortlist (or the whole vocabulary), the blank being the padding id; and the condition's outputs
-        ``(B, C, H)``. With ``prefix_attention: self`` the audio slots never see the text slots, so the forward runs
-        over the condition alone (:meth:`ElfDenoiser.condition_hidden`: the same outputs, without the text slots'
-        cost); the noise is drawn all the same, so that ``generator`` moves on as with the full forward."""
+        shortlist (or the whole vocabulary), the blank being the padding id. With ``prefix_attention: self`` the
+        audio slots never see the text slots, so the forward runs over the condition alone
+        (:meth:`ElfDenoiser.encode_condition`: the same outputs, without the text slots' cost, and the condition's
+        keys / values for the forwards that follow); the noise is drawn all the same, so that ``generator`` moves
+        on as with the full forward."""
         if self.cfg.ctc_weight <= 0:
             raise ValueError("ElfS2T: a CTC draft needs a model trained with the auxiliary CTC (elf.ctc_weight > 0)")
         B, L, d = cond.shape[0], self.text_space.max_len, self.text_space.dim
         noise = torch.randn((B, L, d), generator=generator)
+        cache = None
         if self.denoiser.cfg.prefix_attention == "self":
-            cond_hidden = self.denoiser.condition_hidden(cond, cond_mask)
+            cond_hidden, cache = self.denoiser.encode_condition(cond, cond_mask, "draft_readout")
         else:
             noise = noise.to(cond.device, cond.dtype)
             cond_hidden = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond,
@@ -314,7 +333,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         ids = self.vocab if self.vocab is not None else torch.arange(self.text_space.vocab_size)
         readout = ctc_readout(self.denoiser.token_logits, audio_hidden, audio_mask,
                               ctc_vocab(ids, ids[:0], self.text_space.pad_id))  # the vocabulary is given: no targets
-        return readout, cond_hidden
+        return AudioReadout(readout, cond_hidden, cache)
 
     def lay_out(self, vocab_ids: torch.Tensor, tokens: list[list[int]],
                 frames: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -90,5 +90,6 @@ class FlowDecoding:
         space = model.text_space
         ids = generate_ids(model.denoiser, self.cfg, model.cfg.flow, batch_size=cond.shape[0], length=space.max_len,
                            latent_dim=space.dim, cond=cond, cond_mask=cond_mask, generator=generator, vocab=model.vocab,
-                           slots=layout.slots, slots_uncond=layout.slots_uncond, read_level=self.cfg.read_level)
+                           slots=layout.slots, slots_uncond=layout.slots_uncond, read_level=self.cfg.read_level,
+                           cond_cache=layout.cond_cache)
         return ids if layout.lengths is None else model.keep_content(ids, layout.lengths)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Optional
 
 import torch
 
-from elfs2t.models.layout import TextSlots
+from elfs2t.models.layout import ConditionCache, TextSlots
 from elfs2t.s2t.decoding.base import require_ctc
 from elfs2t.s2t.decoding.draft import DraftConfig, draft_tag, run_draft
 
@@ -39,6 +39,9 @@ class SlotLayout(NamedTuple):
     """Those of the unconditional branch (None: the conditional branch's positions)."""
     lengths: Optional[list[int]]
     """Content tokens per row to read (None: up to the first EOS)."""
+    cond_cache: Optional[ConditionCache] = None
+    """The condition's keys / values that the draft computed (``prefix_attention: self``), for the text slots'
+    forwards that follow (None: they run the condition themselves)."""
 
 
 def resolve_slots(slots: Optional[Slots], model_cfg: "ElfS2TConfig") -> Slots:
@@ -57,8 +60,8 @@ def slot_layout(model: "ElfS2T", slots: Slots, cond: torch.Tensor, cond_mask: to
     if slots == "prior":
         return SlotLayout(None, None, None)
     drafted = run_draft(model, draft, cond, cond_mask, generator, key=key)
-    return SlotLayout(model.draft_slots(drafted),
-                      TextSlots(pos=model.prior_positions(cond.shape[0]).to(cond.device)), drafted.lengths)
+    return SlotLayout(model.draft_slots(drafted), TextSlots(pos=model.prior_positions(cond.shape[0]).to(cond.device)),
+                      drafted.lengths, drafted.cond_cache)
 
 
 def slots_tag(slots: Slots, draft: DraftConfig) -> str:

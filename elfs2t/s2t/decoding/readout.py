@@ -54,6 +54,8 @@ class ReadoutDecoding:
                              "decode.readout.slot_draft")
         space = model.text_space
         eps = torch.randn((cond.shape[0], space.max_len, space.dim), generator=generator).to(cond.device, cond.dtype)
-        ids = decode_tokens(model.denoiser, model.cfg.flow.sigma_d * eps, cond=cond, cond_mask=cond_mask,
-                            vocab=model.vocab, slots=layout.slots)
+        condition = (dict(cond_cache=layout.cond_cache) if layout.cond_cache is not None
+                     else dict(cond=cond, cond_mask=cond_mask))
+        ids = decode_tokens(model.denoiser, model.cfg.flow.sigma_d * eps, vocab=model.vocab, slots=layout.slots,
+                            **condition)
         return ids if layout.lengths is None else model.keep_content(ids, layout.lengths)

@@ -62,7 +62,7 @@ class RefineDecoding:
         ids = generate_ids(model.denoiser, self.cfg, model.cfg.flow, batch_size=cond.shape[0], length=space.max_len,
                            latent_dim=space.dim, cond=cond, cond_mask=cond_mask, generator=generator, vocab=model.vocab,
                            x_init=model.encode_ids(draft.ids).to(cond.device), t_start=self.cfg.t_start,
-                           slots=slots, slots_uncond=uncond)
+                           slots=slots, slots_uncond=uncond, cond_cache=draft.cond_cache)
         if self.cfg.threshold < 1:  # only the unsure draft tokens may change
             unsure = (draft.conf < self.cfg.threshold) & model.content_mask(draft.ids)
             ids = torch.where(unsure.to(ids.device), ids, draft.ids.to(ids.device))

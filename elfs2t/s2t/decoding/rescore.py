@@ -62,7 +62,8 @@ class RescoreDecoding:
                    generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor, list[Candidate]]:
         """Every candidate (n-best lists): ids ``(N, L)``, scores ``(N,)`` (lower is better; the first of equals,
         a row's draft first, wins) and the candidates (``.row``: which row each belongs to)."""
-        readout, cond_hidden = model.draft_readout(cond, cond_mask, generator)
+        audio = model.draft_readout(cond, cond_mask, generator)
+        readout, cond_hidden = audio.ctc, audio.cond_hidden
         top, idx = readout.log_probs.topk(2, dim=-1)
         best, prob, blank = idx[..., 0], top[..., 0].exp(), readout.vocab.blank
         tokens, confs, frames, peaks = ctc_greedy(best, prob, readout.in_lens, blank)
@@ -77,5 +78,5 @@ class RescoreDecoding:
         score = ctc_nll(readout.log_probs, readout.in_lens, cands, blank) + text_nll(
             model.denoiser, model.encode_ids(ids), local.view(ids.shape), rows, cond, cond_mask,
             vocab_ids=readout.vocab.ids, levels=self.cfg.levels, draws=self.cfg.draws, sigma_d=model.cfg.flow.sigma_d,
-            slots=slots, generator=generator)
+            slots=slots, generator=generator, cond_cache=audio.cond_cache)
         return ids, score, cands
