@@ -155,10 +155,13 @@ def test_torchrun_training_killed_and_resumed_ends_with_the_uninterrupted_weight
 
     a, b = _weights(tmp / "straight"), _weights(killed)
     assert a["step"] == b["step"] == TORCHRUN_STEPS and a["world_size"] == b["world_size"] == 2
+    # Equal up to float rounding: on some CPUs the first step after a 2-process resume differs from the uninterrupted
+    # run's in the last bits (measured: 3e-8 after one step, 1.2e-7 after 32; one process resumes bitwise, see
+    # test_trainer); a skipped or repeated batch or another noise draw moves the weights by a learning-rate-sized step.
     for part in ("model", "ema"):
         assert a[part].keys() == b[part].keys()
         for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+            torch.testing.assert_close(b[part][key], a[part][key], rtol=1e-5, atol=1e-6, msg=f"{part}.{key}")
 
 
 @pytest.mark.slow  # two launches (~30 s)
