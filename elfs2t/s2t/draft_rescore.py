@@ -97,8 +97,8 @@ def text_nll(denoiser: nn.Module, x: torch.Tensor, local: torch.Tensor, rows: to
     """
     dev = cond.device
     rows_d = rows.to(dev)
-    cache = cond_cache if cond_cache is not None else build_condition_cache(denoiser, cond, cond_mask)
     # one condition pass for every candidate and draw
+    cache = cond_cache if cond_cache is not None else build_condition_cache(denoiser, cond, cond_mask)
     condition = (dict(cond_cache=cache.rows(rows_d)) if cache is not None
                  else dict(cond=cond[rows_d], cond_mask=cond_mask[rows_d]))
     x = x.to(dev, cond.dtype)

@@ -324,7 +324,7 @@ class ElfS2T(TokenShortlist, nn.Module):
         noise = torch.randn((B, L, d), generator=generator)
         cache = None
         if self.denoiser.cfg.prefix_attention == "self":
-            cond_hidden, cache = self.denoiser.encode_condition(cond, cond_mask, "draft_readout")
+            cond_hidden, cache = self.denoiser.encode_condition(cond, cond_mask)
         else:
             noise = noise.to(cond.device, cond.dtype)
             cond_hidden = decoding_forward(self.denoiser, self.cfg.flow.sigma_d * noise, cond=cond,

@@ -54,8 +54,6 @@ class ReadoutDecoding:
                              "decode.readout.slot_draft")
         space = model.text_space
         eps = torch.randn((cond.shape[0], space.max_len, space.dim), generator=generator).to(cond.device, cond.dtype)
-        condition = (dict(cond_cache=layout.cond_cache) if layout.cond_cache is not None
-                     else dict(cond=cond, cond_mask=cond_mask))
-        ids = decode_tokens(model.denoiser, model.cfg.flow.sigma_d * eps, vocab=model.vocab, slots=layout.slots,
-                            **condition)
+        ids = decode_tokens(model.denoiser, model.cfg.flow.sigma_d * eps, cond=cond, cond_mask=cond_mask,
+                            cond_cache=layout.cond_cache, vocab=model.vocab, slots=layout.slots)  # the draft's cache
         return ids if layout.lengths is None else model.keep_content(ids, layout.lengths)
