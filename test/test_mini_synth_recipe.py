@@ -35,9 +35,11 @@ def test_mini_synth_stages_0_to_7(tmp_path):
             results = list((exp / f"{task}_{model}").glob(f"decode_*/{task}_test/result.txt"))
             assert results, (task, model)
         assert list(exp.glob(f"whisper_*/decode_*/{task}_test/result.txt")), task
-    # --asr-decode-confs (default: the rescored draft) decodes ASR only, before the --decode-confs settings
+    # --asr-decode-confs (default: the rescored draft and the flow at the fused draft's slots with g 1) decodes ASR
+    # only, before the --decode-confs settings
     assert list((exp / "asr_elf").glob("decode_rescore*/asr_test/result.txt"))
-    assert not list((exp / "st_elf").glob("decode_rescore*"))
+    assert (exp / "asr_elf" / "decode_flow4_g1_ctc_beam4_lm0.5_b2_read0.3" / "asr_test" / "result.txt").is_file()
+    assert not list((exp / "st_elf").glob("decode_rescore*")) and not list((exp / "st_elf").glob("decode_flow4*"))
     # the generalisation sets (seen voices only here: the unseen-voice one is skipped with a log line)
     for model in ("asr_elf", "asr_ar", "st_elf", "st_ar"):
         assert list((exp / model).glob("decode_*/*_gen_test/result.txt")), model

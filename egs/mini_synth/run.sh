@@ -57,9 +57,10 @@ decode_confs+=" conf/decode/draft.yaml conf/decode/draft_beam4.yaml conf/decode/
                       # fused with the model's trigram of its training texts; the CTC draft read greedily, by
                       # prefix beam search, and by prefix beam search fused with the trigram (the last: the models'
                       # recorded setting)
-asr_decode_confs="conf/decode/rescore.yaml"
+asr_decode_confs="conf/decode/rescore.yaml conf/decode/flow4_read_lm.yaml"
                       # ELF-S2T decoding configs for ASR only, before --decode-confs: the draft rescored by both
-                      # readouts (on S2TT it cost 0.7-1.4 BLEU: it drops words)
+                      # readouts (on S2TT it cost 0.7-1.4 BLEU: it drops words); the flow at the fused draft's
+                      # slots without guidance (ASR's best flow setting; S2TT's is g 2)
 ar_decode_confs="conf/decode/beam1.yaml conf/decode/beam4.yaml"   # AR baseline decoding configs
 reliance_conf=conf/decode/flow4.yaml   # the ELF-S2T decoding whose CFG scale stage 7 sweeps
 decode_opts=""        # decode.* overrides added to every ELF-S2T decoding (stages 5, 7), e.g. "decode.max_duration=50"
