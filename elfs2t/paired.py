@@ -78,6 +78,8 @@ def read_decoded_set(decode_dir: str | Path, set_name: str) -> tuple[dict[str, s
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file (is {decode_dir} a decode folder with the set {set_name}?)")
     refs, hyps = (read_text(p) for p in paths)
+    if not refs:
+        raise InputError(f"{paths[0]}: no utterances to compare")
     return refs, hyps
 
 

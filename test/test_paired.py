@@ -81,6 +81,9 @@ def test_bad_pairs_are_refused_with_the_file_or_utterance_named(tmp_path, capsys
         compare_pairs([(a, b)], ["s"])
     with pytest.raises(FileNotFoundError, match=r"other/ref: no such file"):
         compare_pairs([(a, a)], ["other"])
+    empty = write_decode(tmp_path / "empty", "s", {}, {})
+    with pytest.raises(InputError, match=r"empty/s/ref: no utterances to compare"):
+        compare_pairs([(empty, empty)], ["s"])
     assert compare_main(["--a", str(a), str(a), "--b", str(a), "--sets", "s"]) == 2
     assert "--a has 2 decode folders and --b 1: they pair in order" in capsys.readouterr().err
 
